@@ -1,0 +1,31 @@
+// Elementwise float kernels. OpenCL C 1.2: float literals carry the f suffix,
+// no double. Each work-item strides through the range, so the host can cap
+// the global size and keep a fixed local size (PoCL compiles per local size).
+
+__kernel void tdm_fill(__global float *x, ulong offset, ulong count, float value)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        x[offset + i] = value;
+}
+
+// Fills a rows x cols block of a row-major matrix with leading dimension ld.
+__kernel void tdm_fill_matrix(__global float *x, ulong offset, ulong rows, ulong cols, ulong ld,
+                              float value)
+{
+    const ulong count = rows * cols;
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        x[offset + (i / cols) * ld + i % cols] = value;
+}
+
+__kernel void tdm_axpy(ulong count, float alpha, __global const float *x, ulong x_offset,
+                       __global float *y, ulong y_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        y[y_offset + i] += alpha * x[x_offset + i];
+}
+
+__kernel void tdm_scale(ulong count, float alpha, __global float *x, ulong offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        x[offset + i] *= alpha;
+}

@@ -1,0 +1,102 @@
+/* The compute backend seam: buffers on a device and the ops that run on them.
+ *
+ * A tdm_backend is one device (the plain-C `cpu` backend, or one OpenCL
+ * device). Layers, models and EM are written against these calls only.
+ * Element offsets and leading dimensions are counted in floats; ops are
+ * asynchronous on devices with queues: tdm_backend_synchronize() or a
+ * download waits for them. */
+#ifndef TANDEM_BACKEND_H
+#define TANDEM_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tandem/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tdm_backend tdm_backend;
+typedef struct tdm_buffer tdm_buffer;
+
+/* The ops a backend may implement; tdm_backend_supports_op() asks. */
+typedef enum tdm_op {
+    TDM_OP_FILL,
+    TDM_OP_COPY,
+    TDM_OP_SGEMM,
+    TDM_OP_AXPY,
+    TDM_OP_SCALE,
+    TDM_OP_COUNT
+} tdm_op;
+
+const char *tdm_op_name(tdm_op op);
+
+typedef enum tdm_transpose { TDM_NO_TRANS = 0, TDM_TRANS = 1 } tdm_transpose;
+
+/* A float array inside a buffer: the view every op reads or writes. */
+typedef struct tdm_view {
+    tdm_buffer *buffer;
+    size_t offset; /* in floats */
+} tdm_view;
+
+/* Row-major C = alpha * op(A) * op(B) + beta * C, with op(A) m x k and
+ * op(B) k x n. A stored untransposed is m x k with lda >= k; transposed it
+ * is k x m with lda >= m (likewise B). With beta == 0, C is not read, so
+ * NaN in an uninitialised C does not propagate (the BLAS rule). */
+typedef struct tdm_sgemm_args {
+    tdm_transpose trans_a, trans_b;
+    size_t m, n, k;
+    float alpha;
+    tdm_view a;
+    size_t lda;
+    tdm_view b;
+    size_t ldb;
+    float beta;
+    tdm_view c;
+    size_t ldc;
+} tdm_sgemm_args;
+
+/* --- the backend --- */
+
+const char *tdm_backend_name(const tdm_backend *backend); /* "cpu" or "opencl" */
+/* One line: device name, platform and driver version. */
+const char *tdm_backend_description(const tdm_backend *backend);
+bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op);
+tdm_status tdm_backend_synchronize(tdm_backend *backend);
+void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
+
+/* The plain-C backend; GEMM through CBLAS unless built with TANDEM_BLAS=OFF. */
+tdm_status tdm_cpu_backend_create(tdm_backend **out);
+
+/* One OpenCL device, by platform and device index as clGetPlatformIDs and
+ * clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order them. */
+tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index, tdm_backend **out);
+
+/* --- buffers --- */
+
+tdm_status tdm_buffer_alloc(tdm_backend *backend, size_t bytes, tdm_buffer **out);
+void tdm_buffer_free(tdm_buffer *buffer);         /* NULL is allowed */
+size_t tdm_buffer_size(const tdm_buffer *buffer); /* in bytes */
+
+/* Blocking copies between host memory and a buffer; offsets in bytes. */
+tdm_status tdm_buffer_upload(tdm_buffer *dst, size_t dst_offset, const void *src, size_t bytes);
+tdm_status tdm_buffer_download(const tdm_buffer *src, size_t src_offset, void *dst, size_t bytes);
+
+/* --- ops (counts in floats) --- */
+
+/* x[0..count) = value */
+tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value);
+/* dst[0..count) = src[0..count); the ranges must not overlap */
+tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count);
+/* y += alpha * x */
+tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y);
+/* x *= alpha */
+tdm_status tdm_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x);
+tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

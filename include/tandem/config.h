@@ -1,0 +1,32 @@
+/* INI config files: each [section] is handed to its own setter. */
+#ifndef TANDEM_CONFIG_H
+#define TANDEM_CONFIG_H
+
+#include <stddef.h>
+
+#include "tandem/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Stores one key = value into target; an unknown key or a malformed value
+ * returns TDM_ERR_CONFIG with a message naming the key. */
+typedef tdm_status (*tdm_config_setter)(void *target, const char *key, const char *value);
+
+typedef struct tdm_config_section {
+    const char *name; /* without brackets, e.g. "device" */
+    tdm_config_setter set;
+    void *target;
+} tdm_config_section;
+
+/* Parses path; every key must sit in one of the given sections. The first
+ * problem (missing file, syntax error, unknown section or key, bad value)
+ * fails with a message "path:line: ...". */
+tdm_status tdm_config_parse(const char *path, const tdm_config_section *sections, size_t count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

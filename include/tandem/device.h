@@ -1,0 +1,93 @@
+/* Finding OpenCL devices and choosing the backend a run uses. */
+#ifndef TANDEM_DEVICE_H
+#define TANDEM_DEVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tandem/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tdm_opencl_device_info {
+    size_t platform_index, device_index; /* what tdm_opencl_backend_create() takes */
+    char platform_name[128];
+    char platform_vendor[128];
+    char device_name[128];
+    char device_vendor[128];
+    char type[16]; /* "GPU", "CPU", "accelerator" or "other" */
+    bool is_gpu_or_accelerator;
+    char opencl_c_version[64]; /* e.g. "OpenCL C 1.2 pocl" */
+    char driver_version[64];
+    unsigned long long global_memory_bytes;
+    unsigned compute_units;
+} tdm_opencl_device_info;
+
+/* Every device of every OpenCL platform, in platform then device order.
+ * With no OpenCL driver installed, returns TDM_ERR_NOT_FOUND with a message
+ * saying so. Free the list with free(). */
+tdm_status tdm_opencl_list_devices(tdm_opencl_device_info **devices, size_t *count);
+
+typedef enum tdm_backend_choice {
+    TDM_BACKEND_AUTO,   /* an OpenCL GPU or accelerator if there is one, else cpu */
+    TDM_BACKEND_OPENCL, /* an OpenCL device, of any type unless `type` says */
+    TDM_BACKEND_CPU     /* the plain-C backend */
+} tdm_backend_choice;
+
+typedef enum tdm_device_type {
+    TDM_DEVICE_TYPE_ANY,
+    TDM_DEVICE_TYPE_GPU, /* GPUs and accelerators */
+    TDM_DEVICE_TYPE_CPU
+} tdm_device_type;
+
+typedef enum tdm_fallback {
+    TDM_FALLBACK_CPU,  /* no OpenCL device matches: warn and use cpu */
+    TDM_FALLBACK_ERROR /* no OpenCL device matches: fail */
+} tdm_fallback;
+
+/* The [device] section of a config file. */
+typedef struct tdm_device_config {
+    tdm_backend_choice backend;
+    char platform[128]; /* "" = any; else an index or a case-insensitive name substring */
+    char device[128];   /* likewise, among the chosen platform's devices */
+    tdm_device_type type;
+    tdm_fallback fallback;
+} tdm_device_config;
+
+/* backend = auto, any platform and device, type = any, fallback = cpu. */
+void tdm_device_config_init(tdm_device_config *config);
+
+/* Sets one key of the [device] section (backend, platform, device, type,
+ * fallback); an unknown key or malformed value is TDM_ERR_CONFIG.
+ * The signature is a tdm_config_setter (see config.h). */
+tdm_status tdm_device_config_set(void *config, const char *key, const char *value);
+
+/* Applies a device string as given to --device or TANDEM_DEVICE:
+ * "auto", "cpu", "opencl", "opencl:PLATFORM" or "opencl:PLATFORM:DEVICE",
+ * where each field is an index or a case-insensitive name substring. It
+ * replaces backend, platform and device; type and fallback stay as they are. */
+tdm_status tdm_device_config_apply_string(tdm_device_config *config, const char *device_string);
+
+typedef struct tdm_device_choice {
+    bool use_opencl;
+    size_t device;  /* index into the device list when use_opencl */
+    bool fell_back; /* cpu because nothing matched and fallback = cpu */
+    char why[512];  /* when fell_back: what did not match */
+} tdm_device_choice;
+
+/* Applies the config to a device list (pure: no OpenCL calls), so a choice
+ * can be previewed (`tandem devices`) and tested with made-up lists. */
+tdm_status tdm_device_choose(const tdm_device_config *config, const tdm_opencl_device_info *devices,
+                             size_t count, tdm_device_choice *choice);
+
+/* Lists the devices, chooses one and creates its backend. */
+tdm_status tdm_backend_create_from_config(const tdm_device_config *config, tdm_backend **out,
+                                          tdm_device_choice *choice);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,11 @@
+/* tandem: small neural networks and Bernoulli-mixture EM on OpenCL devices
+ * and on a plain-C CPU backend. */
+#ifndef TANDEM_TANDEM_H
+#define TANDEM_TANDEM_H
+
+#include "tandem/backend.h"
+#include "tandem/config.h"
+#include "tandem/device.h"
+#include "tandem/status.h"
+
+#endif

@@ -1,0 +1,205 @@
+/* The generic layer: argument checks, then dispatch through the iface table. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "backend/backend_impl.h"
+#include "core/error.h"
+
+const char *tdm_op_name(tdm_op op)
+{
+    static const char *const names[TDM_OP_COUNT] = {
+        [TDM_OP_FILL] = "fill", [TDM_OP_COPY] = "copy",   [TDM_OP_SGEMM] = "sgemm",
+        [TDM_OP_AXPY] = "axpy", [TDM_OP_SCALE] = "scale",
+    };
+    return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
+}
+
+const char *tdm_backend_name(const tdm_backend *backend)
+{
+    return backend->name;
+}
+
+const char *tdm_backend_description(const tdm_backend *backend)
+{
+    return backend->description;
+}
+
+bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op)
+{
+    return (unsigned)op < TDM_OP_COUNT && backend->iface->supports_op(backend, op);
+}
+
+tdm_status tdm_backend_synchronize(tdm_backend *backend)
+{
+    return backend->iface->synchronize(backend);
+}
+
+void tdm_backend_free(tdm_backend *backend)
+{
+    if (backend)
+        backend->iface->free(backend);
+}
+
+tdm_status tdm_buffer_alloc(tdm_backend *backend, size_t bytes, tdm_buffer **out)
+{
+    *out = NULL;
+    if (bytes == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "tdm_buffer_alloc: size must be > 0 bytes");
+    tdm_buffer *buffer = calloc(1, sizeof *buffer);
+    if (!buffer)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "tdm_buffer_alloc: out of host memory");
+    buffer->backend = backend;
+    buffer->size = bytes;
+    tdm_status status = backend->iface->buffer_alloc(backend, buffer);
+    if (status != TDM_OK) {
+        free(buffer);
+        return status;
+    }
+    *out = buffer;
+    return TDM_OK;
+}
+
+void tdm_buffer_free(tdm_buffer *buffer)
+{
+    if (!buffer)
+        return;
+    buffer->backend->iface->buffer_free(buffer->backend, buffer);
+    free(buffer);
+}
+
+size_t tdm_buffer_size(const tdm_buffer *buffer)
+{
+    return buffer->size;
+}
+
+static tdm_status check_byte_range(const tdm_buffer *buffer, size_t offset, size_t bytes,
+                                   const char *caller)
+{
+    if (offset > buffer->size || bytes > buffer->size - offset)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: bytes [%zu, %zu+%zu) lie outside the %zu-byte buffer", caller, offset,
+                        offset, bytes, buffer->size);
+    return TDM_OK;
+}
+
+tdm_status tdm_buffer_upload(tdm_buffer *dst, size_t dst_offset, const void *src, size_t bytes)
+{
+    TDM_TRY(check_byte_range(dst, dst_offset, bytes, "tdm_buffer_upload"));
+    if (bytes == 0)
+        return TDM_OK;
+    return dst->backend->iface->upload(dst->backend, dst, dst_offset, src, bytes);
+}
+
+tdm_status tdm_buffer_download(const tdm_buffer *src, size_t src_offset, void *dst, size_t bytes)
+{
+    TDM_TRY(check_byte_range(src, src_offset, bytes, "tdm_buffer_download"));
+    if (bytes == 0)
+        return TDM_OK;
+    return src->backend->iface->download(src->backend, src, src_offset, dst, bytes);
+}
+
+static tdm_status check_supported(const tdm_backend *backend, tdm_op op)
+{
+    if (!tdm_backend_supports_op(backend, op))
+        return TDM_FAIL(TDM_ERR_UNSUPPORTED, "op '%s' is not supported by backend '%s'",
+                        tdm_op_name(op), backend->name);
+    return TDM_OK;
+}
+
+/* Checks that floats [view.offset, view.offset + count) lie in the view's buffer,
+ * which must belong to backend. */
+static tdm_status check_view(const tdm_backend *backend, tdm_view view, size_t count,
+                             const char *op, const char *operand)
+{
+    if (!view.buffer)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: operand %s has no buffer", op, operand);
+    if (view.buffer->backend != backend)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: operand %s lives on backend '%s', not on '%s'", op, operand,
+                        view.buffer->backend->name, backend->name);
+    size_t floats = view.buffer->size / sizeof(float);
+    if (view.offset > floats || count > floats - view.offset)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: operand %s needs floats [%zu, %zu+%zu) but its buffer holds %zu", op,
+                        operand, view.offset, view.offset, count, floats);
+    return TDM_OK;
+}
+
+tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
+{
+    TDM_TRY(check_supported(backend, TDM_OP_FILL));
+    TDM_TRY(check_view(backend, x, count, "fill", "x"));
+    return count ? backend->iface->fill(backend, x, count, value) : TDM_OK;
+}
+
+static bool ranges_overlap(tdm_view a, tdm_view b, size_t count)
+{
+    return a.buffer == b.buffer && a.offset < b.offset + count && b.offset < a.offset + count;
+}
+
+tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
+{
+    TDM_TRY(check_supported(backend, TDM_OP_COPY));
+    TDM_TRY(check_view(backend, src, count, "copy", "src"));
+    TDM_TRY(check_view(backend, dst, count, "copy", "dst"));
+    if (ranges_overlap(src, dst, count))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "copy: source and destination overlap");
+    return count ? backend->iface->copy(backend, src, dst, count) : TDM_OK;
+}
+
+tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y)
+{
+    TDM_TRY(check_supported(backend, TDM_OP_AXPY));
+    TDM_TRY(check_view(backend, x, count, "axpy", "x"));
+    TDM_TRY(check_view(backend, y, count, "axpy", "y"));
+    if (ranges_overlap(x, y, count) && x.offset != y.offset)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "axpy: x and y partially overlap");
+    return count ? backend->iface->axpy(backend, count, alpha, x, y) : TDM_OK;
+}
+
+tdm_status tdm_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
+{
+    TDM_TRY(check_supported(backend, TDM_OP_SCALE));
+    TDM_TRY(check_view(backend, x, count, "scale", "x"));
+    return count ? backend->iface->scale(backend, count, alpha, x) : TDM_OK;
+}
+
+/* Floats spanned by a rows x cols row-major matrix with leading dimension ld. */
+static tdm_status check_matrix(const tdm_backend *backend, tdm_view view, size_t rows, size_t cols,
+                               size_t ld, const char *operand)
+{
+    if (ld < cols || ld == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "sgemm: leading dimension of %s is %zu, smaller than its %zu columns",
+                        operand, ld, cols);
+    if (rows != 0 && (rows - 1) > (SIZE_MAX - cols) / ld)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "sgemm: %s is too large", operand);
+    return check_view(backend, view, rows == 0 ? 0 : (rows - 1) * ld + cols, "sgemm", operand);
+}
+
+/* BLAS semantics for k == 0: C = beta * C, and C = 0 when beta == 0. */
+static tdm_status scale_rows_of_c(tdm_backend *backend, const tdm_sgemm_args *args)
+{
+    for (size_t row = 0; row < args->m; row++) {
+        tdm_view c_row = {args->c.buffer, args->c.offset + row * args->ldc};
+        TDM_TRY(args->beta == 0.0f ? tdm_fill(backend, c_row, args->n, 0.0f)
+                                   : tdm_scale(backend, args->n, args->beta, c_row));
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
+{
+    TDM_TRY(check_supported(backend, TDM_OP_SGEMM));
+    bool ta = args->trans_a == TDM_TRANS, tb = args->trans_b == TDM_TRANS;
+    TDM_TRY(check_matrix(backend, args->a, ta ? args->k : args->m, ta ? args->m : args->k,
+                         args->lda, "A"));
+    TDM_TRY(check_matrix(backend, args->b, tb ? args->n : args->k, tb ? args->k : args->n,
+                         args->ldb, "B"));
+    TDM_TRY(check_matrix(backend, args->c, args->m, args->n, args->ldc, "C"));
+    if (args->m == 0 || args->n == 0)
+        return TDM_OK;
+    if (args->k == 0)
+        return scale_rows_of_c(backend, args);
+    return backend->iface->sgemm(backend, args);
+}

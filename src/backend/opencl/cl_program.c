@@ -1,0 +1,140 @@
+#define _POSIX_C_SOURCE 200809L
+#include "backend/opencl/cl_program.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/opencl/kernel_cache.h"
+#include "backend/opencl/kernel_sources.h"
+
+/* "-cl-std=CL1.2" from "OpenCL C 1.2 pocl"; the device's version, never the platform's. */
+static void build_options(const tdm_opencl_device_info *info, char *out, size_t capacity)
+{
+    int major = 0, minor = 0;
+    if (sscanf(info->opencl_c_version, "OpenCL C %d.%d", &major, &minor) == 2)
+        snprintf(out, capacity, "-cl-std=CL%d.%d", major, minor);
+    else
+        out[0] = '\0';
+}
+
+/* PoCL and NVIDIA cache compiled kernels themselves; asking PoCL for program
+ * binaries would cost seconds. TANDEM_KERNEL_CACHE_ALL_DRIVERS=1 forces our
+ * cache on every driver (for testing it). */
+static bool driver_caches_itself(const tdm_opencl_device_info *info)
+{
+    const char *force = getenv("TANDEM_KERNEL_CACHE_ALL_DRIVERS");
+    if (force && strcmp(force, "1") == 0)
+        return false;
+    return strstr(info->platform_name, "Portable Computing Language") != NULL ||
+           strstr(info->platform_vendor, "NVIDIA") != NULL;
+}
+
+static uint64_t cache_key(const tdm_opencl_device_info *info, const char *options)
+{
+    enum { MAX_PARTS = 64 };
+    const char *parts[MAX_PARTS];
+    size_t count = 0;
+    for (size_t i = 0; i < tdm_kernel_source_count && count < MAX_PARTS - 4; i++)
+        parts[count++] = tdm_kernel_sources[i].text;
+    parts[count++] = options;
+    parts[count++] = info->device_name;
+    parts[count++] = info->driver_version;
+    parts[count++] = info->platform_name;
+    return tdm_kernel_cache_key(parts, count);
+}
+
+/* "<what> failed: <error>" followed by the build log. */
+static tdm_status build_failure(cl_program program, cl_device_id device, const char *what,
+                                cl_int err)
+{
+    size_t log_size = 0;
+    char *log = NULL;
+    if (clGetProgramBuildInfo(program, device, CL_PROGRAM_BUILD_LOG, 0, NULL, &log_size) ==
+            CL_SUCCESS &&
+        (log = malloc(log_size + 1)) != NULL) {
+        if (clGetProgramBuildInfo(program, device, CL_PROGRAM_BUILD_LOG, log_size, log, NULL) !=
+            CL_SUCCESS)
+            log_size = 0;
+        log[log_size] = '\0';
+    }
+    tdm_status status = TDM_FAIL(TDM_ERR_KERNEL_BUILD,
+                                 "%s failed: %s\n--- OpenCL build log ---\n%s\n--- end of log ---",
+                                 what, tdm_cl_error_name(err), log ? log : "(no log)");
+    free(log);
+    return status;
+}
+
+static tdm_status build_from_source(cl_context context, cl_device_id device, const char *options,
+                                    cl_program *program)
+{
+    const char *texts[64];
+    size_t count = 0;
+    for (; count < tdm_kernel_source_count && count < 64; count++)
+        texts[count] = tdm_kernel_sources[count].text;
+    cl_int err = CL_SUCCESS;
+    *program = clCreateProgramWithSource(context, (cl_uint)count, texts, NULL, &err);
+    if (err != CL_SUCCESS)
+        return TDM_CL_FAIL("clCreateProgramWithSource", err);
+    err = clBuildProgram(*program, 1, &device, options, NULL, NULL);
+    if (err != CL_SUCCESS) {
+        tdm_status status = build_failure(*program, device, "clBuildProgram", err);
+        clReleaseProgram(*program);
+        *program = NULL;
+        return status;
+    }
+    return TDM_OK;
+}
+
+/* A cached binary that fails to load or build is simply not used. */
+static bool build_from_cache(cl_context context, cl_device_id device, const char *options,
+                             const char *directory, uint64_t key, cl_program *program)
+{
+    unsigned char *binary = NULL;
+    size_t size = 0;
+    if (tdm_kernel_cache_load(directory, key, &binary, &size) != TDM_OK)
+        return false;
+    cl_int err = CL_SUCCESS, binary_status = CL_SUCCESS;
+    const unsigned char *binaries[1] = {binary};
+    *program =
+        clCreateProgramWithBinary(context, 1, &device, &size, binaries, &binary_status, &err);
+    free(binary);
+    if (err == CL_SUCCESS && binary_status == CL_SUCCESS &&
+        clBuildProgram(*program, 1, &device, options, NULL, NULL) == CL_SUCCESS)
+        return true;
+    if (*program)
+        clReleaseProgram(*program);
+    *program = NULL;
+    return false;
+}
+
+static void store_in_cache(cl_program program, const char *directory, uint64_t key)
+{
+    size_t size = 0;
+    if (clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) !=
+            CL_SUCCESS ||
+        size == 0)
+        return;
+    unsigned char *binary = malloc(size);
+    unsigned char *binaries[1] = {binary};
+    if (binary && clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL) ==
+                      CL_SUCCESS)
+        (void)tdm_kernel_cache_store(directory, key, binary, size); /* best effort */
+    free(binary);
+}
+
+tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
+                                const tdm_opencl_device_info *info, cl_program *program)
+{
+    char options[64], directory[4096];
+    build_options(info, options, sizeof options);
+    bool use_cache =
+        !driver_caches_itself(info) && tdm_kernel_cache_directory(directory, sizeof directory);
+    uint64_t key = use_cache ? cache_key(info, options) : 0;
+    if (use_cache && build_from_cache(context, device, options, directory, key, program))
+        return TDM_OK;
+    TDM_TRY(build_from_source(context, device, options, program));
+    if (use_cache)
+        store_in_cache(*program, directory, key);
+    return TDM_OK;
+}

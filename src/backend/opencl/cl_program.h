@@ -1,0 +1,13 @@
+#ifndef TANDEM_OPENCL_PROGRAM_H
+#define TANDEM_OPENCL_PROGRAM_H
+
+#include "backend/opencl/cl_common.h"
+#include "tandem/device.h"
+
+/* Builds every embedded kernel file into one program for the device, with
+ * -cl-std taken from the device's OpenCL C version. Goes through the disk
+ * binary cache only where the driver keeps no cache of its own. */
+tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
+                                const tdm_opencl_device_info *info, cl_program *program);
+
+#endif

@@ -1,0 +1,315 @@
+/* The OpenCL backend: one context, one in-order queue and one program per
+ * device; GEMM through CLBlast, the rest through the kernels in cl/. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <clblast_c.h>
+
+#include "backend/backend_impl.h"
+#include "backend/opencl/cl_devices.h"
+#include "backend/opencl/cl_program.h"
+
+typedef enum kernel_id { K_FILL, K_FILL_MATRIX, K_AXPY, K_SCALE, KERNEL_COUNT } kernel_id;
+
+static const char *const kernel_names[KERNEL_COUNT] = {
+    [K_FILL] = "tdm_fill",
+    [K_FILL_MATRIX] = "tdm_fill_matrix",
+    [K_AXPY] = "tdm_axpy",
+    [K_SCALE] = "tdm_scale",
+};
+
+/* A fixed local size (PoCL compiles once per local size) and a capped number
+ * of work-groups; the kernels stride over longer ranges. */
+enum { LOCAL_SIZE = 64, MAX_GROUPS = 1024 };
+
+typedef struct opencl_context {
+    tdm_opencl_device_info info;
+    cl_device_id device;
+    cl_context context;
+    cl_command_queue queue;
+    cl_program program;
+    cl_kernel kernels[KERNEL_COUNT];
+    cl_mem gemm_scratch; /* CLBlast's temporary buffer, grown on demand */
+    size_t gemm_scratch_size;
+} opencl_context;
+
+static opencl_context *ctx_of(const tdm_backend *backend)
+{
+    return backend->context;
+}
+
+static cl_mem mem_of(const tdm_buffer *buffer)
+{
+    return (cl_mem)buffer->handle;
+}
+
+static void release_context(opencl_context *ctx)
+{
+    if (ctx->gemm_scratch)
+        clReleaseMemObject(ctx->gemm_scratch);
+    for (int i = 0; i < KERNEL_COUNT; i++)
+        if (ctx->kernels[i])
+            clReleaseKernel(ctx->kernels[i]);
+    if (ctx->program)
+        clReleaseProgram(ctx->program);
+    if (ctx->queue)
+        clReleaseCommandQueue(ctx->queue);
+    if (ctx->context)
+        clReleaseContext(ctx->context);
+    free(ctx);
+}
+
+static void opencl_free(tdm_backend *backend)
+{
+    opencl_context *ctx = ctx_of(backend);
+    clFinish(ctx->queue);
+    release_context(ctx);
+    free(backend);
+}
+
+static bool opencl_supports_op(const tdm_backend *backend, tdm_op op)
+{
+    (void)backend;
+    return (unsigned)op < TDM_OP_COUNT;
+}
+
+static tdm_status opencl_synchronize(tdm_backend *backend)
+{
+    TDM_CL_TRY(clFinish(ctx_of(backend)->queue));
+    return TDM_OK;
+}
+
+static tdm_status opencl_buffer_alloc(tdm_backend *backend, tdm_buffer *buffer)
+{
+    cl_int err = CL_SUCCESS;
+    buffer->handle =
+        clCreateBuffer(ctx_of(backend)->context, CL_MEM_READ_WRITE, buffer->size, NULL, &err);
+    if (err != CL_SUCCESS)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "clCreateBuffer of %zu bytes on '%s' failed: %s",
+                        buffer->size, ctx_of(backend)->info.device_name, tdm_cl_error_name(err));
+    return TDM_OK;
+}
+
+static void opencl_buffer_free(tdm_backend *backend, tdm_buffer *buffer)
+{
+    (void)backend;
+    clReleaseMemObject(mem_of(buffer));
+}
+
+static tdm_status opencl_upload(tdm_backend *backend, tdm_buffer *dst, size_t offset,
+                                const void *src, size_t bytes)
+{
+    TDM_CL_TRY(clEnqueueWriteBuffer(ctx_of(backend)->queue, mem_of(dst), CL_TRUE, offset, bytes,
+                                    src, 0, NULL, NULL));
+    return TDM_OK;
+}
+
+static tdm_status opencl_download(tdm_backend *backend, const tdm_buffer *src, size_t offset,
+                                  void *dst, size_t bytes)
+{
+    TDM_CL_TRY(clEnqueueReadBuffer(ctx_of(backend)->queue, mem_of(src), CL_TRUE, offset, bytes, dst,
+                                   0, NULL, NULL));
+    return TDM_OK;
+}
+
+typedef struct kernel_arg {
+    size_t size;
+    const void *value;
+} kernel_arg;
+
+#define ARG(variable)                                                                              \
+    {                                                                                              \
+        sizeof(variable), &(variable)                                                              \
+    }
+
+/* Sets the arguments and enqueues a 1-D launch covering `items` work-items. */
+static tdm_status launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
+                         size_t arg_count)
+{
+    cl_kernel kernel = ctx->kernels[id];
+    for (size_t i = 0; i < arg_count; i++) {
+        cl_int err = clSetKernelArg(kernel, (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS)
+            return TDM_FAIL(TDM_ERR_OPENCL, "clSetKernelArg(%s, %zu) failed: %s", kernel_names[id],
+                            i, tdm_cl_error_name(err));
+    }
+    size_t groups = (items + LOCAL_SIZE - 1) / LOCAL_SIZE;
+    size_t global = (groups < MAX_GROUPS ? groups : MAX_GROUPS) * LOCAL_SIZE;
+    size_t local = LOCAL_SIZE;
+    cl_int err =
+        clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, &local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
+                        tdm_cl_error_name(err));
+    return TDM_OK;
+}
+
+static tdm_status opencl_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
+{
+    cl_mem mem = mem_of(x.buffer);
+    cl_ulong offset = x.offset, n = count;
+    cl_float v = value;
+    kernel_arg args[] = {ARG(mem), ARG(offset), ARG(n), ARG(v)};
+    return launch(ctx_of(backend), K_FILL, count, args, 4);
+}
+
+static tdm_status fill_matrix(opencl_context *ctx, tdm_view x, size_t rows, size_t cols, size_t ld,
+                              float value)
+{
+    cl_mem mem = mem_of(x.buffer);
+    cl_ulong offset = x.offset, r = rows, c = cols, l = ld;
+    cl_float v = value;
+    kernel_arg args[] = {ARG(mem), ARG(offset), ARG(r), ARG(c), ARG(l), ARG(v)};
+    return launch(ctx, K_FILL_MATRIX, rows * cols, args, 6);
+}
+
+static tdm_status opencl_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
+{
+    TDM_CL_TRY(clEnqueueCopyBuffer(ctx_of(backend)->queue, mem_of(src.buffer), mem_of(dst.buffer),
+                                   src.offset * sizeof(float), dst.offset * sizeof(float),
+                                   count * sizeof(float), 0, NULL, NULL));
+    return TDM_OK;
+}
+
+static tdm_status opencl_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x,
+                              tdm_view y)
+{
+    cl_mem x_mem = mem_of(x.buffer), y_mem = mem_of(y.buffer);
+    cl_ulong n = count, x_offset = x.offset, y_offset = y.offset;
+    cl_float a = alpha;
+    kernel_arg args[] = {ARG(n), ARG(a), ARG(x_mem), ARG(x_offset), ARG(y_mem), ARG(y_offset)};
+    return launch(ctx_of(backend), K_AXPY, count, args, 6);
+}
+
+static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
+{
+    cl_mem mem = mem_of(x.buffer);
+    cl_ulong n = count, offset = x.offset;
+    cl_float a = alpha;
+    kernel_arg args[] = {ARG(n), ARG(a), ARG(mem), ARG(offset)};
+    return launch(ctx_of(backend), K_SCALE, count, args, 4);
+}
+
+/* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
+static tdm_status ensure_gemm_scratch(opencl_context *ctx, size_t bytes)
+{
+    if (bytes <= ctx->gemm_scratch_size)
+        return TDM_OK;
+    if (ctx->gemm_scratch)
+        clReleaseMemObject(ctx->gemm_scratch);
+    ctx->gemm_scratch_size = 0;
+    cl_int err = CL_SUCCESS;
+    ctx->gemm_scratch = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        ctx->gemm_scratch = NULL;
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
+                        "clCreateBuffer of a %zu-byte GEMM scratch failed: %s", bytes,
+                        tdm_cl_error_name(err));
+    }
+    ctx->gemm_scratch_size = bytes;
+    return TDM_OK;
+}
+
+static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
+{
+    opencl_context *ctx = ctx_of(backend);
+    /* CLBlast reads C even when beta == 0; BLAS does not, so NaN must not leak in. */
+    if (g->beta == 0.0f)
+        TDM_TRY(fill_matrix(ctx, g->c, g->m, g->n, g->ldc, 0.0f));
+    CLBlastTranspose ta = g->trans_a == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo;
+    CLBlastTranspose tb = g->trans_b == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo;
+    size_t scratch = 0;
+    CLBlastStatusCode code = CLBlastSGemmTempBufferSize(
+        CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->a.offset, g->lda, g->b.offset, g->ldb,
+        g->c.offset, g->ldc, &ctx->queue, &scratch);
+    if (code != CLBlastSuccess)
+        return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
+    if (scratch > 0)
+        TDM_TRY(ensure_gemm_scratch(ctx, scratch));
+    cl_mem a = mem_of(g->a.buffer), b = mem_of(g->b.buffer), c = mem_of(g->c.buffer);
+    code = scratch > 0 ? CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k,
+                                                    g->alpha, a, g->a.offset, g->lda, b,
+                                                    g->b.offset, g->ldb, g->beta, c, g->c.offset,
+                                                    g->ldc, &ctx->queue, NULL, ctx->gemm_scratch)
+                       : CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, a,
+                                      g->a.offset, g->lda, b, g->b.offset, g->ldb, g->beta, c,
+                                      g->c.offset, g->ldc, &ctx->queue, NULL);
+    if (code != CLBlastSuccess)
+        return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
+                        g->n, g->k, ctx->info.device_name, tdm_cl_error_name(code));
+    return TDM_OK;
+}
+
+static const struct tdm_backend_iface opencl_iface = {
+    .version = TDM_BACKEND_IFACE_VERSION,
+    .free = opencl_free,
+    .supports_op = opencl_supports_op,
+    .synchronize = opencl_synchronize,
+    .buffer_alloc = opencl_buffer_alloc,
+    .buffer_free = opencl_buffer_free,
+    .upload = opencl_upload,
+    .download = opencl_download,
+    .fill = opencl_fill,
+    .copy = opencl_copy,
+    .axpy = opencl_axpy,
+    .scale = opencl_scale,
+    .sgemm = opencl_sgemm,
+};
+
+static tdm_status create_kernels(opencl_context *ctx)
+{
+    for (int i = 0; i < KERNEL_COUNT; i++) {
+        cl_int err = CL_SUCCESS;
+        ctx->kernels[i] = clCreateKernel(ctx->program, kernel_names[i], &err);
+        if (err != CL_SUCCESS)
+            return TDM_FAIL(TDM_ERR_OPENCL, "clCreateKernel(%s) failed: %s", kernel_names[i],
+                            tdm_cl_error_name(err));
+    }
+    return TDM_OK;
+}
+
+static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t device_index)
+{
+    cl_platform_id platform = NULL;
+    cl_int err = CL_SUCCESS;
+    TDM_TRY(tdm_cl_find_device(platform_index, device_index, &platform, &ctx->device));
+    TDM_TRY(tdm_cl_describe_device(platform, ctx->device, &ctx->info));
+    ctx->info.platform_index = platform_index;
+    ctx->info.device_index = device_index;
+    cl_context_properties properties[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)platform, 0};
+    ctx->context = clCreateContext(properties, 1, &ctx->device, NULL, NULL, &err);
+    if (err != CL_SUCCESS)
+        return TDM_CL_FAIL("clCreateContext", err);
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
+    if (err != CL_SUCCESS)
+        return TDM_CL_FAIL("clCreateCommandQueue", err);
+    TDM_TRY(tdm_cl_build_program(ctx->context, ctx->device, &ctx->info, &ctx->program));
+    return create_kernels(ctx);
+}
+
+tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index, tdm_backend **out)
+{
+    *out = NULL;
+    tdm_backend *backend = calloc(1, sizeof *backend);
+    opencl_context *ctx = calloc(1, sizeof *ctx);
+    if (!backend || !ctx) {
+        free(backend);
+        free(ctx);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "opencl: out of host memory");
+    }
+    tdm_status status = open_device(ctx, platform_index, device_index);
+    if (status != TDM_OK) {
+        release_context(ctx);
+        free(backend);
+        return status;
+    }
+    backend->iface = &opencl_iface;
+    backend->context = ctx;
+    backend->name = "opencl";
+    snprintf(backend->description, sizeof backend->description,
+             "opencl %zu:%zu: %s (platform %s, driver %s)", platform_index, device_index,
+             ctx->info.device_name, ctx->info.platform_name, ctx->info.driver_version);
+    *out = backend;
+    return TDM_OK;
+}

@@ -1,0 +1,83 @@
+#include "common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t test_rng_next(test_rng *rng)
+{
+    uint64_t z = (rng->state += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+float test_rng_uniform(test_rng *rng, float low, float high)
+{
+    double unit = (double)(test_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
+    return (float)(low + (high - low) * unit);
+}
+
+uint64_t test_base_seed(void)
+{
+    const char *text = getenv("TANDEM_TEST_SEED");
+    return text && *text ? strtoull(text, NULL, 0) : 20261127ULL;
+}
+
+bool test_running_in_ci(void)
+{
+    const char *ci = getenv("CI");
+    return ci && (strcmp(ci, "true") == 0 || strcmp(ci, "1") == 0);
+}
+
+static bool open_opencl_devices(test_backends *backends)
+{
+    tdm_opencl_device_info *devices = NULL;
+    size_t count = 0;
+    if (tdm_opencl_list_devices(&devices, &count) != TDM_OK)
+        printf("no OpenCL device: %s\n", tdm_last_error());
+    for (size_t i = 0; i < count && backends->count < TEST_MAX_BACKENDS; i++) {
+        tdm_backend *backend = NULL;
+        if (tdm_opencl_backend_create(devices[i].platform_index, devices[i].device_index,
+                                      &backend) != TDM_OK) {
+            printf("FAILED to open OpenCL device %zu:%zu: %s\n", devices[i].platform_index,
+                   devices[i].device_index, tdm_last_error());
+            free(devices);
+            return false;
+        }
+        backends->all[backends->count++] = backend;
+        backends->opencl_count++;
+    }
+    free(devices);
+    return true;
+}
+
+bool test_backends_open(test_backends *backends)
+{
+    memset(backends, 0, sizeof *backends);
+    if (tdm_cpu_backend_create(&backends->all[0]) != TDM_OK) {
+        printf("FAILED to create the cpu backend: %s\n", tdm_last_error());
+        return false;
+    }
+    backends->count = 1;
+    if (!open_opencl_devices(backends))
+        return false;
+    for (size_t i = 0; i < backends->count; i++)
+        printf("backend %zu: %s\n", i, tdm_backend_description(backends->all[i]));
+    if (backends->opencl_count == 0) {
+        if (test_running_in_ci()) {
+            printf("FAILED: CI=true but no OpenCL device was found (is pocl-opencl-icd "
+                   "installed?)\n");
+            return false;
+        }
+        printf("SKIPPING OpenCL parity: no OpenCL device on this machine\n");
+    }
+    return true;
+}
+
+void test_backends_close(test_backends *backends)
+{
+    for (size_t i = 0; i < backends->count; i++)
+        tdm_backend_free(backends->all[i]);
+    backends->count = 0;
+}

@@ -1,0 +1,38 @@
+/* Helpers shared by the tests: a seeded RNG and the list of backends. */
+#ifndef TANDEM_TESTS_COMMON_H
+#define TANDEM_TESTS_COMMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tandem/tandem.h"
+
+/* splitmix64: small, seedable, identical on every platform. */
+typedef struct test_rng {
+    uint64_t state;
+} test_rng;
+
+uint64_t test_rng_next(test_rng *rng);
+float test_rng_uniform(test_rng *rng, float low, float high);
+
+/* The base seed: TANDEM_TEST_SEED if set, else a fixed default. */
+uint64_t test_base_seed(void);
+
+/* CI=true: a missing OpenCL device fails the test instead of skipping. */
+bool test_running_in_ci(void);
+
+enum { TEST_MAX_BACKENDS = 8 };
+
+/* backends[0] is cpu; the rest are every OpenCL device found. */
+typedef struct test_backends {
+    tdm_backend *all[TEST_MAX_BACKENDS];
+    size_t count;
+    size_t opencl_count;
+} test_backends;
+
+/* Opens them and prints each one; false (with a message) when an OpenCL
+ * device exists but fails to open, or none exists in CI. */
+bool test_backends_open(test_backends *backends);
+void test_backends_close(test_backends *backends);
+
+#endif

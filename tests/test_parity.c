@@ -1,0 +1,562 @@
+/* The parity harness: every op, on every backend, against the cpu backend and
+ * against a double-precision reference, on fixed-seed random inputs.
+ *
+ * For each case and backend it checks: sentinel guards around every tensor
+ * are untouched (out-of-bounds writes), inputs are unchanged, outputs are
+ * finite, a second run gives the same bits (determinism), and the outputs
+ * agree with the cpu backend and the reference within the op's tolerance.
+ * New ops add one entry to `ops` below. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+enum { GUARD = 37, MAX_TENSORS = 4, MAX_CASES = 160 };
+
+/* A quiet NaN with a payload no op produces: compared bit for bit. */
+static const uint32_t SENTINEL_BITS = 0x7FC5A5A5u;
+
+typedef enum tensor_init { INIT_RANDOM, INIT_NAN } tensor_init;
+
+typedef struct tensor_spec {
+    const char *name;
+    size_t count;
+    bool written; /* an output (possibly also read, like C in GEMM) */
+    tensor_init init;
+    size_t cols, ld; /* a strided matrix: only cols of every ld values are the op's */
+} tensor_spec;
+
+/* False for the padding between the rows of a strided matrix. */
+static bool is_element(const tensor_spec *t, size_t i)
+{
+    return t->ld == 0 || i % t->ld < t->cols;
+}
+
+typedef struct gemm_case {
+    tdm_transpose trans_a, trans_b;
+    size_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+} gemm_case;
+
+typedef struct vector_case {
+    size_t count;
+    float alpha;
+} vector_case;
+
+typedef struct op_case {
+    char label[112];
+    size_t tensor_count;
+    tensor_spec tensors[MAX_TENSORS];
+    union {
+        gemm_case gemm;
+        vector_case vector;
+    } p;
+} op_case;
+
+typedef struct parity_op {
+    const char *name;
+    tdm_op op;
+    /* Tolerances against the cpu backend and the double reference: the
+     * normalised mean squared error sum (x - y)^2 / sum y^2, and the largest
+     * |x - y| / max(|y|, rms(y)) (the floor keeps entries that cancel to near
+     * zero from dominating). Justified where each op is listed. */
+    double max_nmse, max_relative;
+    size_t (*make_cases)(op_case *cases, size_t capacity);
+    tdm_status (*run)(tdm_backend *backend, const op_case *c, const tdm_view *views);
+    /* Updates the written tensors of t (initial values in, results out). */
+    void (*reference)(const op_case *c, double *const *t);
+} parity_op;
+
+/* ---------- fill, copy, scale, axpy ---------- */
+
+static const size_t vector_sizes[] = {1, 3, 17, 31, 64, 65, 127, 1000, 4099};
+enum { VECTOR_SIZE_COUNT = sizeof vector_sizes / sizeof vector_sizes[0] };
+
+static size_t make_vector_cases(op_case *cases, size_t capacity, size_t tensor_count)
+{
+    static const char *const names[] = {"x", "y"};
+    size_t count = 0;
+    for (size_t i = 0; i < VECTOR_SIZE_COUNT && count < capacity; i++) {
+        op_case *c = &cases[count++];
+        memset(c, 0, sizeof *c);
+        c->p.vector.count = vector_sizes[i];
+        c->p.vector.alpha = i % 2 ? -1.75f : 0.3f;
+        c->tensor_count = tensor_count;
+        for (size_t t = 0; t < tensor_count; t++)
+            c->tensors[t] = (tensor_spec){
+                .name = names[t], .count = vector_sizes[i], .written = t == tensor_count - 1};
+        snprintf(c->label, sizeof c->label, "count=%zu alpha=%g", vector_sizes[i],
+                 (double)c->p.vector.alpha);
+    }
+    return count;
+}
+
+static size_t make_one_vector_cases(op_case *cases, size_t capacity)
+{
+    return make_vector_cases(cases, capacity, 1);
+}
+
+static size_t make_two_vector_cases(op_case *cases, size_t capacity)
+{
+    return make_vector_cases(cases, capacity, 2);
+}
+
+static tdm_status run_fill(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_fill(backend, v[0], c->p.vector.count, c->p.vector.alpha);
+}
+
+static void reference_fill(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[0][i] = c->p.vector.alpha;
+}
+
+static tdm_status run_copy(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_copy(backend, v[0], v[1], c->p.vector.count);
+}
+
+static void reference_copy(const op_case *c, double *const *t)
+{
+    memcpy(t[1], t[0], c->p.vector.count * sizeof(double));
+}
+
+static tdm_status run_scale(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_scale(backend, c->p.vector.count, c->p.vector.alpha, v[0]);
+}
+
+static void reference_scale(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[0][i] = (float)(c->p.vector.alpha * t[0][i]); /* one float rounding, as IEEE demands */
+}
+
+static tdm_status run_axpy(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_axpy(backend, c->p.vector.count, c->p.vector.alpha, v[0], v[1]);
+}
+
+static void reference_axpy(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[1][i] += c->p.vector.alpha * t[0][i];
+}
+
+/* ---------- sgemm ---------- */
+
+/* (m, n, k): ones, odd sizes and powers of two, square and very thin. */
+static const size_t gemm_shapes[][3] = {
+    {1, 1, 1},    {1, 17, 3},      {3, 1, 17},      {17, 31, 1},  {31, 17, 64}, {64, 65, 127},
+    {65, 64, 31}, {127, 3, 65},    {1, 127, 64},    {64, 1, 127}, {3, 3, 3},    {17, 17, 17},
+    {31, 65, 3},  {65, 127, 1},    {127, 127, 127}, {1, 64, 65},  {64, 31, 17}, {3, 127, 31},
+    {65, 1, 1},   {128, 128, 128}, {200, 33, 129},  {7, 300, 5},
+};
+enum { GEMM_SHAPE_COUNT = sizeof gemm_shapes / sizeof gemm_shapes[0] };
+
+static void set_gemm_case(op_case *c, gemm_case g, tensor_init c_init)
+{
+    bool ta = g.trans_a == TDM_TRANS, tb = g.trans_b == TDM_TRANS;
+    size_t a_rows = ta ? g.k : g.m, b_rows = tb ? g.n : g.k;
+    memset(c, 0, sizeof *c);
+    c->p.gemm = g;
+    c->tensor_count = 3;
+    c->tensors[0] = (tensor_spec){.name = "A", .count = (a_rows - 1) * g.lda + (ta ? g.m : g.k)};
+    c->tensors[1] = (tensor_spec){.name = "B", .count = (b_rows - 1) * g.ldb + (tb ? g.k : g.n)};
+    c->tensors[2] = (tensor_spec){.name = "C",
+                                  .count = (g.m - 1) * g.ldc + g.n,
+                                  .written = true,
+                                  .init = c_init,
+                                  .cols = g.n,
+                                  .ld = g.ldc};
+    snprintf(c->label, sizeof c->label,
+             "m=%zu n=%zu k=%zu %c%c lda=%zu ldb=%zu ldc=%zu a=%g b=%g%s", g.m, g.n, g.k,
+             ta ? 'T' : 'N', tb ? 'T' : 'N', g.lda, g.ldb, g.ldc, (double)g.alpha, (double)g.beta,
+             c_init == INIT_NAN ? " C=NaN" : "");
+}
+
+/* Leading dimensions are padded in some cases so strides are exercised. */
+static gemm_case gemm_for_shape(size_t shape, int transposes)
+{
+    const size_t *s = gemm_shapes[shape];
+    gemm_case g = {.trans_a = transposes & 1 ? TDM_TRANS : TDM_NO_TRANS,
+                   .trans_b = transposes & 2 ? TDM_TRANS : TDM_NO_TRANS,
+                   .m = s[0],
+                   .n = s[1],
+                   .k = s[2],
+                   .alpha = shape % 2 ? -1.25f : 0.75f,
+                   .beta = shape % 3 == 0 ? 1.5f : -0.5f};
+    size_t pad = (shape + (size_t)transposes) % 3 * 5;
+    g.lda = (g.trans_a == TDM_TRANS ? g.m : g.k) + pad;
+    g.ldb = (g.trans_b == TDM_TRANS ? g.k : g.n) + pad;
+    g.ldc = g.n + pad;
+    return g;
+}
+
+static size_t make_gemm_cases(op_case *cases, size_t capacity)
+{
+    size_t count = 0;
+    for (size_t shape = 0; shape < GEMM_SHAPE_COUNT; shape++)
+        for (int transposes = 0; transposes < 4 && count < capacity; transposes++)
+            set_gemm_case(&cases[count++], gemm_for_shape(shape, transposes), INIT_RANDOM);
+    /* beta = 0 must not read C, so NaN there must not reach the result. */
+    for (int transposes = 0; transposes < 4 && count < capacity; transposes++) {
+        gemm_case g = gemm_for_shape(5, transposes);
+        g.beta = 0.0f;
+        set_gemm_case(&cases[count++], g, INIT_NAN);
+    }
+    /* k = 0: C = beta * C, as in BLAS. */
+    gemm_case empty = {
+        .m = 5, .n = 7, .k = 0, .lda = 1, .ldb = 7, .ldc = 9, .alpha = 2.0f, .beta = -0.5f};
+    if (count < capacity)
+        set_gemm_case(&cases[count++], empty, INIT_RANDOM);
+    return count;
+}
+
+static tdm_status run_gemm(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    const gemm_case *g = &c->p.gemm;
+    tdm_sgemm_args args = {.trans_a = g->trans_a,
+                           .trans_b = g->trans_b,
+                           .m = g->m,
+                           .n = g->n,
+                           .k = g->k,
+                           .alpha = g->alpha,
+                           .a = v[0],
+                           .lda = g->lda,
+                           .b = v[1],
+                           .ldb = g->ldb,
+                           .beta = g->beta,
+                           .c = v[2],
+                           .ldc = g->ldc};
+    return tdm_sgemm(backend, &args);
+}
+
+static void reference_gemm(const op_case *c, double *const *t)
+{
+    const gemm_case *g = &c->p.gemm;
+    for (size_t i = 0; i < g->m; i++) {
+        for (size_t j = 0; j < g->n; j++) {
+            double sum = 0.0;
+            for (size_t p = 0; p < g->k; p++) {
+                double a = g->trans_a == TDM_TRANS ? t[0][p * g->lda + i] : t[0][i * g->lda + p];
+                double b = g->trans_b == TDM_TRANS ? t[1][j * g->ldb + p] : t[1][p * g->ldb + j];
+                sum += a * b;
+            }
+            double *out = &t[2][i * g->ldc + j];
+            *out = g->alpha * sum + (g->beta == 0.0f ? 0.0 : g->beta * *out);
+        }
+    }
+}
+
+/* ---------- the table ---------- */
+
+static const parity_op ops[] = {
+    /* fill, copy and scale are one correctly rounded operation per element
+     * (or none): every IEEE device gives the same bits. */
+    {"fill", TDM_OP_FILL, 0.0, 0.0, make_one_vector_cases, run_fill, reference_fill},
+    {"copy", TDM_OP_COPY, 0.0, 0.0, make_two_vector_cases, run_copy, reference_copy},
+    {"scale", TDM_OP_SCALE, 0.0, 0.0, make_one_vector_cases, run_scale, reference_scale},
+    /* y + alpha*x: a compiler may fuse it into one FMA (one rounding) or not
+     * (two), so results differ by at most an ulp or two of the operands. */
+    {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_two_vector_cases, run_axpy, reference_axpy},
+    /* Float32 dot products of up to 300 terms of values in [-1, 1]: the
+     * summation order differs between BLAS libraries; the worst-case bound
+     * k * 2^-24 * sum|a b| is about 1e-4 of the result's RMS for k = 300,
+     * typical errors are ~1e-6. */
+    {"sgemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_gemm_cases, run_gemm, reference_gemm},
+};
+enum { OP_COUNT = sizeof ops / sizeof ops[0] };
+
+/* ---------- the harness ---------- */
+
+static test_backends backends; /* cpu first, then every OpenCL device */
+
+typedef struct case_data {
+    float *initial[MAX_TENSORS]; /* guard + values + guard, as uploaded */
+    float *result[MAX_TENSORS];  /* the same after the op ran */
+} case_data;
+
+static float sentinel(void)
+{
+    float value;
+    memcpy(&value, &SENTINEL_BITS, sizeof value);
+    return value;
+}
+
+static size_t padded(const tensor_spec *t)
+{
+    return t->count + 2 * GUARD;
+}
+
+static uint64_t case_seed(const parity_op *op, size_t case_index)
+{
+    uint64_t seed = test_base_seed() * 1000003u + case_index;
+    for (const char *p = op->name; *p; p++)
+        seed = seed * 31u + (unsigned char)*p;
+    return seed;
+}
+
+static void make_case_data(const op_case *c, uint64_t seed, case_data *data)
+{
+    test_rng rng = {seed};
+    memset(data, 0, sizeof *data);
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        size_t total = padded(&c->tensors[t]);
+        data->initial[t] = malloc(total * sizeof(float));
+        data->result[t] = malloc(total * sizeof(float));
+        assert_non_null(data->initial[t]);
+        assert_non_null(data->result[t]);
+        for (size_t i = 0; i < total; i++)
+            data->initial[t][i] = sentinel();
+        for (size_t i = 0; i < c->tensors[t].count; i++)
+            data->initial[t][GUARD + i] =
+                c->tensors[t].init == INIT_NAN ? NAN : test_rng_uniform(&rng, -1.0f, 1.0f);
+    }
+}
+
+static void free_case_data(const op_case *c, case_data *data)
+{
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        free(data->initial[t]);
+        free(data->result[t]);
+    }
+}
+
+/* Uploads the tensors, runs the op once, downloads everything. */
+static tdm_status run_once(tdm_backend *backend, const parity_op *op, const op_case *c,
+                           case_data *data)
+{
+    tdm_buffer *buffers[MAX_TENSORS] = {0};
+    tdm_view views[MAX_TENSORS];
+    tdm_status status = TDM_OK;
+    for (size_t t = 0; t < c->tensor_count && status == TDM_OK; t++) {
+        size_t bytes = padded(&c->tensors[t]) * sizeof(float);
+        status = tdm_buffer_alloc(backend, bytes, &buffers[t]);
+        if (status == TDM_OK)
+            status = tdm_buffer_upload(buffers[t], 0, data->initial[t], bytes);
+        views[t] = (tdm_view){buffers[t], GUARD};
+    }
+    if (status == TDM_OK)
+        status = op->run(backend, c, views);
+    if (status == TDM_OK)
+        status = tdm_backend_synchronize(backend);
+    for (size_t t = 0; t < c->tensor_count && status == TDM_OK; t++)
+        status = tdm_buffer_download(buffers[t], 0, data->result[t],
+                                     padded(&c->tensors[t]) * sizeof(float));
+    for (size_t t = 0; t < c->tensor_count; t++)
+        tdm_buffer_free(buffers[t]);
+    return status;
+}
+
+static bool same_bits(const float *a, const float *b, size_t count)
+{
+    return memcmp(a, b, count * sizeof(float)) == 0;
+}
+
+/* Guards intact, inputs unchanged, outputs finite; "" when all hold. */
+static void check_integrity(const op_case *c, const case_data *data, char *problem, size_t size)
+{
+    problem[0] = '\0';
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        const tensor_spec *spec = &c->tensors[t];
+        const float *got = data->result[t], *was = data->initial[t];
+        if (!same_bits(got, was, GUARD) ||
+            !same_bits(got + GUARD + spec->count, was + GUARD + spec->count, GUARD)) {
+            snprintf(problem, size, "wrote outside tensor %s (sentinel overwritten)", spec->name);
+            return;
+        }
+        if (!spec->written && !same_bits(got + GUARD, was + GUARD, spec->count)) {
+            snprintf(problem, size, "modified input tensor %s", spec->name);
+            return;
+        }
+        for (size_t i = 0; spec->written && i < spec->count; i++) {
+            if (!is_element(spec, i) && !same_bits(got + GUARD + i, was + GUARD + i, 1)) {
+                snprintf(problem, size, "wrote into the padding of %s at %zu", spec->name, i);
+                return;
+            }
+            if (is_element(spec, i) && !isfinite(got[GUARD + i])) {
+                snprintf(problem, size, "%s[%zu] is not finite (%g)", spec->name, i,
+                         (double)got[GUARD + i]);
+                return;
+            }
+        }
+    }
+}
+
+typedef struct error_metrics {
+    double nmse, max_relative;
+} error_metrics;
+
+/* Over the tensor's elements (not the padding between strided rows). */
+static error_metrics compare(const float *x, const double *y, const tensor_spec *spec)
+{
+    double sum_sq_diff = 0.0, sum_sq_ref = 0.0, worst = 0.0;
+    size_t elements = 0;
+    for (size_t i = 0; i < spec->count; i++) {
+        if (is_element(spec, i)) {
+            sum_sq_ref += y[i] * y[i];
+            elements++;
+        }
+    }
+    double rms = sqrt(sum_sq_ref / (double)elements);
+    for (size_t i = 0; i < spec->count; i++) {
+        double diff = fabs((double)x[i] - y[i]);
+        if (!is_element(spec, i) || diff == 0.0)
+            continue;
+        sum_sq_diff += diff * diff;
+        worst = fmax(worst, diff / fmax(fmax(fabs(y[i]), rms), 1e-30));
+    }
+    /* A NaN difference must fail, never compare as "not above tolerance". */
+    if (isnan(sum_sq_diff))
+        return (error_metrics){INFINITY, INFINITY};
+    error_metrics m = {sum_sq_diff > 0.0 ? sum_sq_diff / fmax(sum_sq_ref, 1e-300) : 0.0, worst};
+    return m;
+}
+
+static void fail_case(const parity_op *op, const op_case *c, size_t case_index,
+                      tdm_backend *backend, const char *format, ...)
+{
+    char detail[512];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(detail, sizeof detail, format, args);
+    va_end(args);
+    fail_msg("%s [%s] on %s: %s (seed %llu, case %zu; rerun with TANDEM_TEST_SEED=%llu)", op->name,
+             c->label, tdm_backend_description(backend), detail,
+             (unsigned long long)case_seed(op, case_index), case_index,
+             (unsigned long long)test_base_seed());
+}
+
+/* Compares each written tensor of `data` with the expected values. */
+static void check_against(const parity_op *op, const op_case *c, size_t case_index,
+                          tdm_backend *backend, const case_data *data, double *const *expected,
+                          const char *what)
+{
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        if (!c->tensors[t].written)
+            continue;
+        error_metrics m = compare(data->result[t] + GUARD, expected[t], &c->tensors[t]);
+        if (m.nmse > op->max_nmse || m.max_relative > op->max_relative)
+            fail_case(op, c, case_index, backend,
+                      "%s differs from %s: nmse %.3g (max %.3g), max relative %.3g (max %.3g)",
+                      c->tensors[t].name, what, m.nmse, op->max_nmse, m.max_relative,
+                      op->max_relative);
+    }
+}
+
+static void run_checked(const parity_op *op, const op_case *c, size_t case_index,
+                        tdm_backend *backend, case_data *data)
+{
+    char problem[256];
+    if (!tdm_backend_supports_op(backend, op->op))
+        fail_case(op, c, case_index, backend, "op not supported");
+    if (run_once(backend, op, c, data) != TDM_OK)
+        fail_case(op, c, case_index, backend, "failed: %s", tdm_last_error());
+    check_integrity(c, data, problem, sizeof problem);
+    if (problem[0])
+        fail_case(op, c, case_index, backend, "%s", problem);
+}
+
+/* Runs a second time and demands the same bits. */
+static void check_deterministic(const parity_op *op, const op_case *c, size_t case_index,
+                                tdm_backend *backend, const case_data *first)
+{
+    case_data again;
+    make_case_data(c, case_seed(op, case_index), &again);
+    run_checked(op, c, case_index, backend, &again);
+    for (size_t t = 0; t < c->tensor_count; t++)
+        if (!same_bits(again.result[t], first->result[t], padded(&c->tensors[t])))
+            fail_case(op, c, case_index, backend, "two runs gave different bits in %s",
+                      c->tensors[t].name);
+    free_case_data(c, &again);
+}
+
+/* double copies of the initial values, updated by the reference. */
+static void reference_values(const parity_op *op, const op_case *c, const case_data *data,
+                             double **out)
+{
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        out[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
+        assert_non_null(out[t]);
+        for (size_t i = 0; i < c->tensors[t].count; i++)
+            out[t][i] = data->initial[t][GUARD + i];
+    }
+    op->reference(c, out);
+}
+
+static void widen(const float *x, size_t count, double *out)
+{
+    for (size_t i = 0; i < count; i++)
+        out[i] = x[i];
+}
+
+static void check_case(const test_backends *all, const parity_op *op, const op_case *c,
+                       size_t case_index)
+{
+    case_data cpu_data, device_data;
+    double *reference[MAX_TENSORS] = {0}, *cpu_result[MAX_TENSORS] = {0};
+    make_case_data(c, case_seed(op, case_index), &cpu_data);
+    reference_values(op, c, &cpu_data, reference);
+    run_checked(op, c, case_index, all->all[0], &cpu_data);
+    check_against(op, c, case_index, all->all[0], &cpu_data, reference, "the reference");
+    check_deterministic(op, c, case_index, all->all[0], &cpu_data);
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        cpu_result[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
+        assert_non_null(cpu_result[t]);
+        widen(cpu_data.result[t] + GUARD, c->tensors[t].count, cpu_result[t]);
+    }
+    for (size_t b = 1; b < all->count; b++) {
+        make_case_data(c, case_seed(op, case_index), &device_data);
+        run_checked(op, c, case_index, all->all[b], &device_data);
+        check_against(op, c, case_index, all->all[b], &device_data, cpu_result, "the cpu backend");
+        check_against(op, c, case_index, all->all[b], &device_data, reference, "the reference");
+        check_deterministic(op, c, case_index, all->all[b], &device_data);
+        free_case_data(c, &device_data);
+    }
+    for (size_t t = 0; t < c->tensor_count; t++) {
+        free(reference[t]);
+        free(cpu_result[t]);
+    }
+    free_case_data(c, &cpu_data);
+}
+
+static void test_op(void **state)
+{
+    const parity_op *op = *state;
+    static op_case cases[MAX_CASES];
+    size_t count = op->make_cases(cases, MAX_CASES);
+    for (size_t i = 0; i < count; i++)
+        check_case(&backends, op, &cases[i], i);
+    printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, backends.count);
+}
+
+static int open_backends(void **state)
+{
+    (void)state;
+    return test_backends_open(&backends) ? 0 : -1;
+}
+
+static int close_backends(void **state)
+{
+    (void)state;
+    test_backends_close(&backends);
+    return 0;
+}
+
+int main(void)
+{
+    struct CMUnitTest tests[OP_COUNT];
+    for (size_t i = 0; i < OP_COUNT; i++)
+        tests[i] = (struct CMUnitTest){ops[i].name, test_op, NULL, NULL, (void *)&ops[i]};
+    printf("parity harness: base seed %llu\n", (unsigned long long)test_base_seed());
+    return _cmocka_run_group_tests("parity", tests, OP_COUNT, open_backends, close_backends);
+}
