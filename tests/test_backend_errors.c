@@ -1,0 +1,155 @@
+/* Every bad call is refused with a status and a message, on every backend. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "backend/opencl/cl_common.h"
+#include "common.h"
+
+static test_backends backends;
+
+static void expect_failure(tdm_status status, tdm_status expected, const char *fragment)
+{
+    assert_int_equal(status, expected);
+    if (!strstr(tdm_last_error(), fragment))
+        fail_msg("message '%s' lacks '%s'", tdm_last_error(), fragment);
+    /* Messages carry the source location, relative to the source tree. */
+    assert_non_null(strstr(tdm_last_error(), "(at src/"));
+}
+
+static void opencl_errors_have_names(void **state)
+{
+    (void)state;
+    assert_string_equal(tdm_cl_error_name(-30), "CL_INVALID_VALUE");
+    assert_string_equal(tdm_cl_error_name(-1), "CL_DEVICE_NOT_FOUND");
+    assert_string_equal(tdm_cl_error_name(-1001), "CL_PLATFORM_NOT_FOUND_KHR");
+    assert_string_equal(tdm_cl_error_name(-2046), "CLBlastInvalidLocalMemUsage");
+    assert_string_equal(tdm_cl_error_name(-1017), "CLBlastInvalidDimension");
+    assert_string_equal(tdm_cl_error_name(-777), "unknown OpenCL error -777");
+}
+
+static void bad_buffers_are_refused(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < backends.count; b++) {
+        tdm_backend *backend = backends.all[b];
+        tdm_buffer *buffer = NULL;
+        float host[8] = {0};
+        expect_failure(tdm_buffer_alloc(backend, 0, &buffer), TDM_ERR_INVALID_ARGUMENT,
+                       "size must be > 0");
+        assert_null(buffer);
+        assert_int_equal(tdm_buffer_alloc(backend, 4 * sizeof(float), &buffer), TDM_OK);
+        expect_failure(tdm_buffer_upload(buffer, 4, host, 4 * sizeof(float)),
+                       TDM_ERR_INVALID_ARGUMENT, "outside the 16-byte buffer");
+        expect_failure(tdm_buffer_download(buffer, 17, host, 0), TDM_ERR_INVALID_ARGUMENT,
+                       "outside");
+        tdm_buffer_free(buffer);
+    }
+}
+
+static void bad_views_are_refused(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < backends.count; b++) {
+        tdm_backend *backend = backends.all[b], *other = backends.all[(b + 1) % backends.count];
+        tdm_buffer *x = NULL, *foreign = NULL;
+        assert_int_equal(tdm_buffer_alloc(backend, 10 * sizeof(float), &x), TDM_OK);
+        assert_int_equal(tdm_buffer_alloc(other, 10 * sizeof(float), &foreign), TDM_OK);
+        tdm_view whole = {x, 0}, tail = {x, 6};
+        expect_failure(tdm_fill(backend, tail, 5, 1.0f), TDM_ERR_INVALID_ARGUMENT,
+                       "needs floats [6, 6+5) but its buffer holds 10");
+        expect_failure(tdm_copy(backend, whole, (tdm_view){x, 3}, 5), TDM_ERR_INVALID_ARGUMENT,
+                       "overlap");
+        expect_failure(tdm_axpy(backend, 4, 1.0f, whole, (tdm_view){x, 2}),
+                       TDM_ERR_INVALID_ARGUMENT, "partially overlap");
+        expect_failure(tdm_scale(backend, 1, 2.0f, (tdm_view){NULL, 0}), TDM_ERR_INVALID_ARGUMENT,
+                       "has no buffer");
+        if (other != backend)
+            expect_failure(tdm_fill(backend, (tdm_view){foreign, 0}, 1, 0.0f),
+                           TDM_ERR_INVALID_ARGUMENT, "lives on backend");
+        assert_int_equal(tdm_fill(backend, whole, 0, 1.0f), TDM_OK); /* empty is fine */
+        tdm_buffer_free(x);
+        tdm_buffer_free(foreign);
+    }
+}
+
+static void bad_gemm_shapes_are_refused(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < backends.count; b++) {
+        tdm_backend *backend = backends.all[b];
+        tdm_buffer *buffer = NULL;
+        assert_int_equal(tdm_buffer_alloc(backend, 64 * sizeof(float), &buffer), TDM_OK);
+        tdm_view v = {buffer, 0};
+        tdm_sgemm_args args = {.m = 4,
+                               .n = 4,
+                               .k = 4,
+                               .alpha = 1.0f,
+                               .a = v,
+                               .lda = 4,
+                               .b = v,
+                               .ldb = 4,
+                               .c = {buffer, 32},
+                               .ldc = 4};
+        args.lda = 3;
+        expect_failure(tdm_sgemm(backend, &args), TDM_ERR_INVALID_ARGUMENT,
+                       "leading dimension of A is 3, smaller than its 4 columns");
+        args.lda = 4;
+        args.trans_b = TDM_TRANS;
+        args.ldb = 2;
+        expect_failure(tdm_sgemm(backend, &args), TDM_ERR_INVALID_ARGUMENT,
+                       "leading dimension of B");
+        args.ldb = 4;
+        args.c.offset = 50;
+        expect_failure(tdm_sgemm(backend, &args), TDM_ERR_INVALID_ARGUMENT,
+                       "operand C needs floats [50, 50+16)");
+        tdm_buffer_free(buffer);
+    }
+}
+
+static void unknown_ops_are_unsupported(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < backends.count; b++)
+        assert_false(tdm_backend_supports_op(backends.all[b], TDM_OP_COUNT));
+    assert_string_equal(tdm_op_name(TDM_OP_SGEMM), "sgemm");
+}
+
+static void opencl_missing_device_is_named(void **state)
+{
+    (void)state;
+    tdm_backend *backend = NULL;
+    expect_failure(tdm_opencl_backend_create(0, 999, &backend), TDM_ERR_NOT_FOUND,
+                   "has no device 999");
+    assert_null(backend);
+}
+
+static int open_all(void **state)
+{
+    (void)state;
+    return test_backends_open(&backends) ? 0 : -1;
+}
+
+static int close_all(void **state)
+{
+    (void)state;
+    test_backends_close(&backends);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(opencl_errors_have_names),
+        cmocka_unit_test(bad_buffers_are_refused),
+        cmocka_unit_test(bad_views_are_refused),
+        cmocka_unit_test(bad_gemm_shapes_are_refused),
+        cmocka_unit_test(unknown_ops_are_unsupported),
+        cmocka_unit_test(opencl_missing_device_is_named),
+    };
+    return cmocka_run_group_tests(tests, open_all, close_all);
+}
