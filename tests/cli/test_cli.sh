@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The command-line tool as a user runs it: device listing, --device,
+# TANDEM_DEVICE, config files, fallback and errors.
+# Usage: test_cli.sh path/to/tandem path/to/configs
+set -u
+tandem=$1
+configs=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+# check NAME EXPECTED_EXIT PATTERN COMMAND...: the exit status must match and
+# the combined output must match the extended regex PATTERN.
+check() {
+    local name=$1 expected_exit=$2 pattern=$3
+    shift 3
+    local output status
+    output=$("$@" 2>&1)
+    status=$?
+    if [ "$status" -eq "$expected_exit" ] && grep -Eq -- "$pattern" <<<"$output"; then
+        passed=$((passed + 1))
+        echo "ok: $name"
+    else
+        failed=$((failed + 1))
+        echo "FAILED: $name (exit $status, expected $expected_exit; wanted /$pattern/)"
+        echo "$output" | sed 's/^/    /'
+    fi
+}
+
+config() { # config NAME CONTENT: writes a config file, prints its path
+    printf '%s\n' "$2" >"$work/$1.ini"
+    echo "$work/$1.ini"
+}
+
+check "help" 0 "usage: tandem" "$tandem" --help
+check "no command" 2 "no command given" "$tandem"
+check "unknown command" 2 "unknown command 'frobnicate'" "$tandem" frobnicate
+check "devices lists cpu" 0 "\[[0-9]+\] cpu +plain C backend" "$tandem" devices
+check "default config picks cpu without a GPU" 0 "^\* \[[0-9]+\] cpu" \
+    "$tandem" --config "$configs/default.ini" devices
+check "--device cpu" 0 "tandem: device: cpu backend" "$tandem" --device cpu selftest
+check "-q silences the device line" 0 "^sgemm" "$tandem" -q --device cpu selftest
+check "bad --device" 1 "invalid device 'gpu'" "$tandem" --device gpu selftest
+check "bad TANDEM_DEVICE" 1 "invalid device 'fast'" env TANDEM_DEVICE=fast "$tandem" selftest
+check "missing config" 1 "cannot open config file .*/nope.ini" \
+    "$tandem" --config "$work/nope.ini" devices
+bad=$(config bad_key "[device]
+backend = cpu
+speed = fast")
+check "unknown key names file and line" 1 "bad_key.ini:3: \[device\] unknown key 'speed'" \
+    "$tandem" --config "$bad" devices
+
+if [ -n "${TANDEM_CLI_SKIP_OPENCL:-}" ]; then
+    echo "SKIPPING the OpenCL checks: TANDEM_CLI_SKIP_OPENCL is set"
+else
+    check "devices lists the OpenCL device" 0 "\[0\] opencl 0:0 .*" "$tandem" devices
+    check "devices shows details" 0 "OpenCL C [0-9.]+.*compute units, driver" "$tandem" devices
+    check "--device opencl:0:0" 0 "tandem: device: opencl 0:0: " \
+        "$tandem" --device opencl:0:0 selftest
+    check "selftest agrees on OpenCL" 0 "^max difference from the cpu backend: .*: ok$" \
+        "$tandem" --device opencl:0:0 selftest
+    check "TANDEM_DEVICE selects" 0 "tandem: device: opencl 0:0" \
+        env TANDEM_DEVICE=opencl:0 "$tandem" selftest
+    check "--device beats TANDEM_DEVICE" 0 "tandem: device: cpu" \
+        env TANDEM_DEVICE=opencl "$tandem" --device cpu selftest
+    pocl=$(config pocl "[device]
+backend = opencl
+platform = portable")
+    check "config selects by platform name" 0 "tandem: device: opencl 0:0" \
+        "$tandem" --config "$pocl" selftest
+    check "devices marks the configured device" 0 "^\* \[0\] opencl 0:0" \
+        "$tandem" --config "$pocl" devices
+    strict=$(config strict "[device]
+backend = opencl
+device = no-such-device
+fallback = error")
+    check "no match with fallback = error fails" 1 \
+        "tandem: error: no OpenCL device matches platform 'any', device 'no-such-device'" \
+        "$tandem" --config "$strict" selftest
+    lenient=$(config lenient "[device]
+backend = opencl
+device = no-such-device
+fallback = cpu")
+    check "no match with fallback = cpu warns" 0 \
+        "tandem: warning: no OpenCL device matches .*using the cpu backend" \
+        "$tandem" --config "$lenient" selftest
+    check "fallback = cpu runs on cpu" 0 "tandem: device: cpu backend" \
+        "$tandem" --config "$lenient" selftest
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages tandem needs to build and test, if any is
+# missing. Runs apt-get as root, or through sudo.
+set -eu
+packages=(
+    cmake gcc make pkg-config      # build
+    ocl-icd-opencl-dev opencl-c-headers  # the OpenCL ICD loader and headers
+    pocl-opencl-icd                # an OpenCL driver for the CPU (tests, CI)
+    libclblast-dev                 # GEMM on OpenCL devices
+    libopenblas-dev                # GEMM on the cpu backend
+    libinih-dev                    # config files
+    libcmocka-dev                  # test bodies
+    clinfo                         # to inspect OpenCL installs by hand
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing: ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
