@@ -8,6 +8,8 @@
 #include <cmocka.h>
 
 #include "backend/opencl/cl_common.h"
+#include "backend/opencl/cl_devices.h"
+#include "backend/opencl/cl_program.h"
 #include "common.h"
 
 static test_backends backends;
@@ -128,6 +130,28 @@ static void opencl_missing_device_is_named(void **state)
     assert_null(backend);
 }
 
+/* A kernel that does not compile: the message carries the driver's build log. */
+static void kernel_build_failure_shows_the_log(void **state)
+{
+    (void)state;
+    cl_platform_id platform;
+    cl_device_id device;
+    if (backends.opencl_count == 0)
+        skip(); /* test_backends_open already failed the run in CI */
+    assert_int_equal(tdm_cl_find_device(0, 0, &platform, &device), TDM_OK);
+    cl_int err = CL_SUCCESS;
+    cl_context context = clCreateContext(NULL, 1, &device, NULL, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+    const char *broken[] = {"__kernel void broken(__global float *x) { x[0] = undeclared_name; }"};
+    cl_program program = NULL;
+    expect_failure(tdm_cl_build_from_sources(context, device, "-cl-std=CL1.2", broken, 1, &program),
+                   TDM_ERR_KERNEL_BUILD, "clBuildProgram failed: CL_BUILD_PROGRAM_FAILURE");
+    assert_non_null(strstr(tdm_last_error(), "--- OpenCL build log ---"));
+    assert_non_null(strstr(tdm_last_error(), "undeclared_name"));
+    assert_null(program);
+    clReleaseContext(context);
+}
+
 static int open_all(void **state)
 {
     (void)state;
@@ -150,6 +174,7 @@ int main(void)
         cmocka_unit_test(bad_gemm_shapes_are_refused),
         cmocka_unit_test(unknown_ops_are_unsupported),
         cmocka_unit_test(opencl_missing_device_is_named),
+        cmocka_unit_test(kernel_build_failure_shows_the_log),
     };
     return cmocka_run_group_tests(tests, open_all, close_all);
 }

@@ -20,3 +20,6 @@ cmake -S . -B "$build" "${options[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
 ctest --output-on-failure -j "$(nproc)"
+# Say which devices the backend tests really ran on (CTest hides passing output).
+echo "Devices the tests ran on:"
+grep -h -E "^(backend [0-9]+:|SKIPPING)" Testing/Temporary/LastTest.log | sort -u | sed 's/^/  /'

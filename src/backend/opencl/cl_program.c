@@ -65,15 +65,11 @@ static tdm_status build_failure(cl_program program, cl_device_id device, const c
     return status;
 }
 
-static tdm_status build_from_source(cl_context context, cl_device_id device, const char *options,
-                                    cl_program *program)
+tdm_status tdm_cl_build_from_sources(cl_context context, cl_device_id device, const char *options,
+                                     const char *const *texts, size_t count, cl_program *program)
 {
-    const char *texts[64];
-    size_t count = 0;
-    for (; count < tdm_kernel_source_count && count < 64; count++)
-        texts[count] = tdm_kernel_sources[count].text;
     cl_int err = CL_SUCCESS;
-    *program = clCreateProgramWithSource(context, (cl_uint)count, texts, NULL, &err);
+    *program = clCreateProgramWithSource(context, (cl_uint)count, (const char **)texts, NULL, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateProgramWithSource", err);
     err = clBuildProgram(*program, 1, &device, options, NULL, NULL);
@@ -133,7 +129,11 @@ tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
     uint64_t key = use_cache ? cache_key(info, options) : 0;
     if (use_cache && build_from_cache(context, device, options, directory, key, program))
         return TDM_OK;
-    TDM_TRY(build_from_source(context, device, options, program));
+    const char *texts[64];
+    size_t count = 0;
+    for (; count < tdm_kernel_source_count && count < 64; count++)
+        texts[count] = tdm_kernel_sources[count].text;
+    TDM_TRY(tdm_cl_build_from_sources(context, device, options, texts, count, program));
     if (use_cache)
         store_in_cache(*program, directory, key);
     return TDM_OK;

@@ -10,4 +10,9 @@
 tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
                                 const tdm_opencl_device_info *info, cl_program *program);
 
+/* Builds the given OpenCL C texts; a compile error returns
+ * TDM_ERR_KERNEL_BUILD with the driver's build log in the message. */
+tdm_status tdm_cl_build_from_sources(cl_context context, cl_device_id device, const char *options,
+                                     const char *const *texts, size_t count, cl_program *program);
+
 #endif
