@@ -81,3 +81,18 @@ void test_backends_close(test_backends *backends)
         tdm_backend_free(backends->all[i]);
     backends->count = 0;
 }
+
+test_backends test_all_backends;
+
+int test_open_all_backends(void **state)
+{
+    (void)state;
+    return test_backends_open(&test_all_backends) ? 0 : -1;
+}
+
+int test_close_all_backends(void **state)
+{
+    (void)state;
+    test_backends_close(&test_all_backends);
+    return 0;
+}

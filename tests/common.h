@@ -35,4 +35,10 @@ typedef struct test_backends {
 bool test_backends_open(test_backends *backends);
 void test_backends_close(test_backends *backends);
 
+/* The backends of a test program, opened and closed by these cmocka group
+ * fixtures. */
+extern test_backends test_all_backends;
+int test_open_all_backends(void **state);
+int test_close_all_backends(void **state);
+
 #endif

@@ -12,8 +12,6 @@
 #include "backend/opencl/cl_program.h"
 #include "common.h"
 
-static test_backends backends;
-
 static void expect_failure(tdm_status status, tdm_status expected, const char *fragment)
 {
     assert_int_equal(status, expected);
@@ -37,8 +35,8 @@ static void opencl_errors_have_names(void **state)
 static void bad_buffers_are_refused(void **state)
 {
     (void)state;
-    for (size_t b = 0; b < backends.count; b++) {
-        tdm_backend *backend = backends.all[b];
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
         tdm_buffer *buffer = NULL;
         float host[8] = {0};
         expect_failure(tdm_buffer_alloc(backend, 0, &buffer), TDM_ERR_INVALID_ARGUMENT,
@@ -56,8 +54,9 @@ static void bad_buffers_are_refused(void **state)
 static void bad_views_are_refused(void **state)
 {
     (void)state;
-    for (size_t b = 0; b < backends.count; b++) {
-        tdm_backend *backend = backends.all[b], *other = backends.all[(b + 1) % backends.count];
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b],
+                    *other = test_all_backends.all[(b + 1) % test_all_backends.count];
         tdm_buffer *x = NULL, *foreign = NULL;
         assert_int_equal(tdm_buffer_alloc(backend, 10 * sizeof(float), &x), TDM_OK);
         assert_int_equal(tdm_buffer_alloc(other, 10 * sizeof(float), &foreign), TDM_OK);
@@ -82,8 +81,8 @@ static void bad_views_are_refused(void **state)
 static void bad_gemm_shapes_are_refused(void **state)
 {
     (void)state;
-    for (size_t b = 0; b < backends.count; b++) {
-        tdm_backend *backend = backends.all[b];
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
         tdm_buffer *buffer = NULL;
         assert_int_equal(tdm_buffer_alloc(backend, 64 * sizeof(float), &buffer), TDM_OK);
         tdm_view v = {buffer, 0};
@@ -116,8 +115,8 @@ static void bad_gemm_shapes_are_refused(void **state)
 static void unknown_ops_are_unsupported(void **state)
 {
     (void)state;
-    for (size_t b = 0; b < backends.count; b++)
-        assert_false(tdm_backend_supports_op(backends.all[b], TDM_OP_COUNT));
+    for (size_t b = 0; b < test_all_backends.count; b++)
+        assert_false(tdm_backend_supports_op(test_all_backends.all[b], TDM_OP_COUNT));
     assert_string_equal(tdm_op_name(TDM_OP_SGEMM), "sgemm");
 }
 
@@ -136,7 +135,7 @@ static void kernel_build_failure_shows_the_log(void **state)
     (void)state;
     cl_platform_id platform;
     cl_device_id device;
-    if (backends.opencl_count == 0)
+    if (test_all_backends.opencl_count == 0)
         skip(); /* test_backends_open already failed the run in CI */
     assert_int_equal(tdm_cl_find_device(0, 0, &platform, &device), TDM_OK);
     cl_int err = CL_SUCCESS;
@@ -152,19 +151,6 @@ static void kernel_build_failure_shows_the_log(void **state)
     clReleaseContext(context);
 }
 
-static int open_all(void **state)
-{
-    (void)state;
-    return test_backends_open(&backends) ? 0 : -1;
-}
-
-static int close_all(void **state)
-{
-    (void)state;
-    test_backends_close(&backends);
-    return 0;
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -176,5 +162,5 @@ int main(void)
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };
-    return cmocka_run_group_tests(tests, open_all, close_all);
+    return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

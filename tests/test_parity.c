@@ -278,8 +278,6 @@ enum { OP_COUNT = sizeof ops / sizeof ops[0] };
 
 /* ---------- the harness ---------- */
 
-static test_backends backends; /* cpu first, then every OpenCL device */
-
 typedef struct case_data {
     float *initial[MAX_TENSORS]; /* guard + values + guard, as uploaded */
     float *result[MAX_TENSORS];  /* the same after the op ran */
@@ -535,21 +533,8 @@ static void test_op(void **state)
     static op_case cases[MAX_CASES];
     size_t count = op->make_cases(cases, MAX_CASES);
     for (size_t i = 0; i < count; i++)
-        check_case(&backends, op, &cases[i], i);
-    printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, backends.count);
-}
-
-static int open_backends(void **state)
-{
-    (void)state;
-    return test_backends_open(&backends) ? 0 : -1;
-}
-
-static int close_backends(void **state)
-{
-    (void)state;
-    test_backends_close(&backends);
-    return 0;
+        check_case(&test_all_backends, op, &cases[i], i);
+    printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, test_all_backends.count);
 }
 
 int main(void)
@@ -558,5 +543,6 @@ int main(void)
     for (size_t i = 0; i < OP_COUNT; i++)
         tests[i] = (struct CMUnitTest){ops[i].name, test_op, NULL, NULL, (void *)&ops[i]};
     printf("parity harness: base seed %llu\n", (unsigned long long)test_base_seed());
-    return _cmocka_run_group_tests("parity", tests, OP_COUNT, open_backends, close_backends);
+    return _cmocka_run_group_tests("parity", tests, OP_COUNT, test_open_all_backends,
+                                   test_close_all_backends);
 }
