@@ -81,7 +81,7 @@ enum { VECTOR_SIZE_COUNT = sizeof vector_sizes / sizeof vector_sizes[0] };
 
 static size_t make_vector_cases(op_case *cases, size_t capacity, size_t tensor_count)
 {
-    static const char *const names[] = {"x", "y"};
+    static const char *const names[] = {"x", "y", "z"};
     size_t count = 0;
     for (size_t i = 0; i < VECTOR_SIZE_COUNT && count < capacity; i++) {
         op_case *c = &cases[count++];
@@ -106,6 +106,11 @@ static size_t make_one_vector_cases(op_case *cases, size_t capacity)
 static size_t make_two_vector_cases(op_case *cases, size_t capacity)
 {
     return make_vector_cases(cases, capacity, 2);
+}
+
+static size_t make_three_vector_cases(op_case *cases, size_t capacity)
+{
+    return make_vector_cases(cases, capacity, 3);
 }
 
 static tdm_status run_fill(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -149,6 +154,63 @@ static void reference_axpy(const op_case *c, double *const *t)
 {
     for (size_t i = 0; i < c->p.vector.count; i++)
         t[1][i] += c->p.vector.alpha * t[0][i];
+}
+
+/* ---------- the elementwise layer ops: add, relu, sigmoid ---------- */
+
+static tdm_status run_add(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_add(backend, c->p.vector.count, v[0], v[1], v[2]);
+}
+
+static void reference_add(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[2][i] = (float)(t[0][i] + t[1][i]); /* exact in double, then one rounding */
+}
+
+static tdm_status run_relu(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_relu(backend, c->p.vector.count, v[0], v[1]);
+}
+
+static void reference_relu(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[1][i] = t[0][i] > 0.0 ? t[0][i] : 0.0;
+}
+
+static tdm_status run_relu_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_relu_backward(backend, c->p.vector.count, v[0], v[1], v[2]);
+}
+
+static void reference_relu_backward(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[2][i] = t[0][i] > 0.0 ? t[1][i] : 0.0;
+}
+
+static tdm_status run_sigmoid(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_sigmoid(backend, c->p.vector.count, v[0], v[1]);
+}
+
+static void reference_sigmoid(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[1][i] = 1.0 / (1.0 + exp(-t[0][i]));
+}
+
+static tdm_status run_sigmoid_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_sigmoid_backward(backend, c->p.vector.count, v[0], v[1], v[2]);
+}
+
+static void reference_sigmoid_backward(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[2][i] = t[1][i] * t[0][i] * (1.0 - t[0][i]);
 }
 
 /* ---------- sgemm ---------- */
@@ -268,6 +330,17 @@ static const parity_op ops[] = {
     /* y + alpha*x: a compiler may fuse it into one FMA (one rounding) or not
      * (two), so results differ by at most an ulp or two of the operands. */
     {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_two_vector_cases, run_axpy, reference_axpy},
+    /* add and relu (forward and backward) are exact: one rounding or none. */
+    {"add", TDM_OP_ADD, 0.0, 0.0, make_three_vector_cases, run_add, reference_add},
+    {"relu", TDM_OP_RELU, 0.0, 0.0, make_two_vector_cases, run_relu, reference_relu},
+    {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_three_vector_cases, run_relu_backward,
+     reference_relu_backward},
+    /* OpenCL allows exp 3 ulp and float division 2.5 ulp of error, C's expf
+     * about 1: together under 8 ulp = 2^-20 ~ 1e-6 relative. */
+    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_two_vector_cases, run_sigmoid, reference_sigmoid},
+    /* dy * (y * (1 - y)): three correctly rounded float operations, 3 ulp at most. */
+    {"sigmoid_backward", TDM_OP_SIGMOID_BACKWARD, 1e-12, 1e-6, make_three_vector_cases,
+     run_sigmoid_backward, reference_sigmoid_backward},
     /* Float32 dot products of up to 300 terms of values in [-1, 1]: the
      * summation order differs between BLAS libraries; the worst-case bound
      * k * 2^-24 * sum|a b| is about 1e-4 of the result's RMS for k = 300,
@@ -537,12 +610,38 @@ static void test_op(void **state)
     printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, test_all_backends.count);
 }
 
+/* Semantics the random cases cannot reach: NaN through relu (it stays NaN,
+ * as in torch.relu), and elementwise ops in place. */
+static void test_relu_nan_and_in_place(void **state)
+{
+    (void)state;
+    const float input[4] = {NAN, -2.0f, 0.0f, 3.0f};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *buffer = NULL;
+        float out[4];
+        assert_int_equal(tdm_buffer_alloc(backend, sizeof input, &buffer), TDM_OK);
+        assert_int_equal(tdm_buffer_upload(buffer, 0, input, sizeof input), TDM_OK);
+        tdm_view x = {buffer, 0};
+        assert_int_equal(tdm_relu(backend, 4, x, x), TDM_OK);
+        assert_int_equal(tdm_add(backend, 4, x, x, x), TDM_OK);
+        assert_int_equal(tdm_buffer_download(buffer, 0, out, sizeof out), TDM_OK);
+        assert_true(isnan(out[0]));
+        assert_true(out[1] == 0.0f && out[2] == 0.0f && out[3] == 6.0f);
+        assert_int_equal(tdm_relu(backend, 3, x, (tdm_view){buffer, 1}),
+                         TDM_ERR_INVALID_ARGUMENT); /* partial overlap */
+        tdm_buffer_free(buffer);
+    }
+}
+
 int main(void)
 {
-    struct CMUnitTest tests[OP_COUNT];
+    struct CMUnitTest tests[OP_COUNT + 1];
     for (size_t i = 0; i < OP_COUNT; i++)
         tests[i] = (struct CMUnitTest){ops[i].name, test_op, NULL, NULL, (void *)&ops[i]};
+    tests[OP_COUNT] =
+        (struct CMUnitTest){"relu_nan_and_in_place", test_relu_nan_and_in_place, NULL, NULL, NULL};
     printf("parity harness: base seed %llu\n", (unsigned long long)test_base_seed());
-    return _cmocka_run_group_tests("parity", tests, OP_COUNT, test_open_all_backends,
+    return _cmocka_run_group_tests("parity", tests, OP_COUNT + 1, test_open_all_backends,
                                    test_close_all_backends);
 }

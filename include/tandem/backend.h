@@ -27,6 +27,11 @@ typedef enum tdm_op {
     TDM_OP_SGEMM,
     TDM_OP_AXPY,
     TDM_OP_SCALE,
+    TDM_OP_ADD,
+    TDM_OP_RELU,
+    TDM_OP_RELU_BACKWARD,
+    TDM_OP_SIGMOID,
+    TDM_OP_SIGMOID_BACKWARD,
     TDM_OP_COUNT
 } tdm_op;
 
@@ -94,6 +99,22 @@ tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x,
 /* x *= alpha */
 tdm_status tdm_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x);
 tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args);
+
+/* Elementwise ops on count floats. An output may be the very same range as
+ * an input (in place), but must not partly overlap one. */
+
+/* z = x + y (the residual connection) */
+tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z);
+/* y = max(x, 0); NaN stays NaN, as in torch.relu */
+tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y);
+/* dx = dy where x > 0, else 0 (x: the forward input) */
+tdm_status tdm_relu_backward(tdm_backend *backend, size_t count, tdm_view x, tdm_view dy,
+                             tdm_view dx);
+/* y = 1 / (1 + exp(-x)) */
+tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view y);
+/* dx = dy * y * (1 - y) (y: the forward output) */
+tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
+                                tdm_view dx);
 
 #ifdef __cplusplus
 }

@@ -8,8 +8,11 @@
 const char *tdm_op_name(tdm_op op)
 {
     static const char *const names[TDM_OP_COUNT] = {
-        [TDM_OP_FILL] = "fill", [TDM_OP_COPY] = "copy",   [TDM_OP_SGEMM] = "sgemm",
-        [TDM_OP_AXPY] = "axpy", [TDM_OP_SCALE] = "scale",
+        [TDM_OP_FILL] = "fill",       [TDM_OP_COPY] = "copy",
+        [TDM_OP_SGEMM] = "sgemm",     [TDM_OP_AXPY] = "axpy",
+        [TDM_OP_SCALE] = "scale",     [TDM_OP_ADD] = "add",
+        [TDM_OP_RELU] = "relu",       [TDM_OP_RELU_BACKWARD] = "relu_backward",
+        [TDM_OP_SIGMOID] = "sigmoid", [TDM_OP_SIGMOID_BACKWARD] = "sigmoid_backward",
     };
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
 }
@@ -202,4 +205,53 @@ tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
     if (args->k == 0)
         return scale_rows_of_c(backend, args);
     return backend->iface->sgemm(backend, args);
+}
+
+/* An output may alias an input exactly (in place), never in part. */
+static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op op, tdm_view input,
+                                            tdm_view out, size_t count, const char *operand)
+{
+    TDM_TRY(check_view(backend, input, count, tdm_op_name(op), operand));
+    if (ranges_overlap(input, out, count) && input.offset != out.offset)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: %s and the output partially overlap",
+                        tdm_op_name(op), operand);
+    return TDM_OK;
+}
+
+static tdm_status elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
+                              const char *a_name, tdm_view b, const char *b_name, tdm_view out)
+{
+    TDM_TRY(check_supported(backend, op));
+    TDM_TRY(check_view(backend, out, count, tdm_op_name(op), "out"));
+    TDM_TRY(check_elementwise_operand(backend, op, a, out, count, a_name));
+    if (b_name)
+        TDM_TRY(check_elementwise_operand(backend, op, b, out, count, b_name));
+    return count ? backend->iface->elementwise(backend, op, count, a, b, out) : TDM_OK;
+}
+
+tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z)
+{
+    return elementwise(backend, TDM_OP_ADD, count, x, "x", y, "y", z);
+}
+
+tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
+{
+    return elementwise(backend, TDM_OP_RELU, count, x, "x", (tdm_view){0}, NULL, y);
+}
+
+tdm_status tdm_relu_backward(tdm_backend *backend, size_t count, tdm_view x, tdm_view dy,
+                             tdm_view dx)
+{
+    return elementwise(backend, TDM_OP_RELU_BACKWARD, count, x, "x", dy, "dy", dx);
+}
+
+tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
+{
+    return elementwise(backend, TDM_OP_SIGMOID, count, x, "x", (tdm_view){0}, NULL, y);
+}
+
+tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
+                                tdm_view dx)
+{
+    return elementwise(backend, TDM_OP_SIGMOID_BACKWARD, count, y, "y", dy, "dy", dx);
 }

@@ -8,7 +8,7 @@
 #include "tandem/backend.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 1
+#define TDM_BACKEND_IFACE_VERSION 2
 
 struct tdm_backend_iface {
     int version;
@@ -30,6 +30,10 @@ struct tdm_backend_iface {
     tdm_status (*axpy)(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y);
     tdm_status (*scale)(tdm_backend *backend, size_t count, float alpha, tdm_view x);
     tdm_status (*sgemm)(tdm_backend *backend, const tdm_sgemm_args *args);
+    /* The elementwise ops TDM_OP_ADD .. TDM_OP_SIGMOID_BACKWARD: out = f(a, b);
+     * b is unused (an empty view) for the unary ones. */
+    tdm_status (*elementwise)(tdm_backend *backend, tdm_op op, size_t count, tdm_view a, tdm_view b,
+                              tdm_view out);
 };
 
 struct tdm_backend {

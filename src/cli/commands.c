@@ -25,7 +25,7 @@ tdm_status cli_device_config(const cli_options *options, tdm_device_config *conf
     if (from_environment && from_environment[0]) {
         tdm_status status = tdm_device_config_apply_string(config, from_environment);
         if (status != TDM_OK)
-            return status; /* the message quotes the string; say where it came from below */
+            return status;
     }
     if (options->device_string)
         return tdm_device_config_apply_string(config, options->device_string);

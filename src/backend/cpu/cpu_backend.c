@@ -1,5 +1,6 @@
 /* The plain-C backend: host memory, loops for elementwise ops, and CBLAS
  * (OpenBLAS, with its own thread pool) or the portable C GEMM. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +96,31 @@ static tdm_status cpu_scale(tdm_backend *backend, size_t count, float alpha, tdm
     return TDM_OK;
 }
 
+/* The math of each elementwise op, shared by every element. */
+static float elementwise_value(tdm_op op, float a, float b)
+{
+    switch (op) {
+    case TDM_OP_ADD: return a + b;
+    case TDM_OP_RELU: return a < 0.0f ? 0.0f : a; /* NaN is not < 0: it stays NaN */
+    case TDM_OP_RELU_BACKWARD: return a > 0.0f ? b : 0.0f;
+    case TDM_OP_SIGMOID: return 1.0f / (1.0f + expf(-a));
+    case TDM_OP_SIGMOID_BACKWARD: return b * (a * (1.0f - a));
+    default: return NAN; /* unreachable: supports_op lets only these through */
+    }
+}
+
+static tdm_status cpu_elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
+                                  tdm_view b, tdm_view out)
+{
+    (void)backend;
+    const float *as = tdm_view_host_floats(a);
+    const float *bs = b.buffer ? tdm_view_host_floats(b) : NULL;
+    float *outs = tdm_view_host_floats(out);
+    for (size_t i = 0; i < count; i++)
+        outs[i] = elementwise_value(op, as[i], bs ? bs[i] : 0.0f);
+    return TDM_OK;
+}
+
 #ifdef TANDEM_HAVE_CBLAS
 static tdm_status cpu_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 {
@@ -138,6 +164,7 @@ static const struct tdm_backend_iface cpu_iface = {
     .axpy = cpu_axpy,
     .scale = cpu_scale,
     .sgemm = cpu_sgemm,
+    .elementwise = cpu_elementwise,
 };
 
 tdm_status tdm_cpu_backend_create(tdm_backend **out)

@@ -10,13 +10,29 @@
 #include "backend/opencl/cl_devices.h"
 #include "backend/opencl/cl_program.h"
 
-typedef enum kernel_id { K_FILL, K_FILL_MATRIX, K_AXPY, K_SCALE, KERNEL_COUNT } kernel_id;
+typedef enum kernel_id {
+    K_FILL,
+    K_FILL_MATRIX,
+    K_AXPY,
+    K_SCALE,
+    K_ADD,
+    K_RELU,
+    K_RELU_BACKWARD,
+    K_SIGMOID,
+    K_SIGMOID_BACKWARD,
+    KERNEL_COUNT
+} kernel_id;
 
 static const char *const kernel_names[KERNEL_COUNT] = {
     [K_FILL] = "tdm_fill",
     [K_FILL_MATRIX] = "tdm_fill_matrix",
     [K_AXPY] = "tdm_axpy",
     [K_SCALE] = "tdm_scale",
+    [K_ADD] = "tdm_add",
+    [K_RELU] = "tdm_relu",
+    [K_RELU_BACKWARD] = "tdm_relu_backward",
+    [K_SIGMOID] = "tdm_sigmoid",
+    [K_SIGMOID_BACKWARD] = "tdm_sigmoid_backward",
 };
 
 /* A fixed local size (PoCL compiles once per local size) and a capped number
@@ -191,6 +207,29 @@ static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, 
     return launch(ctx_of(backend), K_SCALE, count, args, 4);
 }
 
+static kernel_id elementwise_kernel(tdm_op op)
+{
+    switch (op) {
+    case TDM_OP_ADD: return K_ADD;
+    case TDM_OP_RELU: return K_RELU;
+    case TDM_OP_RELU_BACKWARD: return K_RELU_BACKWARD;
+    case TDM_OP_SIGMOID: return K_SIGMOID;
+    default: return K_SIGMOID_BACKWARD; /* supports_op lets only these through */
+    }
+}
+
+/* Every elementwise kernel takes (count, a, a_offset, b, b_offset, out, out_offset). */
+static tdm_status opencl_elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
+                                     tdm_view b, tdm_view out)
+{
+    tdm_view second = b.buffer ? b : a; /* unary kernels ignore it */
+    cl_mem a_mem = mem_of(a.buffer), b_mem = mem_of(second.buffer), out_mem = mem_of(out.buffer);
+    cl_ulong n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
+    kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),  ARG(b_mem),
+                         ARG(b_offset), ARG(out_mem), ARG(out_offset)};
+    return launch(ctx_of(backend), elementwise_kernel(op), count, args, 7);
+}
+
 /* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
 static tdm_status ensure_gemm_scratch(opencl_context *ctx, size_t bytes)
 {
@@ -255,6 +294,7 @@ static const struct tdm_backend_iface opencl_iface = {
     .axpy = opencl_axpy,
     .scale = opencl_scale,
     .sgemm = opencl_sgemm,
+    .elementwise = opencl_elementwise,
 };
 
 static tdm_status create_kernels(opencl_context *ctx)

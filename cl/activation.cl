@@ -1,0 +1,46 @@
+// Elementwise ops of the layers: out = f(a, b), one kernel per op, the same
+// formulas as the cpu backend (src/backend/cpu/cpu_backend.c).
+
+__kernel void tdm_add(ulong count, __global const float *a, ulong a_offset,
+                      __global const float *b, ulong b_offset, __global float *out,
+                      ulong out_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        out[out_offset + i] = a[a_offset + i] + b[b_offset + i];
+}
+
+__kernel void tdm_relu(ulong count, __global const float *a, ulong a_offset,
+                       __global const float *b, ulong b_offset, __global float *out,
+                       ulong out_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        const float x = a[a_offset + i];
+        out[out_offset + i] = x < 0.0f ? 0.0f : x; // NaN is not < 0: it stays NaN
+    }
+}
+
+__kernel void tdm_relu_backward(ulong count, __global const float *a, ulong a_offset,
+                                __global const float *b, ulong b_offset, __global float *out,
+                                ulong out_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        out[out_offset + i] = a[a_offset + i] > 0.0f ? b[b_offset + i] : 0.0f;
+}
+
+__kernel void tdm_sigmoid(ulong count, __global const float *a, ulong a_offset,
+                          __global const float *b, ulong b_offset, __global float *out,
+                          ulong out_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+        out[out_offset + i] = 1.0f / (1.0f + exp(-a[a_offset + i]));
+}
+
+__kernel void tdm_sigmoid_backward(ulong count, __global const float *a, ulong a_offset,
+                                   __global const float *b, ulong b_offset, __global float *out,
+                                   ulong out_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        const float y = a[a_offset + i];
+        out[out_offset + i] = b[b_offset + i] * (y * (1.0f - y));
+    }
+}
