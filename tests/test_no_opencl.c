@@ -42,6 +42,7 @@ static void auto_and_fallback_use_cpu(void **state)
     assert_int_equal(create("opencl", "cpu", &backend, &choice), TDM_OK);
     assert_string_equal(tdm_backend_name(backend), "cpu");
     assert_true(choice.fell_back);
+    assert_non_null(strstr(choice.why, "no OpenCL driver installed"));
     tdm_backend_free(backend);
 }
 

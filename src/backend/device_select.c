@@ -186,20 +186,32 @@ tdm_status tdm_device_choose(const tdm_device_config *config, const tdm_opencl_d
     return TDM_OK;
 }
 
+/* Why OpenCL was unusable (e.g. no driver installed), without the source location. */
+static void describe_listing_failure(char *out, size_t capacity)
+{
+    snprintf(out, capacity, "%s", tdm_last_error());
+    char *location = strstr(out, " (at ");
+    if (location)
+        *location = '\0';
+}
+
 tdm_status tdm_backend_create_from_config(const tdm_device_config *config, tdm_backend **out,
                                           tdm_device_choice *choice)
 {
     tdm_opencl_device_info *devices = NULL;
     size_t count = 0;
+    tdm_status listed = TDM_OK;
     *out = NULL;
     if (config->backend != TDM_BACKEND_CPU) {
-        tdm_status listed = tdm_opencl_list_devices(&devices, &count);
+        listed = tdm_opencl_list_devices(&devices, &count);
         /* No driver is not an error for auto; for opencl the choice reports it. */
         if (listed != TDM_OK && config->backend == TDM_BACKEND_OPENCL &&
             config->fallback == TDM_FALLBACK_ERROR)
             return listed;
     }
     tdm_status status = tdm_device_choose(config, devices, count, choice);
+    if (status == TDM_OK && choice->fell_back && listed != TDM_OK)
+        describe_listing_failure(choice->why, sizeof choice->why);
     if (status == TDM_OK)
         status = choice->use_opencl
                      ? tdm_opencl_backend_create(devices[choice->device].platform_index,
