@@ -30,18 +30,30 @@ static bool driver_caches_itself(const tdm_opencl_device_info *info)
            strstr(info->platform_vendor, "NVIDIA") != NULL;
 }
 
-static uint64_t cache_key(const tdm_opencl_device_info *info, const char *options)
+enum { MAX_KERNEL_FILES = 60 };
+
+/* The texts of the embedded cl/ files, in build order. */
+static tdm_status embedded_texts(const char **texts, size_t *count)
 {
-    enum { MAX_PARTS = 64 };
-    const char *parts[MAX_PARTS];
-    size_t count = 0;
-    for (size_t i = 0; i < tdm_kernel_source_count && count < MAX_PARTS - 4; i++)
-        parts[count++] = tdm_kernel_sources[i].text;
-    parts[count++] = options;
-    parts[count++] = info->device_name;
-    parts[count++] = info->driver_version;
-    parts[count++] = info->platform_name;
-    return tdm_kernel_cache_key(parts, count);
+    if (tdm_kernel_source_count > MAX_KERNEL_FILES)
+        return TDM_FAIL(TDM_ERR_UNSUPPORTED, "%zu kernel files embedded, at most %d supported",
+                        tdm_kernel_source_count, MAX_KERNEL_FILES);
+    for (size_t i = 0; i < tdm_kernel_source_count; i++)
+        texts[i] = tdm_kernel_sources[i].text;
+    *count = tdm_kernel_source_count;
+    return TDM_OK;
+}
+
+static uint64_t cache_key(const char *const *texts, size_t count,
+                          const tdm_opencl_device_info *info, const char *options)
+{
+    const char *parts[MAX_KERNEL_FILES + 4];
+    memcpy(parts, texts, count * sizeof *texts);
+    parts[count] = options;
+    parts[count + 1] = info->device_name;
+    parts[count + 2] = info->driver_version;
+    parts[count + 3] = info->platform_name;
+    return tdm_kernel_cache_key(parts, count + 4);
 }
 
 /* "<what> failed: <error>" followed by the build log. */
@@ -123,16 +135,15 @@ tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
                                 const tdm_opencl_device_info *info, cl_program *program)
 {
     char options[64], directory[4096];
+    const char *texts[MAX_KERNEL_FILES];
+    size_t count = 0;
+    TDM_TRY(embedded_texts(texts, &count));
     build_options(info, options, sizeof options);
     bool use_cache =
         !driver_caches_itself(info) && tdm_kernel_cache_directory(directory, sizeof directory);
-    uint64_t key = use_cache ? cache_key(info, options) : 0;
+    uint64_t key = use_cache ? cache_key(texts, count, info, options) : 0;
     if (use_cache && build_from_cache(context, device, options, directory, key, program))
         return TDM_OK;
-    const char *texts[64];
-    size_t count = 0;
-    for (; count < tdm_kernel_source_count && count < 64; count++)
-        texts[count] = tdm_kernel_sources[count].text;
     TDM_TRY(tdm_cl_build_from_sources(context, device, options, texts, count, program));
     if (use_cache)
         store_in_cache(*program, directory, key);
