@@ -111,6 +111,16 @@ static void bad_device_strings_are_rejected(void **state)
         assert_non_null(strstr(tdm_last_error(), "invalid device"));
     }
     assert_int_equal(config.backend, TDM_BACKEND_AUTO); /* a failed string changes nothing */
+    char long_string[400];
+    memset(long_string, 'x', sizeof long_string - 1);
+    long_string[sizeof long_string - 1] = '\0';
+    assert_int_equal(tdm_device_config_apply_string(&config, long_string), TDM_ERR_CONFIG);
+    assert_non_null(strstr(tdm_last_error(), "is too long"));
+    memcpy(long_string, "opencl:", 7); /* fits the string, not the platform field */
+    long_string[250] = '\0';
+    assert_int_equal(tdm_device_config_apply_string(&config, long_string), TDM_ERR_CONFIG);
+    assert_non_null(strstr(tdm_last_error(), "longer than 127 characters"));
+    assert_int_equal(tdm_device_config_set(&config, "device", long_string), TDM_ERR_CONFIG);
 }
 
 static const char *write_config(const char *text)
