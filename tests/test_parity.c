@@ -17,62 +17,10 @@
 #include <cmocka.h>
 
 #include "common.h"
-
-enum { GUARD = 37, MAX_TENSORS = 4, MAX_CASES = 160 };
+#include "parity.h"
 
 /* A quiet NaN with a payload no op produces: compared bit for bit. */
 static const uint32_t SENTINEL_BITS = 0x7FC5A5A5u;
-
-typedef enum tensor_init { INIT_RANDOM, INIT_NAN } tensor_init;
-
-typedef struct tensor_spec {
-    const char *name;
-    size_t count;
-    bool written; /* an output (possibly also read, like C in GEMM) */
-    tensor_init init;
-    size_t cols, ld; /* a strided matrix: only cols of every ld values are the op's */
-} tensor_spec;
-
-/* False for the padding between the rows of a strided matrix. */
-static bool is_element(const tensor_spec *t, size_t i)
-{
-    return t->ld == 0 || i % t->ld < t->cols;
-}
-
-typedef struct gemm_case {
-    tdm_transpose trans_a, trans_b;
-    size_t m, n, k, lda, ldb, ldc;
-    float alpha, beta;
-} gemm_case;
-
-typedef struct vector_case {
-    size_t count;
-    float alpha;
-} vector_case;
-
-typedef struct op_case {
-    char label[112];
-    size_t tensor_count;
-    tensor_spec tensors[MAX_TENSORS];
-    union {
-        gemm_case gemm;
-        vector_case vector;
-    } p;
-} op_case;
-
-typedef struct parity_op {
-    const char *name;
-    tdm_op op;
-    /* Tolerances against the cpu backend and the double reference: the
-     * normalised mean squared error sum (x - y)^2 / sum y^2, and the largest
-     * |x - y| / max(|y|, rms(y)) (the floor keeps entries that cancel to near
-     * zero from dominating). Justified where each op is listed. */
-    double max_nmse, max_relative;
-    size_t (*make_cases)(op_case *cases, size_t capacity);
-    tdm_status (*run)(tdm_backend *backend, const op_case *c, const tdm_view *views);
-    /* Updates the written tensors of t (initial values in, results out). */
-    void (*reference)(const op_case *c, double *const *t);
-} parity_op;
 
 /* ---------- fill, copy, scale, axpy ---------- */
 
@@ -376,6 +324,33 @@ static uint64_t case_seed(const parity_op *op, size_t case_index)
     return seed;
 }
 
+static float int_as_float(int32_t value)
+{
+    float bits;
+    memcpy(&bits, &value, sizeof bits);
+    return bits;
+}
+
+static double tensor_value(const tensor_spec *t, const float *x)
+{
+    if (!is_integer_tensor(t))
+        return *x;
+    int32_t value;
+    memcpy(&value, x, sizeof value);
+    return value;
+}
+
+static float initial_value(const tensor_spec *t, test_rng *rng)
+{
+    switch (t->init) {
+    case INIT_NAN: return NAN;
+    case INIT_POSITIVE: return test_rng_uniform(rng, 0.5f, 2.0f);
+    case INIT_LABELS: return int_as_float((int32_t)(test_rng_next(rng) % t->int_range));
+    case INIT_INDEX: return int_as_float(-1);
+    default: return test_rng_uniform(rng, -1.0f, 1.0f);
+    }
+}
+
 static void make_case_data(const op_case *c, uint64_t seed, case_data *data)
 {
     test_rng rng = {seed};
@@ -389,8 +364,7 @@ static void make_case_data(const op_case *c, uint64_t seed, case_data *data)
         for (size_t i = 0; i < total; i++)
             data->initial[t][i] = sentinel();
         for (size_t i = 0; i < c->tensors[t].count; i++)
-            data->initial[t][GUARD + i] =
-                c->tensors[t].init == INIT_NAN ? NAN : test_rng_uniform(&rng, -1.0f, 1.0f);
+            data->initial[t][GUARD + i] = initial_value(&c->tensors[t], &rng);
     }
 }
 
@@ -454,7 +428,7 @@ static void check_integrity(const op_case *c, const case_data *data, char *probl
                 snprintf(problem, size, "wrote into the padding of %s at %zu", spec->name, i);
                 return;
             }
-            if (is_element(spec, i) && !isfinite(got[GUARD + i])) {
+            if (is_element(spec, i) && !is_integer_tensor(spec) && !isfinite(got[GUARD + i])) {
                 snprintf(problem, size, "%s[%zu] is not finite (%g)", spec->name, i,
                          (double)got[GUARD + i]);
                 return;
@@ -467,9 +441,20 @@ typedef struct error_metrics {
     double nmse, max_relative;
 } error_metrics;
 
+/* Integer tensors (argmax) must match exactly. */
+static error_metrics compare_integers(const float *x, const double *y, const tensor_spec *spec)
+{
+    for (size_t i = 0; i < spec->count; i++)
+        if (tensor_value(spec, &x[i]) != y[i])
+            return (error_metrics){INFINITY, INFINITY};
+    return (error_metrics){0.0, 0.0};
+}
+
 /* Over the tensor's elements (not the padding between strided rows). */
 static error_metrics compare(const float *x, const double *y, const tensor_spec *spec)
 {
+    if (is_integer_tensor(spec))
+        return compare_integers(x, y, spec);
     double sum_sq_diff = 0.0, sum_sq_ref = 0.0, worst = 0.0;
     size_t elements = 0;
     for (size_t i = 0; i < spec->count; i++) {
@@ -559,15 +544,15 @@ static void reference_values(const parity_op *op, const op_case *c, const case_d
         out[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
         assert_non_null(out[t]);
         for (size_t i = 0; i < c->tensors[t].count; i++)
-            out[t][i] = data->initial[t][GUARD + i];
+            out[t][i] = tensor_value(&c->tensors[t], &data->initial[t][GUARD + i]);
     }
     op->reference(c, out);
 }
 
-static void widen(const float *x, size_t count, double *out)
+static void widen(const tensor_spec *t, const float *x, double *out)
 {
-    for (size_t i = 0; i < count; i++)
-        out[i] = x[i];
+    for (size_t i = 0; i < t->count; i++)
+        out[i] = tensor_value(t, &x[i]);
 }
 
 static void check_case(const test_backends *all, const parity_op *op, const op_case *c,
@@ -583,7 +568,7 @@ static void check_case(const test_backends *all, const parity_op *op, const op_c
     for (size_t t = 0; t < c->tensor_count; t++) {
         cpu_result[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
         assert_non_null(cpu_result[t]);
-        widen(cpu_data.result[t] + GUARD, c->tensors[t].count, cpu_result[t]);
+        widen(&c->tensors[t], cpu_data.result[t] + GUARD, cpu_result[t]);
     }
     for (size_t b = 1; b < all->count; b++) {
         make_case_data(c, case_seed(op, case_index), &device_data);
@@ -634,14 +619,20 @@ static void test_relu_nan_and_in_place(void **state)
     }
 }
 
+enum { MAX_TESTS = 64 };
+
 int main(void)
 {
-    struct CMUnitTest tests[OP_COUNT + 1];
+    static struct CMUnitTest tests[MAX_TESTS];
+    size_t count = 0;
     for (size_t i = 0; i < OP_COUNT; i++)
-        tests[i] = (struct CMUnitTest){ops[i].name, test_op, NULL, NULL, (void *)&ops[i]};
-    tests[OP_COUNT] =
+        tests[count++] = (struct CMUnitTest){ops[i].name, test_op, NULL, NULL, (void *)&ops[i]};
+    for (size_t i = 0; i < parity_layer_op_count && count < MAX_TESTS - 1; i++)
+        tests[count++] = (struct CMUnitTest){parity_layer_ops[i].name, test_op, NULL, NULL,
+                                             (void *)&parity_layer_ops[i]};
+    tests[count++] =
         (struct CMUnitTest){"relu_nan_and_in_place", test_relu_nan_and_in_place, NULL, NULL, NULL};
     printf("parity harness: base seed %llu\n", (unsigned long long)test_base_seed());
-    return _cmocka_run_group_tests("parity", tests, OP_COUNT + 1, test_open_all_backends,
+    return _cmocka_run_group_tests("parity", tests, count, test_open_all_backends,
                                    test_close_all_backends);
 }

@@ -6,6 +6,7 @@
 #include "tandem/backend.h"
 #include "tandem/config.h"
 #include "tandem/device.h"
+#include "tandem/layer_ops.h"
 #include "tandem/status.h"
 
 #endif

@@ -8,11 +8,30 @@
 const char *tdm_op_name(tdm_op op)
 {
     static const char *const names[TDM_OP_COUNT] = {
-        [TDM_OP_FILL] = "fill",       [TDM_OP_COPY] = "copy",
-        [TDM_OP_SGEMM] = "sgemm",     [TDM_OP_AXPY] = "axpy",
-        [TDM_OP_SCALE] = "scale",     [TDM_OP_ADD] = "add",
-        [TDM_OP_RELU] = "relu",       [TDM_OP_RELU_BACKWARD] = "relu_backward",
-        [TDM_OP_SIGMOID] = "sigmoid", [TDM_OP_SIGMOID_BACKWARD] = "sigmoid_backward",
+        [TDM_OP_FILL] = "fill",
+        [TDM_OP_COPY] = "copy",
+        [TDM_OP_SGEMM] = "sgemm",
+        [TDM_OP_AXPY] = "axpy",
+        [TDM_OP_SCALE] = "scale",
+        [TDM_OP_ADD] = "add",
+        [TDM_OP_RELU] = "relu",
+        [TDM_OP_RELU_BACKWARD] = "relu_backward",
+        [TDM_OP_SIGMOID] = "sigmoid",
+        [TDM_OP_SIGMOID_BACKWARD] = "sigmoid_backward",
+        [TDM_OP_IM2COL] = "im2col",
+        [TDM_OP_COL2IM] = "col2im",
+        [TDM_OP_SWAP_AXES] = "swap_axes",
+        [TDM_OP_BIAS_ADD] = "bias_add",
+        [TDM_OP_BIAS_BACKWARD] = "bias_backward",
+        [TDM_OP_BATCHNORM_TRAIN] = "batchnorm_train",
+        [TDM_OP_BATCHNORM_EVAL] = "batchnorm_eval",
+        [TDM_OP_BATCHNORM_BACKWARD] = "batchnorm_backward",
+        [TDM_OP_MAXPOOL2D] = "maxpool2d",
+        [TDM_OP_MAXPOOL2D_BACKWARD] = "maxpool2d_backward",
+        [TDM_OP_GLOBAL_AVGPOOL] = "global_avgpool",
+        [TDM_OP_GLOBAL_AVGPOOL_BACKWARD] = "global_avgpool_backward",
+        [TDM_OP_SOFTMAX_CROSS_ENTROPY] = "softmax_cross_entropy",
+        [TDM_OP_SGD] = "sgd",
     };
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
 }
@@ -39,8 +58,11 @@ tdm_status tdm_backend_synchronize(tdm_backend *backend)
 
 void tdm_backend_free(tdm_backend *backend)
 {
-    if (backend)
-        backend->iface->free(backend);
+    if (!backend)
+        return;
+    for (int slot = 0; slot < TDM_SCRATCH_SLOTS; slot++)
+        tdm_buffer_free(backend->scratch[slot]);
+    backend->iface->free(backend);
 }
 
 tdm_status tdm_buffer_alloc(tdm_backend *backend, size_t bytes, tdm_buffer **out)
@@ -101,7 +123,7 @@ tdm_status tdm_buffer_download(const tdm_buffer *src, size_t src_offset, void *d
     return src->backend->iface->download(src->backend, src, src_offset, dst, bytes);
 }
 
-static tdm_status check_supported(const tdm_backend *backend, tdm_op op)
+tdm_status tdm_check_supported(const tdm_backend *backend, tdm_op op)
 {
     if (!tdm_backend_supports_op(backend, op))
         return TDM_FAIL(TDM_ERR_UNSUPPORTED, "op '%s' is not supported by backend '%s'",
@@ -109,10 +131,8 @@ static tdm_status check_supported(const tdm_backend *backend, tdm_op op)
     return TDM_OK;
 }
 
-/* Checks that floats [view.offset, view.offset + count) lie in the view's buffer,
- * which must belong to backend. */
-static tdm_status check_view(const tdm_backend *backend, tdm_view view, size_t count,
-                             const char *op, const char *operand)
+tdm_status tdm_check_view(const tdm_backend *backend, tdm_view view, size_t count, const char *op,
+                          const char *operand)
 {
     if (!view.buffer)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: operand %s has no buffer", op, operand);
@@ -130,40 +150,40 @@ static tdm_status check_view(const tdm_backend *backend, tdm_view view, size_t c
 
 tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
 {
-    TDM_TRY(check_supported(backend, TDM_OP_FILL));
-    TDM_TRY(check_view(backend, x, count, "fill", "x"));
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_FILL));
+    TDM_TRY(tdm_check_view(backend, x, count, "fill", "x"));
     return count ? backend->iface->fill(backend, x, count, value) : TDM_OK;
 }
 
-static bool ranges_overlap(tdm_view a, tdm_view b, size_t count)
+bool tdm_ranges_overlap(tdm_view a, tdm_view b, size_t count)
 {
     return a.buffer == b.buffer && a.offset < b.offset + count && b.offset < a.offset + count;
 }
 
 tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
 {
-    TDM_TRY(check_supported(backend, TDM_OP_COPY));
-    TDM_TRY(check_view(backend, src, count, "copy", "src"));
-    TDM_TRY(check_view(backend, dst, count, "copy", "dst"));
-    if (ranges_overlap(src, dst, count))
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_COPY));
+    TDM_TRY(tdm_check_view(backend, src, count, "copy", "src"));
+    TDM_TRY(tdm_check_view(backend, dst, count, "copy", "dst"));
+    if (tdm_ranges_overlap(src, dst, count))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "copy: source and destination overlap");
     return count ? backend->iface->copy(backend, src, dst, count) : TDM_OK;
 }
 
 tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y)
 {
-    TDM_TRY(check_supported(backend, TDM_OP_AXPY));
-    TDM_TRY(check_view(backend, x, count, "axpy", "x"));
-    TDM_TRY(check_view(backend, y, count, "axpy", "y"));
-    if (ranges_overlap(x, y, count) && x.offset != y.offset)
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_AXPY));
+    TDM_TRY(tdm_check_view(backend, x, count, "axpy", "x"));
+    TDM_TRY(tdm_check_view(backend, y, count, "axpy", "y"));
+    if (tdm_ranges_overlap(x, y, count) && x.offset != y.offset)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "axpy: x and y partially overlap");
     return count ? backend->iface->axpy(backend, count, alpha, x, y) : TDM_OK;
 }
 
 tdm_status tdm_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
 {
-    TDM_TRY(check_supported(backend, TDM_OP_SCALE));
-    TDM_TRY(check_view(backend, x, count, "scale", "x"));
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SCALE));
+    TDM_TRY(tdm_check_view(backend, x, count, "scale", "x"));
     return count ? backend->iface->scale(backend, count, alpha, x) : TDM_OK;
 }
 
@@ -177,7 +197,7 @@ static tdm_status check_matrix(const tdm_backend *backend, tdm_view view, size_t
                         operand, ld, cols);
     if (rows != 0 && (rows - 1) > (SIZE_MAX - cols) / ld)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "sgemm: %s is too large", operand);
-    return check_view(backend, view, rows == 0 ? 0 : (rows - 1) * ld + cols, "sgemm", operand);
+    return tdm_check_view(backend, view, rows == 0 ? 0 : (rows - 1) * ld + cols, "sgemm", operand);
 }
 
 /* BLAS semantics for k == 0: C = beta * C, and C = 0 when beta == 0. */
@@ -193,7 +213,7 @@ static tdm_status scale_rows_of_c(tdm_backend *backend, const tdm_sgemm_args *ar
 
 tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 {
-    TDM_TRY(check_supported(backend, TDM_OP_SGEMM));
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SGEMM));
     bool ta = args->trans_a == TDM_TRANS, tb = args->trans_b == TDM_TRANS;
     TDM_TRY(check_matrix(backend, args->a, ta ? args->k : args->m, ta ? args->m : args->k,
                          args->lda, "A"));
@@ -211,8 +231,8 @@ tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op op, tdm_view input,
                                             tdm_view out, size_t count, const char *operand)
 {
-    TDM_TRY(check_view(backend, input, count, tdm_op_name(op), operand));
-    if (ranges_overlap(input, out, count) && input.offset != out.offset)
+    TDM_TRY(tdm_check_view(backend, input, count, tdm_op_name(op), operand));
+    if (tdm_ranges_overlap(input, out, count) && input.offset != out.offset)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: %s and the output partially overlap",
                         tdm_op_name(op), operand);
     return TDM_OK;
@@ -221,8 +241,8 @@ static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op o
 static tdm_status elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
                               const char *a_name, tdm_view b, const char *b_name, tdm_view out)
 {
-    TDM_TRY(check_supported(backend, op));
-    TDM_TRY(check_view(backend, out, count, tdm_op_name(op), "out"));
+    TDM_TRY(tdm_check_supported(backend, op));
+    TDM_TRY(tdm_check_view(backend, out, count, tdm_op_name(op), "out"));
     TDM_TRY(check_elementwise_operand(backend, op, a, out, count, a_name));
     if (b_name)
         TDM_TRY(check_elementwise_operand(backend, op, b, out, count, b_name));

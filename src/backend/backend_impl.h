@@ -6,9 +6,17 @@
 #define TANDEM_BACKEND_IMPL_H
 
 #include "tandem/backend.h"
+#include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 2
+#define TDM_BACKEND_IFACE_VERSION 3
+
+/* The operands of the batch-norm entries; each uses the ones it names. */
+typedef struct tdm_batchnorm_views {
+    tdm_view x, gamma, beta, running_mean, running_var, save_mean, save_invstd, y;
+    tdm_view dy, dx, dgamma, dbeta;
+    tdm_view scratch; /* 2 * channels floats for the backward sums */
+} tdm_batchnorm_views;
 
 struct tdm_backend_iface {
     int version;
@@ -34,13 +42,55 @@ struct tdm_backend_iface {
      * b is unused (an empty view) for the unary ones. */
     tdm_status (*elementwise)(tdm_backend *backend, tdm_op op, size_t count, tdm_view a, tdm_view b,
                               tdm_view out);
+
+    /* Conv2d is im2col + GEMM + swap_axes over the whole batch (backend.c).
+     * col is [Cin*KH*KW][N*OH*OW]: row (c*KH + i)*KW + j, column
+     * n*OH*OW + oh*OW + ow; padding reads as 0. col2im is its adjoint, a
+     * gather (each x sums its col entries in a fixed order) that writes x. */
+    tdm_status (*im2col)(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                         tdm_view col);
+    tdm_status (*col2im)(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view col,
+                         tdm_view x);
+    /* dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]. */
+    tdm_status (*swap_axes)(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
+                            tdm_view src, tdm_view dst);
+    tdm_status (*bias_add)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                           tdm_view bias, tdm_view y);
+    tdm_status (*bias_backward)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                                tdm_view dy, tdm_view dbias);
+    tdm_status (*batchnorm_train)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                  const tdm_batchnorm_views *v);
+    tdm_status (*batchnorm_eval)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                 const tdm_batchnorm_views *v);
+    tdm_status (*batchnorm_backward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                     const tdm_batchnorm_views *v);
+    tdm_status (*maxpool2d)(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
+                            tdm_view y, tdm_view argmax);
+    tdm_status (*maxpool2d_backward)(tdm_backend *backend, const tdm_pool2d_shape *shape,
+                                     tdm_view argmax, tdm_view dy, tdm_view dx);
+    tdm_status (*global_avgpool)(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
+                                 tdm_view y);
+    tdm_status (*global_avgpool_backward)(tdm_backend *backend, size_t planes, size_t spatial,
+                                          tdm_view dy, tdm_view dx);
+    /* wrong and dlogits may be empty views. */
+    tdm_status (*softmax_cross_entropy)(tdm_backend *backend, const tdm_cross_entropy_shape *shape,
+                                        tdm_view logits, tdm_view labels, tdm_view losses,
+                                        tdm_view wrong, tdm_view dlogits);
+    tdm_status (*sgd)(tdm_backend *backend, const tdm_sgd_options *options, bool first_step,
+                      size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
 };
+
+/* Scratch buffers the generic layer lends to composite ops (conv2d's col
+ * and its swapped GEMM output). Ops run in issue order on every backend, so
+ * consecutive ops may reuse them. */
+enum { TDM_SCRATCH_SLOTS = 2 };
 
 struct tdm_backend {
     const struct tdm_backend_iface *iface;
     void *context;
     const char *name;
     char description[512];
+    tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };
 
 struct tdm_buffer {
@@ -48,6 +98,14 @@ struct tdm_buffer {
     size_t size;  /* bytes */
     void *handle; /* host pointer (cpu) or cl_mem (opencl) */
 };
+
+/* Argument checks shared by the generic layer (backend.c, layer_ops.c). */
+tdm_status tdm_check_supported(const tdm_backend *backend, tdm_op op);
+/* Floats [view.offset, view.offset + count) lie in the view's buffer, which
+ * belongs to backend; `op` and `operand` name them in the message. */
+tdm_status tdm_check_view(const tdm_backend *backend, tdm_view view, size_t count, const char *op,
+                          const char *operand);
+bool tdm_ranges_overlap(tdm_view a, tdm_view b, size_t count);
 
 /* Pointer to the first float of a view on a host-memory backend. */
 static inline float *tdm_view_host_floats(tdm_view view)

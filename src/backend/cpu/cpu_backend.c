@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "backend/backend_impl.h"
+#include "backend/cpu/cpu_layers.h"
 #include "backend/cpu/gemm_portable.h"
 #include "core/error.h"
 
@@ -165,6 +166,20 @@ static const struct tdm_backend_iface cpu_iface = {
     .scale = cpu_scale,
     .sgemm = cpu_sgemm,
     .elementwise = cpu_elementwise,
+    .im2col = tdm_cpu_im2col,
+    .col2im = tdm_cpu_col2im,
+    .swap_axes = tdm_cpu_swap_axes,
+    .bias_add = tdm_cpu_bias_add,
+    .bias_backward = tdm_cpu_bias_backward,
+    .batchnorm_train = tdm_cpu_batchnorm_train,
+    .batchnorm_eval = tdm_cpu_batchnorm_eval,
+    .batchnorm_backward = tdm_cpu_batchnorm_backward,
+    .maxpool2d = tdm_cpu_maxpool2d,
+    .maxpool2d_backward = tdm_cpu_maxpool2d_backward,
+    .global_avgpool = tdm_cpu_global_avgpool,
+    .global_avgpool_backward = tdm_cpu_global_avgpool_backward,
+    .softmax_cross_entropy = tdm_cpu_softmax_cross_entropy,
+    .sgd = tdm_cpu_sgd,
 };
 
 tdm_status tdm_cpu_backend_create(tdm_backend **out)

@@ -6,22 +6,10 @@
 
 #include <clblast_c.h>
 
-#include "backend/backend_impl.h"
 #include "backend/opencl/cl_devices.h"
 #include "backend/opencl/cl_program.h"
-
-typedef enum kernel_id {
-    K_FILL,
-    K_FILL_MATRIX,
-    K_AXPY,
-    K_SCALE,
-    K_ADD,
-    K_RELU,
-    K_RELU_BACKWARD,
-    K_SIGMOID,
-    K_SIGMOID_BACKWARD,
-    KERNEL_COUNT
-} kernel_id;
+#include "backend/opencl/opencl_impl.h"
+#include "backend/opencl/opencl_layers.h"
 
 static const char *const kernel_names[KERNEL_COUNT] = {
     [K_FILL] = "tdm_fill",
@@ -33,31 +21,56 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [K_RELU_BACKWARD] = "tdm_relu_backward",
     [K_SIGMOID] = "tdm_sigmoid",
     [K_SIGMOID_BACKWARD] = "tdm_sigmoid_backward",
+    [K_IM2COL] = "tdm_im2col",
+    [K_COL2IM] = "tdm_col2im",
+    [K_SWAP_AXES] = "tdm_swap_axes",
+    [K_BIAS_ADD] = "tdm_bias_add",
+    [K_BIAS_BACKWARD] = "tdm_bias_backward",
+    [K_BATCHNORM_STATS] = "tdm_batchnorm_stats",
+    [K_BATCHNORM_NORMALIZE] = "tdm_batchnorm_normalize",
+    [K_BATCHNORM_BACKWARD_REDUCE] = "tdm_batchnorm_backward_reduce",
+    [K_BATCHNORM_BACKWARD_APPLY] = "tdm_batchnorm_backward_apply",
+    [K_MAXPOOL2D] = "tdm_maxpool2d",
+    [K_MAXPOOL2D_BACKWARD] = "tdm_maxpool2d_backward",
+    [K_GLOBAL_AVGPOOL] = "tdm_global_avgpool",
+    [K_GLOBAL_AVGPOOL_BACKWARD] = "tdm_global_avgpool_backward",
+    [K_SOFTMAX_CROSS_ENTROPY] = "tdm_softmax_cross_entropy",
+    [K_SGD] = "tdm_sgd",
 };
 
-/* A fixed local size (PoCL compiles once per local size) and a capped number
- * of work-groups; the kernels stride over longer ranges. */
-enum { LOCAL_SIZE = 64, MAX_GROUPS = 1024 };
-
-typedef struct opencl_context {
-    tdm_opencl_device_info info;
-    cl_device_id device;
-    cl_context context;
-    cl_command_queue queue;
-    cl_program program;
-    cl_kernel kernels[KERNEL_COUNT];
-    cl_mem gemm_scratch; /* CLBlast's temporary buffer, grown on demand */
-    size_t gemm_scratch_size;
-} opencl_context;
-
-static opencl_context *ctx_of(const tdm_backend *backend)
+static tdm_status set_args(opencl_context *ctx, kernel_id id, const kernel_arg *args,
+                           size_t arg_count)
 {
-    return backend->context;
+    for (size_t i = 0; i < arg_count; i++) {
+        cl_int err = clSetKernelArg(ctx->kernels[id], (cl_uint)i, args[i].size, args[i].value);
+        if (err != CL_SUCCESS)
+            return TDM_FAIL(TDM_ERR_OPENCL, "clSetKernelArg(%s, %zu) failed: %s", kernel_names[id],
+                            i, tdm_cl_error_name(err));
+    }
+    return TDM_OK;
 }
 
-static cl_mem mem_of(const tdm_buffer *buffer)
+tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups,
+                                const kernel_arg *args, size_t arg_count)
 {
-    return (cl_mem)buffer->handle;
+    if (groups == 0)
+        return TDM_OK;
+    TDM_TRY(set_args(ctx, id, args, arg_count));
+    size_t global = groups * LOCAL_SIZE, local = LOCAL_SIZE;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 1, NULL, &global, &local, 0,
+                                        NULL, NULL);
+    if (err != CL_SUCCESS)
+        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
+                        tdm_cl_error_name(err));
+    return TDM_OK;
+}
+
+tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
+                         size_t arg_count)
+{
+    size_t groups = (items + LOCAL_SIZE - 1) / LOCAL_SIZE;
+    return tdm_cl_launch_groups(ctx, id, groups < MAX_GROUPS ? groups : MAX_GROUPS, args,
+                                arg_count);
 }
 
 static void release_context(opencl_context *ctx)
@@ -129,45 +142,13 @@ static tdm_status opencl_download(tdm_backend *backend, const tdm_buffer *src, s
     return TDM_OK;
 }
 
-typedef struct kernel_arg {
-    size_t size;
-    const void *value;
-} kernel_arg;
-
-#define ARG(variable)                                                                              \
-    {                                                                                              \
-        sizeof(variable), &(variable)                                                              \
-    }
-
-/* Sets the arguments and enqueues a 1-D launch covering `items` work-items. */
-static tdm_status launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
-                         size_t arg_count)
-{
-    cl_kernel kernel = ctx->kernels[id];
-    for (size_t i = 0; i < arg_count; i++) {
-        cl_int err = clSetKernelArg(kernel, (cl_uint)i, args[i].size, args[i].value);
-        if (err != CL_SUCCESS)
-            return TDM_FAIL(TDM_ERR_OPENCL, "clSetKernelArg(%s, %zu) failed: %s", kernel_names[id],
-                            i, tdm_cl_error_name(err));
-    }
-    size_t groups = (items + LOCAL_SIZE - 1) / LOCAL_SIZE;
-    size_t global = (groups < MAX_GROUPS ? groups : MAX_GROUPS) * LOCAL_SIZE;
-    size_t local = LOCAL_SIZE;
-    cl_int err =
-        clEnqueueNDRangeKernel(ctx->queue, kernel, 1, NULL, &global, &local, 0, NULL, NULL);
-    if (err != CL_SUCCESS)
-        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
-                        tdm_cl_error_name(err));
-    return TDM_OK;
-}
-
 static tdm_status opencl_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
 {
     cl_mem mem = mem_of(x.buffer);
     cl_ulong offset = x.offset, n = count;
     cl_float v = value;
     kernel_arg args[] = {ARG(mem), ARG(offset), ARG(n), ARG(v)};
-    return launch(ctx_of(backend), K_FILL, count, args, 4);
+    return tdm_cl_launch(ctx_of(backend), K_FILL, count, args, 4);
 }
 
 static tdm_status fill_matrix(opencl_context *ctx, tdm_view x, size_t rows, size_t cols, size_t ld,
@@ -177,7 +158,7 @@ static tdm_status fill_matrix(opencl_context *ctx, tdm_view x, size_t rows, size
     cl_ulong offset = x.offset, r = rows, c = cols, l = ld;
     cl_float v = value;
     kernel_arg args[] = {ARG(mem), ARG(offset), ARG(r), ARG(c), ARG(l), ARG(v)};
-    return launch(ctx, K_FILL_MATRIX, rows * cols, args, 6);
+    return tdm_cl_launch(ctx, K_FILL_MATRIX, rows * cols, args, 6);
 }
 
 static tdm_status opencl_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
@@ -195,7 +176,7 @@ static tdm_status opencl_axpy(tdm_backend *backend, size_t count, float alpha, t
     cl_ulong n = count, x_offset = x.offset, y_offset = y.offset;
     cl_float a = alpha;
     kernel_arg args[] = {ARG(n), ARG(a), ARG(x_mem), ARG(x_offset), ARG(y_mem), ARG(y_offset)};
-    return launch(ctx_of(backend), K_AXPY, count, args, 6);
+    return tdm_cl_launch(ctx_of(backend), K_AXPY, count, args, 6);
 }
 
 static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
@@ -204,7 +185,7 @@ static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, 
     cl_ulong n = count, offset = x.offset;
     cl_float a = alpha;
     kernel_arg args[] = {ARG(n), ARG(a), ARG(mem), ARG(offset)};
-    return launch(ctx_of(backend), K_SCALE, count, args, 4);
+    return tdm_cl_launch(ctx_of(backend), K_SCALE, count, args, 4);
 }
 
 static kernel_id elementwise_kernel(tdm_op op)
@@ -227,7 +208,7 @@ static tdm_status opencl_elementwise(tdm_backend *backend, tdm_op op, size_t cou
     cl_ulong n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
     kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),  ARG(b_mem),
                          ARG(b_offset), ARG(out_mem), ARG(out_offset)};
-    return launch(ctx_of(backend), elementwise_kernel(op), count, args, 7);
+    return tdm_cl_launch(ctx_of(backend), elementwise_kernel(op), count, args, 7);
 }
 
 /* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
@@ -295,6 +276,20 @@ static const struct tdm_backend_iface opencl_iface = {
     .scale = opencl_scale,
     .sgemm = opencl_sgemm,
     .elementwise = opencl_elementwise,
+    .im2col = tdm_opencl_im2col,
+    .col2im = tdm_opencl_col2im,
+    .swap_axes = tdm_opencl_swap_axes,
+    .bias_add = tdm_opencl_bias_add,
+    .bias_backward = tdm_opencl_bias_backward,
+    .batchnorm_train = tdm_opencl_batchnorm_train,
+    .batchnorm_eval = tdm_opencl_batchnorm_eval,
+    .batchnorm_backward = tdm_opencl_batchnorm_backward,
+    .maxpool2d = tdm_opencl_maxpool2d,
+    .maxpool2d_backward = tdm_opencl_maxpool2d_backward,
+    .global_avgpool = tdm_opencl_global_avgpool,
+    .global_avgpool_backward = tdm_opencl_global_avgpool_backward,
+    .softmax_cross_entropy = tdm_opencl_softmax_cross_entropy,
+    .sgd = tdm_opencl_sgd,
 };
 
 static tdm_status create_kernels(opencl_context *ctx)

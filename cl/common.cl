@@ -1,0 +1,27 @@
+// Helpers for the other kernel files (built first, into the same program).
+
+// Work-group size of every reduction kernel; the host launches with it.
+#define TDM_GROUP_SIZE 64
+
+// The sum of v over the work-group, by a fixed tree: the same bits every run.
+// Every work-item must call it; partial holds TDM_GROUP_SIZE floats.
+float tdm_group_sum(float v, __local float *partial)
+{
+    const uint lid = get_local_id(0);
+    partial[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint width = TDM_GROUP_SIZE / 2; width > 0; width >>= 1) {
+        if (lid < width)
+            partial[lid] += partial[lid + width];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float sum = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE); // partial may be reused right after
+    return sum;
+}
+
+// Index of the k-th value of channel c in a [N][channels][spatial] tensor.
+ulong tdm_channel_index(ulong k, ulong c, ulong channels, ulong spatial)
+{
+    return ((k / spatial) * channels + c) * spatial + k % spatial;
+}

@@ -1,0 +1,30 @@
+// Softmax cross-entropy, one work-item per sample (see tandem/layer_ops.h).
+__kernel void tdm_softmax_cross_entropy(ulong batch, ulong classes, __global const float *logits,
+                                        ulong logits_offset, __global const int *labels,
+                                        ulong labels_offset, __global float *losses,
+                                        ulong losses_offset, int write_wrong,
+                                        __global float *wrong, ulong wrong_offset,
+                                        int write_dlogits, __global float *dlogits,
+                                        ulong dlogits_offset)
+{
+    for (ulong n = get_global_id(0); n < batch; n += get_global_size(0)) {
+        __global const float *z = logits + logits_offset + n * classes;
+        const int label = labels[labels_offset + n];
+        const bool valid = label >= 0 && (ulong)label < classes;
+        ulong top = 0;
+        for (ulong k = 1; k < classes; k++)
+            if (z[k] > z[top])
+                top = k;
+        float sum = 0.0f;
+        for (ulong k = 0; k < classes; k++)
+            sum += exp(z[k] - z[top]);
+        const float log_sum = z[top] + log(sum);
+        losses[losses_offset + n] = valid ? log_sum - z[label] : NAN;
+        if (write_wrong)
+            wrong[wrong_offset + n] = valid && top == (ulong)label ? 0.0f : 1.0f;
+        for (ulong k = 0; write_dlogits && k < classes; k++) {
+            const float p = exp(z[k] - log_sum) - ((ulong)label == k ? 1.0f : 0.0f);
+            dlogits[dlogits_offset + n * classes + k] = valid ? p / (float)batch : NAN;
+        }
+    }
+}

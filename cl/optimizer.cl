@@ -1,0 +1,17 @@
+// One step of torch.optim.SGD (see tandem/layer_ops.h), elementwise.
+__kernel void tdm_sgd(ulong count, float lr, float momentum, float dampening, float weight_decay,
+                      int nesterov, int first_step, __global float *w, ulong w_offset,
+                      __global const float *g, ulong g_offset, __global float *v, ulong v_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        float d = g[g_offset + i] + weight_decay * w[w_offset + i];
+        if (momentum != 0.0f) {
+            const float velocity = first_step ? d
+                                              : momentum * v[v_offset + i] +
+                                                    (1.0f - dampening) * d;
+            v[v_offset + i] = velocity;
+            d = nesterov ? d + momentum * velocity : velocity;
+        }
+        w[w_offset + i] -= lr * d;
+    }
+}

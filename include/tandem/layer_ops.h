@@ -1,0 +1,155 @@
+/* The ops of the network layers, forward and backward, on any backend.
+ *
+ * Tensors are float32, NCHW, contiguous, addressed by tdm_view. Semantics
+ * follow PyTorch (docs/ops.md says where and how exactly). Gradients of
+ * parameters are accumulated (+=), as autograd does, so a zero-grad between
+ * steps is the caller's; gradients of inputs are written (=). Every
+ * reduction runs in a fixed order: the same inputs on the same device give
+ * the same bits. */
+#ifndef TANDEM_LAYER_OPS_H
+#define TANDEM_LAYER_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tandem/backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* --- conv2d (cross-correlation, as torch.nn.Conv2d; no dilation, no groups) --- */
+
+typedef struct tdm_conv2d_shape {
+    size_t batch, in_channels, in_height, in_width;
+    size_t out_channels, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
+} tdm_conv2d_shape;
+
+/* floor((in + 2 pad - kernel) / stride) + 1; 0 when the kernel does not fit. */
+size_t tdm_conv2d_out_height(const tdm_conv2d_shape *shape);
+size_t tdm_conv2d_out_width(const tdm_conv2d_shape *shape);
+
+/* y[N][Cout][OH][OW] = conv(x[N][Cin][H][W], w[Cout][Cin][KH][KW]) + bias[Cout];
+ * bias may be an empty view ({NULL, 0}) for none. */
+tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                              tdm_view weight, tdm_view bias, tdm_view y);
+/* dx = gradient of the loss with respect to x, from dy. */
+tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                     tdm_view weight, tdm_view dy, tdm_view dx);
+/* dweight += ..., dbias += ... (dbias may be empty). */
+tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                      tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
+
+/* --- per-channel bias over [N][C][spatial] (linear: spatial = 1) --- */
+
+/* y[n][c][s] += bias[c] */
+tdm_status tdm_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                        tdm_view bias, tdm_view y);
+/* dbias[c] += sum over n, s of dy[n][c][s] */
+tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                             tdm_view dy, tdm_view dbias);
+
+/* --- linear: y[N][out] = x[N][in] weight[out][in]^T + bias[out] --- */
+
+typedef struct tdm_linear_shape {
+    size_t batch, in_features, out_features;
+} tdm_linear_shape;
+
+tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
+                              tdm_view weight, tdm_view bias, tdm_view y);
+/* dx = dy weight */
+tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *shape,
+                                     tdm_view weight, tdm_view dy, tdm_view dx);
+/* dweight += dy^T x; dbias += column sums of dy (dbias may be empty) */
+tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *shape,
+                                      tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
+
+/* --- batchnorm2d over (N, spatial) per channel --- */
+
+typedef struct tdm_batchnorm_shape {
+    size_t batch, channels, spatial; /* spatial = H * W */
+    float eps;                       /* 1e-5 in PyTorch */
+    float momentum;                  /* 0.1 in PyTorch: running = (1 - m) running + m batch */
+} tdm_batchnorm_shape;
+
+/* Training mode: normalises with the batch mean and biased variance, writes
+ * save_mean and save_invstd = 1 / sqrt(var + eps) for the backward pass and
+ * updates running_mean and running_var (with the unbiased variance). Needs
+ * batch * spatial > 1, as PyTorch does. */
+tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                       tdm_view x, tdm_view gamma, tdm_view beta,
+                                       tdm_view running_mean, tdm_view running_var,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y);
+/* Evaluation mode: normalises with the running statistics. */
+tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                      tdm_view x, tdm_view gamma, tdm_view beta,
+                                      tdm_view running_mean, tdm_view running_var, tdm_view y);
+/* Backward of the training-mode forward: dx =, dgamma +=, dbeta +=. */
+tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                  tdm_view x, tdm_view dy, tdm_view gamma, tdm_view save_mean,
+                                  tdm_view save_invstd, tdm_view dx, tdm_view dgamma,
+                                  tdm_view dbeta);
+
+/* --- pooling --- */
+
+/* Max-pool without padding, floor mode: out = (in - kernel) / stride + 1. */
+typedef struct tdm_pool2d_shape {
+    size_t batch, channels, in_height, in_width;
+    size_t kernel_h, kernel_w, stride_h, stride_w;
+} tdm_pool2d_shape;
+
+size_t tdm_pool2d_out_height(const tdm_pool2d_shape *shape);
+size_t tdm_pool2d_out_width(const tdm_pool2d_shape *shape);
+
+/* y = the maximum of each window; argmax (int32, one per output, counted in
+ * 4-byte elements like floats) = h * W + w of the first maximum in row-major
+ * window order; NaN counts as the maximum (as in PyTorch). */
+tdm_status tdm_maxpool2d_forward(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
+                                 tdm_view y, tdm_view argmax);
+/* dx = dy routed to each window's argmax (summed where windows overlap). */
+tdm_status tdm_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *shape,
+                                  tdm_view argmax, tdm_view dy, tdm_view dx);
+
+/* AdaptiveAvgPool2d(1): y[planes] = mean of each plane of `spatial` values. */
+tdm_status tdm_global_avgpool_forward(tdm_backend *backend, size_t planes, size_t spatial,
+                                      tdm_view x, tdm_view y);
+tdm_status tdm_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                       tdm_view dy, tdm_view dx);
+
+/* --- loss --- */
+
+/* Softmax cross-entropy of logits[N][classes] against labels (int32, counted
+ * like floats). Per sample: losses[n] = logsumexp(z_n) - z_n[label] and
+ * wrong[n] = 1 if the first argmax of z_n is not the label, else 0. dlogits
+ * (may be empty) = (softmax(z) - onehot(label)) / N: the gradient of the
+ * batch mean, as torch.nn.CrossEntropyLoss. A label outside [0, classes)
+ * gives NaN loss and gradient for that sample. */
+typedef struct tdm_cross_entropy_shape {
+    size_t batch, classes;
+} tdm_cross_entropy_shape;
+
+tdm_status tdm_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *shape,
+                                     tdm_view logits, tdm_view labels, tdm_view losses,
+                                     tdm_view wrong, tdm_view dlogits);
+
+/* --- optimizer --- */
+
+/* One step of torch.optim.SGD on `count` parameters:
+ *   d = grad + weight_decay * w
+ *   momentum != 0: v = first_step ? d : momentum * v + (1 - dampening) * d;
+ *                  d = nesterov ? d + momentum * v : v
+ *   w -= lr * d
+ * velocity may be empty when momentum == 0. */
+typedef struct tdm_sgd_options {
+    float lr, momentum, dampening, weight_decay;
+    bool nesterov;
+} tdm_sgd_options;
+
+tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *options, bool first_step,
+                        size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

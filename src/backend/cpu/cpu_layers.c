@@ -1,0 +1,408 @@
+/* The layer ops of the cpu backend: plain loops over host memory. Sums run
+ * sequentially in double, so they are deterministic and as accurate as the
+ * float result can hold; docs/ops.md gives the formulas. */
+#include "backend/cpu/cpu_layers.h"
+
+#include <math.h>
+
+static float *floats(tdm_view view)
+{
+    return tdm_view_host_floats(view);
+}
+
+static int32_t *ints(tdm_view view)
+{
+    return (int32_t *)view.buffer->handle + view.offset;
+}
+
+/* ---------- conv2d primitives ---------- */
+
+typedef struct conv_dims {
+    size_t out_h, out_w, spatial, columns; /* spatial = OH*OW, columns = N*OH*OW */
+} conv_dims;
+
+static conv_dims dims_of(const tdm_conv2d_shape *s)
+{
+    conv_dims d = {tdm_conv2d_out_height(s), tdm_conv2d_out_width(s), 0, 0};
+    d.spatial = d.out_h * d.out_w;
+    d.columns = s->batch * d.spatial;
+    return d;
+}
+
+/* One row of col: kernel offset (i, j) of input channel c over the batch. */
+static void im2col_row(const tdm_conv2d_shape *s, conv_dims d, const float *x, size_t c, size_t i,
+                       size_t j, float *row)
+{
+    for (size_t n = 0; n < s->batch; n++) {
+        const float *plane = x + (n * s->in_channels + c) * s->in_height * s->in_width;
+        for (size_t oh = 0; oh < d.out_h; oh++) {
+            size_t h = oh * s->stride_h + i; /* + pad: compared against pad below */
+            for (size_t ow = 0; ow < d.out_w; ow++) {
+                size_t w = ow * s->stride_w + j;
+                bool inside = h >= s->pad_h && h - s->pad_h < s->in_height && w >= s->pad_w &&
+                              w - s->pad_w < s->in_width;
+                *row++ = inside ? plane[(h - s->pad_h) * s->in_width + (w - s->pad_w)] : 0.0f;
+            }
+        }
+    }
+}
+
+tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x, tdm_view col)
+{
+    (void)backend;
+    conv_dims d = dims_of(s);
+    float *out = floats(col);
+    for (size_t c = 0; c < s->in_channels; c++)
+        for (size_t i = 0; i < s->kernel_h; i++)
+            for (size_t j = 0; j < s->kernel_w; j++)
+                im2col_row(s, d, floats(x), c, i, j,
+                           out + ((c * s->kernel_h + i) * s->kernel_w + j) * d.columns);
+    return TDM_OK;
+}
+
+/* The output index o along one axis that input position `in` meets through
+ * kernel offset k, if any: in + pad = o * stride + k. */
+static bool output_index(size_t in, size_t pad, size_t k, size_t stride, size_t out_size, size_t *o)
+{
+    if (in + pad < k || (in + pad - k) % stride != 0)
+        return false;
+    *o = (in + pad - k) / stride;
+    return *o < out_size;
+}
+
+/* The sum of every col entry that x[n][c][h][w] was copied to. */
+static float gather_column_sum(const tdm_conv2d_shape *s, conv_dims d, const float *col, size_t n,
+                               size_t c, size_t h, size_t w)
+{
+    float sum = 0.0f;
+    for (size_t i = 0; i < s->kernel_h; i++) {
+        size_t oh, ow;
+        if (!output_index(h, s->pad_h, i, s->stride_h, d.out_h, &oh))
+            continue;
+        for (size_t j = 0; j < s->kernel_w; j++) {
+            if (!output_index(w, s->pad_w, j, s->stride_w, d.out_w, &ow))
+                continue;
+            size_t row = (c * s->kernel_h + i) * s->kernel_w + j;
+            sum += col[row * d.columns + n * d.spatial + oh * d.out_w + ow];
+        }
+    }
+    return sum;
+}
+
+tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col, tdm_view x)
+{
+    (void)backend;
+    conv_dims d = dims_of(s);
+    float *out = floats(x);
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->in_channels; c++)
+            for (size_t h = 0; h < s->in_height; h++)
+                for (size_t w = 0; w < s->in_width; w++)
+                    *out++ = gather_column_sum(s, d, floats(col), n, c, h, w);
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
+                             tdm_view src, tdm_view dst)
+{
+    (void)backend;
+    const float *in = floats(src);
+    float *out = floats(dst);
+    for (size_t a = 0; a < outer; a++)
+        for (size_t b = 0; b < inner; b++)
+            memcpy(out + (b * outer + a) * spatial, in + (a * inner + b) * spatial,
+                   spatial * sizeof(float));
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                            tdm_view bias, tdm_view y)
+{
+    (void)backend;
+    const float *b = floats(bias);
+    float *out = floats(y);
+    for (size_t n = 0; n < batch; n++)
+        for (size_t c = 0; c < channels; c++)
+            for (size_t i = 0; i < spatial; i++)
+                *out++ += b[c];
+    return TDM_OK;
+}
+
+/* Sum over n and s of t[n][c][s] for one channel. */
+static double channel_sum(const float *t, size_t batch, size_t channels, size_t spatial, size_t c)
+{
+    double sum = 0.0;
+    for (size_t n = 0; n < batch; n++) {
+        const float *plane = t + (n * channels + c) * spatial;
+        for (size_t i = 0; i < spatial; i++)
+            sum += plane[i];
+    }
+    return sum;
+}
+
+tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t channels,
+                                 size_t spatial, tdm_view dy, tdm_view dbias)
+{
+    (void)backend;
+    float *db = floats(dbias);
+    for (size_t c = 0; c < channels; c++)
+        db[c] += (float)channel_sum(floats(dy), batch, channels, spatial, c);
+    return TDM_OK;
+}
+
+/* ---------- batchnorm2d ---------- */
+
+/* y = (x - mean) * invstd * gamma + beta over one channel. */
+static void normalize_channel(const tdm_batchnorm_shape *s, size_t c, const float *x, float mean,
+                              float invstd, float gamma, float beta, float *y)
+{
+    for (size_t n = 0; n < s->batch; n++) {
+        size_t base = (n * s->channels + c) * s->spatial;
+        for (size_t i = 0; i < s->spatial; i++)
+            y[base + i] = (x[base + i] - mean) * invstd * gamma + beta;
+    }
+}
+
+static double centered_square_sum(const tdm_batchnorm_shape *s, size_t c, const float *x,
+                                  double mean)
+{
+    double sum = 0.0;
+    for (size_t n = 0; n < s->batch; n++) {
+        const float *plane = x + (n * s->channels + c) * s->spatial;
+        for (size_t i = 0; i < s->spatial; i++)
+            sum += (plane[i] - mean) * (plane[i] - mean);
+    }
+    return sum;
+}
+
+tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                   const tdm_batchnorm_views *v)
+{
+    (void)backend;
+    const float *x = floats(v->x);
+    double count = (double)(s->batch * s->spatial), m = s->momentum;
+    for (size_t c = 0; c < s->channels; c++) {
+        double mean = channel_sum(x, s->batch, s->channels, s->spatial, c) / count;
+        double var = centered_square_sum(s, c, x, mean) / count; /* biased */
+        float invstd = (float)(1.0 / sqrt(var + s->eps));
+        floats(v->save_mean)[c] = (float)mean;
+        floats(v->save_invstd)[c] = invstd;
+        float *running_mean = &floats(v->running_mean)[c],
+              *running_var = &floats(v->running_var)[c];
+        *running_mean = (float)((1.0 - m) * *running_mean + m * mean);
+        *running_var = (float)((1.0 - m) * *running_var + m * var * count / (count - 1.0));
+        normalize_channel(s, c, x, (float)mean, invstd, floats(v->gamma)[c], floats(v->beta)[c],
+                          floats(v->y));
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                  const tdm_batchnorm_views *v)
+{
+    (void)backend;
+    for (size_t c = 0; c < s->channels; c++) {
+        float invstd = 1.0f / sqrtf(floats(v->running_var)[c] + s->eps);
+        normalize_channel(s, c, floats(v->x), floats(v->running_mean)[c], invstd,
+                          floats(v->gamma)[c], floats(v->beta)[c], floats(v->y));
+    }
+    return TDM_OK;
+}
+
+/* dx = gamma * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) for one channel. */
+static void batchnorm_backward_channel(const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v,
+                                       size_t c, float mean_dy, float mean_dy_xhat)
+{
+    const float *x = floats(v->x), *dy = floats(v->dy);
+    float *dx = floats(v->dx);
+    float mean = floats(v->save_mean)[c], invstd = floats(v->save_invstd)[c];
+    float scale = floats(v->gamma)[c] * invstd;
+    for (size_t n = 0; n < s->batch; n++) {
+        size_t base = (n * s->channels + c) * s->spatial;
+        for (size_t i = 0; i < s->spatial; i++) {
+            float xhat = (x[base + i] - mean) * invstd;
+            dx[base + i] = scale * (dy[base + i] - mean_dy - xhat * mean_dy_xhat);
+        }
+    }
+}
+
+tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v)
+{
+    (void)backend;
+    const float *x = floats(v->x), *dy = floats(v->dy);
+    double count = (double)(s->batch * s->spatial);
+    for (size_t c = 0; c < s->channels; c++) {
+        double mean = floats(v->save_mean)[c], invstd = floats(v->save_invstd)[c];
+        double sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (size_t n = 0; n < s->batch; n++) {
+            size_t base = (n * s->channels + c) * s->spatial;
+            for (size_t i = 0; i < s->spatial; i++) {
+                sum_dy += dy[base + i];
+                sum_dy_xhat += dy[base + i] * ((x[base + i] - mean) * invstd);
+            }
+        }
+        floats(v->dgamma)[c] += (float)sum_dy_xhat;
+        floats(v->dbeta)[c] += (float)sum_dy;
+        batchnorm_backward_channel(s, v, c, (float)(sum_dy / count), (float)(sum_dy_xhat / count));
+    }
+    return TDM_OK;
+}
+
+/* ---------- pooling ---------- */
+
+/* PyTorch's rule: a later value replaces the maximum if greater, or if NaN. */
+static void window_max(const tdm_pool2d_shape *s, const float *plane, size_t oh, size_t ow,
+                       float *max_value, int32_t *max_index)
+{
+    size_t h0 = oh * s->stride_h, w0 = ow * s->stride_w;
+    float best = -INFINITY;
+    size_t best_index = h0 * s->in_width + w0;
+    for (size_t i = 0; i < s->kernel_h; i++) {
+        for (size_t j = 0; j < s->kernel_w; j++) {
+            size_t index = (h0 + i) * s->in_width + w0 + j;
+            float value = plane[index];
+            if (value > best || isnan(value)) {
+                best = value;
+                best_index = index;
+            }
+        }
+    }
+    *max_value = best;
+    *max_index = (int32_t)best_index;
+}
+
+tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
+                             tdm_view y, tdm_view argmax)
+{
+    (void)backend;
+    size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
+    size_t planes = s->batch * s->channels, in_plane = s->in_height * s->in_width;
+    float *out = floats(y);
+    int32_t *index = ints(argmax);
+    for (size_t p = 0; p < planes; p++)
+        for (size_t oh = 0; oh < oh_count; oh++)
+            for (size_t ow = 0; ow < ow_count; ow++)
+                window_max(s, floats(x) + p * in_plane, oh, ow, out++, index++);
+    return TDM_OK;
+}
+
+/* The first and one-past-last output index along an axis whose windows
+ * contain input position `in`. */
+static void windows_containing(size_t in, size_t kernel, size_t stride, size_t out_size,
+                               size_t *first, size_t *end)
+{
+    *first = in + 1 > kernel ? (in + 1 - kernel + stride - 1) / stride : 0;
+    size_t last = in / stride + 1;
+    *end = last < out_size ? last : out_size;
+}
+
+tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
+                                      tdm_view argmax, tdm_view dy, tdm_view dx)
+{
+    (void)backend;
+    size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
+    size_t planes = s->batch * s->channels, out_plane = oh_count * ow_count;
+    float *out = floats(dx);
+    for (size_t p = 0; p < planes; p++) {
+        const int32_t *index = ints(argmax) + p * out_plane;
+        const float *grad = floats(dy) + p * out_plane;
+        for (size_t h = 0; h < s->in_height; h++) {
+            size_t oh0, oh1, ow0, ow1;
+            windows_containing(h, s->kernel_h, s->stride_h, oh_count, &oh0, &oh1);
+            for (size_t w = 0; w < s->in_width; w++) {
+                windows_containing(w, s->kernel_w, s->stride_w, ow_count, &ow0, &ow1);
+                float sum = 0.0f;
+                for (size_t oh = oh0; oh < oh1; oh++)
+                    for (size_t ow = ow0; ow < ow1; ow++)
+                        if ((size_t)index[oh * ow_count + ow] == h * s->in_width + w)
+                            sum += grad[oh * ow_count + ow];
+                *out++ = sum;
+            }
+        }
+    }
+    return TDM_OK;
+}
+
+/* Sums in float, in index order: the OpenCL kernel does the same. */
+tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
+                                  tdm_view y)
+{
+    (void)backend;
+    const float *in = floats(x);
+    for (size_t p = 0; p < planes; p++) {
+        float sum = 0.0f;
+        for (size_t i = 0; i < spatial; i++)
+            sum += in[p * spatial + i];
+        floats(y)[p] = sum / (float)spatial;
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                           tdm_view dy, tdm_view dx)
+{
+    (void)backend;
+    float *out = floats(dx);
+    for (size_t p = 0; p < planes; p++) {
+        float share = floats(dy)[p] / (float)spatial;
+        for (size_t i = 0; i < spatial; i++)
+            *out++ = share;
+    }
+    return TDM_OK;
+}
+
+/* ---------- loss ---------- */
+
+static size_t first_argmax(const float *z, size_t classes)
+{
+    size_t best = 0;
+    for (size_t k = 1; k < classes; k++)
+        if (z[k] > z[best])
+            best = k;
+    return best;
+}
+
+tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *s,
+                                         tdm_view logits, tdm_view labels, tdm_view losses,
+                                         tdm_view wrong, tdm_view dlogits)
+{
+    (void)backend;
+    for (size_t n = 0; n < s->batch; n++) {
+        const float *z = floats(logits) + n * s->classes;
+        int32_t label = ints(labels)[n];
+        bool valid = label >= 0 && (size_t)label < s->classes;
+        size_t top = first_argmax(z, s->classes);
+        double sum = 0.0;
+        for (size_t k = 0; k < s->classes; k++)
+            sum += exp((double)z[k] - z[top]);
+        double log_sum = z[top] + log(sum);
+        floats(losses)[n] = valid ? (float)(log_sum - z[label]) : NAN;
+        if (wrong.buffer)
+            floats(wrong)[n] = top == (size_t)label ? 0.0f : 1.0f;
+        for (size_t k = 0; dlogits.buffer && k < s->classes; k++) {
+            double p = exp((double)z[k] - log_sum) - ((size_t)label == k ? 1.0 : 0.0);
+            floats(dlogits)[n * s->classes + k] = valid ? (float)(p / (double)s->batch) : NAN;
+        }
+    }
+    return TDM_OK;
+}
+
+/* ---------- optimizer ---------- */
+
+tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                       size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+{
+    (void)backend;
+    float *w = floats(weight), *v = velocity.buffer ? floats(velocity) : NULL;
+    const float *g = floats(grad);
+    for (size_t i = 0; i < count; i++) {
+        float d = g[i] + o->weight_decay * w[i];
+        if (o->momentum != 0.0f) {
+            v[i] = first_step ? d : o->momentum * v[i] + (1.0f - o->dampening) * d;
+            d = o->nesterov ? d + o->momentum * v[i] : v[i];
+        }
+        w[i] -= o->lr * d;
+    }
+    return TDM_OK;
+}

@@ -1,0 +1,40 @@
+/* The cpu backend's layer ops (cpu_layers.c), entries of its iface table. */
+#ifndef TANDEM_CPU_LAYERS_H
+#define TANDEM_CPU_LAYERS_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "backend/backend_impl.h"
+
+tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                          tdm_view col);
+tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col,
+                          tdm_view x);
+tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
+                             tdm_view src, tdm_view dst);
+tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                            tdm_view bias, tdm_view y);
+tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t channels,
+                                 size_t spatial, tdm_view dy, tdm_view dbias);
+tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                   const tdm_batchnorm_views *v);
+tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                  const tdm_batchnorm_views *v);
+tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v);
+tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
+                             tdm_view y, tdm_view argmax);
+tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
+                                      tdm_view argmax, tdm_view dy, tdm_view dx);
+tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
+                                  tdm_view y);
+tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                           tdm_view dy, tdm_view dx);
+tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *s,
+                                         tdm_view logits, tdm_view labels, tdm_view losses,
+                                         tdm_view wrong, tdm_view dlogits);
+tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                       size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+
+#endif

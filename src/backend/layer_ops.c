@@ -1,0 +1,622 @@
+/* The layer ops of tandem/layer_ops.h: argument checks, then dispatch; conv2d
+ * and linear are composed here, once, from backend primitives and SGEMM. */
+#include <math.h>
+#include <stdint.h>
+
+#include "backend/backend_impl.h"
+#include "core/error.h"
+
+static bool given(tdm_view view)
+{
+    return view.buffer != NULL;
+}
+
+/* *out = a * b * c * d, failing on size_t overflow. */
+static tdm_status product(const char *op, size_t a, size_t b, size_t c, size_t d, size_t *out)
+{
+    size_t factors[] = {a, b, c, d}, result = 1;
+    for (int i = 0; i < 4; i++) {
+        if (factors[i] != 0 && result > SIZE_MAX / factors[i])
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: tensor size overflows", op);
+        result *= factors[i];
+    }
+    *out = result;
+    return TDM_OK;
+}
+
+static tdm_status require_positive(const char *op, const char *name, size_t value)
+{
+    if (value == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: %s must be > 0", op, name);
+    return TDM_OK;
+}
+
+/* An output must not overlap any input (none of these ops work in place). */
+static tdm_status check_output(const tdm_backend *backend, const char *op, tdm_view out,
+                               size_t out_count, const char *name, const tdm_view *inputs,
+                               const size_t *input_counts, size_t input_count)
+{
+    TDM_TRY(tdm_check_view(backend, out, out_count, op, name));
+    for (size_t i = 0; i < input_count; i++) {
+        bool overlap = out.buffer == inputs[i].buffer &&
+                       out.offset < inputs[i].offset + input_counts[i] &&
+                       inputs[i].offset < out.offset + out_count;
+        if (overlap)
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: output %s overlaps an input", op, name);
+    }
+    return TDM_OK;
+}
+
+/* A scratch view of `floats` floats from the backend's slot, grown on demand. */
+static tdm_status borrow_scratch(tdm_backend *backend, int slot, size_t floats, tdm_view *out)
+{
+    tdm_buffer **buffer = &backend->scratch[slot];
+    if (floats > SIZE_MAX / sizeof(float))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "scratch of %zu floats is too large", floats);
+    if (!*buffer || tdm_buffer_size(*buffer) < floats * sizeof(float)) {
+        tdm_buffer_free(*buffer);
+        *buffer = NULL;
+        TDM_TRY(tdm_buffer_alloc(backend, floats * sizeof(float), buffer));
+    }
+    *out = (tdm_view){*buffer, 0};
+    return TDM_OK;
+}
+
+/* ---------- conv2d ---------- */
+
+static size_t conv_out_size(size_t in, size_t pad, size_t kernel, size_t stride)
+{
+    if (stride == 0 || in + 2 * pad < kernel)
+        return 0;
+    return (in + 2 * pad - kernel) / stride + 1;
+}
+
+size_t tdm_conv2d_out_height(const tdm_conv2d_shape *s)
+{
+    return conv_out_size(s->in_height, s->pad_h, s->kernel_h, s->stride_h);
+}
+
+size_t tdm_conv2d_out_width(const tdm_conv2d_shape *s)
+{
+    return conv_out_size(s->in_width, s->pad_w, s->kernel_w, s->stride_w);
+}
+
+/* Element counts of a conv's tensors, validated. */
+typedef struct conv_sizes {
+    size_t x, weight, y, col_rows, columns; /* col is col_rows x columns */
+} conv_sizes;
+
+static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_sizes *out)
+{
+    TDM_TRY(require_positive(op, "in_channels", s->in_channels));
+    TDM_TRY(require_positive(op, "out_channels", s->out_channels));
+    TDM_TRY(require_positive(op, "input height", s->in_height));
+    TDM_TRY(require_positive(op, "input width", s->in_width));
+    TDM_TRY(require_positive(op, "kernel height", s->kernel_h));
+    TDM_TRY(require_positive(op, "kernel width", s->kernel_w));
+    TDM_TRY(require_positive(op, "stride height", s->stride_h));
+    TDM_TRY(require_positive(op, "stride width", s->stride_w));
+    if (s->pad_h > SIZE_MAX / 4 || s->pad_w > SIZE_MAX / 4)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: padding is too large", op);
+    size_t oh = tdm_conv2d_out_height(s), ow = tdm_conv2d_out_width(s);
+    if (oh == 0 || ow == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: the %zux%zu kernel is larger than the padded %zux%zu input", op,
+                        s->kernel_h, s->kernel_w, s->in_height + 2 * s->pad_h,
+                        s->in_width + 2 * s->pad_w);
+    TDM_TRY(product(op, s->batch, s->in_channels, s->in_height, s->in_width, &out->x));
+    TDM_TRY(product(op, s->out_channels, s->in_channels, s->kernel_h, s->kernel_w, &out->weight));
+    TDM_TRY(product(op, s->batch, s->out_channels, oh, ow, &out->y));
+    TDM_TRY(product(op, s->in_channels, s->kernel_h, s->kernel_w, 1, &out->col_rows));
+    TDM_TRY(product(op, s->batch, oh, ow, 1, &out->columns));
+    size_t col_floats;
+    return product(op, out->col_rows, out->columns, 1, 1, &col_floats);
+}
+
+static tdm_status check_conv_support(const tdm_backend *backend)
+{
+    static const tdm_op needed[] = {TDM_OP_IM2COL,   TDM_OP_COL2IM,        TDM_OP_SWAP_AXES,
+                                    TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD, TDM_OP_SGEMM};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+        TDM_TRY(tdm_check_supported(backend, needed[i]));
+    return TDM_OK;
+}
+
+static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t n, size_t k,
+                           tdm_view a, size_t lda, tdm_view b, size_t ldb, float beta, tdm_view c,
+                           size_t ldc)
+{
+    return (tdm_sgemm_args){.trans_a = ta,
+                            .trans_b = tb,
+                            .m = m,
+                            .n = n,
+                            .k = k,
+                            .alpha = 1.0f,
+                            .a = a,
+                            .lda = lda,
+                            .b = b,
+                            .ldb = ldb,
+                            .beta = beta,
+                            .c = c,
+                            .ldc = ldc};
+}
+
+tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                              tdm_view weight, tdm_view bias, tdm_view y)
+{
+    const char *op = "conv2d_forward";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, shape, &n));
+    TDM_TRY(tdm_check_view(backend, x, n.x, op, "x"));
+    TDM_TRY(tdm_check_view(backend, weight, n.weight, op, "weight"));
+    if (given(bias))
+        TDM_TRY(tdm_check_view(backend, bias, shape->out_channels, op, "bias"));
+    tdm_view inputs[] = {x, weight, bias};
+    size_t counts[] = {n.x, n.weight, given(bias) ? shape->out_channels : 0};
+    TDM_TRY(check_output(backend, op, y, n.y, "y", inputs, counts, 3));
+    if (shape->batch == 0)
+        return TDM_OK;
+    tdm_view col, y_by_channel;
+    TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
+    TDM_TRY(borrow_scratch(backend, 1, n.y, &y_by_channel));
+    TDM_TRY(backend->iface->im2col(backend, shape, x, col));
+    /* [Cout][N*OH*OW] = weight [Cout][Cin*KH*KW] * col */
+    tdm_sgemm_args forward =
+        gemm(TDM_NO_TRANS, TDM_NO_TRANS, shape->out_channels, n.columns, n.col_rows, weight,
+             n.col_rows, col, n.columns, 0.0f, y_by_channel, n.columns);
+    TDM_TRY(tdm_sgemm(backend, &forward));
+    size_t spatial = n.columns / shape->batch;
+    TDM_TRY(backend->iface->swap_axes(backend, shape->out_channels, shape->batch, spatial,
+                                      y_by_channel, y));
+    if (given(bias))
+        TDM_TRY(
+            backend->iface->bias_add(backend, shape->batch, shape->out_channels, spatial, bias, y));
+    return TDM_OK;
+}
+
+/* dy [N][Cout][P] into scratch slot 1 as [Cout][N*P], the GEMM's layout. */
+static tdm_status dy_by_channel(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                const conv_sizes *n, tdm_view dy, tdm_view *out)
+{
+    TDM_TRY(borrow_scratch(backend, 1, n->y, out));
+    return backend->iface->swap_axes(backend, shape->batch, shape->out_channels,
+                                     n->columns / shape->batch, dy, *out);
+}
+
+tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                     tdm_view weight, tdm_view dy, tdm_view dx)
+{
+    const char *op = "conv2d_backward_input";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, shape, &n));
+    TDM_TRY(tdm_check_view(backend, weight, n.weight, op, "weight"));
+    TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
+    tdm_view inputs[] = {weight, dy};
+    size_t counts[] = {n.weight, n.y};
+    TDM_TRY(check_output(backend, op, dx, n.x, "dx", inputs, counts, 2));
+    if (shape->batch == 0)
+        return TDM_OK;
+    tdm_view dy_t, dcol;
+    TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
+    TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &dcol));
+    /* dcol [Cin*KH*KW][N*OH*OW] = weight^T * dy_t */
+    tdm_sgemm_args backward =
+        gemm(TDM_TRANS, TDM_NO_TRANS, n.col_rows, n.columns, shape->out_channels, weight,
+             n.col_rows, dy_t, n.columns, 0.0f, dcol, n.columns);
+    TDM_TRY(tdm_sgemm(backend, &backward));
+    return backend->iface->col2im(backend, shape, dcol, dx);
+}
+
+tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                      tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias)
+{
+    const char *op = "conv2d_backward_weight";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, shape, &n));
+    TDM_TRY(tdm_check_view(backend, x, n.x, op, "x"));
+    TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
+    tdm_view inputs[] = {x, dy};
+    size_t counts[] = {n.x, n.y};
+    TDM_TRY(check_output(backend, op, dweight, n.weight, "dweight", inputs, counts, 2));
+    if (given(dbias))
+        TDM_TRY(check_output(backend, op, dbias, shape->out_channels, "dbias", inputs, counts, 2));
+    if (shape->batch == 0)
+        return TDM_OK;
+    tdm_view dy_t, col;
+    TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
+    TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
+    TDM_TRY(backend->iface->im2col(backend, shape, x, col));
+    /* dweight [Cout][Cin*KH*KW] += dy_t * col^T */
+    tdm_sgemm_args backward =
+        gemm(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t, n.columns,
+             col, n.columns, 1.0f, dweight, n.col_rows);
+    TDM_TRY(tdm_sgemm(backend, &backward));
+    if (given(dbias))
+        TDM_TRY(backend->iface->bias_backward(backend, shape->batch, shape->out_channels,
+                                              n.columns / shape->batch, dy, dbias));
+    return TDM_OK;
+}
+
+/* ---------- bias ---------- */
+
+static tdm_status check_bias(tdm_backend *backend, const char *op, tdm_op id, size_t batch,
+                             size_t channels, size_t spatial, size_t *count)
+{
+    TDM_TRY(tdm_check_supported(backend, id));
+    TDM_TRY(require_positive(op, "channels", channels));
+    TDM_TRY(require_positive(op, "spatial", spatial));
+    return product(op, batch, channels, spatial, 1, count);
+}
+
+tdm_status tdm_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                        tdm_view bias, tdm_view y)
+{
+    size_t count = 0;
+    TDM_TRY(check_bias(backend, "bias_add", TDM_OP_BIAS_ADD, batch, channels, spatial, &count));
+    TDM_TRY(tdm_check_view(backend, bias, channels, "bias_add", "bias"));
+    TDM_TRY(check_output(backend, "bias_add", y, count, "y", &bias, &channels, 1));
+    return count ? backend->iface->bias_add(backend, batch, channels, spatial, bias, y) : TDM_OK;
+}
+
+tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                             tdm_view dy, tdm_view dbias)
+{
+    size_t count = 0;
+    TDM_TRY(check_bias(backend, "bias_backward", TDM_OP_BIAS_BACKWARD, batch, channels, spatial,
+                       &count));
+    TDM_TRY(tdm_check_view(backend, dy, count, "bias_backward", "dy"));
+    TDM_TRY(check_output(backend, "bias_backward", dbias, channels, "dbias", &dy, &count, 1));
+    if (batch == 0)
+        return TDM_OK;
+    return backend->iface->bias_backward(backend, batch, channels, spatial, dy, dbias);
+}
+
+/* ---------- linear ---------- */
+
+static tdm_status check_linear(tdm_backend *backend, const char *op, const tdm_linear_shape *s,
+                               size_t *x_count, size_t *weight_count, size_t *y_count)
+{
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SGEMM));
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_BIAS_ADD));
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_BIAS_BACKWARD));
+    TDM_TRY(require_positive(op, "in_features", s->in_features));
+    TDM_TRY(require_positive(op, "out_features", s->out_features));
+    TDM_TRY(product(op, s->batch, s->in_features, 1, 1, x_count));
+    TDM_TRY(product(op, s->out_features, s->in_features, 1, 1, weight_count));
+    return product(op, s->batch, s->out_features, 1, 1, y_count);
+}
+
+tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                              tdm_view weight, tdm_view bias, tdm_view y)
+{
+    const char *op = "linear_forward";
+    size_t nx = 0, nw = 0, ny = 0;
+    TDM_TRY(check_linear(backend, op, s, &nx, &nw, &ny));
+    TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
+    TDM_TRY(tdm_check_view(backend, weight, nw, op, "weight"));
+    if (given(bias))
+        TDM_TRY(tdm_check_view(backend, bias, s->out_features, op, "bias"));
+    tdm_view inputs[] = {x, weight, bias};
+    size_t counts[] = {nx, nw, given(bias) ? s->out_features : 0};
+    TDM_TRY(check_output(backend, op, y, ny, "y", inputs, counts, 3));
+    /* y [N][out] = x [N][in] * weight^T */
+    tdm_sgemm_args forward =
+        gemm(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x, s->in_features,
+             weight, s->in_features, 0.0f, y, s->out_features);
+    TDM_TRY(tdm_sgemm(backend, &forward));
+    if (given(bias) && s->batch > 0)
+        TDM_TRY(backend->iface->bias_add(backend, s->batch, s->out_features, 1, bias, y));
+    return TDM_OK;
+}
+
+tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
+                                     tdm_view weight, tdm_view dy, tdm_view dx)
+{
+    const char *op = "linear_backward_input";
+    size_t nx = 0, nw = 0, ny = 0;
+    TDM_TRY(check_linear(backend, op, s, &nx, &nw, &ny));
+    TDM_TRY(tdm_check_view(backend, weight, nw, op, "weight"));
+    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
+    tdm_view inputs[] = {weight, dy};
+    size_t counts[] = {nw, ny};
+    TDM_TRY(check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
+    /* dx [N][in] = dy [N][out] * weight [out][in] */
+    tdm_sgemm_args backward =
+        gemm(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
+             s->out_features, weight, s->in_features, 0.0f, dx, s->in_features);
+    return tdm_sgemm(backend, &backward);
+}
+
+tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                      tdm_view dy, tdm_view dweight, tdm_view dbias)
+{
+    const char *op = "linear_backward_weight";
+    size_t nx = 0, nw = 0, ny = 0;
+    TDM_TRY(check_linear(backend, op, s, &nx, &nw, &ny));
+    TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
+    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
+    tdm_view inputs[] = {x, dy};
+    size_t counts[] = {nx, ny};
+    TDM_TRY(check_output(backend, op, dweight, nw, "dweight", inputs, counts, 2));
+    if (given(dbias))
+        TDM_TRY(check_output(backend, op, dbias, s->out_features, "dbias", inputs, counts, 2));
+    if (s->batch == 0)
+        return TDM_OK;
+    /* dweight [out][in] += dy^T [out][N] * x [N][in] */
+    tdm_sgemm_args backward =
+        gemm(TDM_TRANS, TDM_NO_TRANS, s->out_features, s->in_features, s->batch, dy,
+             s->out_features, x, s->in_features, 1.0f, dweight, s->in_features);
+    TDM_TRY(tdm_sgemm(backend, &backward));
+    if (given(dbias))
+        TDM_TRY(backend->iface->bias_backward(backend, s->batch, s->out_features, 1, dy, dbias));
+    return TDM_OK;
+}
+
+/* ---------- batchnorm2d ---------- */
+
+static tdm_status check_batchnorm(tdm_backend *backend, const char *op, tdm_op id,
+                                  const tdm_batchnorm_shape *s, size_t *count)
+{
+    TDM_TRY(tdm_check_supported(backend, id));
+    TDM_TRY(require_positive(op, "channels", s->channels));
+    TDM_TRY(require_positive(op, "spatial", s->spatial));
+    if (!(s->eps > 0.0f) || !(s->eps < 1.0f))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: eps must lie in (0, 1), got %g", op,
+                        (double)s->eps);
+    if (!(s->momentum >= 0.0f && s->momentum <= 1.0f))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: momentum must lie in [0, 1], got %g", op,
+                        (double)s->momentum);
+    return product(op, s->batch, s->channels, s->spatial, 1, count);
+}
+
+/* Checks each named per-channel view (those with a NULL name are skipped). */
+static tdm_status check_channel_views(tdm_backend *backend, const char *op, size_t channels,
+                                      const tdm_view *views, const char *const *names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (names[i])
+            TDM_TRY(tdm_check_view(backend, views[i], channels, op, names[i]));
+    return TDM_OK;
+}
+
+tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                       tdm_view x, tdm_view gamma, tdm_view beta,
+                                       tdm_view running_mean, tdm_view running_var,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y)
+{
+    const char *op = "batchnorm_forward_train";
+    size_t count = 0;
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_TRAIN, s, &count));
+    if (s->batch * s->spatial < 2)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: training needs more than one value per channel (batch %zu x "
+                        "spatial %zu)",
+                        op, s->batch, s->spatial);
+    tdm_view params[] = {gamma, beta, running_mean, running_var, save_mean, save_invstd};
+    static const char *const names[] = {"gamma",       "beta",      "running_mean",
+                                        "running_var", "save_mean", "save_invstd"};
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 6));
+    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
+    tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
+    size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
+    TDM_TRY(check_output(backend, op, y, count, "y", inputs, counts, 5));
+    TDM_TRY(check_output(backend, op, save_mean, s->channels, "save_mean", inputs, counts, 5));
+    TDM_TRY(check_output(backend, op, save_invstd, s->channels, "save_invstd", inputs, counts, 5));
+    tdm_batchnorm_views v = {.x = x,
+                             .gamma = gamma,
+                             .beta = beta,
+                             .running_mean = running_mean,
+                             .running_var = running_var,
+                             .save_mean = save_mean,
+                             .save_invstd = save_invstd,
+                             .y = y};
+    return backend->iface->batchnorm_train(backend, s, &v);
+}
+
+tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      tdm_view x, tdm_view gamma, tdm_view beta,
+                                      tdm_view running_mean, tdm_view running_var, tdm_view y)
+{
+    const char *op = "batchnorm_forward_eval";
+    size_t count = 0;
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_EVAL, s, &count));
+    tdm_view params[] = {gamma, beta, running_mean, running_var};
+    static const char *const names[] = {"gamma", "beta", "running_mean", "running_var"};
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 4));
+    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
+    tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
+    size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
+    TDM_TRY(check_output(backend, op, y, count, "y", inputs, counts, 5));
+    if (count == 0)
+        return TDM_OK;
+    tdm_batchnorm_views v = {.x = x,
+                             .gamma = gamma,
+                             .beta = beta,
+                             .running_mean = running_mean,
+                             .running_var = running_var,
+                             .y = y};
+    return backend->iface->batchnorm_eval(backend, s, &v);
+}
+
+tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s, tdm_view x,
+                                  tdm_view dy, tdm_view gamma, tdm_view save_mean,
+                                  tdm_view save_invstd, tdm_view dx, tdm_view dgamma,
+                                  tdm_view dbeta)
+{
+    const char *op = "batchnorm_backward";
+    size_t count = 0;
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD, s, &count));
+    tdm_view params[] = {gamma, save_mean, save_invstd};
+    static const char *const names[] = {"gamma", "save_mean", "save_invstd"};
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 3));
+    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
+    TDM_TRY(tdm_check_view(backend, dy, count, op, "dy"));
+    tdm_view inputs[] = {x, dy, gamma, save_mean, save_invstd};
+    size_t counts[] = {count, count, s->channels, s->channels, s->channels};
+    TDM_TRY(check_output(backend, op, dx, count, "dx", inputs, counts, 5));
+    TDM_TRY(check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 5));
+    TDM_TRY(check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 5));
+    if (count == 0)
+        return TDM_OK;
+    tdm_batchnorm_views v = {.x = x,
+                             .dy = dy,
+                             .gamma = gamma,
+                             .save_mean = save_mean,
+                             .save_invstd = save_invstd,
+                             .dx = dx,
+                             .dgamma = dgamma,
+                             .dbeta = dbeta};
+    TDM_TRY(borrow_scratch(backend, 0, 2 * s->channels, &v.scratch));
+    return backend->iface->batchnorm_backward(backend, s, &v);
+}
+
+/* ---------- pooling ---------- */
+
+size_t tdm_pool2d_out_height(const tdm_pool2d_shape *s)
+{
+    return conv_out_size(s->in_height, 0, s->kernel_h, s->stride_h);
+}
+
+size_t tdm_pool2d_out_width(const tdm_pool2d_shape *s)
+{
+    return conv_out_size(s->in_width, 0, s->kernel_w, s->stride_w);
+}
+
+static tdm_status check_pool(tdm_backend *backend, const char *op, tdm_op id,
+                             const tdm_pool2d_shape *s, size_t *x_count, size_t *y_count)
+{
+    TDM_TRY(tdm_check_supported(backend, id));
+    TDM_TRY(require_positive(op, "channels", s->channels));
+    TDM_TRY(require_positive(op, "kernel height", s->kernel_h));
+    TDM_TRY(require_positive(op, "kernel width", s->kernel_w));
+    TDM_TRY(require_positive(op, "stride height", s->stride_h));
+    TDM_TRY(require_positive(op, "stride width", s->stride_w));
+    size_t oh = tdm_pool2d_out_height(s), ow = tdm_pool2d_out_width(s);
+    if (oh == 0 || ow == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: the %zux%zu window is larger than the %zux%zu input", op, s->kernel_h,
+                        s->kernel_w, s->in_height, s->in_width);
+    if (s->in_height > INT32_MAX / s->in_width)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: planes over 2^31 values", op);
+    TDM_TRY(product(op, s->batch, s->channels, s->in_height, s->in_width, x_count));
+    return product(op, s->batch, s->channels, oh, ow, y_count);
+}
+
+tdm_status tdm_maxpool2d_forward(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
+                                 tdm_view y, tdm_view argmax)
+{
+    const char *op = "maxpool2d_forward";
+    size_t nx = 0, ny = 0;
+    TDM_TRY(check_pool(backend, op, TDM_OP_MAXPOOL2D, s, &nx, &ny));
+    TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
+    TDM_TRY(check_output(backend, op, y, ny, "y", &x, &nx, 1));
+    tdm_view inputs[] = {x, y};
+    size_t counts[] = {nx, ny};
+    TDM_TRY(check_output(backend, op, argmax, ny, "argmax", inputs, counts, 2));
+    return ny ? backend->iface->maxpool2d(backend, s, x, y, argmax) : TDM_OK;
+}
+
+tdm_status tdm_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view argmax,
+                                  tdm_view dy, tdm_view dx)
+{
+    const char *op = "maxpool2d_backward";
+    size_t nx = 0, ny = 0;
+    TDM_TRY(check_pool(backend, op, TDM_OP_MAXPOOL2D_BACKWARD, s, &nx, &ny));
+    TDM_TRY(tdm_check_view(backend, argmax, ny, op, "argmax"));
+    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
+    tdm_view inputs[] = {argmax, dy};
+    size_t counts[] = {ny, ny};
+    TDM_TRY(check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
+    return nx ? backend->iface->maxpool2d_backward(backend, s, argmax, dy, dx) : TDM_OK;
+}
+
+static tdm_status check_avgpool(tdm_backend *backend, const char *op, tdm_op id, size_t planes,
+                                size_t spatial, size_t *count)
+{
+    TDM_TRY(tdm_check_supported(backend, id));
+    TDM_TRY(require_positive(op, "spatial", spatial));
+    return product(op, planes, spatial, 1, 1, count);
+}
+
+tdm_status tdm_global_avgpool_forward(tdm_backend *backend, size_t planes, size_t spatial,
+                                      tdm_view x, tdm_view y)
+{
+    const char *op = "global_avgpool_forward";
+    size_t count = 0;
+    TDM_TRY(check_avgpool(backend, op, TDM_OP_GLOBAL_AVGPOOL, planes, spatial, &count));
+    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
+    TDM_TRY(check_output(backend, op, y, planes, "y", &x, &count, 1));
+    return planes ? backend->iface->global_avgpool(backend, planes, spatial, x, y) : TDM_OK;
+}
+
+tdm_status tdm_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                       tdm_view dy, tdm_view dx)
+{
+    const char *op = "global_avgpool_backward";
+    size_t count = 0;
+    TDM_TRY(check_avgpool(backend, op, TDM_OP_GLOBAL_AVGPOOL_BACKWARD, planes, spatial, &count));
+    TDM_TRY(tdm_check_view(backend, dy, planes, op, "dy"));
+    TDM_TRY(check_output(backend, op, dx, count, "dx", &dy, &planes, 1));
+    return planes ? backend->iface->global_avgpool_backward(backend, planes, spatial, dy, dx)
+                  : TDM_OK;
+}
+
+/* ---------- loss ---------- */
+
+tdm_status tdm_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *s,
+                                     tdm_view logits, tdm_view labels, tdm_view losses,
+                                     tdm_view wrong, tdm_view dlogits)
+{
+    const char *op = "softmax_cross_entropy";
+    size_t count = 0;
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SOFTMAX_CROSS_ENTROPY));
+    TDM_TRY(require_positive(op, "classes", s->classes));
+    if (s->classes > INT32_MAX)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: more than 2^31 classes", op);
+    TDM_TRY(product(op, s->batch, s->classes, 1, 1, &count));
+    TDM_TRY(tdm_check_view(backend, logits, count, op, "logits"));
+    TDM_TRY(tdm_check_view(backend, labels, s->batch, op, "labels"));
+    tdm_view inputs[] = {logits, labels, losses, wrong};
+    size_t counts[] = {count, s->batch, s->batch, s->batch};
+    TDM_TRY(check_output(backend, op, losses, s->batch, "losses", inputs, counts, 2));
+    if (given(wrong))
+        TDM_TRY(check_output(backend, op, wrong, s->batch, "wrong", inputs, counts, 3));
+    if (given(dlogits))
+        TDM_TRY(check_output(backend, op, dlogits, count, "dlogits", inputs, counts,
+                             given(wrong) ? 4 : 3));
+    if (s->batch == 0)
+        return TDM_OK;
+    return backend->iface->softmax_cross_entropy(backend, s, logits, labels, losses, wrong,
+                                                 dlogits);
+}
+
+/* ---------- optimizer ---------- */
+
+tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                        size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+{
+    const char *op = "sgd_step";
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SGD));
+    if (!(o->lr > 0.0f) || !isfinite(o->lr))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: lr must be a finite number > 0, got %g", op,
+                        (double)o->lr);
+    if (!(o->momentum >= 0.0f) || !(o->weight_decay >= 0.0f) || !(o->dampening >= 0.0f) ||
+        !(o->dampening <= 1.0f))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: momentum and weight_decay must be >= 0 and dampening in [0, 1]", op);
+    if (o->nesterov && (o->momentum == 0.0f || o->dampening != 0.0f))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: nesterov needs momentum > 0 and zero dampening (as in PyTorch)", op);
+    TDM_TRY(tdm_check_view(backend, grad, count, op, "grad"));
+    TDM_TRY(check_output(backend, op, weight, count, "weight", &grad, &count, 1));
+    if (o->momentum != 0.0f) {
+        tdm_view inputs[] = {grad, weight};
+        size_t counts[] = {count, count};
+        TDM_TRY(check_output(backend, op, velocity, count, "velocity", inputs, counts, 2));
+    }
+    return count ? backend->iface->sgd(backend, o, first_step, count, weight, grad, velocity)
+                 : TDM_OK;
+}

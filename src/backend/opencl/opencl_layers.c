@@ -1,0 +1,258 @@
+/* The OpenCL backend's layer ops: argument marshalling for the kernels in
+ * cl/. Every kernel takes each tensor as (buffer, offset in elements). */
+#include "backend/opencl/opencl_layers.h"
+
+#include "backend/opencl/opencl_impl.h"
+
+/* A view as the kernels take it. */
+typedef struct cl_view {
+    cl_mem mem;
+    cl_ulong offset;
+} cl_view;
+
+static cl_view cl_view_of(tdm_view view)
+{
+    return (cl_view){view.buffer ? mem_of(view.buffer) : NULL, view.offset};
+}
+
+#define VIEW_ARGS(v) ARG((v).mem), ARG((v).offset)
+#define COUNT(args) (sizeof(args) / sizeof((args)[0]))
+
+/* ---------- conv2d primitives ---------- */
+
+/* The shape arguments shared by tdm_im2col and tdm_col2im, in kernel order. */
+typedef struct conv_args {
+    cl_ulong batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+        out_h, out_w;
+} conv_args;
+
+static conv_args conv_args_of(const tdm_conv2d_shape *s)
+{
+    return (conv_args){s->batch,
+                       s->in_channels,
+                       s->in_height,
+                       s->in_width,
+                       s->kernel_h,
+                       s->kernel_w,
+                       s->stride_h,
+                       s->stride_w,
+                       s->pad_h,
+                       s->pad_w,
+                       tdm_conv2d_out_height(s),
+                       tdm_conv2d_out_width(s)};
+}
+
+static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
+                                        const tdm_conv2d_shape *s, tdm_view from, tdm_view to,
+                                        size_t items)
+{
+    cl_view in = cl_view_of(from), out = cl_view_of(to);
+    conv_args a = conv_args_of(s);
+    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),  ARG(a.batch),    ARG(a.channels),
+                         ARG(a.height),   ARG(a.width),    ARG(a.kernel_h), ARG(a.kernel_w),
+                         ARG(a.stride_h), ARG(a.stride_w), ARG(a.pad_h),    ARG(a.pad_w),
+                         ARG(a.out_h),    ARG(a.out_w)};
+    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                             tdm_view col)
+{
+    size_t items = s->in_channels * s->kernel_h * s->kernel_w * s->batch *
+                   tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    return launch_conv_primitive(backend, K_IM2COL, s, x, col, items);
+}
+
+tdm_status tdm_opencl_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col,
+                             tdm_view x)
+{
+    size_t items = s->batch * s->in_channels * s->in_height * s->in_width;
+    return launch_conv_primitive(backend, K_COL2IM, s, col, x, items);
+}
+
+tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
+                                tdm_view src, tdm_view dst)
+{
+    cl_view in = cl_view_of(src), out = cl_view_of(dst);
+    cl_ulong a = outer, b = inner, s = spatial;
+    kernel_arg args[] = {ARG(a), ARG(b), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
+    return tdm_cl_launch(ctx_of(backend), K_SWAP_AXES, outer * inner * spatial, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
+                               tdm_view bias, tdm_view y)
+{
+    cl_view b = cl_view_of(bias), out = cl_view_of(y);
+    cl_ulong n = batch, c = channels, s = spatial;
+    kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(b), VIEW_ARGS(out)};
+    return tdm_cl_launch(ctx_of(backend), K_BIAS_ADD, batch * channels * spatial, args,
+                         COUNT(args));
+}
+
+tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t channels,
+                                    size_t spatial, tdm_view dy, tdm_view dbias)
+{
+    cl_view g = cl_view_of(dy), out = cl_view_of(dbias);
+    cl_ulong n = batch, c = channels, s = spatial;
+    kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(g), VIEW_ARGS(out)};
+    return tdm_cl_launch_groups(ctx_of(backend), K_BIAS_BACKWARD, channels, args, COUNT(args));
+}
+
+/* ---------- batchnorm2d ---------- */
+
+static tdm_status normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                            const tdm_batchnorm_views *v, tdm_view mean_view, tdm_view scale_view,
+                            cl_int scale_is_variance)
+{
+    cl_view x = cl_view_of(v->x), mean = cl_view_of(mean_view), scale = cl_view_of(scale_view),
+            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_float eps = s->eps;
+    kernel_arg args[] = {ARG(n),
+                         ARG(c),
+                         ARG(sp),
+                         VIEW_ARGS(x),
+                         VIEW_ARGS(mean),
+                         VIEW_ARGS(scale),
+                         ARG(scale_is_variance),
+                         ARG(eps),
+                         VIEW_ARGS(gamma),
+                         VIEW_ARGS(beta),
+                         VIEW_ARGS(y)};
+    return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_NORMALIZE,
+                         s->batch * s->channels * s->spatial, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v)
+{
+    cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
+            sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_float eps = s->eps, momentum = s->momentum;
+    kernel_arg args[] = {ARG(n),       ARG(c),        ARG(sp),       ARG(eps),      ARG(momentum),
+                         VIEW_ARGS(x), VIEW_ARGS(rm), VIEW_ARGS(rv), VIEW_ARGS(sm), VIEW_ARGS(si)};
+    TDM_TRY(
+        tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_STATS, s->channels, args, COUNT(args)));
+    return normalize(backend, s, v, v->save_mean, v->save_invstd, 0);
+}
+
+tdm_status tdm_opencl_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                     const tdm_batchnorm_views *v)
+{
+    return normalize(backend, s, v, v->running_mean, v->running_var, 1);
+}
+
+tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                         const tdm_batchnorm_views *v)
+{
+    cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
+            si = cl_view_of(v->save_invstd), dgamma = cl_view_of(v->dgamma),
+            dbeta = cl_view_of(v->dbeta), means = cl_view_of(v->scratch),
+            gamma = cl_view_of(v->gamma), dx = cl_view_of(v->dx);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    kernel_arg reduce[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
+                           VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
+                           VIEW_ARGS(dbeta), VIEW_ARGS(means)};
+    TDM_TRY(tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_BACKWARD_REDUCE, s->channels, reduce,
+                                 COUNT(reduce)));
+    kernel_arg apply[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
+                          VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
+                          VIEW_ARGS(means), VIEW_ARGS(dx)};
+    return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_BACKWARD_APPLY,
+                         s->batch * s->channels * s->spatial, apply, COUNT(apply));
+}
+
+/* ---------- pooling ---------- */
+
+typedef struct pool_args {
+    cl_ulong planes, height, width, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w;
+} pool_args;
+
+static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
+                              tdm_view first, tdm_view second, tdm_view third, size_t items)
+{
+    pool_args p = {s->batch * s->channels,
+                   s->in_height,
+                   s->in_width,
+                   s->kernel_h,
+                   s->kernel_w,
+                   s->stride_h,
+                   s->stride_w,
+                   tdm_pool2d_out_height(s),
+                   tdm_pool2d_out_width(s)};
+    cl_view a = cl_view_of(first), b = cl_view_of(second), c = cl_view_of(third);
+    kernel_arg args[] = {ARG(p.planes),   ARG(p.height),   ARG(p.width),    ARG(p.kernel_h),
+                         ARG(p.kernel_w), ARG(p.stride_h), ARG(p.stride_w), ARG(p.out_h),
+                         ARG(p.out_w),    VIEW_ARGS(a),    VIEW_ARGS(b),    VIEW_ARGS(c)};
+    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
+                                tdm_view y, tdm_view argmax)
+{
+    size_t items = s->batch * s->channels * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+    return launch_pool(backend, K_MAXPOOL2D, s, x, y, argmax, items);
+}
+
+tdm_status tdm_opencl_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
+                                         tdm_view argmax, tdm_view dy, tdm_view dx)
+{
+    size_t items = s->batch * s->channels * s->in_height * s->in_width;
+    return launch_pool(backend, K_MAXPOOL2D_BACKWARD, s, argmax, dy, dx, items);
+}
+
+static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t planes, size_t spatial,
+                                 tdm_view from, tdm_view to, size_t items)
+{
+    cl_view in = cl_view_of(from), out = cl_view_of(to);
+    cl_ulong p = planes, s = spatial;
+    kernel_arg args[] = {ARG(p), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
+    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial,
+                                     tdm_view x, tdm_view y)
+{
+    return launch_avgpool(backend, K_GLOBAL_AVGPOOL, planes, spatial, x, y, planes);
+}
+
+tdm_status tdm_opencl_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                              tdm_view dy, tdm_view dx)
+{
+    return launch_avgpool(backend, K_GLOBAL_AVGPOOL_BACKWARD, planes, spatial, dy, dx,
+                          planes * spatial);
+}
+
+/* ---------- loss and optimizer ---------- */
+
+tdm_status tdm_opencl_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *s,
+                                            tdm_view logits, tdm_view labels, tdm_view losses,
+                                            tdm_view wrong, tdm_view dlogits)
+{
+    /* An unused output still needs a valid cl_mem: point it at losses. */
+    cl_view z = cl_view_of(logits), y = cl_view_of(labels), l = cl_view_of(losses),
+            w = cl_view_of(wrong.buffer ? wrong : losses),
+            d = cl_view_of(dlogits.buffer ? dlogits : losses);
+    cl_ulong n = s->batch, k = s->classes;
+    cl_int write_wrong = wrong.buffer != NULL, write_dlogits = dlogits.buffer != NULL;
+    kernel_arg args[] = {ARG(n),       ARG(k),           VIEW_ARGS(z), VIEW_ARGS(y),
+                         VIEW_ARGS(l), ARG(write_wrong), VIEW_ARGS(w), ARG(write_dlogits),
+                         VIEW_ARGS(d)};
+    return tdm_cl_launch(ctx_of(backend), K_SOFTMAX_CROSS_ENTROPY, s->batch, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                          size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+{
+    cl_view w = cl_view_of(weight), g = cl_view_of(grad),
+            v = cl_view_of(velocity.buffer ? velocity : grad); /* unread when momentum == 0 */
+    cl_ulong n = count;
+    cl_float lr = o->lr, momentum = o->momentum, dampening = o->dampening,
+             weight_decay = o->weight_decay;
+    cl_int nesterov = o->nesterov, first = first_step;
+    kernel_arg args[] = {
+        ARG(n),        ARG(lr),    ARG(momentum), ARG(dampening), ARG(weight_decay),
+        ARG(nesterov), ARG(first), VIEW_ARGS(w),  VIEW_ARGS(g),   VIEW_ARGS(v)};
+    return tdm_cl_launch(ctx_of(backend), K_SGD, count, args, COUNT(args));
+}

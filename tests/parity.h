@@ -1,0 +1,97 @@
+/* Types shared by the parity harness (test_parity.c) and its table of
+ * layer ops (parity_layers.c). */
+#ifndef TANDEM_TESTS_PARITY_H
+#define TANDEM_TESTS_PARITY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tandem/tandem.h"
+
+enum { GUARD = 37, MAX_TENSORS = 8, MAX_CASES = 160 };
+
+/* How a tensor's initial values are drawn. INIT_LABELS draws integers in
+ * [0, int_range) and makes an int32 tensor; INIT_INDEX marks an int32
+ * output (its initial values are overwritten). */
+typedef enum tensor_init {
+    INIT_RANDOM,   /* uniform in [-1, 1] */
+    INIT_NAN,      /* NaN everywhere: must never be read */
+    INIT_POSITIVE, /* uniform in [0.5, 2]: variances, inverse deviations */
+    INIT_LABELS,
+    INIT_INDEX
+} tensor_init;
+
+typedef struct tensor_spec {
+    const char *name;
+    size_t count;
+    bool written; /* an output (possibly also read, like C in GEMM) */
+    tensor_init init;
+    size_t cols, ld;  /* a strided matrix: only cols of every ld values are the op's */
+    size_t int_range; /* INIT_LABELS */
+} tensor_spec;
+
+static inline bool is_integer_tensor(const tensor_spec *t)
+{
+    return t->init == INIT_LABELS || t->init == INIT_INDEX;
+}
+
+/* False for the padding between the rows of a strided matrix. */
+static inline bool is_element(const tensor_spec *t, size_t i)
+{
+    return t->ld == 0 || i % t->ld < t->cols;
+}
+
+typedef struct gemm_case {
+    tdm_transpose trans_a, trans_b;
+    size_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+} gemm_case;
+
+typedef struct vector_case {
+    size_t count;
+    float alpha;
+} vector_case;
+
+/* The shapes and options of one layer-op case; each op uses its own. */
+typedef struct layer_case {
+    tdm_conv2d_shape conv;
+    tdm_pool2d_shape pool;
+    tdm_batchnorm_shape norm;
+    tdm_linear_shape linear;
+    tdm_cross_entropy_shape loss;
+    tdm_sgd_options sgd;
+    bool first_step;
+    size_t planes, spatial;
+} layer_case;
+
+typedef struct op_case {
+    char label[160];
+    size_t tensor_count;
+    tensor_spec tensors[MAX_TENSORS];
+    union {
+        gemm_case gemm;
+        vector_case vector;
+        layer_case layer;
+    } p;
+} op_case;
+
+typedef struct parity_op {
+    const char *name;
+    tdm_op op;
+    /* Tolerances against the cpu backend and the double reference: the
+     * normalised mean squared error sum (x - y)^2 / sum y^2, and the largest
+     * |x - y| / max(|y|, rms(y)) (the floor keeps entries that cancel to near
+     * zero from dominating). Justified where each op is listed. */
+    double max_nmse, max_relative;
+    size_t (*make_cases)(op_case *cases, size_t capacity);
+    tdm_status (*run)(tdm_backend *backend, const op_case *c, const tdm_view *views);
+    /* Updates the written tensors of t (initial values in, results out). */
+    void (*reference)(const op_case *c, double *const *t);
+} parity_op;
+
+/* The layer-op entries of the table (parity_layers.c). */
+extern const parity_op parity_layer_ops[];
+extern const size_t parity_layer_op_count;
+
+#endif

@@ -1,0 +1,728 @@
+/* The layer ops in the parity harness: cases (batch 1, odd spatial sizes,
+ * channels 1, 3 and 64, the ResNet's and LeNet's own shapes), how each runs,
+ * and a double-precision reference written straight from the definitions. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "parity.h"
+
+static tensor_spec *add_tensor(op_case *c, const char *name, size_t count, bool written,
+                               tensor_init init)
+{
+    tensor_spec *t = &c->tensors[c->tensor_count++];
+    *t = (tensor_spec){.name = name, .count = count, .written = written, .init = init};
+    return t;
+}
+
+static op_case *new_case(op_case *cases, size_t *count)
+{
+    op_case *c = &cases[(*count)++];
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
+/* ---------- conv2d ---------- */
+
+static const tdm_conv2d_shape conv_shapes[] = {
+    /* batch, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW */
+    {1, 1, 8, 8, 1, 3, 3, 2, 2, 1, 1},    /* ResNet(1) stem */
+    {2, 1, 8, 8, 4, 3, 3, 2, 2, 1, 1},    /* ResNet(4) stem */
+    {3, 3, 7, 5, 2, 3, 3, 1, 1, 1, 1},    /* odd sizes */
+    {2, 4, 2, 2, 4, 3, 3, 1, 1, 1, 1},    /* Block(4) */
+    {2, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1},  /* Block(64) */
+    {1, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0}, /* LeNet's first conv */
+    {2, 3, 9, 9, 5, 2, 3, 2, 3, 0, 1},    /* unequal kernel, stride, padding */
+    {5, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0},    /* 1x1 */
+    {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},   /* padding wider than the kernel's half */
+    {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},    /* stride 3 */
+};
+enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
+
+typedef enum conv_direction {
+    CONV_FORWARD,
+    CONV_BACKWARD_INPUT,
+    CONV_BACKWARD_WEIGHT
+} conv_direction;
+
+static size_t make_conv_cases(op_case *cases, size_t capacity, conv_direction direction)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < CONV_SHAPE_COUNT && count < capacity; i++) {
+        const tdm_conv2d_shape *s = &conv_shapes[i];
+        op_case *c = new_case(cases, &count);
+        c->p.layer.conv = *s;
+        bool bias = i % 2 == 1;
+        size_t nx = s->batch * s->in_channels * s->in_height * s->in_width;
+        size_t nw = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
+        size_t ny = s->batch * s->out_channels * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+        if (direction == CONV_FORWARD) {
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "weight", nw, false, INIT_RANDOM);
+            add_tensor(c, "y", ny, true, INIT_NAN);
+            if (bias)
+                add_tensor(c, "bias", s->out_channels, false, INIT_RANDOM);
+        } else if (direction == CONV_BACKWARD_INPUT) {
+            add_tensor(c, "weight", nw, false, INIT_RANDOM);
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dx", nx, true, INIT_NAN);
+        } else {
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dweight", nw, true, INIT_RANDOM); /* accumulated into */
+            if (bias)
+                add_tensor(c, "dbias", s->out_channels, true, INIT_RANDOM);
+        }
+        snprintf(c->label, sizeof c->label,
+                 "N=%zu Cin=%zu %zux%zu Cout=%zu k=%zux%zu s=%zux%zu p=%zux%zu%s", s->batch,
+                 s->in_channels, s->in_height, s->in_width, s->out_channels, s->kernel_h,
+                 s->kernel_w, s->stride_h, s->stride_w, s->pad_h, s->pad_w, bias ? " bias" : "");
+    }
+    return count;
+}
+
+static size_t make_conv_forward_cases(op_case *cases, size_t capacity)
+{
+    return make_conv_cases(cases, capacity, CONV_FORWARD);
+}
+
+static size_t make_conv_backward_input_cases(op_case *cases, size_t capacity)
+{
+    return make_conv_cases(cases, capacity, CONV_BACKWARD_INPUT);
+}
+
+static size_t make_conv_backward_weight_cases(op_case *cases, size_t capacity)
+{
+    return make_conv_cases(cases, capacity, CONV_BACKWARD_WEIGHT);
+}
+
+static tdm_view optional_view(const op_case *c, const tdm_view *v, size_t index)
+{
+    return index < c->tensor_count ? v[index] : (tdm_view){0};
+}
+
+static tdm_status run_conv_forward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_conv2d_forward(backend, &c->p.layer.conv, v[0], v[1], optional_view(c, v, 3), v[2]);
+}
+
+static tdm_status run_conv_backward_input(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_conv2d_backward_input(backend, &c->p.layer.conv, v[0], v[1], v[2]);
+}
+
+static tdm_status run_conv_backward_weight(tdm_backend *backend, const op_case *c,
+                                           const tdm_view *v)
+{
+    return tdm_conv2d_backward_weight(backend, &c->p.layer.conv, v[0], v[1], v[2],
+                                      optional_view(c, v, 3));
+}
+
+/* The definition of cross-correlation, visited term by term: y += w x,
+ * dx += w dy, dw += dy x (whichever outputs are given). */
+static void conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
+                           const double *dy, double *y, double *dx, double *dw)
+{
+    size_t oh_count = tdm_conv2d_out_height(s), ow_count = tdm_conv2d_out_width(s);
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t co = 0; co < s->out_channels; co++)
+            for (size_t oh = 0; oh < oh_count; oh++)
+                for (size_t ow = 0; ow < ow_count; ow++)
+                    for (size_t ci = 0; ci < s->in_channels; ci++)
+                        for (size_t i = 0; i < s->kernel_h; i++)
+                            for (size_t j = 0; j < s->kernel_w; j++) {
+                                long h = (long)(oh * s->stride_h + i) - (long)s->pad_h;
+                                long wi = (long)(ow * s->stride_w + j) - (long)s->pad_w;
+                                if (h < 0 || wi < 0 || h >= (long)s->in_height ||
+                                    wi >= (long)s->in_width)
+                                    continue;
+                                size_t xi = ((n * s->in_channels + ci) * s->in_height + (size_t)h) *
+                                                s->in_width +
+                                            (size_t)wi;
+                                size_t ki =
+                                    ((co * s->in_channels + ci) * s->kernel_h + i) * s->kernel_w +
+                                    j;
+                                size_t yi =
+                                    ((n * s->out_channels + co) * oh_count + oh) * ow_count + ow;
+                                if (y)
+                                    y[yi] += w[ki] * x[xi];
+                                if (dx)
+                                    dx[xi] += w[ki] * dy[yi];
+                                if (dw)
+                                    dw[ki] += dy[yi] * x[xi];
+                            }
+}
+
+static void reference_conv_forward(const op_case *c, double *const *t)
+{
+    const tdm_conv2d_shape *s = &c->p.layer.conv;
+    size_t spatial = tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    for (size_t i = 0; i < c->tensors[2].count; i++)
+        t[2][i] = c->tensor_count > 3 ? t[3][(i / spatial) % s->out_channels] : 0.0;
+    conv_reference(s, t[0], t[1], NULL, t[2], NULL, NULL);
+}
+
+static void reference_conv_backward_input(const op_case *c, double *const *t)
+{
+    memset(t[2], 0, c->tensors[2].count * sizeof(double));
+    conv_reference(&c->p.layer.conv, NULL, t[0], t[1], NULL, t[2], NULL);
+}
+
+/* Sum over n and s of t[n][c][s], added to out[c]. */
+static void add_channel_sums(const double *t, size_t batch, size_t channels, size_t spatial,
+                             double *out)
+{
+    for (size_t i = 0; i < batch * channels * spatial; i++)
+        out[(i / spatial) % channels] += t[i];
+}
+
+static void reference_conv_backward_weight(const op_case *c, double *const *t)
+{
+    const tdm_conv2d_shape *s = &c->p.layer.conv;
+    conv_reference(s, t[0], NULL, t[1], NULL, NULL, t[2]);
+    if (c->tensor_count > 3)
+        add_channel_sums(t[1], s->batch, s->out_channels,
+                         tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s), t[3]);
+}
+
+/* ---------- linear ---------- */
+
+static const tdm_linear_shape linear_shapes[] = {
+    {1, 1, 1}, {16, 4, 10}, {128, 64, 10}, {3, 7, 5}, {81, 1, 10}, {2, 50, 3},
+};
+enum { LINEAR_SHAPE_COUNT = sizeof linear_shapes / sizeof linear_shapes[0] };
+
+static size_t make_linear_cases(op_case *cases, size_t capacity, conv_direction direction)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < LINEAR_SHAPE_COUNT && count < capacity; i++) {
+        const tdm_linear_shape *s = &linear_shapes[i];
+        op_case *c = new_case(cases, &count);
+        c->p.layer.linear = *s;
+        bool bias = i % 2 == 0;
+        size_t nx = s->batch * s->in_features, nw = s->out_features * s->in_features,
+               ny = s->batch * s->out_features;
+        if (direction == CONV_FORWARD) {
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "weight", nw, false, INIT_RANDOM);
+            add_tensor(c, "y", ny, true, INIT_NAN);
+            if (bias)
+                add_tensor(c, "bias", s->out_features, false, INIT_RANDOM);
+        } else if (direction == CONV_BACKWARD_INPUT) {
+            add_tensor(c, "weight", nw, false, INIT_RANDOM);
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dx", nx, true, INIT_NAN);
+        } else {
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dweight", nw, true, INIT_RANDOM);
+            if (bias)
+                add_tensor(c, "dbias", s->out_features, true, INIT_RANDOM);
+        }
+        snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu%s", s->batch, s->in_features,
+                 s->out_features, bias ? " bias" : "");
+    }
+    return count;
+}
+
+static size_t make_linear_forward_cases(op_case *cases, size_t capacity)
+{
+    return make_linear_cases(cases, capacity, CONV_FORWARD);
+}
+
+static size_t make_linear_backward_input_cases(op_case *cases, size_t capacity)
+{
+    return make_linear_cases(cases, capacity, CONV_BACKWARD_INPUT);
+}
+
+static size_t make_linear_backward_weight_cases(op_case *cases, size_t capacity)
+{
+    return make_linear_cases(cases, capacity, CONV_BACKWARD_WEIGHT);
+}
+
+static tdm_status run_linear_forward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_linear_forward(backend, &c->p.layer.linear, v[0], v[1], optional_view(c, v, 3),
+                              v[2]);
+}
+
+static tdm_status run_linear_backward_input(tdm_backend *backend, const op_case *c,
+                                            const tdm_view *v)
+{
+    return tdm_linear_backward_input(backend, &c->p.layer.linear, v[0], v[1], v[2]);
+}
+
+static tdm_status run_linear_backward_weight(tdm_backend *backend, const op_case *c,
+                                             const tdm_view *v)
+{
+    return tdm_linear_backward_weight(backend, &c->p.layer.linear, v[0], v[1], v[2],
+                                      optional_view(c, v, 3));
+}
+
+/* A linear layer is a 1x1 convolution of a 1x1 image. */
+static tdm_conv2d_shape linear_as_conv(const tdm_linear_shape *s)
+{
+    return (tdm_conv2d_shape){s->batch, s->in_features, 1, 1, s->out_features, 1, 1, 1, 1, 0, 0};
+}
+
+static void reference_linear_forward(const op_case *c, double *const *t)
+{
+    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
+    for (size_t i = 0; i < c->tensors[2].count; i++)
+        t[2][i] = c->tensor_count > 3 ? t[3][i % s.out_channels] : 0.0;
+    conv_reference(&s, t[0], t[1], NULL, t[2], NULL, NULL);
+}
+
+static void reference_linear_backward_input(const op_case *c, double *const *t)
+{
+    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
+    memset(t[2], 0, c->tensors[2].count * sizeof(double));
+    conv_reference(&s, NULL, t[0], t[1], NULL, t[2], NULL);
+}
+
+static void reference_linear_backward_weight(const op_case *c, double *const *t)
+{
+    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
+    conv_reference(&s, t[0], NULL, t[1], NULL, NULL, t[2]);
+    if (c->tensor_count > 3)
+        add_channel_sums(t[1], s.batch, s.out_channels, 1, t[3]);
+}
+
+/* ---------- batchnorm2d ---------- */
+
+static const size_t norm_shapes[][3] = {
+    /* batch, channels, spatial */
+    {1, 1, 16}, {3, 1, 5}, {2, 3, 7}, {16, 4, 4}, {128, 1, 16}, {7, 64, 4}, {2, 5, 1}, {1, 3, 2},
+};
+enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
+
+typedef enum norm_mode { NORM_TRAIN, NORM_EVAL, NORM_BACKWARD } norm_mode;
+
+static size_t make_norm_cases(op_case *cases, size_t capacity, norm_mode mode)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < NORM_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        tdm_batchnorm_shape *s = &c->p.layer.norm;
+        *s = (tdm_batchnorm_shape){norm_shapes[i][0], norm_shapes[i][1], norm_shapes[i][2],
+                                   i == 2 ? 1e-3f : 1e-5f, i == 2 ? 0.3f : 0.1f};
+        size_t n = s->batch * s->channels * s->spatial, ch = s->channels;
+        if (mode == NORM_BACKWARD) {
+            add_tensor(c, "x", n, false, INIT_RANDOM);
+            add_tensor(c, "dy", n, false, INIT_RANDOM);
+            add_tensor(c, "gamma", ch, false, INIT_RANDOM);
+            add_tensor(c, "save_mean", ch, false, INIT_RANDOM);
+            add_tensor(c, "save_invstd", ch, false, INIT_POSITIVE);
+            add_tensor(c, "dx", n, true, INIT_NAN);
+            add_tensor(c, "dgamma", ch, true, INIT_RANDOM);
+            add_tensor(c, "dbeta", ch, true, INIT_RANDOM);
+        } else {
+            add_tensor(c, "x", n, false, INIT_RANDOM);
+            add_tensor(c, "gamma", ch, false, INIT_RANDOM);
+            add_tensor(c, "beta", ch, false, INIT_RANDOM);
+            add_tensor(c, "running_mean", ch, mode == NORM_TRAIN, INIT_RANDOM);
+            add_tensor(c, "running_var", ch, mode == NORM_TRAIN, INIT_POSITIVE);
+            add_tensor(c, "y", n, true, INIT_NAN);
+            if (mode == NORM_TRAIN) {
+                add_tensor(c, "save_mean", ch, true, INIT_NAN);
+                add_tensor(c, "save_invstd", ch, true, INIT_NAN);
+            }
+        }
+        snprintf(c->label, sizeof c->label, "N=%zu C=%zu spatial=%zu eps=%g momentum=%g", s->batch,
+                 s->channels, s->spatial, (double)s->eps, (double)s->momentum);
+    }
+    return count;
+}
+
+static size_t make_norm_train_cases(op_case *cases, size_t capacity)
+{
+    return make_norm_cases(cases, capacity, NORM_TRAIN);
+}
+
+static size_t make_norm_eval_cases(op_case *cases, size_t capacity)
+{
+    return make_norm_cases(cases, capacity, NORM_EVAL);
+}
+
+static size_t make_norm_backward_cases(op_case *cases, size_t capacity)
+{
+    return make_norm_cases(cases, capacity, NORM_BACKWARD);
+}
+
+static tdm_status run_norm_train(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_forward_train(backend, &c->p.layer.norm, v[0], v[1], v[2], v[3], v[4],
+                                       v[6], v[7], v[5]);
+}
+
+static tdm_status run_norm_eval(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_forward_eval(backend, &c->p.layer.norm, v[0], v[1], v[2], v[3], v[4],
+                                      v[5]);
+}
+
+static tdm_status run_norm_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_backward(backend, &c->p.layer.norm, v[0], v[1], v[2], v[3], v[4], v[5],
+                                  v[6], v[7]);
+}
+
+static size_t norm_index(const tdm_batchnorm_shape *s, size_t c, size_t k)
+{
+    return ((k / s->spatial) * s->channels + c) * s->spatial + k % s->spatial;
+}
+
+static void normalize_reference(const tdm_batchnorm_shape *s, size_t c, const double *x,
+                                double mean, double invstd, double gamma, double beta, double *y)
+{
+    for (size_t k = 0; k < s->batch * s->spatial; k++)
+        y[norm_index(s, c, k)] = (x[norm_index(s, c, k)] - mean) * invstd * gamma + beta;
+}
+
+static void reference_norm_train(const op_case *c, double *const *t)
+{
+    const tdm_batchnorm_shape *s = &c->p.layer.norm;
+    double m = s->momentum, count = (double)(s->batch * s->spatial);
+    for (size_t ch = 0; ch < s->channels; ch++) {
+        double sum = 0.0, squares = 0.0;
+        for (size_t k = 0; k < s->batch * s->spatial; k++)
+            sum += t[0][norm_index(s, ch, k)];
+        double mean = sum / count;
+        for (size_t k = 0; k < s->batch * s->spatial; k++)
+            squares += pow(t[0][norm_index(s, ch, k)] - mean, 2);
+        double var = squares / count, invstd = 1.0 / sqrt(var + s->eps);
+        t[3][ch] = (1.0 - m) * t[3][ch] + m * mean;
+        t[4][ch] = (1.0 - m) * t[4][ch] + m * squares / (count - 1.0);
+        t[6][ch] = mean;
+        t[7][ch] = invstd;
+        normalize_reference(s, ch, t[0], mean, invstd, t[1][ch], t[2][ch], t[5]);
+    }
+}
+
+static void reference_norm_eval(const op_case *c, double *const *t)
+{
+    const tdm_batchnorm_shape *s = &c->p.layer.norm;
+    for (size_t ch = 0; ch < s->channels; ch++)
+        normalize_reference(s, ch, t[0], t[3][ch], 1.0 / sqrt(t[4][ch] + s->eps), t[1][ch],
+                            t[2][ch], t[5]);
+}
+
+/* The gradient of y = (x - mean) * invstd * gamma + beta when mean and
+ * invstd are the batch statistics of x (they are given here, as saved). */
+static void reference_norm_backward(const op_case *c, double *const *t)
+{
+    const tdm_batchnorm_shape *s = &c->p.layer.norm;
+    double count = (double)(s->batch * s->spatial);
+    for (size_t ch = 0; ch < s->channels; ch++) {
+        double mean = t[3][ch], invstd = t[4][ch], sum_dy = 0.0, sum_dy_xhat = 0.0;
+        for (size_t k = 0; k < s->batch * s->spatial; k++) {
+            size_t i = norm_index(s, ch, k);
+            sum_dy += t[1][i];
+            sum_dy_xhat += t[1][i] * (t[0][i] - mean) * invstd;
+        }
+        for (size_t k = 0; k < s->batch * s->spatial; k++) {
+            size_t i = norm_index(s, ch, k);
+            double xhat = (t[0][i] - mean) * invstd;
+            t[5][i] = t[2][ch] * invstd * (t[1][i] - sum_dy / count - xhat * sum_dy_xhat / count);
+        }
+        t[6][ch] += sum_dy_xhat;
+        t[7][ch] += sum_dy;
+    }
+}
+
+/* ---------- max-pool and global average pool ---------- */
+
+static const tdm_pool2d_shape pool_shapes[] = {
+    /* batch, channels, H, W, KH, KW, SH, SW */
+    {1, 1, 4, 4, 2, 2, 2, 2},  {2, 3, 5, 7, 2, 2, 2, 2},    /* floor mode drops a row */
+    {1, 2, 6, 6, 3, 3, 2, 2},                               /* overlapping windows */
+    {2, 64, 4, 4, 2, 2, 2, 2}, {1, 20, 24, 24, 2, 2, 2, 2}, /* LeNet */
+    {3, 1, 5, 5, 3, 3, 1, 1},  {2, 2, 7, 5, 3, 2, 2, 1},
+};
+enum { POOL_SHAPE_COUNT = sizeof pool_shapes / sizeof pool_shapes[0] };
+
+static size_t make_pool_cases(op_case *cases, size_t capacity, bool backward)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < POOL_SHAPE_COUNT && count < capacity; i++) {
+        const tdm_pool2d_shape *s = &pool_shapes[i];
+        op_case *c = new_case(cases, &count);
+        c->p.layer.pool = *s;
+        size_t nx = s->batch * s->channels * s->in_height * s->in_width;
+        size_t ny = s->batch * s->channels * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+        add_tensor(c, "x", nx, false, INIT_RANDOM);
+        add_tensor(c, "y", ny, true, INIT_NAN);
+        add_tensor(c, "argmax", ny, true, INIT_INDEX);
+        if (backward) {
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dx", nx, true, INIT_NAN);
+        }
+        snprintf(c->label, sizeof c->label, "N=%zu C=%zu %zux%zu k=%zux%zu s=%zux%zu", s->batch,
+                 s->channels, s->in_height, s->in_width, s->kernel_h, s->kernel_w, s->stride_h,
+                 s->stride_w);
+    }
+    return count;
+}
+
+static size_t make_maxpool_cases(op_case *cases, size_t capacity)
+{
+    return make_pool_cases(cases, capacity, false);
+}
+
+static size_t make_maxpool_backward_cases(op_case *cases, size_t capacity)
+{
+    return make_pool_cases(cases, capacity, true);
+}
+
+static tdm_status run_maxpool(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_maxpool2d_forward(backend, &c->p.layer.pool, v[0], v[1], v[2]);
+}
+
+/* The backward pass needs the forward's argmax: the case runs both. */
+static tdm_status run_maxpool_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    tdm_status status = tdm_maxpool2d_forward(backend, &c->p.layer.pool, v[0], v[1], v[2]);
+    if (status != TDM_OK)
+        return status;
+    return tdm_maxpool2d_backward(backend, &c->p.layer.pool, v[2], v[3], v[4]);
+}
+
+static void reference_maxpool(const op_case *c, double *const *t)
+{
+    const tdm_pool2d_shape *s = &c->p.layer.pool;
+    size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
+    size_t out = 0;
+    for (size_t p = 0; p < s->batch * s->channels; p++)
+        for (size_t oh = 0; oh < oh_count; oh++)
+            for (size_t ow = 0; ow < ow_count; ow++, out++) {
+                double best = -INFINITY;
+                size_t best_index = 0;
+                for (size_t i = 0; i < s->kernel_h; i++)
+                    for (size_t j = 0; j < s->kernel_w; j++) {
+                        size_t index = (oh * s->stride_h + i) * s->in_width + ow * s->stride_w + j;
+                        double value = t[0][p * s->in_height * s->in_width + index];
+                        if (value > best) {
+                            best = value;
+                            best_index = index;
+                        }
+                    }
+                t[1][out] = best;
+                t[2][out] = (double)best_index;
+            }
+}
+
+static void reference_maxpool_backward(const op_case *c, double *const *t)
+{
+    const tdm_pool2d_shape *s = &c->p.layer.pool;
+    size_t plane_out = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+    size_t plane_in = s->in_height * s->in_width;
+    reference_maxpool(c, t);
+    memset(t[4], 0, c->tensors[4].count * sizeof(double));
+    for (size_t i = 0; i < c->tensors[3].count; i++)
+        t[4][(i / plane_out) * plane_in + (size_t)t[2][i]] += t[3][i];
+}
+
+static const size_t avgpool_shapes[][2] = {{1, 1}, {3, 16}, {512, 4}, {5, 7}, {64, 1}, {2, 576}};
+enum { AVGPOOL_SHAPE_COUNT = sizeof avgpool_shapes / sizeof avgpool_shapes[0] };
+
+static size_t make_avgpool_cases(op_case *cases, size_t capacity, bool backward)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < AVGPOOL_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        size_t planes = avgpool_shapes[i][0], spatial = avgpool_shapes[i][1];
+        c->p.layer.planes = planes;
+        c->p.layer.spatial = spatial;
+        add_tensor(c, backward ? "dy" : "x", backward ? planes : planes * spatial, false,
+                   INIT_RANDOM);
+        add_tensor(c, backward ? "dx" : "y", backward ? planes * spatial : planes, true, INIT_NAN);
+        snprintf(c->label, sizeof c->label, "planes=%zu spatial=%zu", planes, spatial);
+    }
+    return count;
+}
+
+static size_t make_avgpool_forward_cases(op_case *cases, size_t capacity)
+{
+    return make_avgpool_cases(cases, capacity, false);
+}
+
+static size_t make_avgpool_backward_cases(op_case *cases, size_t capacity)
+{
+    return make_avgpool_cases(cases, capacity, true);
+}
+
+static tdm_status run_avgpool(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_global_avgpool_forward(backend, c->p.layer.planes, c->p.layer.spatial, v[0], v[1]);
+}
+
+static tdm_status run_avgpool_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_global_avgpool_backward(backend, c->p.layer.planes, c->p.layer.spatial, v[0], v[1]);
+}
+
+static void reference_avgpool(const op_case *c, double *const *t)
+{
+    size_t spatial = c->p.layer.spatial;
+    for (size_t p = 0; p < c->p.layer.planes; p++) {
+        t[1][p] = 0.0;
+        for (size_t i = 0; i < spatial; i++)
+            t[1][p] += t[0][p * spatial + i] / (double)spatial;
+    }
+}
+
+static void reference_avgpool_backward(const op_case *c, double *const *t)
+{
+    size_t spatial = c->p.layer.spatial;
+    for (size_t i = 0; i < c->p.layer.planes * spatial; i++)
+        t[1][i] = t[0][i / spatial] / (double)spatial;
+}
+
+/* ---------- softmax cross-entropy ---------- */
+
+static const size_t loss_shapes[][2] = {{1, 10}, {16, 10}, {128, 10}, {3, 1}, {5, 2}, {81, 10}};
+enum { LOSS_SHAPE_COUNT = sizeof loss_shapes / sizeof loss_shapes[0] };
+
+static size_t make_loss_cases(op_case *cases, size_t capacity)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < LOSS_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        size_t batch = loss_shapes[i][0], classes = loss_shapes[i][1];
+        c->p.layer.loss = (tdm_cross_entropy_shape){batch, classes};
+        add_tensor(c, "logits", batch * classes, false, INIT_RANDOM);
+        add_tensor(c, "labels", batch, false, INIT_LABELS)->int_range = classes;
+        add_tensor(c, "losses", batch, true, INIT_NAN);
+        add_tensor(c, "wrong", batch, true, INIT_NAN);
+        add_tensor(c, "dlogits", batch * classes, true, INIT_NAN);
+        snprintf(c->label, sizeof c->label, "N=%zu classes=%zu", batch, classes);
+    }
+    return count;
+}
+
+static tdm_status run_loss(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_softmax_cross_entropy(backend, &c->p.layer.loss, v[0], v[1], v[2], v[3], v[4]);
+}
+
+static void reference_loss(const op_case *c, double *const *t)
+{
+    size_t batch = c->p.layer.loss.batch, classes = c->p.layer.loss.classes;
+    for (size_t n = 0; n < batch; n++) {
+        const double *z = t[0] + n * classes;
+        size_t label = (size_t)t[1][n], top = 0;
+        for (size_t k = 0; k < classes; k++)
+            top = z[k] > z[top] ? k : top;
+        double sum = 0.0;
+        for (size_t k = 0; k < classes; k++)
+            sum += exp(z[k] - z[top]);
+        double log_sum = z[top] + log(sum);
+        t[2][n] = log_sum - z[label];
+        t[3][n] = top == label ? 0.0 : 1.0;
+        for (size_t k = 0; k < classes; k++)
+            t[4][n * classes + k] =
+                (exp(z[k] - log_sum) - (k == label ? 1.0 : 0.0)) / (double)batch;
+    }
+}
+
+/* ---------- SGD ---------- */
+
+static size_t make_sgd_cases(op_case *cases, size_t capacity)
+{
+    static const tdm_sgd_options options[] = {
+        {0.1f, 0.0f, 0.0f, 0.0f, false},  {0.05f, 0.9f, 0.0f, 0.0f, false},
+        {0.1f, 0.9f, 0.1f, 1e-4f, false}, {0.01f, 0.5f, 0.0f, 5e-4f, true},
+        {0.2f, 0.0f, 0.0f, 1e-2f, false},
+    };
+    static const size_t sizes[] = {1, 17, 1000, 4099};
+    size_t count = 0;
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        for (size_t first = 0; first < 2 && count < capacity; first++) {
+            op_case *c = new_case(cases, &count);
+            const tdm_sgd_options *o = &options[i];
+            size_t n = sizes[(i + first) % 4];
+            c->p.layer.sgd = *o;
+            c->p.layer.first_step = first;
+            c->p.layer.spatial = n;
+            add_tensor(c, "weight", n, true, INIT_RANDOM);
+            add_tensor(c, "grad", n, false, INIT_RANDOM);
+            add_tensor(c, "velocity", n, o->momentum != 0.0f,
+                       o->momentum != 0.0f ? INIT_RANDOM : INIT_NAN);
+            snprintf(c->label, sizeof c->label,
+                     "count=%zu lr=%g momentum=%g dampening=%g wd=%g%s%s", n, (double)o->lr,
+                     (double)o->momentum, (double)o->dampening, (double)o->weight_decay,
+                     o->nesterov ? " nesterov" : "", first ? " first step" : "");
+        }
+    return count;
+}
+
+static tdm_status run_sgd(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_sgd_step(backend, &c->p.layer.sgd, c->p.layer.first_step, c->p.layer.spatial, v[0],
+                        v[1], v[2]);
+}
+
+static void reference_sgd(const op_case *c, double *const *t)
+{
+    const tdm_sgd_options *o = &c->p.layer.sgd;
+    for (size_t i = 0; i < c->p.layer.spatial; i++) {
+        double d = t[1][i] + (double)o->weight_decay * t[0][i];
+        if (o->momentum != 0.0f) {
+            t[2][i] = c->p.layer.first_step
+                          ? d
+                          : o->momentum * t[2][i] + (1.0 - (double)o->dampening) * d;
+            d = o->nesterov ? d + o->momentum * t[2][i] : t[2][i];
+        }
+        t[0][i] -= (double)o->lr * d;
+    }
+}
+
+/* ---------- the table ---------- */
+
+const parity_op parity_layer_ops[] = {
+    /* conv2d and linear are GEMMs of up to 576-term dot products plus exact
+     * data movement: the SGEMM tolerance (see test_parity.c) holds. */
+    {"conv2d_forward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_forward_cases, run_conv_forward,
+     reference_conv_forward},
+    {"conv2d_backward_input", TDM_OP_COL2IM, 1e-10, 1e-4, make_conv_backward_input_cases,
+     run_conv_backward_input, reference_conv_backward_input},
+    {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_backward_weight_cases,
+     run_conv_backward_weight, reference_conv_backward_weight},
+    {"linear_forward", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_forward_cases, run_linear_forward,
+     reference_linear_forward},
+    {"linear_backward_input", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_backward_input_cases,
+     run_linear_backward_input, reference_linear_backward_input},
+    {"linear_backward_weight", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_backward_weight_cases,
+     run_linear_backward_weight, reference_linear_backward_weight},
+    /* Batch statistics are float sums of up to 2048 values: on OpenCL as 64
+     * strided partial sums and a fixed tree, about 40 roundings deep, so
+     * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
+     * cancellation in x - mean. */
+    {"batchnorm_forward_train", TDM_OP_BATCHNORM_TRAIN, 1e-10, 1e-4, make_norm_train_cases,
+     run_norm_train, reference_norm_train},
+    /* Four float operations per element plus one sqrt and division. */
+    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_EVAL, 1e-12, 1e-5, make_norm_eval_cases,
+     run_norm_eval, reference_norm_eval},
+    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_backward_cases,
+     run_norm_backward, reference_norm_backward},
+    /* Max-pool selects one input: exact, argmax included. Its backward adds
+     * at most (k/s)^2 values in a fixed order: a few roundings. */
+    {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_maxpool_cases, run_maxpool,
+     reference_maxpool},
+    {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_maxpool_backward_cases,
+     run_maxpool_backward, reference_maxpool_backward},
+    /* A float sum of up to 576 values, one division: 576 * 2^-24 ~ 3.4e-5
+     * worst case, far less in practice. */
+    {"global_avgpool_forward", TDM_OP_GLOBAL_AVGPOOL, 1e-12, 4e-5, make_avgpool_forward_cases,
+     run_avgpool, reference_avgpool},
+    {"global_avgpool_backward", TDM_OP_GLOBAL_AVGPOOL_BACKWARD, 1e-12, 1e-6,
+     make_avgpool_backward_cases, run_avgpool_backward, reference_avgpool_backward},
+    /* exp and log: 3 ulp each in OpenCL, over 10 classes, then a difference
+     * of O(1) values: ~1e-6 relative to the loss. */
+    {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, run_loss,
+     reference_loss},
+    /* At most five float operations per element; FMA contraction may differ. */
+    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, run_sgd, reference_sgd},
+};
+const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];
