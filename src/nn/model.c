@@ -1,0 +1,591 @@
+/* A model on a backend: the layers expanded into a list of nodes (a Block
+ * becomes its five inner layers, an add and a relu), one buffer each for
+ * parameters, gradients, momentum, running statistics, saved values,
+ * activations and activation gradients, all sliced by offsets. Only the
+ * backend's ops are used here, never OpenCL or CPU details. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "nn/nn_internal.h"
+
+enum { MAX_NODES = TDM_MAX_LAYERS * (TDM_BLOCK_LAYERS + 2), MODEL_INPUT = -1 };
+
+typedef enum node_kind {
+    NODE_CONV,
+    NODE_NORM,
+    NODE_RELU,
+    NODE_SIGMOID,
+    NODE_MAXPOOL,
+    NODE_AVGPOOL,
+    NODE_FLATTEN,
+    NODE_LINEAR,
+    NODE_ADD
+} node_kind;
+
+typedef struct node {
+    node_kind kind;
+    int inputs[2]; /* node indices or MODEL_INPUT; inputs[1] for the add only */
+    tdm_layer_spec layer;
+    tdm_sample_shape in, out;
+    size_t weight, bias; /* offsets in params (and grads, velocity) */
+    size_t weight_count, bias_count;
+    size_t stats; /* running mean at stats + 0, variance at + C */
+    size_t saved; /* mean and invstd (2C) or argmax (batch x out) */
+    size_t activation, gradient;
+    bool accumulate[2]; /* backward adds into that input's gradient */
+} node;
+
+struct tdm_model {
+    tdm_backend *backend;
+    tdm_sample_shape input_shape;
+    size_t max_batch, batch;
+    bool trained_forward, momentum_started;
+    tdm_view input;
+    node nodes[MAX_NODES];
+    size_t node_count;
+    size_t param_count, stats_count, saved_count, activation_count, scratch_count;
+    tdm_buffer *params, *grads, *velocity, *stats, *saved, *activations, *gradients, *scratch;
+};
+
+static size_t volume(tdm_sample_shape s)
+{
+    return s.channels * s.height * s.width;
+}
+
+static tdm_view at(tdm_buffer *buffer, size_t offset)
+{
+    return (tdm_view){buffer, offset};
+}
+
+/* ---------- building the node list ---------- */
+
+static node_kind node_kind_of(tdm_layer_kind kind)
+{
+    switch (kind) {
+    case TDM_LAYER_CONV2D: return NODE_CONV;
+    case TDM_LAYER_BATCHNORM2D: return NODE_NORM;
+    case TDM_LAYER_RELU: return NODE_RELU;
+    case TDM_LAYER_SIGMOID: return NODE_SIGMOID;
+    case TDM_LAYER_MAXPOOL2D: return NODE_MAXPOOL;
+    case TDM_LAYER_GLOBAL_AVGPOOL: return NODE_AVGPOOL;
+    case TDM_LAYER_FLATTEN: return NODE_FLATTEN;
+    default: return NODE_LINEAR;
+    }
+}
+
+/* Appends a node fed by `input`; reserves its parameters and storage. */
+static tdm_status add_node(tdm_model *m, size_t index, const tdm_layer_spec *layer, int input,
+                           tdm_sample_shape in)
+{
+    if (m->node_count == MAX_NODES)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: too many layers");
+    tdm_layer_info info;
+    TDM_TRY(tdm_nn_infer_layer(index, layer, in, &info));
+    node *n = &m->nodes[m->node_count++];
+    *n = (node){.kind = node_kind_of(layer->kind),
+                .inputs = {input, MODEL_INPUT},
+                .layer = *layer,
+                .in = in,
+                .out = info.output};
+    if (n->kind == NODE_MAXPOOL && n->layer.stride == 0)
+        n->layer.stride = n->layer.kernel;
+    n->weight = m->param_count;
+    n->weight_count = info.parameters;
+    if (layer->bias && (n->kind == NODE_CONV || n->kind == NODE_LINEAR))
+        n->bias_count = layer->out_channels;
+    if (n->kind == NODE_NORM) /* gamma is the "weight", beta the "bias" */
+        n->bias_count = in.channels;
+    n->weight_count -= n->bias_count;
+    n->bias = n->weight + n->weight_count;
+    m->param_count += info.parameters;
+    if (n->kind == NODE_NORM) {
+        n->stats = m->stats_count;
+        m->stats_count += 2 * in.channels;
+    }
+    n->saved = m->saved_count;
+    m->saved_count += n->kind == NODE_NORM      ? 2 * in.channels
+                      : n->kind == NODE_MAXPOOL ? m->max_batch * volume(n->out)
+                                                : 0;
+    if (n->kind == NODE_FLATTEN) /* a view of its input: no storage, no work */
+        return TDM_OK;
+    n->activation = m->activation_count;
+    m->activation_count += m->max_batch * volume(n->out);
+    return TDM_OK;
+}
+
+static int last_node(const tdm_model *m)
+{
+    return (int)m->node_count - 1;
+}
+
+static tdm_sample_shape shape_after(const tdm_model *m, tdm_sample_shape input)
+{
+    return m->node_count ? m->nodes[m->node_count - 1].out : input;
+}
+
+/* Block(C): f = conv, norm, relu, conv, norm; y = relu(x + f(x)). */
+static tdm_status add_block(tdm_model *m, size_t index, const tdm_layer_spec *layer,
+                            tdm_sample_shape in)
+{
+    if (layer->out_channels != in.channels)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "layer %zu (block): a Block keeps its channels, but out = %zu and the "
+                        "input has %zu",
+                        index + 1, layer->out_channels, in.channels);
+    int block_input = last_node(m);
+    tdm_layer_spec inner[TDM_BLOCK_LAYERS];
+    tdm_nn_block_layers(layer->out_channels, inner);
+    for (size_t i = 0; i < TDM_BLOCK_LAYERS; i++)
+        TDM_TRY(add_node(m, index, &inner[i], last_node(m), shape_after(m, in)));
+    tdm_layer_spec relu = {.kind = TDM_LAYER_RELU};
+    TDM_TRY(add_node(m, index, &relu, last_node(m), in)); /* becomes the add */
+    node *add = &m->nodes[last_node(m)];
+    add->kind = NODE_ADD;
+    add->inputs[1] = block_input;
+    return add_node(m, index, &relu, last_node(m), in);
+}
+
+/* A flatten shares its input's storage: gradients land in its input's. */
+static int gradient_owner(const tdm_model *m, int index)
+{
+    while (index != MODEL_INPUT && m->nodes[index].kind == NODE_FLATTEN)
+        index = m->nodes[index].inputs[0];
+    return index;
+}
+
+/* The first node to write a gradient in backward order writes it; the
+ * others add to it. */
+static void plan_gradients(tdm_model *m)
+{
+    bool written[MAX_NODES] = {false};
+    for (int i = last_node(m); i >= 0; i--) {
+        node *n = &m->nodes[i];
+        for (int slot = 0; slot < 2 && n->kind != NODE_FLATTEN; slot++) {
+            int owner = gradient_owner(m, n->inputs[slot]);
+            if (owner == MODEL_INPUT)
+                continue;
+            n->accumulate[slot] = written[owner];
+            written[owner] = true;
+        }
+    }
+}
+
+static void assign_views(tdm_model *m)
+{
+    for (size_t i = 0; i < m->node_count; i++) {
+        node *n = &m->nodes[i];
+        if (n->kind == NODE_FLATTEN && n->inputs[0] != MODEL_INPUT) {
+            n->activation = m->nodes[n->inputs[0]].activation;
+        }
+        n->gradient = n->activation;
+        size_t in_size = m->max_batch * volume(n->in);
+        m->scratch_count = in_size > m->scratch_count ? in_size : m->scratch_count;
+    }
+}
+
+static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
+{
+    for (size_t i = 0; i < spec->layer_count; i++) {
+        const tdm_layer_spec *layer = &spec->layers[i];
+        tdm_sample_shape in = shape_after(m, spec->input);
+        if (layer->kind == TDM_LAYER_BLOCK)
+            TDM_TRY(add_block(m, i, layer, in));
+        else
+            TDM_TRY(add_node(m, i, layer, last_node(m), in));
+    }
+    if (m->nodes[0].kind == NODE_FLATTEN)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: the first layer cannot be flatten");
+    assign_views(m);
+    plan_gradients(m);
+    return TDM_OK;
+}
+
+/* ---------- storage and initialisation ---------- */
+
+static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **out)
+{
+    *out = NULL;
+    return count ? tdm_buffer_alloc(backend, count * sizeof(float), out) : TDM_OK;
+}
+
+static void fill_uniform(tdm_rng *rng, float *values, size_t count, size_t fan_in)
+{
+    float bound = 1.0f / sqrtf((float)fan_in);
+    for (size_t i = 0; i < count; i++)
+        values[i] = tdm_rng_uniform(rng, -bound, bound);
+}
+
+/* PyTorch's default initialisation, in parameter order. */
+static void initial_parameters(const tdm_model *m, uint64_t seed, float *params, float *stats)
+{
+    tdm_rng rng = {seed};
+    for (size_t i = 0; i < m->node_count; i++) {
+        const node *n = &m->nodes[i];
+        if (n->kind == NODE_CONV || n->kind == NODE_LINEAR) {
+            size_t fan_in = n->weight_count / n->layer.out_channels;
+            fill_uniform(&rng, params + n->weight, n->weight_count, fan_in);
+            fill_uniform(&rng, params + n->bias, n->bias_count, fan_in);
+        } else if (n->kind == NODE_NORM) {
+            for (size_t c = 0; c < n->in.channels; c++) {
+                params[n->weight + c] = 1.0f;
+                params[n->bias + c] = 0.0f;
+                stats[n->stats + c] = 0.0f;
+                stats[n->stats + n->in.channels + c] = 1.0f;
+            }
+        }
+    }
+}
+
+static tdm_status initialise(tdm_model *m, uint64_t seed)
+{
+    float *params = calloc(m->param_count + 1, sizeof(float));
+    float *stats = calloc(m->stats_count + 1, sizeof(float));
+    tdm_status status = TDM_OK;
+    if (!params || !stats)
+        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    if (status == TDM_OK) {
+        initial_parameters(m, seed, params, stats);
+        status = tdm_model_set_parameters(m, params);
+    }
+    if (status == TDM_OK)
+        status = tdm_model_set_statistics(m, stats);
+    free(params);
+    free(stats);
+    return status == TDM_OK ? tdm_model_zero_grad(m) : status;
+}
+
+tdm_status tdm_model_create(tdm_backend *backend, const tdm_model_spec *spec, size_t max_batch,
+                            uint64_t seed, tdm_model **out)
+{
+    *out = NULL;
+    if (max_batch == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: max_batch must be > 0");
+    tdm_layer_info infos[MAX_NODES];
+    size_t described;
+    TDM_TRY(tdm_model_spec_describe(spec, infos, MAX_NODES, &described));
+    tdm_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    m->backend = backend;
+    m->input_shape = spec->input;
+    m->max_batch = max_batch;
+    tdm_status status = build_nodes(m, spec);
+    tdm_buffer **buffers[] = {&m->params,      &m->grads,     &m->stats,  &m->saved,
+                              &m->activations, &m->gradients, &m->scratch};
+    size_t counts[] = {m->param_count,      m->param_count,      m->stats_count,  m->saved_count,
+                       m->activation_count, m->activation_count, m->scratch_count};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && status == TDM_OK; i++)
+        status = alloc_floats(backend, counts[i], buffers[i]);
+    if (status == TDM_OK)
+        status = initialise(m, seed);
+    if (status != TDM_OK) {
+        tdm_model_free(m);
+        return status;
+    }
+    *out = m;
+    return TDM_OK;
+}
+
+void tdm_model_free(tdm_model *m)
+{
+    if (!m)
+        return;
+    tdm_buffer *buffers[] = {m->params, m->grads,       m->velocity,  m->stats,
+                             m->saved,  m->activations, m->gradients, m->scratch};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        tdm_buffer_free(buffers[i]);
+    free(m);
+}
+
+tdm_sample_shape tdm_model_output_shape(const tdm_model *m)
+{
+    return m->nodes[m->node_count - 1].out;
+}
+
+size_t tdm_model_max_batch(const tdm_model *m)
+{
+    return m->max_batch;
+}
+
+/* ---------- forward ---------- */
+
+static tdm_view activation_of(const tdm_model *m, int index)
+{
+    return index == MODEL_INPUT ? m->input : at(m->activations, m->nodes[index].activation);
+}
+
+static tdm_conv2d_shape conv_shape(const node *n, size_t batch)
+{
+    const tdm_layer_spec *l = &n->layer;
+    return (tdm_conv2d_shape){batch,           n->in.channels, n->in.height, n->in.width,
+                              l->out_channels, l->kernel,      l->kernel,    l->stride,
+                              l->stride,       l->padding,     l->padding};
+}
+
+static tdm_pool2d_shape pool_shape(const node *n, size_t batch)
+{
+    const tdm_layer_spec *l = &n->layer;
+    return (tdm_pool2d_shape){batch,     n->in.channels, n->in.height, n->in.width,
+                              l->kernel, l->kernel,      l->stride,    l->stride};
+}
+
+static tdm_batchnorm_shape norm_shape(const node *n, size_t batch)
+{
+    return (tdm_batchnorm_shape){batch, n->in.channels, n->in.height * n->in.width, 1e-5f, 0.1f};
+}
+
+static tdm_linear_shape linear_shape(const node *n, size_t batch)
+{
+    return (tdm_linear_shape){batch, volume(n->in), n->layer.out_channels};
+}
+
+static tdm_view optional_bias(const node *n, tdm_buffer *buffer)
+{
+    return n->bias_count ? at(buffer, n->bias) : (tdm_view){0};
+}
+
+static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view y, bool train)
+{
+    tdm_batchnorm_shape s = norm_shape(n, m->batch);
+    size_t c = n->in.channels;
+    tdm_view gamma = at(m->params, n->weight), beta = at(m->params, n->bias);
+    tdm_view mean = at(m->stats, n->stats), var = at(m->stats, n->stats + c);
+    if (!train)
+        return tdm_batchnorm_forward_eval(m->backend, &s, x, gamma, beta, mean, var, y);
+    return tdm_batchnorm_forward_train(m->backend, &s, x, gamma, beta, mean, var,
+                                       at(m->saved, n->saved), at(m->saved, n->saved + c), y);
+}
+
+static tdm_status forward_node(tdm_model *m, const node *n, bool train)
+{
+    tdm_backend *b = m->backend;
+    tdm_view x = activation_of(m, n->inputs[0]), y = at(m->activations, n->activation);
+    size_t batch = m->batch, count = batch * volume(n->out);
+    switch (n->kind) {
+    case NODE_CONV: {
+        tdm_conv2d_shape s = conv_shape(n, batch);
+        return tdm_conv2d_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
+                                  y);
+    }
+    case NODE_NORM: return forward_norm(m, n, x, y, train);
+    case NODE_RELU: return tdm_relu(b, count, x, y);
+    case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
+    case NODE_MAXPOOL: {
+        tdm_pool2d_shape s = pool_shape(n, batch);
+        return tdm_maxpool2d_forward(b, &s, x, y, at(m->saved, n->saved));
+    }
+    case NODE_AVGPOOL:
+        return tdm_global_avgpool_forward(b, batch * n->in.channels, n->in.height * n->in.width, x,
+                                          y);
+    case NODE_FLATTEN: return TDM_OK;
+    case NODE_LINEAR: {
+        tdm_linear_shape s = linear_shape(n, batch);
+        return tdm_linear_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
+                                  y);
+    }
+    case NODE_ADD: return tdm_add(b, count, x, activation_of(m, n->inputs[1]), y);
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_model_forward(tdm_model *m, tdm_view x, size_t batch, bool train)
+{
+    if (batch == 0 || batch > m->max_batch)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "model forward: batch %zu outside 1..%zu (the model's max_batch)", batch,
+                        m->max_batch);
+    size_t needed = batch * volume(m->input_shape);
+    if (!x.buffer || tdm_buffer_size(x.buffer) / sizeof(float) < x.offset ||
+        tdm_buffer_size(x.buffer) / sizeof(float) - x.offset < needed)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "model forward: the input must hold %zu floats (batch %zu of %zux%zux%zu)",
+                        needed, batch, m->input_shape.channels, m->input_shape.height,
+                        m->input_shape.width);
+    m->input = x;
+    m->batch = batch;
+    m->trained_forward = false;
+    for (size_t i = 0; i < m->node_count; i++)
+        TDM_TRY(forward_node(m, &m->nodes[i], train));
+    m->trained_forward = train;
+    return TDM_OK;
+}
+
+tdm_view tdm_model_output(const tdm_model *m)
+{
+    return activation_of(m, last_node(m));
+}
+
+/* ---------- backward ---------- */
+
+/* Where a node's input gradient goes: straight into the input's gradient,
+ * or into scratch when it must be added there afterwards. */
+static tdm_view input_gradient_target(const tdm_model *m, const node *n, int slot)
+{
+    int owner = gradient_owner(m, n->inputs[slot]);
+    return n->accumulate[slot] ? at(m->scratch, 0) : at(m->gradients, m->nodes[owner].gradient);
+}
+
+static tdm_status finish_input_gradient(tdm_model *m, const node *n, int slot)
+{
+    if (!n->accumulate[slot])
+        return TDM_OK;
+    tdm_view sum = at(m->gradients, m->nodes[gradient_owner(m, n->inputs[slot])].gradient);
+    return tdm_add(m->backend, m->batch * volume(n->in), sum, at(m->scratch, 0), sum);
+}
+
+static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
+{
+    return gradient_owner(m, n->inputs[slot]) != MODEL_INPUT;
+}
+
+static tdm_status backward_parameters(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+{
+    tdm_backend *b = m->backend;
+    if (n->kind == NODE_CONV) {
+        tdm_conv2d_shape s = conv_shape(n, m->batch);
+        return tdm_conv2d_backward_weight(b, &s, x, dy, at(m->grads, n->weight),
+                                          optional_bias(n, m->grads));
+    }
+    tdm_linear_shape s = linear_shape(n, m->batch);
+    return tdm_linear_backward_weight(b, &s, x, dy, at(m->grads, n->weight),
+                                      optional_bias(n, m->grads));
+}
+
+/* dx for one node, into `dx`. */
+static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_view dy, tdm_view dx)
+{
+    tdm_backend *b = m->backend;
+    size_t batch = m->batch, count = batch * volume(n->in);
+    switch (n->kind) {
+    case NODE_CONV: {
+        tdm_conv2d_shape s = conv_shape(n, batch);
+        return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);
+    }
+    case NODE_RELU: return tdm_relu_backward(b, count, x, dy, dx);
+    case NODE_SIGMOID:
+        return tdm_sigmoid_backward(b, count, at(m->activations, n->activation), dy, dx);
+    case NODE_MAXPOOL: {
+        tdm_pool2d_shape s = pool_shape(n, batch);
+        return tdm_maxpool2d_backward(b, &s, at(m->saved, n->saved), dy, dx);
+    }
+    case NODE_AVGPOOL:
+        return tdm_global_avgpool_backward(b, batch * n->in.channels, n->in.height * n->in.width,
+                                           dy, dx);
+    case NODE_LINEAR: {
+        tdm_linear_shape s = linear_shape(n, batch);
+        return tdm_linear_backward_input(b, &s, at(m->params, n->weight), dy, dx);
+    }
+    default: return tdm_copy(b, dy, dx, count); /* the add passes dy to both inputs */
+    }
+}
+
+static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+{
+    tdm_batchnorm_shape s = norm_shape(n, m->batch);
+    size_t c = n->in.channels;
+    /* Its dx is needed even for the first layer: dgamma and dbeta come with it. */
+    tdm_view dx =
+        needs_input_gradient(m, n, 0) ? input_gradient_target(m, n, 0) : at(m->scratch, 0);
+    TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, at(m->params, n->weight),
+                                   at(m->saved, n->saved), at(m->saved, n->saved + c), dx,
+                                   at(m->grads, n->weight), at(m->grads, n->bias)));
+    return needs_input_gradient(m, n, 0) ? finish_input_gradient(m, n, 0) : TDM_OK;
+}
+
+static tdm_status backward_node(tdm_model *m, const node *n)
+{
+    if (n->kind == NODE_FLATTEN)
+        return TDM_OK;
+    tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
+    if (n->kind == NODE_NORM)
+        return backward_norm(m, n, x, dy);
+    if (n->kind == NODE_CONV || n->kind == NODE_LINEAR)
+        TDM_TRY(backward_parameters(m, n, x, dy));
+    for (int slot = 0; slot < (n->kind == NODE_ADD ? 2 : 1); slot++) {
+        if (!needs_input_gradient(m, n, slot))
+            continue;
+        TDM_TRY(backward_input(m, n, x, dy, input_gradient_target(m, n, slot)));
+        TDM_TRY(finish_input_gradient(m, n, slot));
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
+{
+    if (!m->trained_forward)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "model backward: needs a forward pass in training mode first");
+    const node *last = &m->nodes[last_node(m)];
+    size_t count = m->batch * volume(last->out);
+    tdm_view gradient = at(m->gradients, m->nodes[gradient_owner(m, last_node(m))].gradient);
+    TDM_TRY(tdm_copy(m->backend, doutput, gradient, count));
+    for (int i = last_node(m); i >= 0; i--)
+        TDM_TRY(backward_node(m, &m->nodes[i]));
+    return TDM_OK;
+}
+
+tdm_status tdm_model_zero_grad(tdm_model *m)
+{
+    return tdm_fill(m->backend, at(m->grads, 0), m->param_count, 0.0f);
+}
+
+tdm_status tdm_model_sgd_step(tdm_model *m, const tdm_sgd_options *options)
+{
+    if (options->momentum != 0.0f && !m->velocity)
+        TDM_TRY(alloc_floats(m->backend, m->param_count, &m->velocity));
+    bool first = options->momentum != 0.0f && !m->momentum_started;
+    TDM_TRY(tdm_sgd_step(m->backend, options, first, m->param_count, at(m->params, 0),
+                         at(m->grads, 0), m->velocity ? at(m->velocity, 0) : (tdm_view){0}));
+    m->momentum_started = m->momentum_started || options->momentum != 0.0f;
+    return TDM_OK;
+}
+
+/* ---------- host access ---------- */
+
+size_t tdm_model_parameter_count(const tdm_model *m)
+{
+    return m->param_count;
+}
+
+size_t tdm_model_statistics_count(const tdm_model *m)
+{
+    return m->stats_count;
+}
+
+static tdm_status download(const tdm_buffer *buffer, size_t count, float *out)
+{
+    return count ? tdm_buffer_download(buffer, 0, out, count * sizeof(float)) : TDM_OK;
+}
+
+static tdm_status upload(tdm_buffer *buffer, size_t count, const float *values)
+{
+    return count ? tdm_buffer_upload(buffer, 0, values, count * sizeof(float)) : TDM_OK;
+}
+
+tdm_status tdm_model_get_parameters(const tdm_model *m, float *out)
+{
+    return download(m->params, m->param_count, out);
+}
+
+tdm_status tdm_model_set_parameters(tdm_model *m, const float *values)
+{
+    return upload(m->params, m->param_count, values);
+}
+
+tdm_status tdm_model_get_gradients(const tdm_model *m, float *out)
+{
+    return download(m->grads, m->param_count, out);
+}
+
+tdm_status tdm_model_get_statistics(const tdm_model *m, float *out)
+{
+    return download(m->stats, m->stats_count, out);
+}
+
+tdm_status tdm_model_set_statistics(tdm_model *m, const float *values)
+{
+    return upload(m->stats, m->stats_count, values);
+}

@@ -1,0 +1,321 @@
+/* Model descriptions: the ResNet of the source, layers parsed from text, and
+ * shape inference with parameter and FLOP counts (what `tandem summary`
+ * prints). */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/error.h"
+#include "nn/nn_internal.h"
+
+const char *tdm_layer_kind_name(tdm_layer_kind kind)
+{
+    static const char *const names[TDM_LAYER_KIND_COUNT] = {
+        [TDM_LAYER_CONV2D] = "conv2d",       [TDM_LAYER_BATCHNORM2D] = "batchnorm2d",
+        [TDM_LAYER_RELU] = "relu",           [TDM_LAYER_SIGMOID] = "sigmoid",
+        [TDM_LAYER_MAXPOOL2D] = "maxpool2d", [TDM_LAYER_GLOBAL_AVGPOOL] = "avgpool",
+        [TDM_LAYER_FLATTEN] = "flatten",     [TDM_LAYER_LINEAR] = "linear",
+        [TDM_LAYER_BLOCK] = "block",
+    };
+    return (unsigned)kind < TDM_LAYER_KIND_COUNT ? names[kind] : "unknown";
+}
+
+void tdm_model_spec_init(tdm_model_spec *spec)
+{
+    memset(spec, 0, sizeof *spec);
+}
+
+static tdm_status append(tdm_model_spec *spec, tdm_layer_spec layer)
+{
+    if (spec->layer_count == TDM_MAX_LAYERS)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "a model holds at most %d layers",
+                        TDM_MAX_LAYERS);
+    spec->layers[spec->layer_count++] = layer;
+    return TDM_OK;
+}
+
+tdm_status tdm_model_spec_resnet(size_t channels, tdm_sample_shape input, size_t classes,
+                                 tdm_model_spec *out)
+{
+    if (channels == 0 || classes == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "resnet: channels and classes must be > 0 (got %zu and %zu)", channels,
+                        classes);
+    tdm_model_spec_init(out);
+    out->input = input;
+    const tdm_layer_spec layers[] = {
+        {TDM_LAYER_CONV2D, channels, 3, 2, 1, false}, {TDM_LAYER_BATCHNORM2D, 0, 0, 0, 0, false},
+        {TDM_LAYER_RELU, 0, 0, 0, 0, false},          {TDM_LAYER_MAXPOOL2D, 0, 2, 2, 0, false},
+        {TDM_LAYER_BLOCK, channels, 3, 1, 1, false},  {TDM_LAYER_GLOBAL_AVGPOOL, 0, 0, 0, 0, false},
+        {TDM_LAYER_FLATTEN, 0, 0, 0, 0, false},       {TDM_LAYER_LINEAR, classes, 0, 0, 0, true},
+    };
+    for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++)
+        TDM_TRY(append(out, layers[i]));
+    return TDM_OK;
+}
+
+/* ---------- layers from text ---------- */
+
+static tdm_status parse_size(const char *key, const char *value, size_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long parsed = strtoull(value, &end, 10);
+    if (value[0] == '-' || !value[0] || *end || errno == ERANGE || parsed > 1u << 30)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a whole number, got '%s'", key, value);
+    *out = (size_t)parsed;
+    return TDM_OK;
+}
+
+static tdm_status parse_bool(const char *key, const char *value, bool *out)
+{
+    if (strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0)
+        *out = true;
+    else if (strcasecmp(value, "false") == 0 || strcmp(value, "0") == 0)
+        *out = false;
+    else
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be true or false, got '%s'", key, value);
+    return TDM_OK;
+}
+
+static tdm_status parse_kind(const char *word, tdm_layer_kind *out)
+{
+    for (int kind = 0; kind < TDM_LAYER_KIND_COUNT; kind++) {
+        if (strcmp(word, tdm_layer_kind_name((tdm_layer_kind)kind)) == 0) {
+            *out = (tdm_layer_kind)kind;
+            return TDM_OK;
+        }
+    }
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "unknown layer '%s' (known: conv2d batchnorm2d relu sigmoid maxpool2d "
+                    "avgpool flatten linear block)",
+                    word);
+}
+
+/* The defaults of the matching torch.nn module. */
+static tdm_layer_spec layer_defaults(tdm_layer_kind kind)
+{
+    tdm_layer_spec layer = {.kind = kind, .stride = 1, .bias = true};
+    if (kind == TDM_LAYER_MAXPOOL2D)
+        layer.stride = 0; /* = kernel */
+    if (kind == TDM_LAYER_BLOCK)
+        layer = (tdm_layer_spec){kind, 0, 3, 1, 1, false};
+    return layer;
+}
+
+static tdm_status set_layer_option(tdm_layer_spec *layer, const char *key, const char *value)
+{
+    if (strcmp(key, "out") == 0)
+        return parse_size(key, value, &layer->out_channels);
+    if (strcmp(key, "kernel") == 0)
+        return parse_size(key, value, &layer->kernel);
+    if (strcmp(key, "stride") == 0)
+        return parse_size(key, value, &layer->stride);
+    if (strcmp(key, "padding") == 0)
+        return parse_size(key, value, &layer->padding);
+    if (strcmp(key, "bias") == 0)
+        return parse_bool(key, value, &layer->bias);
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "unknown layer option '%s' (known: out kernel stride padding bias)", key);
+}
+
+tdm_status tdm_model_spec_add_layer(tdm_model_spec *spec, const char *text)
+{
+    char copy[256];
+    if (strlen(text) >= sizeof copy)
+        return TDM_FAIL(TDM_ERR_CONFIG, "layer description is too long");
+    strcpy(copy, text);
+    char *save = NULL, *word = strtok_r(copy, " \t", &save);
+    if (!word)
+        return TDM_FAIL(TDM_ERR_CONFIG, "empty layer description");
+    tdm_layer_kind kind = TDM_LAYER_CONV2D;
+    TDM_TRY(parse_kind(word, &kind));
+    tdm_layer_spec layer = layer_defaults(kind);
+    while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
+        char *equals = strchr(word, '=');
+        if (!equals)
+            return TDM_FAIL(TDM_ERR_CONFIG, "layer option '%s' is not key=value", word);
+        *equals = '\0';
+        TDM_TRY(set_layer_option(&layer, word, equals + 1));
+    }
+    return append(spec, layer);
+}
+
+static tdm_status parse_shape(const char *value, tdm_sample_shape *out)
+{
+    unsigned long c = 0, h = 0, w = 0;
+    char extra;
+    if (sscanf(value, "%lux%lux%lu%c", &c, &h, &w, &extra) != 3 || c == 0 || h == 0 || w == 0 ||
+        c > 1u << 20 || h > 1u << 20 || w > 1u << 20)
+        return TDM_FAIL(TDM_ERR_CONFIG, "input must be CxHxW with positive sizes, got '%s'", value);
+    *out = (tdm_sample_shape){c, h, w};
+    return TDM_OK;
+}
+
+tdm_status tdm_model_spec_set(void *target, const char *key, const char *value)
+{
+    tdm_model_spec *spec = target;
+    if (strcmp(key, "input") == 0)
+        return parse_shape(value, &spec->input);
+    if (strcmp(key, "layer") == 0)
+        return tdm_model_spec_add_layer(spec, value);
+    if (strcmp(key, "resnet") == 0) {
+        size_t channels = 0;
+        TDM_TRY(parse_size(key, value, &channels));
+        if (channels == 0)
+            return TDM_FAIL(TDM_ERR_CONFIG, "resnet must be > 0 channels");
+        tdm_sample_shape input = spec->input;
+        TDM_TRY(tdm_model_spec_resnet(channels, input, 10, spec));
+        return TDM_OK;
+    }
+    return TDM_FAIL(TDM_ERR_CONFIG, "unknown key '%s' (known: input layer resnet)", key);
+}
+
+/* ---------- shape inference ---------- */
+
+static tdm_status fail_layer(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
+                             const char *why)
+{
+    return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "layer %zu (%s) on a %zux%zux%zu input: %s",
+                    index + 1, tdm_layer_kind_name(layer->kind), in.channels, in.height, in.width,
+                    why);
+}
+
+static size_t volume(tdm_sample_shape s)
+{
+    return s.channels * s.height * s.width;
+}
+
+static size_t window_out(size_t in, size_t pad, size_t kernel, size_t stride)
+{
+    return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1;
+}
+
+/* One plain layer (not a Block): its output, parameters and FLOPs. */
+tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
+                              tdm_layer_info *info)
+{
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", tdm_layer_kind_name(layer->kind));
+    info->output = in;
+    switch (layer->kind) {
+    case TDM_LAYER_CONV2D: {
+        if (layer->out_channels == 0 || layer->kernel == 0 || layer->stride == 0)
+            return fail_layer(index, layer, in, "out, kernel and stride must be > 0");
+        size_t oh = window_out(in.height, layer->padding, layer->kernel, layer->stride);
+        size_t ow = window_out(in.width, layer->padding, layer->kernel, layer->stride);
+        if (oh == 0 || ow == 0)
+            return fail_layer(index, layer, in, "the kernel is larger than the padded input");
+        size_t taps = in.channels * layer->kernel * layer->kernel;
+        info->output = (tdm_sample_shape){layer->out_channels, oh, ow};
+        info->parameters = layer->out_channels * taps + (layer->bias ? layer->out_channels : 0);
+        info->flops = 2ull * taps * volume(info->output);
+        snprintf(info->name, sizeof info->name, "conv2d %zux%zu/%zu pad %zu%s", layer->kernel,
+                 layer->kernel, layer->stride, layer->padding, layer->bias ? "" : " no bias");
+        return TDM_OK;
+    }
+    case TDM_LAYER_BATCHNORM2D:
+        info->parameters = 2 * in.channels;
+        info->flops = 2ull * volume(in); /* one multiply-add per value once folded */
+        return TDM_OK;
+    case TDM_LAYER_RELU:
+    case TDM_LAYER_SIGMOID: info->flops = volume(in); return TDM_OK;
+    case TDM_LAYER_MAXPOOL2D: {
+        size_t stride = layer->stride ? layer->stride : layer->kernel;
+        if (layer->kernel == 0)
+            return fail_layer(index, layer, in, "kernel must be > 0");
+        size_t oh = window_out(in.height, 0, layer->kernel, stride);
+        size_t ow = window_out(in.width, 0, layer->kernel, stride);
+        if (oh == 0 || ow == 0)
+            return fail_layer(index, layer, in, "the window is larger than the input");
+        info->output = (tdm_sample_shape){in.channels, oh, ow};
+        info->flops = (uint64_t)volume(info->output) * layer->kernel * layer->kernel;
+        snprintf(info->name, sizeof info->name, "maxpool2d %zux%zu/%zu", layer->kernel,
+                 layer->kernel, stride);
+        return TDM_OK;
+    }
+    case TDM_LAYER_GLOBAL_AVGPOOL:
+        info->output = (tdm_sample_shape){in.channels, 1, 1};
+        info->flops = volume(in);
+        snprintf(info->name, sizeof info->name, "avgpool (global)");
+        return TDM_OK;
+    case TDM_LAYER_FLATTEN: info->output = (tdm_sample_shape){volume(in), 1, 1}; return TDM_OK;
+    case TDM_LAYER_LINEAR:
+        if (in.height != 1 || in.width != 1)
+            return fail_layer(index, layer, in, "linear needs a flat input (add flatten)");
+        if (layer->out_channels == 0)
+            return fail_layer(index, layer, in, "out must be > 0");
+        info->output = (tdm_sample_shape){layer->out_channels, 1, 1};
+        info->parameters =
+            layer->out_channels * in.channels + (layer->bias ? layer->out_channels : 0);
+        info->flops = 2ull * layer->out_channels * in.channels;
+        return TDM_OK;
+    default: return fail_layer(index, layer, in, "not a plain layer");
+    }
+}
+
+/* Block(C)'s inner layers, in order; the residual add and final relu follow. */
+void tdm_nn_block_layers(size_t channels, tdm_layer_spec inner[TDM_BLOCK_LAYERS])
+{
+    tdm_layer_spec conv = {TDM_LAYER_CONV2D, channels, 3, 1, 1, false};
+    tdm_layer_spec norm = {TDM_LAYER_BATCHNORM2D, 0, 0, 0, 0, false};
+    tdm_layer_spec relu = {TDM_LAYER_RELU, 0, 0, 0, 0, false};
+    tdm_layer_spec layers[TDM_BLOCK_LAYERS] = {conv, norm, relu, conv, norm};
+    memcpy(inner, layers, sizeof layers);
+}
+
+static tdm_status describe_block(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
+                                 tdm_layer_info *infos, size_t capacity, size_t *count)
+{
+    if (layer->out_channels != in.channels)
+        return fail_layer(index, layer, in, "a Block keeps its channels: out must equal them");
+    if (*count >= capacity)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "too many layers to describe");
+    tdm_layer_info *block = &infos[(*count)++];
+    memset(block, 0, sizeof *block);
+    snprintf(block->name, sizeof block->name, "block(%zu)", layer->out_channels);
+    block->output = in;
+    block->flops = 2ull * volume(in); /* the residual add and the final relu */
+    tdm_layer_spec inner[TDM_BLOCK_LAYERS];
+    tdm_nn_block_layers(layer->out_channels, inner);
+    tdm_sample_shape shape = in;
+    for (size_t i = 0; i < TDM_BLOCK_LAYERS; i++) {
+        if (*count >= capacity)
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "too many layers to describe");
+        tdm_layer_info *info = &infos[(*count)++];
+        TDM_TRY(tdm_nn_infer_layer(index, &inner[i], shape, info));
+        info->depth = 1;
+        shape = info->output;
+        block->parameters += info->parameters;
+        block->flops += info->flops;
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_model_spec_describe(const tdm_model_spec *spec, tdm_layer_info *infos,
+                                   size_t capacity, size_t *count)
+{
+    *count = 0;
+    if (volume(spec->input) == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "the model's input shape is not set");
+    if (spec->layer_count == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "the model has no layers");
+    tdm_sample_shape shape = spec->input;
+    for (size_t i = 0; i < spec->layer_count; i++) {
+        const tdm_layer_spec *layer = &spec->layers[i];
+        if (layer->kind == TDM_LAYER_BLOCK) {
+            size_t first = *count;
+            TDM_TRY(describe_block(i, layer, shape, infos, capacity, count));
+            shape = infos[first].output;
+            continue;
+        }
+        if (*count >= capacity)
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "too many layers to describe");
+        TDM_TRY(tdm_nn_infer_layer(i, layer, shape, &infos[*count]));
+        shape = infos[(*count)++].output;
+    }
+    return TDM_OK;
+}
