@@ -90,6 +90,11 @@ typedef struct parity_op {
     void (*reference)(const op_case *c, double *const *t);
 } parity_op;
 
+/* The definition of cross-correlation in double, visited term by term:
+ * y += w x, dx += w dy, dw += dy x (whichever outputs are non-NULL). */
+void parity_conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
+                           const double *dy, double *y, double *dx, double *dw);
+
 /* The layer-op entries of the table (parity_layers.c). */
 extern const parity_op parity_layer_ops[];
 extern const size_t parity_layer_op_count;

@@ -118,9 +118,7 @@ static tdm_status run_conv_backward_weight(tdm_backend *backend, const op_case *
                                       optional_view(c, v, 3));
 }
 
-/* The definition of cross-correlation, visited term by term: y += w x,
- * dx += w dy, dw += dy x (whichever outputs are given). */
-static void conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
+void parity_conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
                            const double *dy, double *y, double *dx, double *dw)
 {
     size_t oh_count = tdm_conv2d_out_height(s), ow_count = tdm_conv2d_out_width(s);
@@ -159,13 +157,13 @@ static void reference_conv_forward(const op_case *c, double *const *t)
     size_t spatial = tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
     for (size_t i = 0; i < c->tensors[2].count; i++)
         t[2][i] = c->tensor_count > 3 ? t[3][(i / spatial) % s->out_channels] : 0.0;
-    conv_reference(s, t[0], t[1], NULL, t[2], NULL, NULL);
+    parity_conv_reference(s, t[0], t[1], NULL, t[2], NULL, NULL);
 }
 
 static void reference_conv_backward_input(const op_case *c, double *const *t)
 {
     memset(t[2], 0, c->tensors[2].count * sizeof(double));
-    conv_reference(&c->p.layer.conv, NULL, t[0], t[1], NULL, t[2], NULL);
+    parity_conv_reference(&c->p.layer.conv, NULL, t[0], t[1], NULL, t[2], NULL);
 }
 
 /* Sum over n and s of t[n][c][s], added to out[c]. */
@@ -179,7 +177,7 @@ static void add_channel_sums(const double *t, size_t batch, size_t channels, siz
 static void reference_conv_backward_weight(const op_case *c, double *const *t)
 {
     const tdm_conv2d_shape *s = &c->p.layer.conv;
-    conv_reference(s, t[0], NULL, t[1], NULL, NULL, t[2]);
+    parity_conv_reference(s, t[0], NULL, t[1], NULL, NULL, t[2]);
     if (c->tensor_count > 3)
         add_channel_sums(t[1], s->batch, s->out_channels,
                          tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s), t[3]);
@@ -270,20 +268,20 @@ static void reference_linear_forward(const op_case *c, double *const *t)
     tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
     for (size_t i = 0; i < c->tensors[2].count; i++)
         t[2][i] = c->tensor_count > 3 ? t[3][i % s.out_channels] : 0.0;
-    conv_reference(&s, t[0], t[1], NULL, t[2], NULL, NULL);
+    parity_conv_reference(&s, t[0], t[1], NULL, t[2], NULL, NULL);
 }
 
 static void reference_linear_backward_input(const op_case *c, double *const *t)
 {
     tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
     memset(t[2], 0, c->tensors[2].count * sizeof(double));
-    conv_reference(&s, NULL, t[0], t[1], NULL, t[2], NULL);
+    parity_conv_reference(&s, NULL, t[0], t[1], NULL, t[2], NULL);
 }
 
 static void reference_linear_backward_weight(const op_case *c, double *const *t)
 {
     tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
-    conv_reference(&s, t[0], NULL, t[1], NULL, NULL, t[2]);
+    parity_conv_reference(&s, t[0], NULL, t[1], NULL, NULL, t[2]);
     if (c->tensor_count > 3)
         add_channel_sums(t[1], s.batch, s.out_channels, 1, t[3]);
 }

@@ -12,34 +12,53 @@ int cli_fail(void)
     return 1;
 }
 
-tdm_status cli_device_config(const cli_options *options, tdm_device_config *config)
+enum { DEFAULT_CHANNELS = 4, DIGIT_CLASSES = 10 };
+static const tdm_sample_shape digit_shape = {1, 8, 8};
+
+static tdm_status apply_model_overrides(const cli_options *options, tdm_model_spec *model)
 {
-    tdm_device_config_init(config);
+    tdm_sample_shape input = model->input.channels ? model->input : digit_shape;
+    if (options->channels || model->layer_count == 0)
+        return tdm_model_spec_resnet(options->channels ? options->channels : DEFAULT_CHANNELS,
+                                     input, DIGIT_CLASSES, model);
+    return TDM_OK;
+}
+
+tdm_status cli_load_config(const cli_options *options, cli_config *config)
+{
+    tdm_device_config_init(&config->device);
+    tdm_model_spec_init(&config->model);
     if (options->config_path) {
-        const tdm_config_section sections[] = {{"device", tdm_device_config_set, config}};
-        tdm_status status = tdm_config_parse(options->config_path, sections, 1);
+        const tdm_config_section sections[] = {
+            {"device", tdm_device_config_set, &config->device},
+            {"model", tdm_model_spec_set, &config->model},
+        };
+        tdm_status status = tdm_config_parse(options->config_path, sections, 2);
         if (status != TDM_OK)
             return status;
     }
     const char *from_environment = getenv("TANDEM_DEVICE");
     if (from_environment && from_environment[0]) {
-        tdm_status status = tdm_device_config_apply_string(config, from_environment);
+        tdm_status status = tdm_device_config_apply_string(&config->device, from_environment);
         if (status != TDM_OK)
             return status;
     }
-    if (options->device_string)
-        return tdm_device_config_apply_string(config, options->device_string);
-    return TDM_OK;
+    if (options->device_string) {
+        tdm_status status = tdm_device_config_apply_string(&config->device, options->device_string);
+        if (status != TDM_OK)
+            return status;
+    }
+    return apply_model_overrides(options, &config->model);
 }
 
 tdm_status cli_open_backend(const cli_options *options, tdm_backend **backend)
 {
-    tdm_device_config config;
+    cli_config config;
     tdm_device_choice choice;
-    tdm_status status = cli_device_config(options, &config);
+    tdm_status status = cli_load_config(options, &config);
     if (status != TDM_OK)
         return status;
-    status = tdm_backend_create_from_config(&config, backend, &choice);
+    status = tdm_backend_create_from_config(&config.device, backend, &choice);
     if (status != TDM_OK)
         return status;
     if (choice.fell_back)
@@ -63,15 +82,15 @@ static void print_opencl_device(size_t number, const tdm_opencl_device_info *inf
 
 int cmd_devices(const cli_options *options)
 {
-    tdm_device_config config;
+    cli_config config;
     tdm_device_choice choice = {0};
     tdm_opencl_device_info *devices = NULL;
     size_t count = 0;
-    if (cli_device_config(options, &config) != TDM_OK)
+    if (cli_load_config(options, &config) != TDM_OK)
         return cli_fail();
     if (tdm_opencl_list_devices(&devices, &count) != TDM_OK)
         printf("  (no OpenCL devices: %s)\n", tdm_last_error());
-    tdm_status chosen = tdm_device_choose(&config, devices, count, &choice);
+    tdm_status chosen = tdm_device_choose(&config.device, devices, count, &choice);
     for (size_t i = 0; i < count; i++)
         print_opencl_device(i, &devices[i],
                             chosen == TDM_OK && choice.use_opencl && choice.device == i);

@@ -1,5 +1,7 @@
 #define _GNU_SOURCE /* getopt_long */
+#include <errno.h>
 #include <getopt.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +15,8 @@ static void print_usage(FILE *out)
           "  devices    list every OpenCL device and the cpu backend; '*' marks the one\n"
           "             the current config picks\n"
           "  selftest   run SGEMM on the chosen device and check it against the cpu backend\n"
+          "  summary    print the model: each layer's output shape, parameters and FLOPs\n"
+          "             per sample (the config's [model], else ResNet(4) on 8x8 digits)\n"
           "\n"
           "options:\n"
           "  -c, --config FILE    config file (see configs/default.ini); default: built-in\n"
@@ -20,25 +24,48 @@ static void print_usage(FILE *out)
           "  -d, --device DEVICE  auto, cpu, opencl, opencl:PLATFORM or opencl:PLATFORM:DEVICE\n"
           "                       (index or name substring); overrides TANDEM_DEVICE and the\n"
           "                       config file\n"
+          "  -C, --channels C     use ResNet(C) as the model (overrides [model])\n"
           "  -q, --quiet          do not print the chosen device\n"
           "  -h, --help           show this help\n"
           "  -V, --version        show the version\n",
           out);
 }
 
+static bool parse_channels(const char *text, size_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (text[0] == '-' || !text[0] || *end || errno || value == 0 || value > 1u << 16) {
+        fprintf(stderr, "tandem: error: --channels must be a whole number in 1..65536, got '%s'\n",
+                text);
+        return false;
+    }
+    *out = value;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
-        {"config", required_argument, NULL, 'c'}, {"device", required_argument, NULL, 'd'},
-        {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"device", required_argument, NULL, 'd'},
+        {"channels", required_argument, NULL, 'C'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     cli_options options = {0};
     int option;
-    while ((option = getopt_long(argc, argv, "c:d:qhV", long_options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "c:d:C:qhV", long_options, NULL)) != -1) {
         switch (option) {
         case 'c': options.config_path = optarg; break;
         case 'd': options.device_string = optarg; break;
+        case 'C':
+            if (!parse_channels(optarg, &options.channels))
+                return 2;
+            break;
         case 'q': options.quiet = true; break;
         case 'h': print_usage(stdout); return 0;
         case 'V': puts("tandem " TANDEM_VERSION); return 0;
@@ -57,6 +84,8 @@ int main(int argc, char **argv)
         return cmd_devices(&options);
     if (strcmp(command, "selftest") == 0)
         return cmd_selftest(&options);
+    if (strcmp(command, "summary") == 0)
+        return cmd_summary(&options);
     fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", command);
     return 2;
 }

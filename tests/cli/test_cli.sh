@@ -56,6 +56,24 @@ speed = fast")
 check "unknown key names file and line" 1 "bad_key.ini:3: \[device\] unknown key 'speed'" \
     "$tandem" --config "$bad" devices
 
+# tandem summary: shape inference answers the source's problem 2 (g) and (h).
+for shape in 20x24x24 20x12x12 50x8x8 50x4x4; do
+    check "lenet summary shows $shape" 0 " $shape " "$tandem" --config "$configs/lenet.ini" summary
+done
+check "default summary is ResNet(4)" 0 "block\(4\) +4x2x2 +304 " "$tandem" summary
+check "--channels picks ResNet(C)" 0 "total +75338 " "$tandem" --channels 64 summary
+check "bad --channels" 2 "--channels must be a whole number" "$tandem" --channels 0 summary
+bad=$(config bad_layer "[model]
+input = 1x8x8
+layer = dense out=3")
+check "unknown layer names file and line" 1 "bad_layer.ini:3: \[model\] unknown layer 'dense'" \
+    "$tandem" --config "$bad" summary
+bad=$(config too_small "[model]
+input = 1x4x4
+layer = conv2d out=2 kernel=5")
+check "a layer that does not fit is named" 1 "layer 1 \(conv2d\) on a 1x4x4 input" \
+    "$tandem" --config "$bad" summary
+
 if ! "$tandem" devices | grep -q "opencl 0:0"; then
     if [ "${CI:-}" = "true" ]; then
         echo "FAILED: CI=true but tandem devices lists no OpenCL device"

@@ -1,0 +1,222 @@
+/* What random inputs cannot reach: max-pool ties and NaN, labels out of
+ * range, the errors of bad shapes and of misused models, and whole models
+ * other than the ResNet running the same on every backend. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+static tdm_buffer *upload(tdm_backend *backend, const void *values, size_t floats)
+{
+    tdm_buffer *buffer = NULL;
+    assert_int_equal(tdm_buffer_alloc(backend, floats * sizeof(float), &buffer), TDM_OK);
+    if (values)
+        assert_int_equal(tdm_buffer_upload(buffer, 0, values, floats * sizeof(float)), TDM_OK);
+    return buffer;
+}
+
+static void download(const tdm_buffer *buffer, void *out, size_t floats)
+{
+    assert_int_equal(tdm_buffer_download(buffer, 0, out, floats * sizeof(float)), TDM_OK);
+}
+
+static void expect_error(tdm_status status, const char *fragment)
+{
+    assert_int_equal(status, TDM_ERR_INVALID_ARGUMENT);
+    if (!strstr(tdm_last_error(), fragment))
+        fail_msg("error '%s' does not mention '%s'", tdm_last_error(), fragment);
+}
+
+/* PyTorch: the first maximum in window order wins a tie; NaN wins always. */
+static void test_maxpool_ties_and_nan(void **state)
+{
+    (void)state;
+    const float x[16] = {1, 3,   0, 0,  /* window 0: 3 at index 1 and 3 at index 4 */
+                         3, 2,   0, 0,  /* window 1: all zero, first index 2 */
+                         5, NAN, 7, 7,  /* window 2: NaN at 9 */
+                         5, 5,   7, 7}; /* window 3: 7 four times, first index 10 */
+    const int32_t expected_index[4] = {1, 2, 9, 10};
+    tdm_pool2d_shape s = {1, 1, 4, 4, 2, 2, 2, 2};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *in = upload(backend, x, 16), *out = upload(backend, NULL, 8);
+        float y[4], dx[16];
+        int32_t index[4];
+        const float dy[4] = {1, 2, 3, 4};
+        assert_int_equal(tdm_maxpool2d_forward(backend, &s, (tdm_view){in, 0}, (tdm_view){out, 0},
+                                               (tdm_view){out, 4}),
+                         TDM_OK);
+        download(out, y, 4);
+        assert_int_equal(tdm_buffer_download(out, 4 * sizeof(float), index, sizeof index), TDM_OK);
+        assert_memory_equal(index, expected_index, sizeof index);
+        assert_true(y[0] == 3 && y[1] == 0 && isnan(y[2]) && y[3] == 7);
+        assert_int_equal(tdm_buffer_upload(in, 0, dy, sizeof dy), TDM_OK);
+        tdm_buffer *grad = upload(backend, NULL, 16);
+        assert_int_equal(tdm_maxpool2d_backward(backend, &s, (tdm_view){out, 4}, (tdm_view){in, 0},
+                                                (tdm_view){grad, 0}),
+                         TDM_OK);
+        download(grad, dx, 16);
+        for (size_t i = 0; i < 16; i++)
+            assert_true(dx[i] == (i == 1 ? 1 : i == 2 ? 2 : i == 9 ? 3 : i == 10 ? 4 : 0));
+        tdm_buffer_free(in);
+        tdm_buffer_free(out);
+        tdm_buffer_free(grad);
+    }
+}
+
+/* A label outside [0, classes) poisons only its own sample. */
+static void test_cross_entropy_bad_label(void **state)
+{
+    (void)state;
+    const float logits[6] = {0, 1, 2, 2, 1, 0};
+    const int32_t labels[2] = {2, 7};
+    tdm_cross_entropy_shape s = {2, 3};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *z = upload(backend, logits, 6), *y = upload(backend, labels, 2);
+        tdm_buffer *out = upload(backend, NULL, 10);
+        float result[10];
+        assert_int_equal(tdm_softmax_cross_entropy(backend, &s, (tdm_view){z, 0}, (tdm_view){y, 0},
+                                                   (tdm_view){out, 0}, (tdm_view){out, 2},
+                                                   (tdm_view){out, 4}),
+                         TDM_OK);
+        download(out, result, 10);
+        double expected = log(exp(0.0) + exp(1.0) + exp(2.0)) - 2.0;
+        assert_true(fabs(result[0] - expected) < 1e-6);
+        assert_true(isnan(result[1]));
+        assert_true(result[2] == 0.0f && result[3] == 1.0f); /* argmax 2 is right; 7 never */
+        assert_true(isnan(result[7]) && !isnan(result[4]));
+        tdm_buffer_free(z);
+        tdm_buffer_free(y);
+        tdm_buffer_free(out);
+    }
+}
+
+static void test_bad_shapes_are_errors(void **state)
+{
+    (void)state;
+    tdm_backend *backend = test_all_backends.all[0];
+    tdm_buffer *buffer = upload(backend, NULL, 4096);
+    tdm_view v = {buffer, 0}, w = {buffer, 2048}, none = {0};
+    tdm_conv2d_shape too_big = {1, 1, 4, 4, 1, 5, 5, 1, 1, 0, 0};
+    expect_error(tdm_conv2d_forward(backend, &too_big, v, w, none, w),
+                 "the 5x5 kernel is larger than the padded 4x4 input");
+    tdm_conv2d_shape no_stride = {1, 1, 4, 4, 1, 3, 3, 0, 1, 0, 0};
+    expect_error(tdm_conv2d_forward(backend, &no_stride, v, w, none, w), "stride height");
+    tdm_conv2d_shape fine = {1, 1, 4, 4, 1, 3, 3, 1, 1, 1, 1};
+    expect_error(tdm_conv2d_forward(backend, &fine, v, w, none, (tdm_view){buffer, 8}),
+                 "output y overlaps an input");
+    tdm_conv2d_shape huge = {1, 1, 4096, 4096, 1, 1, 1, 1, 1, 0, 0};
+    expect_error(tdm_conv2d_forward(backend, &huge, v, w, none, w), "operand x needs floats");
+    tdm_batchnorm_shape single = {1, 3, 1, 1e-5f, 0.1f};
+    expect_error(tdm_batchnorm_forward_train(backend, &single, v, v, v, v, v, w, w, w),
+                 "more than one value per channel");
+    tdm_pool2d_shape window = {1, 1, 3, 3, 4, 4, 4, 4};
+    expect_error(tdm_maxpool2d_forward(backend, &window, v, w, w), "larger than the 3x3 input");
+    tdm_sgd_options bad_lr = {0.0f, 0.0f, 0.0f, 0.0f, false};
+    expect_error(tdm_sgd_step(backend, &bad_lr, true, 4, v, w, none), "lr must be");
+    tdm_sgd_options nesterov = {0.1f, 0.0f, 0.0f, 0.0f, true};
+    expect_error(tdm_sgd_step(backend, &nesterov, true, 4, v, w, none), "nesterov");
+    tdm_buffer_free(buffer);
+}
+
+static void test_model_misuse_is_an_error(void **state)
+{
+    (void)state;
+    tdm_backend *backend = test_all_backends.all[0];
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(2, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    tdm_model *model = NULL;
+    assert_int_equal(tdm_model_create(backend, &spec, 4, 1, &model), TDM_OK);
+    tdm_buffer *x = upload(backend, NULL, 4 * 64);
+    assert_int_equal(tdm_fill(backend, (tdm_view){x, 0}, 4 * 64, 1.0f), TDM_OK);
+    expect_error(tdm_model_forward(model, (tdm_view){x, 0}, 5, true), "outside 1..4");
+    expect_error(tdm_model_forward(model, (tdm_view){x, 1}, 4, true), "must hold 256 floats");
+    assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, 4, false), TDM_OK);
+    expect_error(tdm_model_backward(model, (tdm_view){x, 0}), "training mode");
+    tdm_model_spec block_mismatch;
+    tdm_model_spec_init(&block_mismatch);
+    block_mismatch.input = (tdm_sample_shape){3, 4, 4};
+    assert_int_equal(tdm_model_spec_add_layer(&block_mismatch, "block out=2"), TDM_OK);
+    tdm_model *bad = NULL;
+    expect_error(tdm_model_create(backend, &block_mismatch, 1, 1, &bad), "keeps its channels");
+    assert_null(bad);
+    tdm_model_spec text;
+    tdm_model_spec_init(&text);
+    assert_int_equal(tdm_model_spec_add_layer(&text, "conv2d out=2 size=3"), TDM_ERR_CONFIG);
+    assert_non_null(strstr(tdm_last_error(), "unknown layer option 'size'"));
+    assert_int_equal(tdm_model_spec_add_layer(&text, "dense out=2"), TDM_ERR_CONFIG);
+    assert_int_equal(tdm_model_spec_add_layer(&text, "conv2d out=-2"), TDM_ERR_CONFIG);
+    tdm_buffer_free(x);
+    tdm_model_free(model);
+}
+
+/* The LeNet-like model (conv, pool, flatten, linear, relu) trains one step
+ * the same way on every backend, from the same seed. */
+static void test_lenet_agrees_across_backends(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    tdm_model_spec_init(&spec);
+    const tdm_config_section sections[] = {{"model", tdm_model_spec_set, &spec}};
+    assert_int_equal(tdm_config_parse(TANDEM_CONFIG_DIR "/lenet.ini", sections, 1), TDM_OK);
+    enum { BATCH = 3, PIXELS = 28 * 28 };
+    static float images[BATCH * PIXELS], first[431080], params[431080], logits[BATCH * 10];
+    const int32_t labels[BATCH] = {3, 1, 4};
+    test_rng rng = {test_base_seed()};
+    for (size_t i = 0; i < BATCH * PIXELS; i++)
+        images[i] = test_rng_uniform(&rng, 0.0f, 1.0f);
+    tdm_sgd_options sgd = {0.05f, 0.9f, 0.0f, 1e-4f, false};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_model *model = NULL;
+        assert_int_equal(tdm_model_create(backend, &spec, BATCH, 42, &model), TDM_OK);
+        assert_int_equal(tdm_model_parameter_count(model), 431080);
+        tdm_buffer *x = upload(backend, images, BATCH * PIXELS), *y = upload(backend, labels, 3);
+        tdm_buffer *loss = upload(backend, NULL, BATCH * 11);
+        assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, BATCH, true), TDM_OK);
+        tdm_cross_entropy_shape s = {BATCH, 10};
+        assert_int_equal(tdm_softmax_cross_entropy(backend, &s, tdm_model_output(model),
+                                                   (tdm_view){y, 0}, (tdm_view){loss, 0},
+                                                   (tdm_view){0}, (tdm_view){loss, BATCH}),
+                         TDM_OK);
+        assert_int_equal(tdm_model_backward(model, (tdm_view){loss, BATCH}), TDM_OK);
+        assert_int_equal(tdm_model_sgd_step(model, &sgd), TDM_OK);
+        assert_int_equal(tdm_model_get_parameters(model, b == 0 ? first : params), TDM_OK);
+        tdm_view out = tdm_model_output(model);
+        assert_int_equal(
+            tdm_buffer_download(out.buffer, out.offset * sizeof(float), logits, sizeof logits),
+            TDM_OK);
+        for (size_t i = 0; i < BATCH * 10; i++)
+            assert_true(isfinite(logits[i]));
+        /* One step of lr 0.05 moves a weight by ~1e-3; float rounding of
+         * 800-term sums differs by ~1e-7 of it. */
+        for (size_t i = 0; b > 0 && i < 431080; i++)
+            if (fabs(params[i] - first[i]) > 1e-6)
+                fail_msg("parameter %zu: %g on %s, %g on cpu", i, (double)params[i],
+                         tdm_backend_name(backend), (double)first[i]);
+        tdm_buffer_free(x);
+        tdm_buffer_free(y);
+        tdm_buffer_free(loss);
+        tdm_model_free(model);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_maxpool_ties_and_nan),
+        cmocka_unit_test(test_cross_entropy_bad_label),
+        cmocka_unit_test(test_bad_shapes_are_errors),
+        cmocka_unit_test(test_model_misuse_is_an_error),
+        cmocka_unit_test(test_lenet_agrees_across_backends),
+    };
+    return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
+}
