@@ -84,7 +84,10 @@ typedef struct parity_op {
      * |x - y| / max(|y|, rms(y)) (the floor keeps entries that cancel to near
      * zero from dominating). Justified where each op is listed. */
     double max_nmse, max_relative;
-    size_t (*make_cases)(op_case *cases, size_t capacity);
+    /* Writes up to capacity cases; variant picks among related ops (a
+     * direction, a mode, a tensor count). */
+    size_t (*make_cases)(op_case *cases, size_t capacity, int variant);
+    int variant;
     tdm_status (*run)(tdm_backend *backend, const op_case *c, const tdm_view *views);
     /* Updates the written tensors of t (initial values in, results out). */
     void (*reference)(const op_case *c, double *const *t);

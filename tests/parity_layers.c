@@ -45,7 +45,7 @@ typedef enum conv_direction {
     CONV_BACKWARD_WEIGHT
 } conv_direction;
 
-static size_t make_conv_cases(op_case *cases, size_t capacity, conv_direction direction)
+static size_t make_conv_cases(op_case *cases, size_t capacity, int direction)
 {
     size_t count = 0;
     for (size_t i = 0; i < CONV_SHAPE_COUNT && count < capacity; i++) {
@@ -79,21 +79,6 @@ static size_t make_conv_cases(op_case *cases, size_t capacity, conv_direction di
                  s->kernel_w, s->stride_h, s->stride_w, s->pad_h, s->pad_w, bias ? " bias" : "");
     }
     return count;
-}
-
-static size_t make_conv_forward_cases(op_case *cases, size_t capacity)
-{
-    return make_conv_cases(cases, capacity, CONV_FORWARD);
-}
-
-static size_t make_conv_backward_input_cases(op_case *cases, size_t capacity)
-{
-    return make_conv_cases(cases, capacity, CONV_BACKWARD_INPUT);
-}
-
-static size_t make_conv_backward_weight_cases(op_case *cases, size_t capacity)
-{
-    return make_conv_cases(cases, capacity, CONV_BACKWARD_WEIGHT);
 }
 
 static tdm_view optional_view(const op_case *c, const tdm_view *v, size_t index)
@@ -190,7 +175,7 @@ static const tdm_linear_shape linear_shapes[] = {
 };
 enum { LINEAR_SHAPE_COUNT = sizeof linear_shapes / sizeof linear_shapes[0] };
 
-static size_t make_linear_cases(op_case *cases, size_t capacity, conv_direction direction)
+static size_t make_linear_cases(op_case *cases, size_t capacity, int direction)
 {
     size_t count = 0;
     for (size_t i = 0; i < LINEAR_SHAPE_COUNT && count < capacity; i++) {
@@ -221,21 +206,6 @@ static size_t make_linear_cases(op_case *cases, size_t capacity, conv_direction 
                  s->out_features, bias ? " bias" : "");
     }
     return count;
-}
-
-static size_t make_linear_forward_cases(op_case *cases, size_t capacity)
-{
-    return make_linear_cases(cases, capacity, CONV_FORWARD);
-}
-
-static size_t make_linear_backward_input_cases(op_case *cases, size_t capacity)
-{
-    return make_linear_cases(cases, capacity, CONV_BACKWARD_INPUT);
-}
-
-static size_t make_linear_backward_weight_cases(op_case *cases, size_t capacity)
-{
-    return make_linear_cases(cases, capacity, CONV_BACKWARD_WEIGHT);
 }
 
 static tdm_status run_linear_forward(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -296,7 +266,7 @@ enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
 
 typedef enum norm_mode { NORM_TRAIN, NORM_EVAL, NORM_BACKWARD } norm_mode;
 
-static size_t make_norm_cases(op_case *cases, size_t capacity, norm_mode mode)
+static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
 {
     size_t count = 0;
     for (size_t i = 0; i < NORM_SHAPE_COUNT && count < capacity; i++) {
@@ -330,21 +300,6 @@ static size_t make_norm_cases(op_case *cases, size_t capacity, norm_mode mode)
                  s->channels, s->spatial, (double)s->eps, (double)s->momentum);
     }
     return count;
-}
-
-static size_t make_norm_train_cases(op_case *cases, size_t capacity)
-{
-    return make_norm_cases(cases, capacity, NORM_TRAIN);
-}
-
-static size_t make_norm_eval_cases(op_case *cases, size_t capacity)
-{
-    return make_norm_cases(cases, capacity, NORM_EVAL);
-}
-
-static size_t make_norm_backward_cases(op_case *cases, size_t capacity)
-{
-    return make_norm_cases(cases, capacity, NORM_BACKWARD);
 }
 
 static tdm_status run_norm_train(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -439,7 +394,7 @@ static const tdm_pool2d_shape pool_shapes[] = {
 };
 enum { POOL_SHAPE_COUNT = sizeof pool_shapes / sizeof pool_shapes[0] };
 
-static size_t make_pool_cases(op_case *cases, size_t capacity, bool backward)
+static size_t make_pool_cases(op_case *cases, size_t capacity, int backward)
 {
     size_t count = 0;
     for (size_t i = 0; i < POOL_SHAPE_COUNT && count < capacity; i++) {
@@ -460,16 +415,6 @@ static size_t make_pool_cases(op_case *cases, size_t capacity, bool backward)
                  s->stride_w);
     }
     return count;
-}
-
-static size_t make_maxpool_cases(op_case *cases, size_t capacity)
-{
-    return make_pool_cases(cases, capacity, false);
-}
-
-static size_t make_maxpool_backward_cases(op_case *cases, size_t capacity)
-{
-    return make_pool_cases(cases, capacity, true);
 }
 
 static tdm_status run_maxpool(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -524,7 +469,7 @@ static void reference_maxpool_backward(const op_case *c, double *const *t)
 static const size_t avgpool_shapes[][2] = {{1, 1}, {3, 16}, {512, 4}, {5, 7}, {64, 1}, {2, 576}};
 enum { AVGPOOL_SHAPE_COUNT = sizeof avgpool_shapes / sizeof avgpool_shapes[0] };
 
-static size_t make_avgpool_cases(op_case *cases, size_t capacity, bool backward)
+static size_t make_avgpool_cases(op_case *cases, size_t capacity, int backward)
 {
     size_t count = 0;
     for (size_t i = 0; i < AVGPOOL_SHAPE_COUNT && count < capacity; i++) {
@@ -538,16 +483,6 @@ static size_t make_avgpool_cases(op_case *cases, size_t capacity, bool backward)
         snprintf(c->label, sizeof c->label, "planes=%zu spatial=%zu", planes, spatial);
     }
     return count;
-}
-
-static size_t make_avgpool_forward_cases(op_case *cases, size_t capacity)
-{
-    return make_avgpool_cases(cases, capacity, false);
-}
-
-static size_t make_avgpool_backward_cases(op_case *cases, size_t capacity)
-{
-    return make_avgpool_cases(cases, capacity, true);
 }
 
 static tdm_status run_avgpool(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -582,8 +517,9 @@ static void reference_avgpool_backward(const op_case *c, double *const *t)
 static const size_t loss_shapes[][2] = {{1, 10}, {16, 10}, {128, 10}, {3, 1}, {5, 2}, {81, 10}};
 enum { LOSS_SHAPE_COUNT = sizeof loss_shapes / sizeof loss_shapes[0] };
 
-static size_t make_loss_cases(op_case *cases, size_t capacity)
+static size_t make_loss_cases(op_case *cases, size_t capacity, int variant)
 {
+    (void)variant;
     size_t count = 0;
     for (size_t i = 0; i < LOSS_SHAPE_COUNT && count < capacity; i++) {
         op_case *c = new_case(cases, &count);
@@ -626,8 +562,9 @@ static void reference_loss(const op_case *c, double *const *t)
 
 /* ---------- SGD ---------- */
 
-static size_t make_sgd_cases(op_case *cases, size_t capacity)
+static size_t make_sgd_cases(op_case *cases, size_t capacity, int variant)
 {
+    (void)variant;
     static const tdm_sgd_options options[] = {
         {0.1f, 0.0f, 0.0f, 0.0f, false},  {0.05f, 0.9f, 0.0f, 0.0f, false},
         {0.1f, 0.9f, 0.1f, 1e-4f, false}, {0.01f, 0.5f, 0.0f, 5e-4f, true},
@@ -681,46 +618,46 @@ static void reference_sgd(const op_case *c, double *const *t)
 const parity_op parity_layer_ops[] = {
     /* conv2d and linear are GEMMs of up to 576-term dot products plus exact
      * data movement: the SGEMM tolerance (see test_parity.c) holds. */
-    {"conv2d_forward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_forward_cases, run_conv_forward,
+    {"conv2d_forward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_FORWARD, run_conv_forward,
      reference_conv_forward},
-    {"conv2d_backward_input", TDM_OP_COL2IM, 1e-10, 1e-4, make_conv_backward_input_cases,
+    {"conv2d_backward_input", TDM_OP_COL2IM, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_INPUT,
      run_conv_backward_input, reference_conv_backward_input},
-    {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_backward_weight_cases,
+    {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
      run_conv_backward_weight, reference_conv_backward_weight},
-    {"linear_forward", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_forward_cases, run_linear_forward,
-     reference_linear_forward},
-    {"linear_backward_input", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_backward_input_cases,
+    {"linear_forward", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases, CONV_FORWARD,
+     run_linear_forward, reference_linear_forward},
+    {"linear_backward_input", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases, CONV_BACKWARD_INPUT,
      run_linear_backward_input, reference_linear_backward_input},
-    {"linear_backward_weight", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_backward_weight_cases,
-     run_linear_backward_weight, reference_linear_backward_weight},
+    {"linear_backward_weight", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_cases,
+     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight},
     /* Batch statistics are float sums of up to 2048 values: on OpenCL as 64
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
      * cancellation in x - mean. */
-    {"batchnorm_forward_train", TDM_OP_BATCHNORM_TRAIN, 1e-10, 1e-4, make_norm_train_cases,
+    {"batchnorm_forward_train", TDM_OP_BATCHNORM_TRAIN, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
      run_norm_train, reference_norm_train},
     /* Four float operations per element plus one sqrt and division. */
-    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_EVAL, 1e-12, 1e-5, make_norm_eval_cases,
+    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_EVAL, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
      run_norm_eval, reference_norm_eval},
-    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_backward_cases,
+    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
      run_norm_backward, reference_norm_backward},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
-    {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_maxpool_cases, run_maxpool,
+    {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,
      reference_maxpool},
-    {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_maxpool_backward_cases,
+    {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_pool_cases, 1,
      run_maxpool_backward, reference_maxpool_backward},
     /* A float sum of up to 576 values, one division: 576 * 2^-24 ~ 3.4e-5
      * worst case, far less in practice. */
-    {"global_avgpool_forward", TDM_OP_GLOBAL_AVGPOOL, 1e-12, 4e-5, make_avgpool_forward_cases,
+    {"global_avgpool_forward", TDM_OP_GLOBAL_AVGPOOL, 1e-12, 4e-5, make_avgpool_cases, 0,
      run_avgpool, reference_avgpool},
-    {"global_avgpool_backward", TDM_OP_GLOBAL_AVGPOOL_BACKWARD, 1e-12, 1e-6,
-     make_avgpool_backward_cases, run_avgpool_backward, reference_avgpool_backward},
+    {"global_avgpool_backward", TDM_OP_GLOBAL_AVGPOOL_BACKWARD, 1e-12, 1e-6, make_avgpool_cases, 1,
+     run_avgpool_backward, reference_avgpool_backward},
     /* exp and log: 3 ulp each in OpenCL, over 10 classes, then a difference
      * of O(1) values: ~1e-6 relative to the loss. */
-    {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, run_loss,
-     reference_loss},
+    {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, 0,
+     run_loss, reference_loss},
     /* At most five float operations per element; FMA contraction may differ. */
-    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, run_sgd, reference_sgd},
+    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd},
 };
 const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];

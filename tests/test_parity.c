@@ -27,7 +27,7 @@ static const uint32_t SENTINEL_BITS = 0x7FC5A5A5u;
 static const size_t vector_sizes[] = {1, 3, 17, 31, 64, 65, 127, 1000, 4099};
 enum { VECTOR_SIZE_COUNT = sizeof vector_sizes / sizeof vector_sizes[0] };
 
-static size_t make_vector_cases(op_case *cases, size_t capacity, size_t tensor_count)
+static size_t make_vector_cases(op_case *cases, size_t capacity, int tensor_count)
 {
     static const char *const names[] = {"x", "y", "z"};
     size_t count = 0;
@@ -37,28 +37,14 @@ static size_t make_vector_cases(op_case *cases, size_t capacity, size_t tensor_c
         c->p.vector.count = vector_sizes[i];
         c->p.vector.alpha = i % 2 ? -1.75f : 0.3f;
         c->tensor_count = tensor_count;
-        for (size_t t = 0; t < tensor_count; t++)
-            c->tensors[t] = (tensor_spec){
-                .name = names[t], .count = vector_sizes[i], .written = t == tensor_count - 1};
+        for (size_t t = 0; t < (size_t)tensor_count; t++)
+            c->tensors[t] = (tensor_spec){.name = names[t],
+                                          .count = vector_sizes[i],
+                                          .written = t == (size_t)tensor_count - 1};
         snprintf(c->label, sizeof c->label, "count=%zu alpha=%g", vector_sizes[i],
                  (double)c->p.vector.alpha);
     }
     return count;
-}
-
-static size_t make_one_vector_cases(op_case *cases, size_t capacity)
-{
-    return make_vector_cases(cases, capacity, 1);
-}
-
-static size_t make_two_vector_cases(op_case *cases, size_t capacity)
-{
-    return make_vector_cases(cases, capacity, 2);
-}
-
-static size_t make_three_vector_cases(op_case *cases, size_t capacity)
-{
-    return make_vector_cases(cases, capacity, 3);
 }
 
 static tdm_status run_fill(tdm_backend *backend, const op_case *c, const tdm_view *v)
@@ -211,8 +197,9 @@ static gemm_case gemm_for_shape(size_t shape, int transposes)
     return g;
 }
 
-static size_t make_gemm_cases(op_case *cases, size_t capacity)
+static size_t make_gemm_cases(op_case *cases, size_t capacity, int variant)
 {
+    (void)variant;
     size_t count = 0;
     for (size_t shape = 0; shape < GEMM_SHAPE_COUNT; shape++)
         for (int transposes = 0; transposes < 4 && count < capacity; transposes++)
@@ -272,28 +259,28 @@ static void reference_gemm(const op_case *c, double *const *t)
 static const parity_op ops[] = {
     /* fill, copy and scale are one correctly rounded operation per element
      * (or none): every IEEE device gives the same bits. */
-    {"fill", TDM_OP_FILL, 0.0, 0.0, make_one_vector_cases, run_fill, reference_fill},
-    {"copy", TDM_OP_COPY, 0.0, 0.0, make_two_vector_cases, run_copy, reference_copy},
-    {"scale", TDM_OP_SCALE, 0.0, 0.0, make_one_vector_cases, run_scale, reference_scale},
+    {"fill", TDM_OP_FILL, 0.0, 0.0, make_vector_cases, 1, run_fill, reference_fill},
+    {"copy", TDM_OP_COPY, 0.0, 0.0, make_vector_cases, 2, run_copy, reference_copy},
+    {"scale", TDM_OP_SCALE, 0.0, 0.0, make_vector_cases, 1, run_scale, reference_scale},
     /* y + alpha*x: a compiler may fuse it into one FMA (one rounding) or not
      * (two), so results differ by at most an ulp or two of the operands. */
-    {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_two_vector_cases, run_axpy, reference_axpy},
+    {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_vector_cases, 2, run_axpy, reference_axpy},
     /* add and relu (forward and backward) are exact: one rounding or none. */
-    {"add", TDM_OP_ADD, 0.0, 0.0, make_three_vector_cases, run_add, reference_add},
-    {"relu", TDM_OP_RELU, 0.0, 0.0, make_two_vector_cases, run_relu, reference_relu},
-    {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_three_vector_cases, run_relu_backward,
+    {"add", TDM_OP_ADD, 0.0, 0.0, make_vector_cases, 3, run_add, reference_add},
+    {"relu", TDM_OP_RELU, 0.0, 0.0, make_vector_cases, 2, run_relu, reference_relu},
+    {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_vector_cases, 3, run_relu_backward,
      reference_relu_backward},
     /* OpenCL allows exp 3 ulp and float division 2.5 ulp of error, C's expf
      * about 1: together under 8 ulp = 2^-20 ~ 1e-6 relative. */
-    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_two_vector_cases, run_sigmoid, reference_sigmoid},
+    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid},
     /* dy * (y * (1 - y)): three correctly rounded float operations, 3 ulp at most. */
-    {"sigmoid_backward", TDM_OP_SIGMOID_BACKWARD, 1e-12, 1e-6, make_three_vector_cases,
+    {"sigmoid_backward", TDM_OP_SIGMOID_BACKWARD, 1e-12, 1e-6, make_vector_cases, 3,
      run_sigmoid_backward, reference_sigmoid_backward},
     /* Float32 dot products of up to 300 terms of values in [-1, 1]: the
      * summation order differs between BLAS libraries; the worst-case bound
      * k * 2^-24 * sum|a b| is about 1e-4 of the result's RMS for k = 300,
      * typical errors are ~1e-6. */
-    {"sgemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_gemm_cases, run_gemm, reference_gemm},
+    {"sgemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_gemm_cases, 0, run_gemm, reference_gemm},
 };
 enum { OP_COUNT = sizeof ops / sizeof ops[0] };
 
@@ -589,7 +576,7 @@ static void test_op(void **state)
 {
     const parity_op *op = *state;
     static op_case cases[MAX_CASES];
-    size_t count = op->make_cases(cases, MAX_CASES);
+    size_t count = op->make_cases(cases, MAX_CASES, op->variant);
     for (size_t i = 0; i < count; i++)
         check_case(&test_all_backends, op, &cases[i], i);
     printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, test_all_backends.count);
