@@ -158,6 +158,54 @@ static void test_model_misuse_is_an_error(void **state)
     tdm_model_free(model);
 }
 
+/* PyTorch's default initialisation, bit-identical on every backend. */
+static void test_initialization(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    enum { PARAMS = 398, STATS = 24 };
+    float first[PARAMS], params[PARAMS], stats[STATS];
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_model *model = NULL;
+        assert_int_equal(tdm_model_create(test_all_backends.all[b], &spec, 2, 7, &model), TDM_OK);
+        assert_int_equal(tdm_model_parameter_count(model), PARAMS);
+        assert_int_equal(tdm_model_statistics_count(model), STATS);
+        assert_int_equal(tdm_model_get_parameters(model, b == 0 ? first : params), TDM_OK);
+        if (b > 0)
+            assert_memory_equal(first, params, sizeof params);
+        assert_int_equal(tdm_model_get_statistics(model, stats), TDM_OK);
+        for (size_t i = 0; i < STATS; i++) /* per layer: means 0, then variances 1 */
+            assert_true(stats[i] == (i % 8 < 4 ? 0.0f : 1.0f));
+        tdm_model_free(model);
+    }
+    /* Layout: stem conv 36 (fan_in 9), bn 4 + 4, block conv 144 (fan_in 36),
+     * bn, conv 144, bn, linear 40 + 10 (fan_in 4). */
+    static const struct {
+        size_t start, count;
+        float bound;
+    } uniform[] = {
+        {0, 36, 1.0f / 3.0f}, {44, 144, 1.0f / 6.0f}, {196, 144, 1.0f / 6.0f}, {348, 50, 0.5f}};
+    for (size_t u = 0; u < 4; u++) {
+        float low = 1.0f, high = -1.0f;
+        for (size_t i = uniform[u].start; i < uniform[u].start + uniform[u].count; i++) {
+            low = first[i] < low ? first[i] : low;
+            high = first[i] > high ? first[i] : high;
+        }
+        assert_true(low >= -uniform[u].bound && high < uniform[u].bound);
+        assert_true(high - low > uniform[u].bound); /* spread over the range, not constant */
+    }
+    static const size_t gammas[] = {36, 188, 340}, betas[] = {40, 192, 344};
+    for (size_t l = 0; l < 3; l++)
+        for (size_t c = 0; c < 4; c++)
+            assert_true(first[gammas[l] + c] == 1.0f && first[betas[l] + c] == 0.0f);
+    tdm_model *other = NULL; /* another seed, other weights */
+    assert_int_equal(tdm_model_create(test_all_backends.all[0], &spec, 2, 8, &other), TDM_OK);
+    assert_int_equal(tdm_model_get_parameters(other, params), TDM_OK);
+    assert_true(memcmp(first, params, sizeof params) != 0);
+    tdm_model_free(other);
+}
+
 /* The LeNet-like model (conv, pool, flatten, linear, relu) trains one step
  * the same way on every backend, from the same seed. */
 static void test_lenet_agrees_across_backends(void **state)
@@ -216,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_cross_entropy_bad_label),
         cmocka_unit_test(test_bad_shapes_are_errors),
         cmocka_unit_test(test_model_misuse_is_an_error),
+        cmocka_unit_test(test_initialization),
         cmocka_unit_test(test_lenet_agrees_across_backends),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
