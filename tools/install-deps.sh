@@ -9,6 +9,8 @@ packages=(
     libclblast-dev                 # GEMM on OpenCL devices
     libopenblas-dev                # GEMM on the cpu backend
     libinih-dev                    # config files
+    zlib1g-dev                     # gzipped data files, checkpoint checksums
+    gnuplot-nox                    # the pictures of tandem sweep
     libcmocka-dev                  # test bodies
     clinfo                         # to inspect OpenCL installs by hand
 )

@@ -125,6 +125,11 @@ tdm_status tdm_model_set_parameters(tdm_model *model, const float *values);
 tdm_status tdm_model_get_gradients(const tdm_model *model, float *out);
 tdm_status tdm_model_get_statistics(const tdm_model *model, float *out);
 tdm_status tdm_model_set_statistics(tdm_model *model, const float *values);
+/* The SGD momentum buffers (parameter-count floats), once a step with
+ * momentum has run; setting them marks that step as done. */
+bool tdm_model_has_momentum(const tdm_model *model);
+tdm_status tdm_model_get_momentum(const tdm_model *model, float *out);
+tdm_status tdm_model_set_momentum(tdm_model *model, const float *values);
 
 #ifdef __cplusplus
 }

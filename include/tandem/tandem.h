@@ -5,9 +5,11 @@
 
 #include "tandem/backend.h"
 #include "tandem/config.h"
+#include "tandem/data.h"
 #include "tandem/device.h"
 #include "tandem/layer_ops.h"
 #include "tandem/model.h"
 #include "tandem/status.h"
+#include "tandem/train.h"
 
 #endif

@@ -19,6 +19,8 @@ const char *tdm_status_name(tdm_status status)
     case TDM_ERR_KERNEL_BUILD: return "kernel build failed";
     case TDM_ERR_CONFIG: return "config error";
     case TDM_ERR_IO: return "I/O error";
+    case TDM_ERR_DATA: return "bad data";
+    case TDM_ERR_NUMERIC: return "numeric failure";
     }
     return "unknown status";
 }

@@ -589,3 +589,24 @@ tdm_status tdm_model_set_statistics(tdm_model *m, const float *values)
 {
     return upload(m->stats, m->stats_count, values);
 }
+
+bool tdm_model_has_momentum(const tdm_model *m)
+{
+    return m->momentum_started;
+}
+
+tdm_status tdm_model_get_momentum(const tdm_model *m, float *out)
+{
+    if (!m->momentum_started)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: no SGD step with momentum has run");
+    return download(m->velocity, m->param_count, out);
+}
+
+tdm_status tdm_model_set_momentum(tdm_model *m, const float *values)
+{
+    if (!m->velocity)
+        TDM_TRY(alloc_floats(m->backend, m->param_count, &m->velocity));
+    TDM_TRY(upload(m->velocity, m->param_count, values));
+    m->momentum_started = true;
+    return TDM_OK;
+}

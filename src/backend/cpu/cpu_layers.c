@@ -4,6 +4,9 @@
 #include "backend/cpu/cpu_layers.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "core/error.h"
 
 static float *floats(tdm_view view)
 {
@@ -29,77 +32,77 @@ static conv_dims dims_of(const tdm_conv2d_shape *s)
     return d;
 }
 
-/* One row of col: kernel offset (i, j) of input channel c over the batch. */
-static void im2col_row(const tdm_conv2d_shape *s, conv_dims d, const float *x, size_t c, size_t i,
-                       size_t j, float *row)
+/* For kernel offset (i, j): where each output position p = oh * OW + ow
+ * reads in an input plane, or -1 where it reads padding. */
+static void tap_offsets(const tdm_conv2d_shape *s, conv_dims d, size_t i, size_t j, long *offsets)
 {
-    for (size_t n = 0; n < s->batch; n++) {
-        const float *plane = x + (n * s->in_channels + c) * s->in_height * s->in_width;
-        for (size_t oh = 0; oh < d.out_h; oh++) {
-            size_t h = oh * s->stride_h + i; /* + pad: compared against pad below */
-            for (size_t ow = 0; ow < d.out_w; ow++) {
-                size_t w = ow * s->stride_w + j;
-                bool inside = h >= s->pad_h && h - s->pad_h < s->in_height && w >= s->pad_w &&
-                              w - s->pad_w < s->in_width;
-                *row++ = inside ? plane[(h - s->pad_h) * s->in_width + (w - s->pad_w)] : 0.0f;
+    for (size_t p = 0; p < d.spatial; p++) {
+        long h = (long)((p / d.out_w) * s->stride_h + i) - (long)s->pad_h;
+        long w = (long)((p % d.out_w) * s->stride_w + j) - (long)s->pad_w;
+        bool inside = h >= 0 && w >= 0 && h < (long)s->in_height && w < (long)s->in_width;
+        offsets[p] = inside ? h * (long)s->in_width + w : -1;
+    }
+}
+
+/* Calls visit(row of col, input channel c, offsets) for every (c, i, j). */
+typedef void (*row_visitor)(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
+                            const long *offsets, const float *in, float *out);
+
+static tdm_status visit_rows(const tdm_conv2d_shape *s, row_visitor visit, const float *in,
+                             float *out)
+{
+    conv_dims d = dims_of(s);
+    long *offsets = malloc(d.spatial * sizeof(long));
+    if (!offsets)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    for (size_t c = 0; c < s->in_channels; c++)
+        for (size_t i = 0; i < s->kernel_h; i++)
+            for (size_t j = 0; j < s->kernel_w; j++) {
+                tap_offsets(s, d, i, j, offsets);
+                visit(s, d, (c * s->kernel_h + i) * s->kernel_w + j, c, offsets, in, out);
             }
-        }
+    free(offsets);
+    return TDM_OK;
+}
+
+static void copy_row(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
+                     const long *offsets, const float *x, float *col)
+{
+    size_t plane = s->in_height * s->in_width;
+    float *out = col + row * d.columns;
+    for (size_t n = 0; n < s->batch; n++, out += d.spatial) {
+        const float *in = x + (n * s->in_channels + c) * plane;
+        for (size_t p = 0; p < d.spatial; p++)
+            out[p] = offsets[p] >= 0 ? in[offsets[p]] : 0.0f;
     }
 }
 
 tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x, tdm_view col)
 {
     (void)backend;
-    conv_dims d = dims_of(s);
-    float *out = floats(col);
-    for (size_t c = 0; c < s->in_channels; c++)
-        for (size_t i = 0; i < s->kernel_h; i++)
-            for (size_t j = 0; j < s->kernel_w; j++)
-                im2col_row(s, d, floats(x), c, i, j,
-                           out + ((c * s->kernel_h + i) * s->kernel_w + j) * d.columns);
-    return TDM_OK;
+    return visit_rows(s, copy_row, floats(x), floats(col));
 }
 
-/* The output index o along one axis that input position `in` meets through
- * kernel offset k, if any: in + pad = o * stride + k. */
-static bool output_index(size_t in, size_t pad, size_t k, size_t stride, size_t out_size, size_t *o)
+/* The adjoint of copy_row. Rows come in (c, i, j) order, so each input sums
+ * its entries in (i, j) order: the order of the OpenCL gather kernel. */
+static void add_row(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
+                    const long *offsets, const float *col, float *x)
 {
-    if (in + pad < k || (in + pad - k) % stride != 0)
-        return false;
-    *o = (in + pad - k) / stride;
-    return *o < out_size;
-}
-
-/* The sum of every col entry that x[n][c][h][w] was copied to. */
-static float gather_column_sum(const tdm_conv2d_shape *s, conv_dims d, const float *col, size_t n,
-                               size_t c, size_t h, size_t w)
-{
-    float sum = 0.0f;
-    for (size_t i = 0; i < s->kernel_h; i++) {
-        size_t oh, ow;
-        if (!output_index(h, s->pad_h, i, s->stride_h, d.out_h, &oh))
-            continue;
-        for (size_t j = 0; j < s->kernel_w; j++) {
-            if (!output_index(w, s->pad_w, j, s->stride_w, d.out_w, &ow))
-                continue;
-            size_t row = (c * s->kernel_h + i) * s->kernel_w + j;
-            sum += col[row * d.columns + n * d.spatial + oh * d.out_w + ow];
-        }
+    size_t plane = s->in_height * s->in_width;
+    const float *in = col + row * d.columns;
+    for (size_t n = 0; n < s->batch; n++, in += d.spatial) {
+        float *out = x + (n * s->in_channels + c) * plane;
+        for (size_t p = 0; p < d.spatial; p++)
+            if (offsets[p] >= 0)
+                out[offsets[p]] += in[p];
     }
-    return sum;
 }
 
 tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col, tdm_view x)
 {
     (void)backend;
-    conv_dims d = dims_of(s);
-    float *out = floats(x);
-    for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->in_channels; c++)
-            for (size_t h = 0; h < s->in_height; h++)
-                for (size_t w = 0; w < s->in_width; w++)
-                    *out++ = gather_column_sum(s, d, floats(col), n, c, h, w);
-    return TDM_OK;
+    memset(floats(x), 0, s->batch * s->in_channels * s->in_height * s->in_width * sizeof(float));
+    return visit_rows(s, add_row, floats(col), floats(x));
 }
 
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,

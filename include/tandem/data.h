@@ -1,0 +1,45 @@
+/* Labelled image data sets in host memory: the bundled digits, CSV files in
+ * the same layout, and the IDX files MNIST ships in (plain or gzipped). */
+#ifndef TANDEM_DATA_H
+#define TANDEM_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tandem/model.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tdm_dataset {
+    size_t count;           /* samples */
+    tdm_sample_shape shape; /* of one sample */
+    size_t classes;         /* labels lie in [0, classes) */
+    float *pixels;          /* count x shape, as read (no scaling) */
+    int32_t *labels;        /* count */
+} tdm_dataset;
+
+/* A CSV file, plain or gzipped: one sample per line, the pixels of `shape`
+ * in C, H, W order, then the label. Every value must be a whole number,
+ * pixels in [0, max_pixel] and labels in [0, classes). Errors name the file
+ * and line: "digits.csv:12: 63 values, expected 65". */
+tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float max_pixel,
+                                size_t classes, tdm_dataset *out);
+
+/* An IDX image file (ubyte, N x H x W) and its IDX label file (ubyte, N),
+ * plain or gzipped, as MNIST's train-images-idx3-ubyte[.gz]. */
+tdm_status tdm_dataset_load_idx(const char *images_path, const char *labels_path, size_t classes,
+                                tdm_dataset *out);
+
+/* Copies rows [first, first + count) into out. */
+tdm_status tdm_dataset_slice(const tdm_dataset *dataset, size_t first, size_t count,
+                             tdm_dataset *out);
+
+void tdm_dataset_free(tdm_dataset *dataset);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

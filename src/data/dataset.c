@@ -1,0 +1,294 @@
+/* Data sets from CSV and IDX files through zlib, which reads gzipped and
+ * plain files alike. Every value is checked; an error names file and line
+ * (CSV) or file and field (IDX). */
+#include "tandem/data.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "core/error.h"
+
+enum { MAX_LINE = 1 << 16, INITIAL_ROWS = 1024 };
+
+void tdm_dataset_free(tdm_dataset *dataset)
+{
+    if (!dataset)
+        return;
+    free(dataset->pixels);
+    free(dataset->labels);
+    memset(dataset, 0, sizeof *dataset);
+}
+
+static size_t sample_size(tdm_sample_shape shape)
+{
+    return shape.channels * shape.height * shape.width;
+}
+
+/* Room for `rows` samples. */
+static tdm_status reserve(tdm_dataset *d, size_t rows)
+{
+    size_t size = sample_size(d->shape);
+    if (rows > SIZE_MAX / sizeof(float) / (size ? size : 1))
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "data set of %zu samples is too large", rows);
+    float *pixels = realloc(d->pixels, rows * size * sizeof(float));
+    if (pixels)
+        d->pixels = pixels;
+    int32_t *labels = realloc(d->labels, rows * sizeof(int32_t));
+    if (labels)
+        d->labels = labels;
+    if (!pixels || !labels)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %zu samples", rows);
+    return TDM_OK;
+}
+
+/* ---------- CSV ---------- */
+
+typedef struct csv_reader {
+    const char *path;
+    size_t line;
+    size_t values_per_row; /* pixels + 1 */
+    float max_pixel;
+    size_t classes;
+} csv_reader;
+
+/* One comma-separated whole number; *text moves past it and its comma. */
+static tdm_status parse_value(const csv_reader *r, size_t column, char **text, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(*text, &end, 10);
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+        end++;
+    if (end == *text || errno == ERANGE || (*end != ',' && *end != '\0'))
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: value %zu is not a whole number", r->path, r->line,
+                        column + 1);
+    *text = *end == ',' ? end + 1 : end;
+    *out = value;
+    return TDM_OK;
+}
+
+static tdm_status check_range(const csv_reader *r, size_t column, long value)
+{
+    bool is_label = column == r->values_per_row - 1;
+    long high = is_label ? (long)r->classes - 1 : (long)r->max_pixel;
+    if (value < 0 || value > high)
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: %s %ld out of range [0, %ld]", r->path, r->line,
+                        is_label ? "label" : "pixel", value, high);
+    return TDM_OK;
+}
+
+static size_t count_values(const char *line)
+{
+    size_t count = 1;
+    for (const char *p = line; *p; p++)
+        count += *p == ',';
+    return count;
+}
+
+static tdm_status parse_row(const csv_reader *r, char *line, float *pixels, int32_t *label)
+{
+    size_t found = count_values(line);
+    if (found != r->values_per_row)
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: %zu values, expected %zu (%zu pixels and a label)",
+                        r->path, r->line, found, r->values_per_row, r->values_per_row - 1);
+    for (size_t column = 0; column < r->values_per_row; column++) {
+        long value = 0;
+        TDM_TRY(parse_value(r, column, &line, &value));
+        TDM_TRY(check_range(r, column, value));
+        if (column + 1 < r->values_per_row)
+            pixels[column] = (float)value;
+        else
+            *label = (int32_t)value;
+    }
+    return TDM_OK;
+}
+
+static bool blank(const char *line)
+{
+    return line[strspn(line, " \t\r\n")] == '\0';
+}
+
+static tdm_status read_csv_rows(gzFile file, csv_reader *r, char *line, tdm_dataset *d)
+{
+    size_t capacity = 0, size = sample_size(d->shape);
+    while (gzgets(file, line, MAX_LINE)) {
+        r->line++;
+        size_t length = strlen(line);
+        if (length == MAX_LINE - 1 && line[length - 1] != '\n')
+            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: line longer than %d bytes", r->path, r->line,
+                            MAX_LINE - 2);
+        if (blank(line))
+            continue;
+        if (d->count == capacity) {
+            capacity = capacity ? 2 * capacity : INITIAL_ROWS;
+            TDM_TRY(reserve(d, capacity));
+        }
+        TDM_TRY(parse_row(r, line, d->pixels + d->count * size, &d->labels[d->count]));
+        d->count++;
+    }
+    int code = Z_OK;
+    const char *message = gzerror(file, &code);
+    if (code != Z_OK && code != Z_STREAM_END)
+        return TDM_FAIL(TDM_ERR_DATA, "%s: cannot read (corrupt or truncated?): %s", r->path,
+                        message);
+    if (d->count == 0)
+        return TDM_FAIL(TDM_ERR_DATA, "%s: no samples in the file", r->path);
+    return TDM_OK;
+}
+
+static tdm_status open_data_file(const char *path, gzFile *out)
+{
+    *out = gzopen(path, "rb");
+    if (!*out)
+        return TDM_FAIL(TDM_ERR_DATA, "cannot open data file %s: %s", path,
+                        errno ? strerror(errno) : "out of memory");
+    return TDM_OK;
+}
+
+tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float max_pixel,
+                                size_t classes, tdm_dataset *out)
+{
+    memset(out, 0, sizeof *out);
+    if (sample_size(shape) == 0 || classes == 0 || classes > INT32_MAX || !(max_pixel >= 0))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: the image shape, classes and pixel range must be positive", path);
+    out->shape = shape;
+    out->classes = classes;
+    csv_reader reader = {path, 0, sample_size(shape) + 1, max_pixel, classes};
+    char *line = malloc(MAX_LINE);
+    gzFile file = NULL;
+    tdm_status status =
+        line ? open_data_file(path, &file) : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    if (status == TDM_OK)
+        status = read_csv_rows(file, &reader, line, out);
+    if (file)
+        gzclose(file);
+    free(line);
+    if (status != TDM_OK)
+        tdm_dataset_free(out);
+    return status;
+}
+
+/* ---------- IDX ---------- */
+
+/* Reads the header: magic 0x0000 0x08 (unsigned bytes) and `dims`, then the
+ * dims big-endian 32-bit sizes. */
+static tdm_status read_idx_header(gzFile file, const char *path, int dims, uint32_t *sizes)
+{
+    unsigned char magic[4];
+    if (gzread(file, magic, 4) != 4)
+        return TDM_FAIL(TDM_ERR_DATA, "%s: too short for an IDX file", path);
+    if (magic[0] != 0 || magic[1] != 0 || magic[2] != 0x08 || magic[3] != dims)
+        return TDM_FAIL(TDM_ERR_DATA,
+                        "%s: not an IDX file of unsigned bytes with %d dimensions (magic %02x %02x "
+                        "%02x %02x)",
+                        path, dims, magic[0], magic[1], magic[2], magic[3]);
+    for (int i = 0; i < dims; i++) {
+        unsigned char b[4];
+        if (gzread(file, b, 4) != 4)
+            return TDM_FAIL(TDM_ERR_DATA, "%s: truncated IDX header", path);
+        sizes[i] = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    }
+    return TDM_OK;
+}
+
+static tdm_status read_idx_bytes(gzFile file, const char *path, unsigned char *out, size_t count)
+{
+    size_t done = 0;
+    while (done < count) {
+        unsigned chunk = count - done > (1u << 30) ? 1u << 30 : (unsigned)(count - done);
+        int got = gzread(file, out + done, chunk);
+        if (got <= 0)
+            return TDM_FAIL(TDM_ERR_DATA, "%s: truncated: %zu of %zu data bytes", path, done,
+                            count);
+        done += (size_t)got;
+    }
+    return TDM_OK;
+}
+
+static tdm_status load_idx_images(const char *path, tdm_dataset *d)
+{
+    gzFile file = NULL;
+    uint32_t sizes[3];
+    TDM_TRY(open_data_file(path, &file));
+    tdm_status status = read_idx_header(file, path, 3, sizes);
+    unsigned char *bytes = NULL;
+    if (status == TDM_OK && (sizes[0] == 0 || sizes[1] == 0 || sizes[2] == 0))
+        status = TDM_FAIL(TDM_ERR_DATA, "%s: empty image set", path);
+    if (status == TDM_OK) {
+        d->count = sizes[0];
+        d->shape = (tdm_sample_shape){1, sizes[1], sizes[2]};
+        status = reserve(d, d->count);
+    }
+    size_t total = d->count * sample_size(d->shape);
+    if (status == TDM_OK && !(bytes = malloc(total)))
+        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %s", path);
+    if (status == TDM_OK)
+        status = read_idx_bytes(file, path, bytes, total);
+    for (size_t i = 0; status == TDM_OK && i < total; i++)
+        d->pixels[i] = bytes[i];
+    free(bytes);
+    gzclose(file);
+    return status;
+}
+
+static tdm_status load_idx_labels(const char *path, tdm_dataset *d)
+{
+    gzFile file = NULL;
+    uint32_t count = 0;
+    TDM_TRY(open_data_file(path, &file));
+    tdm_status status = read_idx_header(file, path, 1, &count);
+    if (status == TDM_OK && count != d->count)
+        status = TDM_FAIL(TDM_ERR_DATA, "%s: %u labels for %zu images", path, count, d->count);
+    unsigned char *bytes = status == TDM_OK ? malloc(count + 1) : NULL;
+    if (status == TDM_OK && !bytes)
+        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %s", path);
+    if (status == TDM_OK)
+        status = read_idx_bytes(file, path, bytes, count);
+    for (size_t i = 0; status == TDM_OK && i < count; i++) {
+        if (bytes[i] >= d->classes)
+            status = TDM_FAIL(TDM_ERR_DATA, "%s: label %zu is %u, outside [0, %zu)", path, i + 1,
+                              bytes[i], d->classes);
+        else
+            d->labels[i] = bytes[i];
+    }
+    free(bytes);
+    gzclose(file);
+    return status;
+}
+
+tdm_status tdm_dataset_load_idx(const char *images_path, const char *labels_path, size_t classes,
+                                tdm_dataset *out)
+{
+    memset(out, 0, sizeof *out);
+    if (classes == 0 || classes > 256)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "IDX labels are bytes: classes must be 1..256");
+    out->classes = classes;
+    tdm_status status = load_idx_images(images_path, out);
+    if (status == TDM_OK)
+        status = load_idx_labels(labels_path, out);
+    if (status != TDM_OK)
+        tdm_dataset_free(out);
+    return status;
+}
+
+tdm_status tdm_dataset_slice(const tdm_dataset *d, size_t first, size_t count, tdm_dataset *out)
+{
+    memset(out, 0, sizeof *out);
+    if (first > d->count || count > d->count - first || count == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "rows [%zu, %zu) do not fit in a data set of %zu samples", first,
+                        first + count, d->count);
+    out->shape = d->shape;
+    out->classes = d->classes;
+    TDM_TRY(reserve(out, count));
+    size_t size = sample_size(d->shape);
+    memcpy(out->pixels, d->pixels + first * size, count * size * sizeof(float));
+    memcpy(out->labels, d->labels + first, count * sizeof(int32_t));
+    out->count = count;
+    return TDM_OK;
+}

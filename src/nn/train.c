@@ -1,0 +1,287 @@
+/* The training loop: data on the device once, one forward, loss, backward
+ * and SGD step per batch, one download per epoch (the training losses, to
+ * stop on NaN) and per evaluation (per-sample losses and errors, summed on
+ * the host in double). */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/rng.h"
+#include "nn/train_internal.h"
+
+void tdm_train_options_init(tdm_train_options *o)
+{
+    *o = (tdm_train_options){.epochs = 4000,
+                             .batch = 128,
+                             .sgd = {.lr = 0.1f},
+                             .eval_every = 1,
+                             .eval_batch = 1024,
+                             .seed = 1};
+}
+
+static double now_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static size_t sample_size(tdm_sample_shape s)
+{
+    return s.channels * s.height * s.width;
+}
+
+/* ---------- setup ---------- */
+
+static tdm_status check_options(const tdm_train_options *o)
+{
+    if (o->batch == 0 || o->eval_batch == 0 || o->eval_every == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "train: batch, eval_batch and eval_every must be > 0");
+    if (!(o->sgd.lr > 0.0f) || !isfinite(o->sgd.lr))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "train: lr must be a number > 0, got %g",
+                        (double)o->sgd.lr);
+    return TDM_OK;
+}
+
+static tdm_status check_set(const tdm_dataset *set, const char *name, tdm_sample_shape input,
+                            size_t classes)
+{
+    tdm_sample_shape s = set->shape;
+    if (set->count == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "train: the %s set is empty", name);
+    if (s.channels != input.channels || s.height != input.height || s.width != input.width)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "train: %s samples are %zux%zux%zu but the model takes %zux%zux%zu", name,
+                        s.channels, s.height, s.width, input.channels, input.height, input.width);
+    if (set->classes > classes)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "train: the %s set has %zu classes but the model outputs %zu", name,
+                        set->classes, classes);
+    return TDM_OK;
+}
+
+static tdm_status upload_set(tdm_backend *backend, const tdm_dataset *set, device_set *out)
+{
+    size_t floats = set->count * sample_size(set->shape);
+    out->count = set->count;
+    TDM_TRY(tdm_buffer_alloc(backend, floats * sizeof(float), &out->pixels));
+    TDM_TRY(tdm_buffer_upload(out->pixels, 0, set->pixels, floats * sizeof(float)));
+    TDM_TRY(tdm_buffer_alloc(backend, set->count * sizeof(int32_t), &out->labels));
+    TDM_TRY(tdm_buffer_upload(out->labels, 0, set->labels, set->count * sizeof(int32_t)));
+    /* Per-sample losses and errors of a whole pass over the set. */
+    return tdm_buffer_alloc(backend, 2 * set->count * sizeof(float), &out->results);
+}
+
+static tdm_status setup(tdm_trainer *t, const tdm_model_spec *spec, const tdm_dataset *train,
+                        const tdm_dataset *test)
+{
+    const tdm_train_options *o = &t->options;
+    size_t max_batch = o->batch > o->eval_batch ? o->batch : o->eval_batch;
+    TDM_TRY(tdm_model_create(t->backend, spec, max_batch, o->seed, &t->model));
+    tdm_sample_shape out = tdm_model_output_shape(t->model);
+    if (out.height != 1 || out.width != 1)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "train: the model must end in class scores (it outputs %zux%zux%zu)",
+                        out.channels, out.height, out.width);
+    t->classes = out.channels;
+    TDM_TRY(check_set(train, "training", spec->input, t->classes));
+    TDM_TRY(check_set(test, "test", spec->input, t->classes));
+    TDM_TRY(upload_set(t->backend, train, &t->train));
+    TDM_TRY(upload_set(t->backend, test, &t->test));
+    TDM_TRY(tdm_buffer_alloc(t->backend, max_batch * t->classes * sizeof(float), &t->dlogits));
+    if (o->shuffle) {
+        TDM_TRY(tdm_dataset_slice(train, 0, train->count, &t->host_train));
+        TDM_TRY(upload_set(t->backend, train, &t->shuffled));
+    }
+    return TDM_OK;
+}
+
+tdm_status tdm_trainer_create(tdm_backend *backend, const tdm_model_spec *spec,
+                              const tdm_dataset *train, const tdm_dataset *test,
+                              const tdm_train_options *options, tdm_trainer **out)
+{
+    *out = NULL;
+    TDM_TRY(check_options(options));
+    tdm_trainer *t = calloc(1, sizeof *t);
+    if (!t)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
+    t->backend = backend;
+    t->options = *options;
+    t->spec = *spec;
+    t->rng = (tdm_rng){options->seed ^ 0x5DEECE66Dull};
+    tdm_status status = setup(t, spec, train, test);
+    if (status != TDM_OK) {
+        tdm_trainer_free(t);
+        return status;
+    }
+    *out = t;
+    return TDM_OK;
+}
+
+static void free_set(device_set *set)
+{
+    tdm_buffer_free(set->pixels);
+    tdm_buffer_free(set->labels);
+    tdm_buffer_free(set->results);
+}
+
+void tdm_trainer_free(tdm_trainer *t)
+{
+    if (!t)
+        return;
+    free_set(&t->train);
+    free_set(&t->test);
+    free_set(&t->shuffled);
+    tdm_dataset_free(&t->host_train);
+    tdm_buffer_free(t->dlogits);
+    tdm_model_free(t->model);
+    free(t);
+}
+
+tdm_model *tdm_trainer_model(tdm_trainer *t)
+{
+    return t->model;
+}
+
+size_t tdm_trainer_epoch(const tdm_trainer *t)
+{
+    return t->epoch;
+}
+
+/* ---------- one pass ---------- */
+
+/* Forward (and in training, backward and a step) of samples [first, first + n). */
+static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first, size_t n,
+                             bool train)
+{
+    size_t size = sample_size(t->spec.input);
+    tdm_view x = {set->pixels, first * size};
+    tdm_cross_entropy_shape s = {n, t->classes};
+    TDM_TRY(tdm_model_forward(t->model, x, n, train));
+    TDM_TRY(tdm_softmax_cross_entropy(
+        t->backend, &s, tdm_model_output(t->model), (tdm_view){set->labels, first},
+        (tdm_view){set->results, first}, (tdm_view){set->results, set->count + first},
+        train ? (tdm_view){t->dlogits, 0} : (tdm_view){0}));
+    if (!train)
+        return TDM_OK;
+    TDM_TRY(tdm_model_zero_grad(t->model));
+    TDM_TRY(tdm_model_backward(t->model, (tdm_view){t->dlogits, 0}));
+    return tdm_model_sgd_step(t->model, &t->options.sgd);
+}
+
+/* Mean loss and error of the last pass over `set`, in double. */
+static tdm_status pass_results(const device_set *set, double *loss, double *error)
+{
+    float *values = malloc(2 * set->count * sizeof(float));
+    if (!values)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
+    tdm_status status =
+        tdm_buffer_download(set->results, 0, values, 2 * set->count * sizeof(float));
+    double loss_sum = 0.0, wrong = 0.0;
+    for (size_t i = 0; status == TDM_OK && i < set->count; i++) {
+        loss_sum += values[i];
+        wrong += values[set->count + i];
+    }
+    free(values);
+    *loss = loss_sum / (double)set->count;
+    *error = wrong / (double)set->count;
+    return status;
+}
+
+static tdm_status evaluate_set(tdm_trainer *t, const device_set *set, double *loss, double *error)
+{
+    for (size_t first = 0; first < set->count; first += t->options.eval_batch) {
+        size_t n =
+            set->count - first < t->options.eval_batch ? set->count - first : t->options.eval_batch;
+        TDM_TRY(batch_pass(t, set, first, n, false));
+    }
+    return pass_results(set, loss, error);
+}
+
+tdm_status tdm_trainer_evaluate(tdm_trainer *t, tdm_metrics *m)
+{
+    double start = now_seconds();
+    m->epoch = t->epoch;
+    TDM_TRY(evaluate_set(t, &t->train, &m->train_loss, &m->train_error));
+    TDM_TRY(evaluate_set(t, &t->test, &m->test_loss, &m->test_error));
+    t->seconds += now_seconds() - start;
+    m->seconds = t->seconds;
+    return TDM_OK;
+}
+
+/* The training set in a fresh random order (Fisher-Yates), uploaded. */
+static tdm_status shuffle_training_set(tdm_trainer *t)
+{
+    const tdm_dataset *set = &t->host_train;
+    size_t n = set->count, size = sample_size(set->shape);
+    float *pixels = malloc(n * size * sizeof(float));
+    int32_t *labels = malloc(n * sizeof(int32_t));
+    size_t *order = malloc(n * sizeof(size_t));
+    tdm_status status = TDM_OK;
+    if (!pixels || !labels || !order)
+        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
+    for (size_t i = 0; status == TDM_OK && i < n; i++)
+        order[i] = i;
+    for (size_t i = n; status == TDM_OK && i > 1; i--) {
+        size_t j = (size_t)(tdm_rng_next(&t->rng) % i), swap = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = swap;
+    }
+    for (size_t i = 0; status == TDM_OK && i < n; i++) {
+        memcpy(pixels + i * size, set->pixels + order[i] * size, size * sizeof(float));
+        labels[i] = set->labels[order[i]];
+    }
+    if (status == TDM_OK)
+        status = tdm_buffer_upload(t->shuffled.pixels, 0, pixels, n * size * sizeof(float));
+    if (status == TDM_OK)
+        status = tdm_buffer_upload(t->shuffled.labels, 0, labels, n * sizeof(int32_t));
+    free(pixels);
+    free(labels);
+    free(order);
+    return status;
+}
+
+tdm_status tdm_trainer_train_epoch(tdm_trainer *t)
+{
+    double start = now_seconds();
+    const device_set *set = &t->train;
+    if (t->options.shuffle) {
+        TDM_TRY(shuffle_training_set(t));
+        set = &t->shuffled;
+    }
+    for (size_t first = 0; first < set->count; first += t->options.batch) {
+        size_t n = set->count - first < t->options.batch ? set->count - first : t->options.batch;
+        TDM_TRY(batch_pass(t, set, first, n, true));
+    }
+    double loss = 0.0, error = 0.0;
+    TDM_TRY(pass_results(set, &loss, &error));
+    t->epoch++;
+    t->seconds += now_seconds() - start;
+    if (!isfinite(loss))
+        return TDM_FAIL(TDM_ERR_NUMERIC,
+                        "training diverged in epoch %zu: the mean training loss is %g (try a "
+                        "smaller lr)",
+                        t->epoch, loss);
+    return TDM_OK;
+}
+
+tdm_status tdm_trainer_run(tdm_trainer *t, tdm_train_callback callback, void *user)
+{
+    tdm_metrics m;
+    if (t->epoch == 0) {
+        TDM_TRY(tdm_trainer_evaluate(t, &m));
+        TDM_TRY(callback(user, t, &m));
+    }
+    while (t->epoch < t->options.epochs) {
+        TDM_TRY(tdm_trainer_train_epoch(t));
+        if (t->epoch % t->options.eval_every == 0 || t->epoch == t->options.epochs) {
+            TDM_TRY(tdm_trainer_evaluate(t, &m));
+            TDM_TRY(callback(user, t, &m));
+        }
+    }
+    return TDM_OK;
+}
