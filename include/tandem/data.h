@@ -38,6 +38,27 @@ tdm_status tdm_dataset_slice(const tdm_dataset *dataset, size_t first, size_t co
 
 void tdm_dataset_free(tdm_dataset *dataset);
 
+/* Where the training and test sets come from: the [data] section of a
+ * config file (every key is documented in configs/resnet.ini). */
+typedef struct tdm_data_config {
+    char format[8];  /* "csv" (one file, split by rows) or "idx" (four files) */
+    char path[1024]; /* csv: the file; relative paths are from the working directory */
+    size_t test_rows; /* csv: the first test_rows rows are the test set, the rest train */
+    tdm_sample_shape shape; /* csv: of one image */
+    float max_pixel;        /* csv: the largest pixel value allowed */
+    size_t classes;         /* labels lie in [0, classes) */
+    float scale;            /* pixels are multiplied by it after loading */
+    char train_images[1024], train_labels[1024], test_images[1024], test_labels[1024]; /* idx */
+} tdm_data_config;
+
+/* The source's setup: data/digits.csv.gz, 8x8 pixels 0..16, 10 classes,
+ * the first 180 rows for testing, raw pixel values (scale 1). */
+void tdm_data_config_init(tdm_data_config *config);
+tdm_status tdm_data_config_set(void *config, const char *key, const char *value);
+/* Loads and splits; both sets are freed by the caller. */
+tdm_status tdm_data_config_load(const tdm_data_config *config, tdm_dataset *train,
+                                tdm_dataset *test);
+
 #ifdef __cplusplus
 }
 #endif

@@ -26,6 +26,8 @@ typedef struct tdm_train_options {
 } tdm_train_options;
 
 void tdm_train_options_init(tdm_train_options *options);
+/* A setter for the [train] section of a config file (see configs/resnet.ini). */
+tdm_status tdm_train_options_set(void *options, const char *key, const char *value);
 
 /* One evaluation: mean cross-entropy and misclassified fraction of each set,
  * and the seconds spent since training started (resumed runs included). */

@@ -1,15 +1,39 @@
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <stdarg.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 #include "cli/cli.h"
 
+static char cli_message[1024];
+
+tdm_status cli_error(tdm_status status, const char *format, ...)
+{
+    va_list args;
+    va_start(args, format);
+    vsnprintf(cli_message, sizeof cli_message, format, args);
+    va_end(args);
+    return status;
+}
+
 int cli_fail(void)
 {
-    fprintf(stderr, "tandem: error: %s\n", tdm_last_error());
+    fprintf(stderr, "tandem: error: %s\n", cli_message[0] ? cli_message : tdm_last_error());
     return 1;
+}
+
+/* The library's last error without its "(at src/...)" suffix. */
+const char *cli_library_error(void)
+{
+    static char message[1024];
+    snprintf(message, sizeof message, "%s", tdm_last_error());
+    char *at = strstr(message, " (at ");
+    if (at)
+        *at = '\0';
+    return message;
 }
 
 enum { DEFAULT_CHANNELS = 4, DIGIT_CLASSES = 10 };
@@ -24,19 +48,42 @@ static tdm_status apply_model_overrides(const cli_options *options, tdm_model_sp
     return TDM_OK;
 }
 
+/* --epochs 10 goes through the [train] setter as `epochs = 10`. */
+static tdm_status apply_overrides(const cli_options *options, cli_config *config)
+{
+    for (size_t i = 0; i < options->override_count; i++) {
+        const cli_override *o = &options->overrides[i];
+        bool run_key = strcmp(o->key, "out") == 0 || strcmp(o->key, "name") == 0;
+        tdm_status status = run_key ? cli_run_config_set(&config->run, o->key, o->value)
+                                    : tdm_train_options_set(&config->train, o->key, o->value);
+        if (status != TDM_OK)
+            return cli_error(status, "%s: %s", o->flag, cli_library_error());
+    }
+    return TDM_OK;
+}
+
 tdm_status cli_load_config(const cli_options *options, cli_config *config)
 {
     tdm_device_config_init(&config->device);
     tdm_model_spec_init(&config->model);
+    tdm_data_config_init(&config->data);
+    tdm_train_options_init(&config->train);
+    cli_run_config_init(&config->run);
     if (options->config_path) {
         const tdm_config_section sections[] = {
             {"device", tdm_device_config_set, &config->device},
             {"model", tdm_model_spec_set, &config->model},
+            {"data", tdm_data_config_set, &config->data},
+            {"train", tdm_train_options_set, &config->train},
+            {"run", cli_run_config_set, &config->run},
         };
-        tdm_status status = tdm_config_parse(options->config_path, sections, 2);
+        tdm_status status = tdm_config_parse(options->config_path, sections, 5);
         if (status != TDM_OK)
             return status;
     }
+    tdm_status overridden = apply_overrides(options, config);
+    if (overridden != TDM_OK)
+        return overridden;
     const char *from_environment = getenv("TANDEM_DEVICE");
     if (from_environment && from_environment[0]) {
         tdm_status status = tdm_device_config_apply_string(&config->device, from_environment);

@@ -17,6 +17,10 @@ static void print_usage(FILE *out)
           "  selftest   run SGEMM on the chosen device and check it against the cpu backend\n"
           "  summary    print the model: each layer's output shape, parameters and FLOPs\n"
           "             per sample (the config's [model], else ResNet(4) on 8x8 digits)\n"
+          "  train      train the model on the configured data: OUT/NAME/metrics.csv and\n"
+          "             checkpoint.bin (see configs/resnet.ini)\n"
+          "  sweep      the source's experiment: ResNet(C) for C = 1, 2, 4 and 64, then\n"
+          "             error and loss pictures and summary.md in OUT/NAME\n"
           "\n"
           "options:\n"
           "  -c, --config FILE    config file (see configs/default.ini); default: built-in\n"
@@ -25,6 +29,13 @@ static void print_usage(FILE *out)
           "                       (index or name substring); overrides TANDEM_DEVICE and the\n"
           "                       config file\n"
           "  -C, --channels C     use ResNet(C) as the model (overrides [model])\n"
+          "      --epochs N       training epochs ([train] epochs)\n"
+          "      --batch N        mini-batch size ([train] batch)\n"
+          "      --lr X           learning rate ([train] lr)\n"
+          "      --seed N         seed of the initial weights and shuffling ([train] seed)\n"
+          "      --out DIR        results directory ([run] out, default runs)\n"
+          "      --name NAME      the run's folder under it ([run] name)\n"
+          "      --resume         continue from the run folder's checkpoint\n"
           "  -q, --quiet          do not print the chosen device\n"
           "  -h, --help           show this help\n"
           "  -V, --version        show the version\n",
@@ -45,6 +56,13 @@ static bool parse_channels(const char *text, size_t *out)
     return true;
 }
 
+static void add_override(cli_options *options, const char *flag, const char *key,
+                         const char *value)
+{
+    if (options->override_count < CLI_MAX_OVERRIDES)
+        options->overrides[options->override_count++] = (cli_override){flag, key, value};
+}
+
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -52,6 +70,13 @@ int main(int argc, char **argv)
         {"device", required_argument, NULL, 'd'},
         {"channels", required_argument, NULL, 'C'},
         {"quiet", no_argument, NULL, 'q'},
+        {"epochs", required_argument, NULL, 'E'},
+        {"batch", required_argument, NULL, 'B'},
+        {"lr", required_argument, NULL, 'L'},
+        {"seed", required_argument, NULL, 'S'},
+        {"out", required_argument, NULL, 'O'},
+        {"name", required_argument, NULL, 'N'},
+        {"resume", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -67,6 +92,13 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case 'q': options.quiet = true; break;
+        case 'R': options.resume = true; break;
+        case 'E': add_override(&options, "--epochs", "epochs", optarg); break;
+        case 'B': add_override(&options, "--batch", "batch", optarg); break;
+        case 'L': add_override(&options, "--lr", "lr", optarg); break;
+        case 'S': add_override(&options, "--seed", "seed", optarg); break;
+        case 'O': add_override(&options, "--out", "out", optarg); break;
+        case 'N': add_override(&options, "--name", "name", optarg); break;
         case 'h': print_usage(stdout); return 0;
         case 'V': puts("tandem " TANDEM_VERSION); return 0;
         default: print_usage(stderr); return 2;
@@ -86,6 +118,10 @@ int main(int argc, char **argv)
         return cmd_selftest(&options);
     if (strcmp(command, "summary") == 0)
         return cmd_summary(&options);
+    if (strcmp(command, "train") == 0)
+        return cmd_train(&options);
+    if (strcmp(command, "sweep") == 0)
+        return cmd_sweep(&options);
     fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", command);
     return 2;
 }

@@ -2,12 +2,11 @@
  * shape inference with parameter and FLOP counts (what `tandem summary`
  * prints). */
 #define _POSIX_C_SOURCE 200809L
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "config/values.h"
 #include "core/error.h"
 #include "nn/nn_internal.h"
 
@@ -59,28 +58,6 @@ tdm_status tdm_model_spec_resnet(size_t channels, tdm_sample_shape input, size_t
 
 /* ---------- layers from text ---------- */
 
-static tdm_status parse_size(const char *key, const char *value, size_t *out)
-{
-    char *end = NULL;
-    errno = 0;
-    unsigned long long parsed = strtoull(value, &end, 10);
-    if (value[0] == '-' || !value[0] || *end || errno == ERANGE || parsed > 1u << 30)
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a whole number, got '%s'", key, value);
-    *out = (size_t)parsed;
-    return TDM_OK;
-}
-
-static tdm_status parse_bool(const char *key, const char *value, bool *out)
-{
-    if (strcasecmp(value, "true") == 0 || strcmp(value, "1") == 0)
-        *out = true;
-    else if (strcasecmp(value, "false") == 0 || strcmp(value, "0") == 0)
-        *out = false;
-    else
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be true or false, got '%s'", key, value);
-    return TDM_OK;
-}
-
 static tdm_status parse_kind(const char *word, tdm_layer_kind *out)
 {
     for (int kind = 0; kind < TDM_LAYER_KIND_COUNT; kind++) {
@@ -109,15 +86,15 @@ static tdm_layer_spec layer_defaults(tdm_layer_kind kind)
 static tdm_status set_layer_option(tdm_layer_spec *layer, const char *key, const char *value)
 {
     if (strcmp(key, "out") == 0)
-        return parse_size(key, value, &layer->out_channels);
+        return tdm_parse_size(key, value, 1, 1u << 20, &layer->out_channels);
     if (strcmp(key, "kernel") == 0)
-        return parse_size(key, value, &layer->kernel);
+        return tdm_parse_size(key, value, 1, 1u << 20, &layer->kernel);
     if (strcmp(key, "stride") == 0)
-        return parse_size(key, value, &layer->stride);
+        return tdm_parse_size(key, value, 1, 1u << 20, &layer->stride);
     if (strcmp(key, "padding") == 0)
-        return parse_size(key, value, &layer->padding);
+        return tdm_parse_size(key, value, 0, 1u << 20, &layer->padding);
     if (strcmp(key, "bias") == 0)
-        return parse_bool(key, value, &layer->bias);
+        return tdm_parse_bool(key, value, &layer->bias);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "unknown layer option '%s' (known: out kernel stride padding bias)", key);
 }
@@ -164,9 +141,7 @@ tdm_status tdm_model_spec_set(void *target, const char *key, const char *value)
         return tdm_model_spec_add_layer(spec, value);
     if (strcmp(key, "resnet") == 0) {
         size_t channels = 0;
-        TDM_TRY(parse_size(key, value, &channels));
-        if (channels == 0)
-            return TDM_FAIL(TDM_ERR_CONFIG, "resnet must be > 0 channels");
+        TDM_TRY(tdm_parse_size(key, value, 1, 1u << 16, &channels));
         tdm_sample_shape input = spec->input;
         TDM_TRY(tdm_model_spec_resnet(channels, input, 10, spec));
         return TDM_OK;

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "config/values.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/train_internal.h"
@@ -20,6 +21,41 @@ void tdm_train_options_init(tdm_train_options *o)
                              .eval_every = 1,
                              .eval_batch = 1024,
                              .seed = 1};
+}
+
+tdm_status tdm_train_options_set(void *target, const char *key, const char *value)
+{
+    tdm_train_options *o = target;
+    const size_t most = (size_t)1 << 40;
+    if (strcmp(key, "epochs") == 0)
+        return tdm_parse_size(key, value, 0, most, &o->epochs);
+    if (strcmp(key, "batch") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->batch);
+    if (strcmp(key, "eval_every") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->eval_every);
+    if (strcmp(key, "eval_batch") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->eval_batch);
+    if (strcmp(key, "seed") == 0)
+        return tdm_parse_size(key, value, 0, SIZE_MAX, (size_t *)&o->seed);
+    if (strcmp(key, "shuffle") == 0)
+        return tdm_parse_bool(key, value, &o->shuffle);
+    if (strcmp(key, "nesterov") == 0)
+        return tdm_parse_bool(key, value, &o->sgd.nesterov);
+    if (strcmp(key, "lr") == 0) {
+        TDM_TRY(tdm_parse_float(key, value, 0.0, 1e6, &o->sgd.lr));
+        return o->sgd.lr > 0.0f ? TDM_OK
+                                : TDM_FAIL(TDM_ERR_CONFIG, "lr must be > 0, got '%s'", value);
+    }
+    if (strcmp(key, "momentum") == 0)
+        return tdm_parse_float(key, value, 0.0, 1.0, &o->sgd.momentum);
+    if (strcmp(key, "dampening") == 0)
+        return tdm_parse_float(key, value, 0.0, 1.0, &o->sgd.dampening);
+    if (strcmp(key, "weight_decay") == 0)
+        return tdm_parse_float(key, value, 0.0, 1e6, &o->sgd.weight_decay);
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "unknown key '%s' (known: epochs batch lr momentum dampening weight_decay "
+                    "nesterov eval_every eval_batch shuffle seed)",
+                    key);
 }
 
 static double now_seconds(void)

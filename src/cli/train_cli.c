@@ -1,0 +1,360 @@
+/* tandem train and tandem sweep: runs of the training loop that write
+ * metrics.csv and checkpoints into a run folder, and for the sweep the
+ * pictures and summary.md. Everything is checked (config, data, device,
+ * model) before the first file is created. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+
+void cli_run_config_init(cli_run_config *run)
+{
+    memset(run, 0, sizeof *run);
+    strcpy(run->out, "runs");
+    run->checkpoint_every = 100;
+    const size_t channels[] = {1, 2, 4, 64}, groups[] = {0, 0, 0, 1};
+    memcpy(run->sweep, channels, sizeof channels);
+    memcpy(run->sweep_group, groups, sizeof groups);
+    run->sweep_count = 4;
+}
+
+/* "1 2 4 | 64": channels, with | between the groups drawn in one figure. */
+static tdm_status parse_sweep(cli_run_config *run, const char *value)
+{
+    cli_run_config parsed = *run;
+    parsed.sweep_count = 0;
+    size_t group = 0;
+    for (const char *p = value; *p;) {
+        if (*p == ' ' || *p == ',' || *p == '\t') {
+            p++;
+        } else if (*p == '|') {
+            group++;
+            p++;
+        } else {
+            char *end = NULL;
+            unsigned long channels = strtoul(p, &end, 10);
+            if (end == p || channels == 0 || channels > 65536 ||
+                parsed.sweep_count == CLI_MAX_SWEEP)
+                return cli_error(TDM_ERR_CONFIG,
+                                 "sweep must list up to %d channel counts in 1..65536, with | "
+                                 "between figures, got '%s'",
+                                 CLI_MAX_SWEEP, value);
+            parsed.sweep[parsed.sweep_count] = channels;
+            parsed.sweep_group[parsed.sweep_count++] = group;
+            p = end;
+        }
+    }
+    if (parsed.sweep_count == 0)
+        return cli_error(TDM_ERR_CONFIG, "sweep lists no channel counts");
+    *run = parsed;
+    return TDM_OK;
+}
+
+static tdm_status copy_value(const char *key, const char *value, char *out, size_t capacity)
+{
+    if (!value[0] || strlen(value) >= capacity || (strcmp(key, "name") == 0 && strchr(value, '/')))
+        return cli_error(TDM_ERR_CONFIG, "%s must be 1 to %zu characters%s, got '%s'", key,
+                         capacity - 1, strcmp(key, "name") == 0 ? " without '/'" : "", value);
+    strcpy(out, value);
+    return TDM_OK;
+}
+
+tdm_status cli_run_config_set(void *target, const char *key, const char *value)
+{
+    cli_run_config *run = target;
+    if (strcmp(key, "out") == 0)
+        return copy_value(key, value, run->out, sizeof run->out);
+    if (strcmp(key, "name") == 0) {
+        run->name_set = true;
+        return copy_value(key, value, run->name, sizeof run->name);
+    }
+    if (strcmp(key, "checkpoint_every") == 0) {
+        char *end = NULL;
+        unsigned long long every = strtoull(value, &end, 10);
+        if (!value[0] || *end || value[0] == '-' || every == 0)
+            return cli_error(TDM_ERR_CONFIG, "checkpoint_every must be a whole number > 0, got '%s'",
+                             value);
+        run->checkpoint_every = (size_t)every;
+        return TDM_OK;
+    }
+    if (strcmp(key, "sweep") == 0)
+        return parse_sweep(run, value);
+    return cli_error(TDM_ERR_CONFIG, "unknown key '%s' (known: out name checkpoint_every sweep)",
+                     key);
+}
+
+/* ---------- files ---------- */
+
+/* mkdir -p, then a probe file: an unwritable folder fails here, before training. */
+static tdm_status make_writable_dir(const char *path)
+{
+    char partial[2048];
+    if (strlen(path) >= sizeof partial)
+        return cli_error(TDM_ERR_IO, "output folder name too long: %s", path);
+    strcpy(partial, path);
+    for (char *p = partial + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(partial, 0777) != 0 && errno != EEXIST)
+            return cli_error(TDM_ERR_IO, "cannot create output folder %s: %s", partial,
+                             strerror(errno));
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    char probe[2100];
+    snprintf(probe, sizeof probe, "%s/.tandem-write-test", path);
+    FILE *file = fopen(probe, "w");
+    if (!file)
+        return cli_error(TDM_ERR_IO, "cannot write into output folder %s: %s", path,
+                         strerror(errno));
+    fclose(file);
+    remove(probe);
+    return TDM_OK;
+}
+
+static const char metrics_header[] = "epoch,train_loss,train_err,test_loss,test_err,seconds\n";
+
+/* On --resume: keeps the rows up to the checkpoint's epoch, so the file goes
+ * on exactly as an uninterrupted run's would. */
+static tdm_status truncate_metrics(const char *path, size_t last_epoch)
+{
+    char temporary[2100], line[512];
+    snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    FILE *in = fopen(path, "r"), *out = in ? fopen(temporary, "w") : NULL;
+    if (!in || !out) {
+        if (in)
+            fclose(in);
+        return cli_error(TDM_ERR_IO, "cannot rewrite %s for --resume: %s", path, strerror(errno));
+    }
+    fputs(metrics_header, out);
+    while (fgets(line, sizeof line, in)) {
+        char *end = NULL;
+        unsigned long long epoch = strtoull(line, &end, 10);
+        if (end != line && *end == ',' && epoch <= last_epoch)
+            fputs(line, out);
+    }
+    fclose(in);
+    bool ok = fclose(out) == 0 && rename(temporary, path) == 0;
+    return ok ? TDM_OK : cli_error(TDM_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+}
+
+/* ---------- one run ---------- */
+
+typedef struct run_state {
+    const cli_options *options;
+    const cli_config *config;
+    char dir[2048], checkpoint[2100], metrics_path[2100];
+    FILE *metrics;
+    size_t last_checkpoint;
+    cli_progress progress;
+    tdm_metrics final;
+} run_state;
+
+static tdm_status save_checkpoint(run_state *run, tdm_trainer *trainer)
+{
+    tdm_status status = tdm_trainer_save(trainer, run->checkpoint);
+    if (status == TDM_OK)
+        run->last_checkpoint = tdm_trainer_epoch(trainer);
+    return status;
+}
+
+static tdm_status on_metrics(void *user, tdm_trainer *trainer, const tdm_metrics *m)
+{
+    run_state *run = user;
+    fprintf(run->metrics, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", m->epoch, m->train_loss,
+            m->train_error, m->test_loss, m->test_error, m->seconds);
+    if (fflush(run->metrics) != 0)
+        return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
+    run->final = *m;
+    cli_progress_update(&run->progress, m);
+    bool due = m->epoch - run->last_checkpoint >= run->config->run.checkpoint_every ||
+               m->epoch == run->config->train.epochs;
+    return due && m->epoch > 0 ? save_checkpoint(run, trainer) : TDM_OK;
+}
+
+/* Resumes from the run folder's checkpoint when asked and present. */
+static tdm_status open_outputs(run_state *run, tdm_trainer *trainer)
+{
+    FILE *existing = run->options->resume ? fopen(run->checkpoint, "rb") : NULL;
+    if (existing) {
+        fclose(existing);
+        tdm_status status = tdm_trainer_load(trainer, run->checkpoint);
+        if (status != TDM_OK)
+            return status;
+        run->last_checkpoint = tdm_trainer_epoch(trainer);
+        status = truncate_metrics(run->metrics_path, run->last_checkpoint);
+        if (status != TDM_OK)
+            return status;
+    }
+    run->metrics = fopen(run->metrics_path, existing ? "a" : "w");
+    if (!run->metrics)
+        return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
+    if (!existing)
+        fputs(metrics_header, run->metrics);
+    return TDM_OK;
+}
+
+/* Trains one model in dir; run->final holds the last metrics. */
+static tdm_status train_one(run_state *run, tdm_backend *backend, const tdm_model_spec *spec,
+                            const tdm_dataset *train, const tdm_dataset *test, const char *label)
+{
+    tdm_trainer *trainer = NULL;
+    tdm_status status =
+        tdm_trainer_create(backend, spec, train, test, &run->config->train, &trainer);
+    if (status == TDM_OK)
+        status = make_writable_dir(run->dir);
+    snprintf(run->checkpoint, sizeof run->checkpoint, "%s/checkpoint.bin", run->dir);
+    snprintf(run->metrics_path, sizeof run->metrics_path, "%s/metrics.csv", run->dir);
+    if (status == TDM_OK)
+        status = open_outputs(run, trainer);
+    if (status == TDM_OK) {
+        cli_progress_start(&run->progress, run->options->quiet, label, tdm_trainer_epoch(trainer),
+                           run->config->train.epochs);
+        status = tdm_trainer_run(trainer, on_metrics, run);
+        cli_progress_finish(&run->progress);
+    }
+    if (run->metrics && fclose(run->metrics) != 0 && status == TDM_OK)
+        status = cli_error(TDM_ERR_IO, "cannot write %s", run->metrics_path);
+    run->metrics = NULL;
+    tdm_trainer_free(trainer);
+    return status;
+}
+
+/* Config, data and device: everything that can be wrong before any file. */
+typedef struct run_setup {
+    cli_config config;
+    tdm_dataset train, test;
+    tdm_backend *backend;
+} run_setup;
+
+static tdm_status prepare(const cli_options *options, run_setup *setup, const char *default_name)
+{
+    memset(setup, 0, sizeof *setup);
+    tdm_status status = cli_load_config(options, &setup->config);
+    if (status == TDM_OK && !setup->config.run.name_set)
+        strcpy(setup->config.run.name, default_name);
+    if (status == TDM_OK)
+        status = tdm_data_config_load(&setup->config.data, &setup->train, &setup->test);
+    if (status == TDM_OK)
+        status = cli_open_backend(options, &setup->backend);
+    return status;
+}
+
+static void release(run_setup *setup)
+{
+    tdm_dataset_free(&setup->train);
+    tdm_dataset_free(&setup->test);
+    tdm_backend_free(setup->backend);
+}
+
+static void print_final(const char *label, const tdm_metrics *m)
+{
+    printf("%s: epoch %zu: train error %.2f%%, test error %.2f%% (train loss %.4f, test loss "
+           "%.4f), %.1f s\n",
+           label, m->epoch, 100 * m->train_error, 100 * m->test_error, m->train_loss,
+           m->test_loss, m->seconds);
+}
+
+int cmd_train(const cli_options *options)
+{
+    run_setup setup;
+    run_state run = {.options = options};
+    tdm_status status = prepare(options, &setup, "resnet");
+    if (status == TDM_OK) {
+        run.config = &setup.config;
+        snprintf(run.dir, sizeof run.dir, "%s/%s", setup.config.run.out, setup.config.run.name);
+        status = train_one(&run, setup.backend, &setup.config.model, &setup.train, &setup.test,
+                           setup.config.run.name);
+    }
+    if (status == TDM_OK)
+        print_final(run.dir, &run.final);
+    release(&setup);
+    return status == TDM_OK ? 0 : cli_fail();
+}
+
+/* ---------- the sweep ---------- */
+
+static tdm_status write_summary(const char *dir, const cli_curve *curves,
+                                const tdm_metrics *finals, size_t count)
+{
+    char path[2100], temporary[2110];
+    snprintf(path, sizeof path, "%s/summary.md", dir);
+    snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    FILE *file = fopen(temporary, "w");
+    if (!file)
+        return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    fprintf(file, "# ResNet(C) on the digits\n\n"
+                  "Final errors after %zu epochs (misclassified fraction, evaluation mode).\n\n"
+                  "| C | train error | test error | gap (test - train) | train loss | test loss |"
+                  " seconds |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+            finals[0].epoch);
+    for (size_t i = 0; i < count; i++) {
+        const tdm_metrics *m = &finals[i];
+        fprintf(file, "| %zu | %.2f%% | %.2f%% | %.2f points | %.4f | %.4f | %.1f |\n",
+                curves[i].channels, 100 * m->train_error, 100 * m->test_error,
+                100 * (m->test_error - m->train_error), m->train_loss, m->test_loss, m->seconds);
+    }
+    bool ok = fclose(file) == 0 && rename(temporary, path) == 0;
+    return ok ? TDM_OK : cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+}
+
+static void print_sweep_summary(const cli_curve *curves, const tdm_metrics *finals, size_t count)
+{
+    printf("%6s %12s %12s %12s\n", "C", "train error", "test error", "gap");
+    for (size_t i = 0; i < count; i++)
+        printf("%6zu %11.2f%% %11.2f%% %9.2f pts\n", curves[i].channels,
+               100 * finals[i].train_error, 100 * finals[i].test_error,
+               100 * (finals[i].test_error - finals[i].train_error));
+}
+
+static tdm_status run_sweep(const cli_options *options, run_setup *setup, char *dir,
+                            size_t dir_size)
+{
+    const cli_run_config *cfg = &setup->config.run;
+    cli_curve curves[CLI_MAX_SWEEP];
+    tdm_metrics finals[CLI_MAX_SWEEP] = {{0}};
+    snprintf(dir, dir_size, "%s/%s", cfg->out, cfg->name);
+    for (size_t i = 0; i < cfg->sweep_count; i++) {
+        tdm_model_spec spec;
+        tdm_status status = tdm_model_spec_resnet(cfg->sweep[i], setup->train.shape,
+                                                  setup->config.data.classes, &spec);
+        curves[i] = (cli_curve){cfg->sweep[i], cfg->sweep_group[i], ""};
+        snprintf(curves[i].folder, sizeof curves[i].folder, "c%zu", cfg->sweep[i]);
+        run_state run = {.options = options, .config = &setup->config};
+        snprintf(run.dir, sizeof run.dir, "%s/%s", dir, curves[i].folder);
+        char label[32];
+        snprintf(label, sizeof label, "C=%zu", cfg->sweep[i]);
+        if (status == TDM_OK)
+            status = train_one(&run, setup->backend, &spec, &setup->train, &setup->test, label);
+        if (status != TDM_OK)
+            return status;
+        finals[i] = run.final;
+        if (!options->quiet)
+            print_final(label, &run.final);
+    }
+    tdm_status written = write_summary(dir, curves, finals, cfg->sweep_count);
+    if (written != TDM_OK)
+        return written;
+    print_sweep_summary(curves, finals, cfg->sweep_count);
+    return cli_plot_sweep(dir, curves, cfg->sweep_count, options->quiet);
+}
+
+int cmd_sweep(const cli_options *options)
+{
+    run_setup setup;
+    char dir[2048] = "";
+    tdm_status status = prepare(options, &setup, "sweep");
+    if (status == TDM_OK)
+        status = run_sweep(options, &setup, dir, sizeof dir);
+    if (status == TDM_OK)
+        printf("results in %s: summary.md, c*/metrics.csv, the pictures\n", dir);
+    release(&setup);
+    return status == TDM_OK ? 0 : cli_fail();
+}
