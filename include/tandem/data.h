@@ -41,9 +41,9 @@ void tdm_dataset_free(tdm_dataset *dataset);
 /* Where the training and test sets come from: the [data] section of a
  * config file (every key is documented in configs/resnet.ini). */
 typedef struct tdm_data_config {
-    char format[8];  /* "csv" (one file, split by rows) or "idx" (four files) */
-    char path[1024]; /* csv: the file; relative paths are from the working directory */
-    size_t test_rows; /* csv: the first test_rows rows are the test set, the rest train */
+    char format[8];         /* "csv" (one file, split by rows) or "idx" (four files) */
+    char path[1024];        /* csv: the file; relative paths are from the working directory */
+    size_t test_rows;       /* csv: the first test_rows rows are the test set, the rest train */
     tdm_sample_shape shape; /* csv: of one image */
     float max_pixel;        /* csv: the largest pixel value allowed */
     size_t classes;         /* labels lie in [0, classes) */

@@ -27,10 +27,10 @@ enum { CLI_MAX_SWEEP = 16 };
 
 /* The [run] section: where results go and how often to checkpoint. */
 typedef struct cli_run_config {
-    char out[1024];          /* results directory: runs */
-    char name[256];          /* a run's folder under out: resnet (train), sweep (sweep) */
-    size_t checkpoint_every; /* epochs between checkpoints: 100 */
-    size_t sweep[CLI_MAX_SWEEP]; /* the channels of tandem sweep: 1 2 4 | 64 */
+    char out[1024];                    /* results directory: runs */
+    char name[256];                    /* a run's folder under out: resnet (train), sweep (sweep) */
+    size_t checkpoint_every;           /* epochs between checkpoints: 100 */
+    size_t sweep[CLI_MAX_SWEEP];       /* the channels of tandem sweep: 1 2 4 | 64 */
     size_t sweep_group[CLI_MAX_SWEEP]; /* which figure each belongs to */
     size_t sweep_count;
     bool name_set;

@@ -56,8 +56,7 @@ static bool parse_channels(const char *text, size_t *out)
     return true;
 }
 
-static void add_override(cli_options *options, const char *flag, const char *key,
-                         const char *value)
+static void add_override(cli_options *options, const char *flag, const char *key, const char *value)
 {
     if (options->override_count < CLI_MAX_OVERRIDES)
         options->overrides[options->override_count++] = (cli_override){flag, key, value};
@@ -66,20 +65,13 @@ static void add_override(cli_options *options, const char *flag, const char *key
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"device", required_argument, NULL, 'd'},
-        {"channels", required_argument, NULL, 'C'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"epochs", required_argument, NULL, 'E'},
-        {"batch", required_argument, NULL, 'B'},
-        {"lr", required_argument, NULL, 'L'},
-        {"seed", required_argument, NULL, 'S'},
-        {"out", required_argument, NULL, 'O'},
-        {"name", required_argument, NULL, 'N'},
-        {"resume", no_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"device", required_argument, NULL, 'd'},
+        {"channels", required_argument, NULL, 'C'}, {"quiet", no_argument, NULL, 'q'},
+        {"epochs", required_argument, NULL, 'E'},   {"batch", required_argument, NULL, 'B'},
+        {"lr", required_argument, NULL, 'L'},       {"seed", required_argument, NULL, 'S'},
+        {"out", required_argument, NULL, 'O'},      {"name", required_argument, NULL, 'N'},
+        {"resume", no_argument, NULL, 'R'},         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
     };
     cli_options options = {0};
     int option;

@@ -10,8 +10,7 @@
 #include "cli/cli.h"
 
 /* "c1-c2-c4" for the curves of one group. */
-static void group_name(const cli_curve *curves, size_t count, size_t group, char *out,
-                       size_t size)
+static void group_name(const cli_curve *curves, size_t count, size_t group, char *out, size_t size)
 {
     size_t used = 0;
     out[0] = '\0';

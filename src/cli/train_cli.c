@@ -76,8 +76,8 @@ tdm_status cli_run_config_set(void *target, const char *key, const char *value)
         char *end = NULL;
         unsigned long long every = strtoull(value, &end, 10);
         if (!value[0] || *end || value[0] == '-' || every == 0)
-            return cli_error(TDM_ERR_CONFIG, "checkpoint_every must be a whole number > 0, got '%s'",
-                             value);
+            return cli_error(TDM_ERR_CONFIG,
+                             "checkpoint_every must be a whole number > 0, got '%s'", value);
         run->checkpoint_every = (size_t)every;
         return TDM_OK;
     }
@@ -168,8 +168,8 @@ static tdm_status save_checkpoint(run_state *run, tdm_trainer *trainer)
 static tdm_status on_metrics(void *user, tdm_trainer *trainer, const tdm_metrics *m)
 {
     run_state *run = user;
-    fprintf(run->metrics, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", m->epoch, m->train_loss,
-            m->train_error, m->test_loss, m->test_error, m->seconds);
+    fprintf(run->metrics, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", m->epoch, m->train_loss, m->train_error,
+            m->test_loss, m->test_error, m->seconds);
     if (fflush(run->metrics) != 0)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
     run->final = *m;
@@ -220,6 +220,9 @@ static tdm_status train_one(run_state *run, tdm_backend *backend, const tdm_mode
         status = tdm_trainer_run(trainer, on_metrics, run);
         cli_progress_finish(&run->progress);
     }
+    /* A resumed run that was already complete: report where it stands. */
+    if (status == TDM_OK && run->final.epoch != tdm_trainer_epoch(trainer))
+        status = tdm_trainer_evaluate(trainer, &run->final);
     if (run->metrics && fclose(run->metrics) != 0 && status == TDM_OK)
         status = cli_error(TDM_ERR_IO, "cannot write %s", run->metrics_path);
     run->metrics = NULL;
@@ -258,8 +261,8 @@ static void print_final(const char *label, const tdm_metrics *m)
 {
     printf("%s: epoch %zu: train error %.2f%%, test error %.2f%% (train loss %.4f, test loss "
            "%.4f), %.1f s\n",
-           label, m->epoch, 100 * m->train_error, 100 * m->test_error, m->train_loss,
-           m->test_loss, m->seconds);
+           label, m->epoch, 100 * m->train_error, 100 * m->test_error, m->train_loss, m->test_loss,
+           m->seconds);
 }
 
 int cmd_train(const cli_options *options)
@@ -281,8 +284,8 @@ int cmd_train(const cli_options *options)
 
 /* ---------- the sweep ---------- */
 
-static tdm_status write_summary(const char *dir, const cli_curve *curves,
-                                const tdm_metrics *finals, size_t count)
+static tdm_status write_summary(const char *dir, const cli_curve *curves, const tdm_metrics *finals,
+                                size_t count)
 {
     char path[2100], temporary[2110];
     snprintf(path, sizeof path, "%s/summary.md", dir);
@@ -290,10 +293,11 @@ static tdm_status write_summary(const char *dir, const cli_curve *curves,
     FILE *file = fopen(temporary, "w");
     if (!file)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    fprintf(file, "# ResNet(C) on the digits\n\n"
-                  "Final errors after %zu epochs (misclassified fraction, evaluation mode).\n\n"
-                  "| C | train error | test error | gap (test - train) | train loss | test loss |"
-                  " seconds |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+    fprintf(file,
+            "# ResNet(C) on the digits\n\n"
+            "Final errors after %zu epochs (misclassified fraction, evaluation mode).\n\n"
+            "| C | train error | test error | gap (test - train) | train loss | test loss |"
+            " seconds |\n| --- | --- | --- | --- | --- | --- | --- |\n",
             finals[0].epoch);
     for (size_t i = 0; i < count; i++) {
         const tdm_metrics *m = &finals[i];

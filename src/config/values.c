@@ -9,8 +9,7 @@
 
 #include "core/error.h"
 
-tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t high,
-                          size_t *out)
+tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t high, size_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -23,16 +22,14 @@ tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t
     return TDM_OK;
 }
 
-tdm_status tdm_parse_float(const char *key, const char *value, double low, double high,
-                           float *out)
+tdm_status tdm_parse_float(const char *key, const char *value, double low, double high, float *out)
 {
     char *end = NULL;
     errno = 0;
     double parsed = strtod(value, &end);
-    if (!value[0] || *end || errno == ERANGE || !isfinite(parsed) || parsed < low ||
-        parsed > high)
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a number in [%g, %g], got '%s'", key, low,
-                        high, value);
+    if (!value[0] || *end || errno == ERANGE || !isfinite(parsed) || parsed < low || parsed > high)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a number in [%g, %g], got '%s'", key, low, high,
+                        value);
     *out = (float)parsed;
     return TDM_OK;
 }
@@ -40,7 +37,7 @@ tdm_status tdm_parse_float(const char *key, const char *value, double low, doubl
 tdm_status tdm_parse_bool(const char *key, const char *value, bool *out)
 {
     static const char *const yes[] = {"true", "yes", "on", "1"}, *const no[] = {"false", "no",
-                                                                                 "off", "0"};
+                                                                                "off", "0"};
     for (size_t i = 0; i < 4; i++) {
         if (strcasecmp(value, yes[i]) == 0 || strcasecmp(value, no[i]) == 0) {
             *out = strcasecmp(value, yes[i]) == 0;

@@ -65,9 +65,9 @@ static tdm_status load_csv_split(const tdm_data_config *c, tdm_dataset *train, t
     TDM_TRY(tdm_dataset_load_csv(c->path, c->shape, c->max_pixel, c->classes, &all));
     tdm_status status = TDM_OK;
     if (all.count <= c->test_rows)
-        status = TDM_FAIL(TDM_ERR_DATA,
-                          "%s: %zu samples, but test_rows = %zu leaves none for training",
-                          c->path, all.count, c->test_rows);
+        status =
+            TDM_FAIL(TDM_ERR_DATA, "%s: %zu samples, but test_rows = %zu leaves none for training",
+                     c->path, all.count, c->test_rows);
     if (status == TDM_OK)
         status = tdm_dataset_slice(&all, 0, c->test_rows, test);
     if (status == TDM_OK)
@@ -98,8 +98,8 @@ tdm_status tdm_data_config_load(const tdm_data_config *c, tdm_dataset *train, td
 {
     memset(train, 0, sizeof *train);
     memset(test, 0, sizeof *test);
-    tdm_status status =
-        strcmp(c->format, "idx") == 0 ? load_idx_pair(c, train, test) : load_csv_split(c, train, test);
+    tdm_status status = strcmp(c->format, "idx") == 0 ? load_idx_pair(c, train, test)
+                                                      : load_csv_split(c, train, test);
     if (status != TDM_OK) {
         tdm_dataset_free(train);
         tdm_dataset_free(test);

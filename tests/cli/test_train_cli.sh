@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# tandem train and tandem sweep as a user runs them: the files they leave,
+# --resume after a SIGKILL giving the same metrics as an uninterrupted run,
+# the pictures (or the message without gnuplot), and every kind of bad input
+# failing with a clear message, a non-zero exit and no output files.
+# Usage: test_train_cli.sh path/to/tandem path/to/source-tree
+set -u
+tandem=$(realpath "$1")
+root=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$root"
+passed=0
+failed=0
+
+ok() { passed=$((passed + 1)); echo "ok: $1"; }
+bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
+
+# check NAME EXPECTED_EXIT PATTERN COMMAND...
+check() {
+    local name=$1 expected_exit=$2 pattern=$3
+    shift 3
+    local output status
+    output=$("$@" 2>&1)
+    status=$?
+    if [ "$status" -eq "$expected_exit" ] && grep -Eq -- "$pattern" <<<"$output"; then
+        ok "$name"
+    else
+        bad "$name (exit $status, expected $expected_exit; wanted /$pattern/)"
+        echo "$output" | sed 's/^/    /'
+    fi
+}
+
+config() { # config NAME CONTENT: writes a config file, prints its path
+    printf '%s\n' "$2" >"$work/$1.ini"
+    echo "$work/$1.ini"
+}
+
+# Fails when a bad run left anything in its output folder.
+check_no_output() {
+    if [ -e "$work/$1" ]; then
+        bad "$2 left files behind: $(find "$work/$1" | head -3 | tr '\n' ' ')"
+    else
+        ok "$2 leaves no files"
+    fi
+}
+
+# --- a small training run ---
+check "train writes metrics" 0 "epoch 3: train error" \
+    "$tandem" -q --device cpu --out "$work/runs" --epochs 3 train
+if [ "$(wc -l <"$work/runs/resnet/metrics.csv")" -eq 5 ] &&
+    head -1 "$work/runs/resnet/metrics.csv" | grep -q "^epoch,train_loss,train_err,test_loss,test_err,seconds$" &&
+    [ -s "$work/runs/resnet/checkpoint.bin" ]; then
+    ok "metrics.csv has a header and epochs 0..3; checkpoint.bin exists"
+else
+    bad "train outputs"
+    ls -la "$work/runs/resnet"
+fi
+
+# --- resume after SIGKILL equals an uninterrupted run (on the cpu backend) ---
+common=(-q --device cpu --channels 64 --epochs 24)
+resume_config=$(config resume "[run]
+checkpoint_every = 1")
+"$tandem" "${common[@]}" --config "$resume_config" --out "$work/whole" train >/dev/null 2>&1
+"$tandem" "${common[@]}" --config "$resume_config" --out "$work/killed" train >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do # kill it once a few epochs are done
+    if [ -f "$work/killed/resnet/metrics.csv" ] &&
+        [ "$(wc -l <"$work/killed/resnet/metrics.csv")" -ge 6 ]; then
+        break
+    fi
+    sleep 0.02
+done
+kill -KILL "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+killed_rows=$(($(wc -l <"$work/killed/resnet/metrics.csv") - 1))
+"$tandem" "${common[@]}" --config "$resume_config" --out "$work/killed" --resume train >/dev/null 2>&1
+resumed_status=$?
+without_seconds() { cut -d, -f1-5 "$1"; }
+if [ "$resumed_status" -eq 0 ] && [ "$killed_rows" -lt 25 ] &&
+    diff <(without_seconds "$work/whole/resnet/metrics.csv") \
+        <(without_seconds "$work/killed/resnet/metrics.csv") >/dev/null; then
+    ok "killed after $killed_rows rows, --resume gives the uninterrupted run's metrics"
+else
+    bad "resume after SIGKILL (exit $resumed_status, killed after $killed_rows rows)"
+    diff <(without_seconds "$work/whole/resnet/metrics.csv") \
+        <(without_seconds "$work/killed/resnet/metrics.csv") | head -5
+fi
+check "--resume of a finished run changes nothing" 0 "epoch 24: train error" \
+    "$tandem" "${common[@]}" --config "$resume_config" --out "$work/killed" --resume train
+head -c 100 "$work/whole/resnet/checkpoint.bin" >"$work/truncated.bin"
+mkdir -p "$work/trunc/resnet"
+cp "$work/truncated.bin" "$work/trunc/resnet/checkpoint.bin"
+cp "$work/whole/resnet/metrics.csv" "$work/trunc/resnet/"
+check "a truncated checkpoint is a clear error" 1 "checkpoint .*checkpoint.bin is (truncated|corrupt)" \
+    "$tandem" "${common[@]}" --out "$work/trunc" --resume train
+check "a checkpoint of another model is refused" 1 "belongs to another model" \
+    "$tandem" -q --device cpu --channels 2 --epochs 24 --out "$work/whole" --resume train
+
+# --- the sweep: pictures, summary, and the message without gnuplot ---
+sweep=$(config sweep "[run]
+sweep = 1 2 | 4")
+check "sweep prints the summary" 0 "results in .*/sweep" \
+    "$tandem" -q --device cpu --config "$sweep" --epochs 2 --out "$work/s" sweep
+if [ -s "$work/s/sweep/summary.md" ] && [ -s "$work/s/sweep/c4/metrics.csv" ] &&
+    grep -q "| 4 |" "$work/s/sweep/summary.md"; then
+    ok "sweep writes summary.md and a folder per C"
+else
+    bad "sweep outputs"
+fi
+if command -v gnuplot >/dev/null; then
+    for picture in errors-c1-c2 errors-c4 loss-c1-c2 loss-c4; do
+        if [ "$(head -c 4 "$work/s/sweep/$picture.png" | od -An -c | tr -d ' ')" = "211PNG" ]; then
+            ok "sweep draws $picture.png"
+        else
+            bad "sweep picture $picture.png"
+        fi
+    done
+elif [ "${CI:-}" = "true" ]; then
+    bad "CI=true but gnuplot is not installed"
+fi
+nognuplot="$work/bin"
+mkdir -p "$nognuplot"
+ln -s "$tandem" "$nognuplot/tandem"
+check "without gnuplot the CSVs stay and the message says how" 0 "gnuplot not found.*gnuplot plot.gp" \
+    env PATH="$nognuplot" "$nognuplot/tandem" -q --device cpu --config "$sweep" --epochs 1 \
+    --out "$work/s2" sweep
+[ -s "$work/s2/sweep/c1/metrics.csv" ] && ok "CSVs written without gnuplot" || bad "CSVs without gnuplot"
+
+# --- bad input: a message, a non-zero exit, no files ---
+printf '0,1,2\n' >"$work/short.csv"
+printf '%s\n' "$(seq -s, 0 64 | sed 's/,64$/,3/')" >"$work/pixel.csv" # 63 pixels 0..62, label 3
+printf '%s\n' "$(yes 1 | head -64 | tr '\n' ,)12" >"$work/label.csv"
+printf '\037\213\010\000garbage' >"$work/corrupt.csv.gz"
+: >"$work/empty.csv"
+data() { config "data_$1" "[data]
+path = $2
+test_rows = 1"; }
+check "missing data file" 1 "cannot open data file .*/nope.csv" \
+    "$tandem" -q --device cpu --config "$(data missing "$work/nope.csv")" --out "$work/o1" train
+check_no_output o1 "missing data file"
+check "row length" 1 "short.csv:1: 3 values, expected 65" \
+    "$tandem" -q --device cpu --config "$(data short "$work/short.csv")" --out "$work/o2" train
+check_no_output o2 "row length"
+check "pixel out of range" 1 "pixel.csv:1: pixel 17 out of range \[0, 16\]" \
+    "$tandem" -q --device cpu --config "$(data pixel "$work/pixel.csv")" --out "$work/o3" train
+check_no_output o3 "pixel out of range"
+check "label out of range" 1 "label.csv:1: label 12 out of range \[0, 9\]" \
+    "$tandem" -q --device cpu --config "$(data label "$work/label.csv")" --out "$work/o4" train
+check_no_output o4 "label out of range"
+check "corrupt gzip" 1 "corrupt.csv.gz" \
+    "$tandem" -q --device cpu --config "$(data corrupt "$work/corrupt.csv.gz")" --out "$work/o5" train
+check_no_output o5 "corrupt gzip"
+check "empty data file" 1 "empty.csv: no samples" \
+    "$tandem" -q --device cpu --config "$(data empty "$work/empty.csv")" --out "$work/o6" train
+check_no_output o6 "empty data file"
+unknown=$(config unknown "[train]
+epochs = 3
+speed = 11")
+check "unknown config key" 1 "unknown.ini:3: \[train\] unknown key 'speed'" \
+    "$tandem" -q --device cpu --config "$unknown" --out "$work/o7" train
+check_no_output o7 "unknown config key"
+check "lr 0" 1 "--lr: lr must be > 0" "$tandem" -q --device cpu --lr 0 --out "$work/o8" train
+check "lr negative" 1 "--lr: lr must be a number" "$tandem" -q --device cpu --lr -0.1 --out "$work/o8" train
+check "batch 0" 1 "--batch: batch must be a whole number in \[1," \
+    "$tandem" -q --device cpu --batch 0 --out "$work/o8" train
+check "channels 0" 2 "--channels must be a whole number" \
+    "$tandem" -q --device cpu --channels 0 --out "$work/o8" train
+check "negative epochs" 1 "--epochs: epochs must be a whole number" \
+    "$tandem" -q --device cpu --epochs -3 --out "$work/o8" train
+check_no_output o8 "bad flags"
+: >"$work/a-file"
+check "output folder that cannot be written" 1 "cannot create output folder .*a-file" \
+    "$tandem" -q --device cpu --epochs 1 --out "$work/a-file/runs" train
+check "NaN loss stops training naming the epoch" 1 "training diverged in epoch [0-9]+" \
+    "$tandem" -q --device cpu --epochs 50 --lr 1e5 --out "$work/o9" train
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
