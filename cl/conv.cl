@@ -59,6 +59,59 @@ __kernel void tdm_col2im(__global const float *col, ulong col_offset, __global f
     }
 }
 
+// The dense matrix of a convolution over small images, one entry per
+// work-item: T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap
+// linking output (oh, ow) and input (h, w), or 0.
+__kernel void tdm_conv_dense_weight(__global const float *weight, ulong weight_offset,
+                                    __global float *dense, ulong dense_offset, ulong batch,
+                                    ulong channels, ulong height, ulong width, ulong kernel_h,
+                                    ulong kernel_w, ulong stride_h, ulong stride_w, ulong pad_h,
+                                    ulong pad_w, ulong out_h, ulong out_w, ulong out_channels)
+{
+    const ulong columns = channels * height * width, spatial = out_h * out_w;
+    const ulong total = out_channels * spatial * columns;
+    for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
+        const ulong row = id / columns, column = id % columns;
+        const ulong co = row / spatial, oh = (row % spatial) / out_w, ow = row % out_w;
+        const ulong ci = column / (height * width), h = (column / width) % height;
+        const ulong w = column % width;
+        const ulong i = h + pad_h - oh * stride_h, j = w + pad_w - ow * stride_w;
+        const bool linked = h + pad_h >= oh * stride_h && w + pad_w >= ow * stride_w &&
+                            i < kernel_h && j < kernel_w;
+        dense[dense_offset + id] =
+            linked ? weight[weight_offset + ((co * channels + ci) * kernel_h + i) * kernel_w + j]
+                   : 0.0f;
+    }
+}
+
+// dweight += the sum, over output positions in order, of each tap's entries
+// of a gradient of the dense matrix; one work-item per weight.
+__kernel void tdm_conv_dense_weight_backward(__global const float *grad, ulong grad_offset,
+                                             __global float *dweight, ulong dweight_offset,
+                                             ulong batch, ulong channels, ulong height,
+                                             ulong width, ulong kernel_h, ulong kernel_w,
+                                             ulong stride_h, ulong stride_w, ulong pad_h,
+                                             ulong pad_w, ulong out_h, ulong out_w,
+                                             ulong out_channels)
+{
+    const ulong columns = channels * height * width, spatial = out_h * out_w;
+    const ulong total = out_channels * channels * kernel_h * kernel_w;
+    for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
+        const ulong j = id % kernel_w, i = (id / kernel_w) % kernel_h;
+        const ulong ci = (id / (kernel_w * kernel_h)) % channels;
+        const ulong co = id / (kernel_w * kernel_h * channels);
+        float sum = 0.0f;
+        for (ulong p = 0; p < spatial; p++) {
+            const ulong h = (p / out_w) * stride_h + i, w = (p % out_w) * stride_w + j;
+            if (h < pad_h || w < pad_w || h - pad_h >= height || w - pad_w >= width)
+                continue;
+            sum += grad[grad_offset + (co * spatial + p) * columns +
+                        (ci * height + h - pad_h) * width + w - pad_w];
+        }
+        dweight[dweight_offset + id] += sum;
+    }
+}
+
 // dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial].
 __kernel void tdm_swap_axes(ulong outer, ulong inner, ulong spatial, __global const float *src,
                             ulong src_offset, __global float *dst, ulong dst_offset)

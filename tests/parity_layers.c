@@ -22,7 +22,9 @@ static op_case *new_case(op_case *cases, size_t *count)
     return c;
 }
 
-/* ---------- conv2d ---------- */
+/* ---------- conv2d ----------
+ * Images with H*W <= KH*KW take the dense-matrix path, the others im2col:
+ * both are among the shapes. */
 
 static const tdm_conv2d_shape conv_shapes[] = {
     /* batch, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW */
@@ -36,6 +38,7 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {5, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0},    /* 1x1 */
     {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},   /* padding wider than the kernel's half */
     {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},    /* stride 3 */
+    {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},    /* small image, unequal strides: dense path */
 };
 enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
 

@@ -460,6 +460,8 @@ static void test_conv2d(void **state)
         {2, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1}, /* odd size, same padding */
         {2, 1, 8, 8, 2, 3, 3, 2, 2, 1, 1}, /* the ResNet's stem */
         {1, 2, 6, 5, 3, 2, 3, 2, 1, 1, 0}, /* unequal kernel, stride, padding */
+        {2, 3, 2, 2, 4, 3, 3, 1, 1, 1, 1}, /* small image: the dense-matrix path */
+        {1, 2, 3, 3, 3, 3, 3, 2, 2, 1, 1}, /* dense path with stride 2 */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         fd_case c = conv_case("conv2d", shapes[i], false);

@@ -33,10 +33,12 @@ typedef enum tdm_op {
     TDM_OP_SIGMOID,
     TDM_OP_SIGMOID_BACKWARD,
     /* The layer ops of tandem/layer_ops.h; conv2d and linear are built from
-     * IM2COL, COL2IM, SWAP_AXES, BIAS_* and SGEMM. */
+     * IM2COL, COL2IM, SWAP_AXES, CONV_DENSE_*, BIAS_* and SGEMM. */
     TDM_OP_IM2COL,
     TDM_OP_COL2IM,
     TDM_OP_SWAP_AXES,
+    TDM_OP_CONV_DENSE_WEIGHT,
+    TDM_OP_CONV_DENSE_WEIGHT_BACKWARD,
     TDM_OP_BIAS_ADD,
     TDM_OP_BIAS_BACKWARD,
     TDM_OP_BATCHNORM_TRAIN,

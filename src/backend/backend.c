@@ -21,6 +21,8 @@ const char *tdm_op_name(tdm_op op)
         [TDM_OP_IM2COL] = "im2col",
         [TDM_OP_COL2IM] = "col2im",
         [TDM_OP_SWAP_AXES] = "swap_axes",
+        [TDM_OP_CONV_DENSE_WEIGHT] = "conv_dense_weight",
+        [TDM_OP_CONV_DENSE_WEIGHT_BACKWARD] = "conv_dense_weight_backward",
         [TDM_OP_BIAS_ADD] = "bias_add",
         [TDM_OP_BIAS_BACKWARD] = "bias_backward",
         [TDM_OP_BATCHNORM_TRAIN] = "batchnorm_train",

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 3
+#define TDM_BACKEND_IFACE_VERSION 4
 
 /* The operands of the batch-norm entries; each uses the ones it names. */
 typedef struct tdm_batchnorm_views {
@@ -51,6 +51,15 @@ struct tdm_backend_iface {
                          tdm_view col);
     tdm_status (*col2im)(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view col,
                          tdm_view x);
+    /* For small images conv2d is one GEMM with the dense matrix T of the
+     * convolution: T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap
+     * linking them, or 0. conv_dense_weight writes T from the weights;
+     * conv_dense_weight_backward adds to each weight the sum of its taps'
+     * entries of a gradient of T, in (oh, ow) order. */
+    tdm_status (*conv_dense_weight)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                    tdm_view weight, tdm_view dense);
+    tdm_status (*conv_dense_weight_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                             tdm_view dense_grad, tdm_view dweight);
     /* dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]. */
     tdm_status (*swap_axes)(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                             tdm_view src, tdm_view dst);

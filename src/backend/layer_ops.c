@@ -141,6 +141,69 @@ static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t 
                             .ldc = ldc};
 }
 
+/* Small images (H*W <= KH*KW, the ResNet's 2x2 block): the convolution as
+ * one dense matrix T [Cout*OH*OW][Cin*H*W] needs no im2col, no axis swap,
+ * works on NCHW as it is, and drops the multiply-adds with padding. */
+enum { MAX_DENSE_FLOATS = 1 << 22 };
+
+static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
+{
+    size_t rows = n->y / (s->batch ? s->batch : 1), columns = n->x / (s->batch ? s->batch : 1);
+    return s->in_height * s->in_width <= s->kernel_h * s->kernel_w && s->batch > 0 &&
+           rows <= MAX_DENSE_FLOATS / columns &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_BACKWARD);
+}
+
+/* T of the convolution into scratch slot 0; rows and columns per sample. */
+static tdm_status dense_matrix(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
+                               tdm_view weight, tdm_view *dense, size_t *rows, size_t *columns)
+{
+    *rows = n->y / s->batch;
+    *columns = n->x / s->batch;
+    TDM_TRY(borrow_scratch(backend, 0, *rows * *columns, dense));
+    return backend->iface->conv_dense_weight(backend, s, weight, *dense);
+}
+
+static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                const conv_sizes *n, tdm_view x, tdm_view weight, tdm_view y)
+{
+    tdm_view dense;
+    size_t rows, columns;
+    TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
+    /* y [N][Cout*OH*OW] = x [N][Cin*H*W] * T^T */
+    tdm_sgemm_args forward = gemm(TDM_NO_TRANS, TDM_TRANS, s->batch, rows, columns, x, columns,
+                                  dense, columns, 0.0f, y, rows);
+    return tdm_sgemm(backend, &forward);
+}
+
+static tdm_status dense_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                       const conv_sizes *n, tdm_view weight, tdm_view dy,
+                                       tdm_view dx)
+{
+    tdm_view dense;
+    size_t rows, columns;
+    TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
+    /* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T */
+    tdm_sgemm_args backward = gemm(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, columns, rows, dy, rows,
+                                   dense, columns, 0.0f, dx, columns);
+    return tdm_sgemm(backend, &backward);
+}
+
+static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                        const conv_sizes *n, tdm_view x, tdm_view dy,
+                                        tdm_view dweight)
+{
+    size_t rows = n->y / s->batch, columns = n->x / s->batch;
+    tdm_view dense_grad;
+    TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
+    /* dT [Cout*OH*OW][Cin*H*W] = dy^T * x, then each tap sums its entries */
+    tdm_sgemm_args backward = gemm(TDM_TRANS, TDM_NO_TRANS, rows, columns, s->batch, dy, rows, x,
+                                   columns, 0.0f, dense_grad, columns);
+    TDM_TRY(tdm_sgemm(backend, &backward));
+    return backend->iface->conv_dense_weight_backward(backend, s, dense_grad, dweight);
+}
+
 tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
                               tdm_view weight, tdm_view bias, tdm_view y)
 {
@@ -157,6 +220,13 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
     TDM_TRY(check_output(backend, op, y, n.y, "y", inputs, counts, 3));
     if (shape->batch == 0)
         return TDM_OK;
+    size_t spatial = n.columns / shape->batch;
+    if (use_dense(backend, shape, &n)) {
+        TDM_TRY(dense_forward(backend, shape, &n, x, weight, y));
+        return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
+                                                      spatial, bias, y)
+                           : TDM_OK;
+    }
     tdm_view col, y_by_channel;
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
     TDM_TRY(borrow_scratch(backend, 1, n.y, &y_by_channel));
@@ -166,7 +236,6 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         gemm(TDM_NO_TRANS, TDM_NO_TRANS, shape->out_channels, n.columns, n.col_rows, weight,
              n.col_rows, col, n.columns, 0.0f, y_by_channel, n.columns);
     TDM_TRY(tdm_sgemm(backend, &forward));
-    size_t spatial = n.columns / shape->batch;
     TDM_TRY(backend->iface->swap_axes(backend, shape->out_channels, shape->batch, spatial,
                                       y_by_channel, y));
     if (given(bias))
@@ -198,6 +267,8 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     TDM_TRY(check_output(backend, op, dx, n.x, "dx", inputs, counts, 2));
     if (shape->batch == 0)
         return TDM_OK;
+    if (use_dense(backend, shape, &n))
+        return dense_backward_input(backend, shape, &n, weight, dy, dx);
     tdm_view dy_t, dcol;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &dcol));
@@ -225,6 +296,11 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
         TDM_TRY(check_output(backend, op, dbias, shape->out_channels, "dbias", inputs, counts, 2));
     if (shape->batch == 0)
         return TDM_OK;
+    if (given(dbias))
+        TDM_TRY(backend->iface->bias_backward(backend, shape->batch, shape->out_channels,
+                                              n.columns / shape->batch, dy, dbias));
+    if (use_dense(backend, shape, &n))
+        return dense_backward_weight(backend, shape, &n, x, dy, dweight);
     tdm_view dy_t, col;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
@@ -233,11 +309,7 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
     tdm_sgemm_args backward =
         gemm(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t, n.columns,
              col, n.columns, 1.0f, dweight, n.col_rows);
-    TDM_TRY(tdm_sgemm(backend, &backward));
-    if (given(dbias))
-        TDM_TRY(backend->iface->bias_backward(backend, shape->batch, shape->out_channels,
-                                              n.columns / shape->batch, dy, dbias));
-    return TDM_OK;
+    return tdm_sgemm(backend, &backward);
 }
 
 /* ---------- bias ---------- */

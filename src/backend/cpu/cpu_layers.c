@@ -105,6 +105,78 @@ tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_v
     return visit_rows(s, add_row, floats(col), floats(x));
 }
 
+/* taps[p * H*W + q]: the kernel tap i * KW + j linking output position p
+ * and input position q, or -1. */
+static tdm_status tap_table(const tdm_conv2d_shape *s, conv_dims d, long **out)
+{
+    size_t plane = s->in_height * s->in_width;
+    long *taps = malloc(d.spatial * plane * sizeof(long));
+    if (!taps)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    for (size_t p = 0; p < d.spatial; p++)
+        for (size_t q = 0; q < plane; q++) {
+            long i = (long)(q / s->in_width + s->pad_h) - (long)((p / d.out_w) * s->stride_h);
+            long j = (long)(q % s->in_width + s->pad_w) - (long)((p % d.out_w) * s->stride_w);
+            bool linked = i >= 0 && j >= 0 && i < (long)s->kernel_h && j < (long)s->kernel_w;
+            taps[p * plane + q] = linked ? i * (long)s->kernel_w + j : -1;
+        }
+    *out = taps;
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                     tdm_view weight, tdm_view dense)
+{
+    (void)backend;
+    conv_dims d = dims_of(s);
+    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
+    long *taps = NULL;
+    TDM_TRY(tap_table(s, d, &taps));
+    float *t = floats(dense);
+    for (size_t co = 0; co < s->out_channels; co++)
+        for (size_t p = 0; p < d.spatial; p++)
+            for (size_t ci = 0; ci < s->in_channels; ci++, t += plane) {
+                const float *w = floats(weight) + (co * s->in_channels + ci) * taps_per_pair;
+                const long *tap = taps + p * plane;
+                for (size_t q = 0; q < plane; q++)
+                    t[q] = tap[q] >= 0 ? w[tap[q]] : 0.0f;
+            }
+    free(taps);
+    return TDM_OK;
+}
+
+/* Each tap sums its entries in output-position order, like the OpenCL kernel. */
+tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                              tdm_view dense_grad, tdm_view dweight)
+{
+    (void)backend;
+    conv_dims d = dims_of(s);
+    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
+    size_t columns = s->in_channels * plane;
+    long *taps = NULL;
+    float *sums = malloc(taps_per_pair * sizeof(float));
+    tdm_status status =
+        sums ? tap_table(s, d, &taps) : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    for (size_t co = 0; status == TDM_OK && co < s->out_channels; co++)
+        for (size_t ci = 0; ci < s->in_channels; ci++) {
+            for (size_t k = 0; k < taps_per_pair; k++)
+                sums[k] = 0.0f;
+            for (size_t p = 0; p < d.spatial; p++) {
+                const float *g = floats(dense_grad) + (co * d.spatial + p) * columns + ci * plane;
+                const long *tap = taps + p * plane;
+                for (size_t q = 0; q < plane; q++)
+                    if (tap[q] >= 0)
+                        sums[tap[q]] += g[q];
+            }
+            float *dw = floats(dweight) + (co * s->in_channels + ci) * taps_per_pair;
+            for (size_t k = 0; k < taps_per_pair; k++)
+                dw[k] += sums[k];
+        }
+    free(taps);
+    free(sums);
+    return status;
+}
+
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst)
 {
@@ -153,50 +225,76 @@ tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t chan
     return TDM_OK;
 }
 
-/* ---------- batchnorm2d ---------- */
+/* ---------- batchnorm2d ----------
+ * Every pass walks the tensor in storage order with one accumulator per
+ * channel: each channel still sums in (n, s) order. */
 
-/* y = (x - mean) * invstd * gamma + beta over one channel. */
-static void normalize_channel(const tdm_batchnorm_shape *s, size_t c, const float *x, float mean,
-                              float invstd, float gamma, float beta, float *y)
+/* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
+static void normalize(const tdm_batchnorm_shape *s, const float *restrict x, const float *mean,
+                      const float *invstd, const float *gamma, const float *beta, float *restrict y)
 {
-    for (size_t n = 0; n < s->batch; n++) {
-        size_t base = (n * s->channels + c) * s->spatial;
-        for (size_t i = 0; i < s->spatial; i++)
-            y[base + i] = (x[base + i] - mean) * invstd * gamma + beta;
-    }
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->channels; c++, x += s->spatial, y += s->spatial)
+            for (size_t i = 0; i < s->spatial; i++)
+                y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
 }
 
-static double centered_square_sum(const tdm_batchnorm_shape *s, size_t c, const float *x,
-                                  double mean)
+/* sums[c] += f(x) over channel c, f = identity or (x - center[c])^2. */
+static void channel_sums(const tdm_batchnorm_shape *s, const float *x, const double *center,
+                         double *sums)
 {
-    double sum = 0.0;
-    for (size_t n = 0; n < s->batch; n++) {
-        const float *plane = x + (n * s->channels + c) * s->spatial;
-        for (size_t i = 0; i < s->spatial; i++)
-            sum += (plane[i] - mean) * (plane[i] - mean);
-    }
-    return sum;
+    for (size_t c = 0; c < s->channels; c++)
+        sums[c] = 0.0;
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->channels; c++, x += s->spatial) {
+            double sum = 0.0;
+            for (size_t i = 0; i < s->spatial; i++)
+                sum += center ? (x[i] - center[c]) * (x[i] - center[c]) : x[i];
+            sums[c] += sum;
+        }
+}
+
+/* Two double and two float arrays of one value per channel, in one block
+ * (d[0] owns it). */
+typedef struct channel_arrays {
+    double *d[2];
+    float *f[2];
+} channel_arrays;
+
+static tdm_status channel_arrays_alloc(size_t channels, channel_arrays *a)
+{
+    double *block = malloc(channels * (2 * sizeof(double) + 2 * sizeof(float)));
+    if (!block)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    float *floats_part = (float *)(block + 2 * channels);
+    *a = (channel_arrays){{block, block + channels}, {floats_part, floats_part + channels}};
+    return TDM_OK;
 }
 
 tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                    const tdm_batchnorm_views *v)
 {
     (void)backend;
+    channel_arrays a = {{0}, {0}};
+    TDM_TRY(channel_arrays_alloc(s->channels, &a));
+    double *mean = a.d[0], *squares = a.d[1];
     const float *x = floats(v->x);
     double count = (double)(s->batch * s->spatial), m = s->momentum;
+    channel_sums(s, x, NULL, mean);
+    for (size_t c = 0; c < s->channels; c++)
+        mean[c] /= count;
+    channel_sums(s, x, mean, squares);
     for (size_t c = 0; c < s->channels; c++) {
-        double mean = channel_sum(x, s->batch, s->channels, s->spatial, c) / count;
-        double var = centered_square_sum(s, c, x, mean) / count; /* biased */
-        float invstd = (float)(1.0 / sqrt(var + s->eps));
-        floats(v->save_mean)[c] = (float)mean;
-        floats(v->save_invstd)[c] = invstd;
+        double var = squares[c] / count; /* biased */
+        a.f[0][c] = floats(v->save_mean)[c] = (float)mean[c];
+        a.f[1][c] = floats(v->save_invstd)[c] = (float)(1.0 / sqrt(var + s->eps));
         float *running_mean = &floats(v->running_mean)[c],
               *running_var = &floats(v->running_var)[c];
-        *running_mean = (float)((1.0 - m) * *running_mean + m * mean);
+        *running_mean = (float)((1.0 - m) * *running_mean + m * mean[c]);
         *running_var = (float)((1.0 - m) * *running_var + m * var * count / (count - 1.0));
-        normalize_channel(s, c, x, (float)mean, invstd, floats(v->gamma)[c], floats(v->beta)[c],
-                          floats(v->y));
     }
+    normalize(s, x, a.f[0], a.f[1], floats(v->gamma), floats(v->beta), floats(v->y));
+    free(a.d[0]);
     return TDM_OK;
 }
 
@@ -204,70 +302,81 @@ tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shap
                                   const tdm_batchnorm_views *v)
 {
     (void)backend;
-    for (size_t c = 0; c < s->channels; c++) {
-        float invstd = 1.0f / sqrtf(floats(v->running_var)[c] + s->eps);
-        normalize_channel(s, c, floats(v->x), floats(v->running_mean)[c], invstd,
-                          floats(v->gamma)[c], floats(v->beta)[c], floats(v->y));
-    }
+    channel_arrays a = {{0}, {0}};
+    TDM_TRY(channel_arrays_alloc(s->channels, &a));
+    float *invstd = a.f[0];
+    for (size_t c = 0; c < s->channels; c++)
+        invstd[c] = 1.0f / sqrtf(floats(v->running_var)[c] + s->eps);
+    normalize(s, floats(v->x), floats(v->running_mean), invstd, floats(v->gamma), floats(v->beta),
+              floats(v->y));
+    free(a.d[0]);
     return TDM_OK;
 }
 
-/* dx = gamma * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) for one channel. */
-static void batchnorm_backward_channel(const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v,
-                                       size_t c, float mean_dy, float mean_dy_xhat)
+/* sum(dy) and sum(dy * xhat) per channel, in (n, s) order. */
+static void backward_sums(const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v,
+                          double *sum_dy, double *sum_dy_xhat)
 {
     const float *x = floats(v->x), *dy = floats(v->dy);
-    float *dx = floats(v->dx);
-    float mean = floats(v->save_mean)[c], invstd = floats(v->save_invstd)[c];
-    float scale = floats(v->gamma)[c] * invstd;
-    for (size_t n = 0; n < s->batch; n++) {
-        size_t base = (n * s->channels + c) * s->spatial;
-        for (size_t i = 0; i < s->spatial; i++) {
-            float xhat = (x[base + i] - mean) * invstd;
-            dx[base + i] = scale * (dy[base + i] - mean_dy - xhat * mean_dy_xhat);
+    const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
+    for (size_t c = 0; c < s->channels; c++)
+        sum_dy[c] = sum_dy_xhat[c] = 0.0;
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->channels; c++, x += s->spatial, dy += s->spatial) {
+            double a = 0.0, b = 0.0;
+            for (size_t i = 0; i < s->spatial; i++) {
+                a += dy[i];
+                b += dy[i] * (((double)x[i] - mean[c]) * invstd[c]);
+            }
+            sum_dy[c] += a;
+            sum_dy_xhat[c] += b;
         }
-    }
 }
 
+/* dx = gamma * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) */
 tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                       const tdm_batchnorm_views *v)
 {
     (void)backend;
-    const float *x = floats(v->x), *dy = floats(v->dy);
-    double count = (double)(s->batch * s->spatial);
+    channel_arrays a = {{0}, {0}};
+    TDM_TRY(channel_arrays_alloc(s->channels, &a));
+    double *sum_dy = a.d[0], *sum_dy_xhat = a.d[1], count = (double)(s->batch * s->spatial);
+    float *mean_dy = a.f[0], *mean_dy_xhat = a.f[1];
+    backward_sums(s, v, sum_dy, sum_dy_xhat);
     for (size_t c = 0; c < s->channels; c++) {
-        double mean = floats(v->save_mean)[c], invstd = floats(v->save_invstd)[c];
-        double sum_dy = 0.0, sum_dy_xhat = 0.0;
-        for (size_t n = 0; n < s->batch; n++) {
-            size_t base = (n * s->channels + c) * s->spatial;
-            for (size_t i = 0; i < s->spatial; i++) {
-                sum_dy += dy[base + i];
-                sum_dy_xhat += dy[base + i] * ((x[base + i] - mean) * invstd);
-            }
-        }
-        floats(v->dgamma)[c] += (float)sum_dy_xhat;
-        floats(v->dbeta)[c] += (float)sum_dy;
-        batchnorm_backward_channel(s, v, c, (float)(sum_dy / count), (float)(sum_dy_xhat / count));
+        floats(v->dgamma)[c] += (float)sum_dy_xhat[c];
+        floats(v->dbeta)[c] += (float)sum_dy[c];
+        mean_dy[c] = (float)(sum_dy[c] / count);
+        mean_dy_xhat[c] = (float)(sum_dy_xhat[c] / count);
     }
+    const float *x = floats(v->x), *dy = floats(v->dy), *gamma = floats(v->gamma);
+    const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
+    float *dx = floats(v->dx);
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->channels;
+             c++, x += s->spatial, dy += s->spatial, dx += s->spatial)
+            for (size_t i = 0; i < s->spatial; i++) {
+                float xhat = (x[i] - mean[c]) * invstd[c];
+                dx[i] = gamma[c] * invstd[c] * (dy[i] - mean_dy[c] - xhat * mean_dy_xhat[c]);
+            }
+    free(a.d[0]);
     return TDM_OK;
 }
 
 /* ---------- pooling ---------- */
 
 /* PyTorch's rule: a later value replaces the maximum if greater, or if NaN. */
-static void window_max(const tdm_pool2d_shape *s, const float *plane, size_t oh, size_t ow,
-                       float *max_value, int32_t *max_index)
+static inline void window_max(const tdm_pool2d_shape *s, const float *restrict plane, size_t h0,
+                              size_t w0, float *max_value, int32_t *max_index)
 {
-    size_t h0 = oh * s->stride_h, w0 = ow * s->stride_w;
     float best = -INFINITY;
     size_t best_index = h0 * s->in_width + w0;
     for (size_t i = 0; i < s->kernel_h; i++) {
+        const float *row = plane + (h0 + i) * s->in_width + w0;
         for (size_t j = 0; j < s->kernel_w; j++) {
-            size_t index = (h0 + i) * s->in_width + w0 + j;
-            float value = plane[index];
-            if (value > best || isnan(value)) {
-                best = value;
-                best_index = index;
+            if (row[j] > best || isnan(row[j])) {
+                best = row[j];
+                best_index = (h0 + i) * s->in_width + w0 + j;
             }
         }
     }
@@ -286,7 +395,8 @@ tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, td
     for (size_t p = 0; p < planes; p++)
         for (size_t oh = 0; oh < oh_count; oh++)
             for (size_t ow = 0; ow < ow_count; ow++)
-                window_max(s, floats(x) + p * in_plane, oh, ow, out++, index++);
+                window_max(s, floats(x) + p * in_plane, oh * s->stride_h, ow * s->stride_w, out++,
+                           index++);
     return TDM_OK;
 }
 
@@ -300,29 +410,46 @@ static void windows_containing(size_t in, size_t kernel, size_t stride, size_t o
     *end = last < out_size ? last : out_size;
 }
 
+/* Overlapping windows: each input gathers, in window order, the dy of the
+ * windows whose argmax it is. */
+static void maxpool_backward_gather(const tdm_pool2d_shape *s, const int32_t *index,
+                                    const float *grad, float *out)
+{
+    size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
+    for (size_t h = 0; h < s->in_height; h++) {
+        size_t oh0, oh1, ow0, ow1;
+        windows_containing(h, s->kernel_h, s->stride_h, oh_count, &oh0, &oh1);
+        for (size_t w = 0; w < s->in_width; w++) {
+            windows_containing(w, s->kernel_w, s->stride_w, ow_count, &ow0, &ow1);
+            float sum = 0.0f;
+            for (size_t oh = oh0; oh < oh1; oh++)
+                for (size_t ow = ow0; ow < ow1; ow++)
+                    if ((size_t)index[oh * ow_count + ow] == h * s->in_width + w)
+                        sum += grad[oh * ow_count + ow];
+            *out++ = sum;
+        }
+    }
+}
+
 tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                       tdm_view argmax, tdm_view dy, tdm_view dx)
 {
     (void)backend;
-    size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
-    size_t planes = s->batch * s->channels, out_plane = oh_count * ow_count;
+    size_t out_plane = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+    size_t planes = s->batch * s->channels, in_plane = s->in_height * s->in_width;
+    bool disjoint = s->stride_h >= s->kernel_h && s->stride_w >= s->kernel_w;
     float *out = floats(dx);
-    for (size_t p = 0; p < planes; p++) {
+    if (disjoint) /* each input is in one window at most: a scatter is exact */
+        memset(out, 0, planes * in_plane * sizeof(float));
+    for (size_t p = 0; p < planes; p++, out += in_plane) {
         const int32_t *index = ints(argmax) + p * out_plane;
         const float *grad = floats(dy) + p * out_plane;
-        for (size_t h = 0; h < s->in_height; h++) {
-            size_t oh0, oh1, ow0, ow1;
-            windows_containing(h, s->kernel_h, s->stride_h, oh_count, &oh0, &oh1);
-            for (size_t w = 0; w < s->in_width; w++) {
-                windows_containing(w, s->kernel_w, s->stride_w, ow_count, &ow0, &ow1);
-                float sum = 0.0f;
-                for (size_t oh = oh0; oh < oh1; oh++)
-                    for (size_t ow = ow0; ow < ow1; ow++)
-                        if ((size_t)index[oh * ow_count + ow] == h * s->in_width + w)
-                            sum += grad[oh * ow_count + ow];
-                *out++ = sum;
-            }
+        if (!disjoint) {
+            maxpool_backward_gather(s, index, grad, out);
+            continue;
         }
+        for (size_t o = 0; o < out_plane; o++)
+            out[index[o]] = grad[o];
     }
     return TDM_OK;
 }

@@ -21,6 +21,8 @@ typedef enum kernel_id {
     K_IM2COL,
     K_COL2IM,
     K_SWAP_AXES,
+    K_CONV_DENSE_WEIGHT,
+    K_CONV_DENSE_WEIGHT_BACKWARD,
     K_BIAS_ADD,
     K_BIAS_BACKWARD,
     K_BATCHNORM_STATS,

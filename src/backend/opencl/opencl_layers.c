@@ -23,7 +23,7 @@ static cl_view cl_view_of(tdm_view view)
 /* The shape arguments shared by tdm_im2col and tdm_col2im, in kernel order. */
 typedef struct conv_args {
     cl_ulong batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-        out_h, out_w;
+        out_h, out_w, out_channels;
 } conv_args;
 
 static conv_args conv_args_of(const tdm_conv2d_shape *s)
@@ -39,7 +39,8 @@ static conv_args conv_args_of(const tdm_conv2d_shape *s)
                        s->pad_h,
                        s->pad_w,
                        tdm_conv2d_out_height(s),
-                       tdm_conv2d_out_width(s)};
+                       tdm_conv2d_out_width(s),
+                       s->out_channels};
 }
 
 static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
@@ -48,11 +49,13 @@ static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
     conv_args a = conv_args_of(s);
-    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),  ARG(a.batch),    ARG(a.channels),
-                         ARG(a.height),   ARG(a.width),    ARG(a.kernel_h), ARG(a.kernel_w),
-                         ARG(a.stride_h), ARG(a.stride_w), ARG(a.pad_h),    ARG(a.pad_w),
-                         ARG(a.out_h),    ARG(a.out_w)};
-    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
+    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),  ARG(a.batch),       ARG(a.channels),
+                         ARG(a.height),   ARG(a.width),    ARG(a.kernel_h),    ARG(a.kernel_w),
+                         ARG(a.stride_h), ARG(a.stride_w), ARG(a.pad_h),       ARG(a.pad_w),
+                         ARG(a.out_h),    ARG(a.out_w),    ARG(a.out_channels)};
+    /* im2col and col2im take all but the last argument. */
+    size_t count = id == K_IM2COL || id == K_COL2IM ? COUNT(args) - 1 : COUNT(args);
+    return tdm_cl_launch(ctx_of(backend), id, items, args, count);
 }
 
 tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
@@ -68,6 +71,22 @@ tdm_status tdm_opencl_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, td
 {
     size_t items = s->batch * s->in_channels * s->in_height * s->in_width;
     return launch_conv_primitive(backend, K_COL2IM, s, col, x, items);
+}
+
+tdm_status tdm_opencl_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                        tdm_view weight, tdm_view dense)
+{
+    size_t items = s->out_channels * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s) *
+                   s->in_channels * s->in_height * s->in_width;
+    return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT, s, weight, dense, items);
+}
+
+tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                                 tdm_view dense_grad, tdm_view dweight)
+{
+    size_t items = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
+    return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD, s, dense_grad, dweight,
+                                 items);
 }
 
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
