@@ -115,8 +115,10 @@ static tdm_status cpu_elementwise(tdm_backend *backend, tdm_op op, size_t count,
             z[i] = x[i] < 0.0f ? 0.0f : x[i];
         break;
     case TDM_OP_RELU_BACKWARD:
-        for (size_t i = 0; i < count; i++)
-            z[i] = x[i] > 0.0f ? y[i] : 0.0f;
+        for (size_t i = 0; i < count; i++) {
+            float passed = y[i]; /* loaded unconditionally, so the loop vectorises */
+            z[i] = x[i] > 0.0f ? passed : 0.0f;
+        }
         break;
     case TDM_OP_SIGMOID:
         for (size_t i = 0; i < count; i++)
