@@ -1,0 +1,108 @@
+/* ms per epoch of the source's protocol (ResNet(C) on the digits, SGD batch
+ * 128, lr 0.1, then evaluation of both sets in eval mode) for each C on each
+ * backend: the cpu backend and every OpenCL device. One line per run:
+ *   tandem <backend> <C> <ms per epoch> <final train error> <final test error>
+ * Usage: bench_train DATA_CSV EPOCHS [C ...]   (default C: 1 2 4 64)
+ * bench/run.sh runs it beside the PyTorch reference and writes the table. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tandem/tandem.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static tdm_status keep_last(void *user, tdm_trainer *trainer, const tdm_metrics *m)
+{
+    (void)trainer;
+    *(tdm_metrics *)user = *m;
+    return TDM_OK;
+}
+
+/* One warm-up epoch (kernel compilation, first allocations), then the timed run. */
+static int time_one(tdm_backend *backend, const char *name, size_t channels, size_t epochs,
+                    const tdm_dataset *train, const tdm_dataset *test)
+{
+    tdm_model_spec spec;
+    tdm_train_options options;
+    tdm_train_options_init(&options);
+    tdm_trainer *trainer = NULL;
+    tdm_metrics last = {0};
+    if (tdm_model_spec_resnet(channels, (tdm_sample_shape){1, 8, 8}, 10, &spec) != TDM_OK)
+        return 1;
+    options.epochs = 1;
+    if (tdm_trainer_create(backend, &spec, train, test, &options, &trainer) != TDM_OK ||
+        tdm_trainer_run(trainer, keep_last, &last) != TDM_OK)
+        return 1;
+    tdm_trainer_free(trainer);
+    options.epochs = epochs;
+    if (tdm_trainer_create(backend, &spec, train, test, &options, &trainer) != TDM_OK)
+        return 1;
+    double start = now();
+    tdm_status status = tdm_trainer_run(trainer, keep_last, &last);
+    double seconds = now() - start;
+    tdm_trainer_free(trainer);
+    if (status != TDM_OK)
+        return 1;
+    printf("tandem %s %zu %.3f %.4f %.4f\n", name, channels, 1e3 * seconds / (double)epochs,
+           last.train_error, last.test_error);
+    fflush(stdout);
+    return 0;
+}
+
+static int run_backend(tdm_backend *backend, const char *name, const size_t *channels, size_t count,
+                       size_t epochs, const tdm_dataset *train, const tdm_dataset *test)
+{
+    fprintf(stderr, "bench: %s\n", tdm_backend_description(backend));
+    for (size_t i = 0; i < count; i++)
+        if (time_one(backend, name, channels[i], epochs, train, test) != 0)
+            return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fputs("usage: bench_train DATA_CSV EPOCHS [C ...]\n", stderr);
+        return 2;
+    }
+    size_t channels[16] = {1, 2, 4, 64}, count = 4, epochs = strtoul(argv[2], NULL, 10);
+    if (argc > 3)
+        for (count = 0; count < 16 && (int)count + 3 < argc; count++)
+            channels[count] = strtoul(argv[count + 3], NULL, 10);
+    tdm_data_config data;
+    tdm_data_config_init(&data);
+    snprintf(data.path, sizeof data.path, "%s", argv[1]);
+    tdm_dataset train, test;
+    tdm_backend *backend = NULL;
+    int failed = tdm_data_config_load(&data, &train, &test) != TDM_OK ||
+                 tdm_cpu_backend_create(&backend) != TDM_OK ||
+                 run_backend(backend, "cpu", channels, count, epochs, &train, &test) != 0;
+    tdm_backend_free(backend);
+    tdm_opencl_device_info *devices = NULL;
+    size_t device_count = 0;
+    if (!failed && tdm_opencl_list_devices(&devices, &device_count) == TDM_OK) {
+        for (size_t d = 0; d < device_count && !failed; d++) {
+            char name[64];
+            snprintf(name, sizeof name, "opencl:%zu:%zu", devices[d].platform_index,
+                     devices[d].device_index);
+            failed = tdm_opencl_backend_create(devices[d].platform_index, devices[d].device_index,
+                                               &backend) != TDM_OK ||
+                     run_backend(backend, name, channels, count, epochs, &train, &test) != 0;
+            tdm_backend_free(backend);
+        }
+    }
+    free(devices);
+    if (failed)
+        fprintf(stderr, "bench: %s\n", tdm_last_error());
+    tdm_dataset_free(&train);
+    tdm_dataset_free(&test);
+    return failed;
+}
