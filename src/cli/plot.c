@@ -20,6 +20,14 @@ static void group_name(const cli_curve *curves, size_t count, size_t group, char
                                      curves[i].channels);
 }
 
+/* Per curve a dark colour for training and a light one for test: dashes
+ * break up into specks over thousands of epochs, so both lines are solid. */
+static const char *const colours[][2] = {
+    {"#1f4e9c", "#8fb3e8"}, {"#b8500f", "#f2b58a"}, {"#1e7a32", "#93d6a0"},
+    {"#8a1c7c", "#dba2d2"}, {"#7a5c00", "#e0c870"}, {"#404040", "#b0b0b0"},
+};
+enum { COLOUR_COUNT = sizeof colours / sizeof colours[0] };
+
 /* One figure: train and test curves of `column` for every C of the group. */
 static void write_figure(FILE *gp, const cli_curve *curves, size_t count, size_t group,
                          const char *what, int train_column, const char *ylabel)
@@ -34,10 +42,10 @@ static void write_figure(FILE *gp, const cli_curve *curves, size_t count, size_t
             continue;
         for (int test = 0; test < 2; test++) {
             fprintf(gp,
-                    "%s'%s/metrics.csv' every ::1 using 1:%d with lines lw 2 dt %d lc %zu "
+                    "%s'%s/metrics.csv' every ::1 using 1:%d with lines lw %d lc rgb '%s' "
                     "title 'C = %zu %s'",
-                    separator, curves[i].folder, train_column + 2 * test, test ? 2 : 1, i + 1,
-                    curves[i].channels, test ? "test" : "train");
+                    separator, curves[i].folder, train_column + 2 * test, test ? 1 : 2,
+                    colours[i % COLOUR_COUNT][test], curves[i].channels, test ? "test" : "train");
             separator = ", \\\n     ";
         }
     }
@@ -51,7 +59,7 @@ static tdm_status write_script(const char *path, const cli_curve *curves, size_t
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
     fputs("# Draws the sweep's pictures: run `gnuplot plot.gp` in this folder.\n"
           "set terminal pngcairo size 1100,650 font 'sans,11'\n"
-          "set datafile separator ','\nset xlabel 'epoch'\nset grid\n"
+          "set datafile separator ','\nset xlabel 'epoch'\nset grid\nset format y '%g'\n"
           "set key outside right top\n",
           gp);
     size_t groups = 0;
