@@ -28,3 +28,23 @@ __kernel void tdm_softmax_cross_entropy(ulong batch, ulong classes, __global con
         }
     }
 }
+
+// The E step of EM: per row, the log-sum-exp and then, in place, the softmax.
+__kernel void tdm_softmax_rows(ulong rows, ulong cols, __global float *x, ulong x_offset,
+                               __global float *lse, ulong lse_offset)
+{
+    for (ulong r = get_global_id(0); r < rows; r += get_global_size(0)) {
+        __global float *row = x + x_offset + r * cols;
+        ulong top = 0;
+        for (ulong j = 1; j < cols; j++)
+            if (row[j] > row[top])
+                top = j;
+        float sum = 0.0f;
+        for (ulong j = 0; j < cols; j++)
+            sum += exp(row[j] - row[top]);
+        const float log_sum = row[top] + log(sum);
+        lse[lse_offset + r] = log_sum;
+        for (ulong j = 0; j < cols; j++)
+            row[j] = exp(row[j] - log_sum);
+    }
+}

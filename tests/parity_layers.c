@@ -616,6 +616,44 @@ static void reference_sgd(const op_case *c, double *const *t)
     }
 }
 
+/* ---------- softmax over rows (the E step of EM) ---------- */
+
+static const size_t softmax_shapes[][2] = {{1, 1}, {3, 10}, {1000, 20}, {17, 3}, {64, 1}, {5, 50}};
+enum { SOFTMAX_SHAPE_COUNT = sizeof softmax_shapes / sizeof softmax_shapes[0] };
+
+static size_t make_softmax_cases(op_case *cases, size_t capacity, int variant)
+{
+    (void)variant;
+    size_t count = 0;
+    for (size_t i = 0; i < SOFTMAX_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        size_t rows = softmax_shapes[i][0], cols = softmax_shapes[i][1];
+        c->p.layer.loss = (tdm_cross_entropy_shape){rows, cols};
+        add_tensor(c, "x", rows * cols, true, INIT_RANDOM);
+        add_tensor(c, "lse", rows, true, INIT_NAN);
+        snprintf(c->label, sizeof c->label, "rows=%zu cols=%zu", rows, cols);
+    }
+    return count;
+}
+
+static tdm_status run_softmax(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_softmax_rows(backend, c->p.layer.loss.batch, c->p.layer.loss.classes, v[0], v[1]);
+}
+
+static void reference_softmax(const op_case *c, double *const *t)
+{
+    size_t rows = c->p.layer.loss.batch, cols = c->p.layer.loss.classes;
+    for (size_t r = 0; r < rows; r++) {
+        double *row = t[0] + r * cols, sum = 0.0;
+        for (size_t j = 0; j < cols; j++)
+            sum += exp(row[j]);
+        t[1][r] = log(sum);
+        for (size_t j = 0; j < cols; j++)
+            row[j] = exp(row[j] - t[1][r]);
+    }
+}
+
 /* ---------- the table ---------- */
 
 const parity_op parity_layer_ops[] = {
@@ -661,6 +699,9 @@ const parity_op parity_layer_ops[] = {
     {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, 0,
      run_loss, reference_loss},
     /* At most five float operations per element; FMA contraction may differ. */
+    /* exp and log in float on OpenCL (3 ulp each) over up to 50 columns. */
+    {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
+     reference_softmax},
     {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd},
 };
 const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];

@@ -50,6 +50,8 @@ typedef enum tdm_op {
     TDM_OP_GLOBAL_AVGPOOL_BACKWARD,
     TDM_OP_SOFTMAX_CROSS_ENTROPY,
     TDM_OP_SGD,
+    /* The E step of EM (tandem/em.h) */
+    TDM_OP_SOFTMAX_ROWS,
     TDM_OP_COUNT
 } tdm_op;
 
@@ -133,6 +135,12 @@ tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view 
 /* dx = dy * y * (1 - y) (y: the forward output) */
 tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
                                 tdm_view dx);
+
+/* For each row r of the rows x cols matrix x: lse[r] = log(sum_j exp(x[r][j]))
+ * (with the row maximum subtracted first, so nothing overflows), then, in
+ * place, x[r][j] = exp(x[r][j] - lse[r]): the softmax of the row. */
+tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
+                            tdm_view lse);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 #include "tandem/config.h"
 #include "tandem/data.h"
 #include "tandem/device.h"
+#include "tandem/em.h"
 #include "tandem/layer_ops.h"
 #include "tandem/model.h"
 #include "tandem/status.h"

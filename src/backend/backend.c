@@ -34,6 +34,7 @@ const char *tdm_op_name(tdm_op op)
         [TDM_OP_GLOBAL_AVGPOOL_BACKWARD] = "global_avgpool_backward",
         [TDM_OP_SOFTMAX_CROSS_ENTROPY] = "softmax_cross_entropy",
         [TDM_OP_SGD] = "sgd",
+        [TDM_OP_SOFTMAX_ROWS] = "softmax_rows",
     };
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
 }
@@ -276,4 +277,20 @@ tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, 
                                 tdm_view dx)
 {
     return elementwise(backend, TDM_OP_SIGMOID_BACKWARD, count, y, "y", dy, "dy", dx);
+}
+
+tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
+                            tdm_view lse)
+{
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_SOFTMAX_ROWS));
+    if (cols == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: cols must be > 0");
+    if (rows > SIZE_MAX / cols)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: matrix too large");
+    TDM_TRY(tdm_check_view(backend, x, rows * cols, "softmax_rows", "x"));
+    TDM_TRY(tdm_check_view(backend, lse, rows, "softmax_rows", "lse"));
+    if (x.buffer == lse.buffer && lse.offset < x.offset + rows * cols &&
+        x.offset < lse.offset + rows)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: x and lse overlap");
+    return rows ? backend->iface->softmax_rows(backend, rows, cols, x, lse) : TDM_OK;
 }

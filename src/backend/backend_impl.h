@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 4
+#define TDM_BACKEND_IFACE_VERSION 5
 
 /* The operands of the batch-norm entries; each uses the ones it names. */
 typedef struct tdm_batchnorm_views {
@@ -87,6 +87,8 @@ struct tdm_backend_iface {
                                         tdm_view wrong, tdm_view dlogits);
     tdm_status (*sgd)(tdm_backend *backend, const tdm_sgd_options *options, bool first_step,
                       size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+    tdm_status (*softmax_rows)(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
+                               tdm_view lse);
 };
 
 /* Scratch buffers the generic layer lends to composite ops (conv2d's col

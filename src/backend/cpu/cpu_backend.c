@@ -192,6 +192,7 @@ static const struct tdm_backend_iface cpu_iface = {
     .global_avgpool_backward = tdm_cpu_global_avgpool_backward,
     .softmax_cross_entropy = tdm_cpu_softmax_cross_entropy,
     .sgd = tdm_cpu_sgd,
+    .softmax_rows = tdm_cpu_softmax_rows,
 };
 
 tdm_status tdm_cpu_backend_create(tdm_backend **out)

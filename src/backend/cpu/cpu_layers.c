@@ -572,3 +572,23 @@ tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool firs
     }
     return TDM_OK;
 }
+
+/* ---------- EM ---------- */
+
+tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
+                                tdm_view lse)
+{
+    (void)backend;
+    for (size_t r = 0; r < rows; r++) {
+        float *row = floats(x) + r * cols;
+        size_t top = first_argmax(row, cols);
+        double sum = 0.0;
+        for (size_t j = 0; j < cols; j++)
+            sum += exp((double)row[j] - row[top]);
+        double log_sum = row[top] + log(sum);
+        floats(lse)[r] = (float)log_sum;
+        for (size_t j = 0; j < cols; j++)
+            row[j] = (float)exp((double)row[j] - log_sum);
+    }
+    return TDM_OK;
+}

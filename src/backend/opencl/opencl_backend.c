@@ -38,6 +38,7 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [K_GLOBAL_AVGPOOL_BACKWARD] = "tdm_global_avgpool_backward",
     [K_SOFTMAX_CROSS_ENTROPY] = "tdm_softmax_cross_entropy",
     [K_SGD] = "tdm_sgd",
+    [K_SOFTMAX_ROWS] = "tdm_softmax_rows",
 };
 
 static tdm_status set_args(opencl_context *ctx, kernel_id id, const kernel_arg *args,
@@ -294,6 +295,7 @@ static const struct tdm_backend_iface opencl_iface = {
     .global_avgpool_backward = tdm_opencl_global_avgpool_backward,
     .softmax_cross_entropy = tdm_opencl_softmax_cross_entropy,
     .sgd = tdm_opencl_sgd,
+    .softmax_rows = tdm_opencl_softmax_rows,
 };
 
 static tdm_status create_kernels(opencl_context *ctx)

@@ -35,6 +35,7 @@ typedef enum kernel_id {
     K_GLOBAL_AVGPOOL_BACKWARD,
     K_SOFTMAX_CROSS_ENTROPY,
     K_SGD,
+    K_SOFTMAX_ROWS,
     KERNEL_COUNT
 } kernel_id;
 

@@ -275,3 +275,12 @@ tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool f
         ARG(nesterov), ARG(first), VIEW_ARGS(w),  VIEW_ARGS(g),   VIEW_ARGS(v)};
     return tdm_cl_launch(ctx_of(backend), K_SGD, count, args, COUNT(args));
 }
+
+tdm_status tdm_opencl_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
+                                   tdm_view lse)
+{
+    cl_view m = cl_view_of(x), l = cl_view_of(lse);
+    cl_ulong r = rows, c = cols;
+    kernel_arg args[] = {ARG(r), ARG(c), VIEW_ARGS(m), VIEW_ARGS(l)};
+    return tdm_cl_launch(ctx_of(backend), K_SOFTMAX_ROWS, rows, args, COUNT(args));
+}

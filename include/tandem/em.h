@@ -1,0 +1,97 @@
+/* Mixtures of Bernoullis fitted by EM, on any backend: the E step is one
+ * GEMM per block of rows plus a row softmax, the M step two GEMMs; sums over
+ * rows are carried in double on the host. The API follows scikit-learn's
+ * GaussianMixture. docs/em.md gives the formulas and defaults. */
+#ifndef TANDEM_EM_H
+#define TANDEM_EM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tandem/backend.h"
+#include "tandem/data.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* n binary rows of d values, one byte each (0 or 1). */
+typedef struct tdm_binary_data {
+    size_t rows, cols;
+    uint8_t *values;
+    int32_t *labels; /* NULL, or one label per row (for purity and ARI) */
+} tdm_binary_data;
+
+/* A CSV of 0/1 values, plain or gzipped; with has_labels the last column is
+ * an integer label. Anything else (2, -1, 0.5, nan, text), a ragged row or
+ * an empty file is an error naming the file and line. */
+tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out);
+/* Pixels >= threshold become 1 (SPEC section 1: the digits at 8); labels copied. */
+tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
+                                   tdm_binary_data *out);
+void tdm_binary_free(tdm_binary_data *data);
+
+typedef enum tdm_em_init {
+    TDM_EM_INIT_KMEANS_PLUS_PLUS,        /* k-means++ centres (Hamming distance), then one M step */
+    TDM_EM_INIT_RANDOM_ROWS,             /* K distinct random rows as centres, then one M step */
+    TDM_EM_INIT_RANDOM_RESPONSIBILITIES, /* random responsibilities, then one M step */
+    TDM_EM_INIT_GIVEN                    /* options.initial_p and initial_pi */
+} tdm_em_init;
+
+typedef struct tdm_em_options {
+    size_t components;       /* K */
+    size_t max_iter;         /* 100 */
+    double tol;              /* 1e-4: stop when the mean log-likelihood per sample moves less */
+    size_t n_init;           /* 1: restarts, the best final log-likelihood is kept */
+    tdm_em_init init;        /* k-means++ */
+    uint64_t seed;           /* restart r uses a seed derived from (seed, r) */
+    double prior_a, prior_b; /* Beta(a, b) prior on every p: MAP; 2, 2 (one pseudo-count each) */
+    double clamp;            /* 1e-6: p is kept in [clamp, 1 - clamp] after every M step */
+    size_t block_rows;       /* 4096: rows per GEMM block */
+    size_t cache_bytes;      /* 1 GiB: the float copy of the data stays on the device below it */
+    const float *initial_p, *initial_pi; /* K x D and K, for TDM_EM_INIT_GIVEN */
+} tdm_em_options;
+
+void tdm_em_options_init(tdm_em_options *options);
+
+typedef struct tdm_em_result {
+    size_t components, cols;
+    float *p;          /* K x D */
+    float *pi;         /* K */
+    double *history;   /* mean log-likelihood per sample after each E step */
+    double *objective; /* the same plus the log prior / n: what EM never decreases */
+    size_t iterations;
+    bool converged;
+    double log_likelihood; /* total, of the returned parameters */
+    size_t reseeded;       /* components re-seeded because they went empty */
+    size_t best_init;      /* which restart was kept */
+} tdm_em_result;
+
+tdm_status tdm_em_fit(tdm_backend *backend, const tdm_binary_data *data,
+                      const tdm_em_options *options, tdm_em_result *result);
+void tdm_em_result_free(tdm_em_result *result);
+
+/* With a fitted result: per-sample log-likelihood, responsibilities (n x K),
+ * the most likely component (ties: the first). */
+tdm_status tdm_em_score_samples(tdm_backend *backend, const tdm_binary_data *data,
+                                const tdm_em_result *result, double *out);
+tdm_status tdm_em_predict_proba(tdm_backend *backend, const tdm_binary_data *data,
+                                const tdm_em_result *result, float *out);
+tdm_status tdm_em_predict(tdm_backend *backend, const tdm_binary_data *data,
+                          const tdm_em_result *result, int32_t *out);
+
+/* K*D + K - 1 free parameters. */
+double tdm_em_bic(const tdm_em_result *result, size_t rows);
+double tdm_em_aic(const tdm_em_result *result, size_t rows);
+
+/* Purity (the fraction of rows whose cluster's most common label is theirs)
+ * and the adjusted Rand index of two labelings. */
+double tdm_cluster_purity(const int32_t *clusters, const int32_t *labels, size_t rows);
+double tdm_adjusted_rand_index(const int32_t *a, const int32_t *b, size_t rows);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

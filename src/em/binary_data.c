@@ -1,0 +1,233 @@
+/* Binary data for EM: a strict 0/1 CSV reader, binarised image data, and
+ * the clustering scores (purity, adjusted Rand index). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zlib.h>
+
+#include "core/error.h"
+#include "tandem/em.h"
+
+enum { MAX_LINE = 1 << 20, INITIAL_ROWS = 1024 };
+
+void tdm_binary_free(tdm_binary_data *data)
+{
+    if (!data)
+        return;
+    free(data->values);
+    free(data->labels);
+    memset(data, 0, sizeof *data);
+}
+
+static size_t count_fields(const char *line)
+{
+    size_t count = 1;
+    for (const char *p = line; *p; p++)
+        count += *p == ',';
+    return count;
+}
+
+/* One field: 0 or 1 (or, for a label, any integer >= 0). */
+static tdm_status parse_field(const char *path, size_t line, size_t column, bool label, char **text,
+                              long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long value = strtol(*text, &end, 10);
+    while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
+        end++;
+    bool whole = end != *text && errno == 0 && (*end == ',' || *end == '\0');
+    if (!whole || value < 0 || (!label && value > 1))
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: value %zu is not %s", path, line, column + 1,
+                        label ? "a label (a whole number >= 0)" : "0 or 1");
+    *text = *end == ',' ? end + 1 : end;
+    *out = value;
+    return TDM_OK;
+}
+
+typedef struct csv_state {
+    const char *path;
+    bool has_labels;
+    size_t line, capacity;
+} csv_state;
+
+static tdm_status grow(tdm_binary_data *d, size_t rows)
+{
+    uint8_t *values = realloc(d->values, rows * d->cols);
+    if (values)
+        d->values = values;
+    int32_t *labels = d->labels ? realloc(d->labels, rows * sizeof(int32_t)) : NULL;
+    if (labels)
+        d->labels = labels;
+    if (!values || (d->labels && !labels))
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %zu rows", rows);
+    return TDM_OK;
+}
+
+static tdm_status add_row(csv_state *s, char *line, tdm_binary_data *d)
+{
+    size_t fields = count_fields(line), cols = s->has_labels ? fields - 1 : fields;
+    if (d->rows == 0 && d->cols == 0) {
+        if (cols == 0)
+            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: no values before the label", s->path, s->line);
+        d->cols = cols;
+        if (s->has_labels && !(d->labels = malloc(sizeof(int32_t))))
+            return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    if (cols != d->cols)
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: %zu values, expected %zu as on the first row",
+                        s->path, s->line, fields, d->cols + (s->has_labels ? 1 : 0));
+    if (d->rows == s->capacity) {
+        s->capacity = s->capacity ? 2 * s->capacity : INITIAL_ROWS;
+        TDM_TRY(grow(d, s->capacity));
+    }
+    for (size_t column = 0; column < fields; column++) {
+        long value = 0;
+        bool label = s->has_labels && column == cols;
+        TDM_TRY(parse_field(s->path, s->line, column, label, &line, &value));
+        if (label)
+            d->labels[d->rows] = (int32_t)value;
+        else
+            d->values[d->rows * d->cols + column] = (uint8_t)value;
+    }
+    d->rows++;
+    return TDM_OK;
+}
+
+static tdm_status read_rows(gzFile file, csv_state *s, char *line, tdm_binary_data *d)
+{
+    while (gzgets(file, line, MAX_LINE)) {
+        s->line++;
+        size_t length = strlen(line);
+        if (length == MAX_LINE - 1 && line[length - 1] != '\n')
+            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: line too long", s->path, s->line);
+        if (line[strspn(line, " \t\r\n")] == '\0')
+            continue;
+        TDM_TRY(add_row(s, line, d));
+    }
+    int code = Z_OK;
+    const char *message = gzerror(file, &code);
+    if (code != Z_OK && code != Z_STREAM_END)
+        return TDM_FAIL(TDM_ERR_DATA, "%s: cannot read (corrupt or truncated?): %s", s->path,
+                        message);
+    if (d->rows == 0)
+        return TDM_FAIL(TDM_ERR_DATA, "%s: no rows in the file", s->path);
+    return TDM_OK;
+}
+
+tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out)
+{
+    memset(out, 0, sizeof *out);
+    csv_state state = {path, has_labels, 0, 0};
+    char *line = malloc(MAX_LINE);
+    gzFile file = line ? gzopen(path, "rb") : NULL;
+    tdm_status status = TDM_OK;
+    if (!line)
+        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    else if (!file)
+        status = TDM_FAIL(TDM_ERR_DATA, "cannot open data file %s: %s", path,
+                          errno ? strerror(errno) : "out of memory");
+    else
+        status = read_rows(file, &state, line, out);
+    if (file)
+        gzclose(file);
+    free(line);
+    if (status != TDM_OK)
+        tdm_binary_free(out);
+    return status;
+}
+
+tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
+                                   tdm_binary_data *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t cols = dataset->shape.channels * dataset->shape.height * dataset->shape.width;
+    out->values = malloc(dataset->count * cols + 1);
+    out->labels = malloc(dataset->count * sizeof(int32_t) + 1);
+    if (!out->values || !out->labels) {
+        tdm_binary_free(out);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    out->rows = dataset->count;
+    out->cols = cols;
+    for (size_t i = 0; i < dataset->count * cols; i++)
+        out->values[i] = dataset->pixels[i] >= threshold;
+    memcpy(out->labels, dataset->labels, dataset->count * sizeof(int32_t));
+    return TDM_OK;
+}
+
+/* ---------- scores ---------- */
+
+/* The contingency table of two labelings with values in [0, a_count) and
+ * [0, b_count); NULL when a label is negative or out of memory. */
+static size_t *contingency(const int32_t *a, const int32_t *b, size_t rows, size_t *a_count,
+                           size_t *b_count)
+{
+    *a_count = *b_count = 0;
+    for (size_t i = 0; i < rows; i++) {
+        if (a[i] < 0 || b[i] < 0)
+            return NULL;
+        *a_count = (size_t)a[i] + 1 > *a_count ? (size_t)a[i] + 1 : *a_count;
+        *b_count = (size_t)b[i] + 1 > *b_count ? (size_t)b[i] + 1 : *b_count;
+    }
+    size_t *table = calloc(*a_count * *b_count + 1, sizeof(size_t));
+    for (size_t i = 0; table && i < rows; i++)
+        table[(size_t)a[i] * *b_count + (size_t)b[i]]++;
+    return table;
+}
+
+double tdm_cluster_purity(const int32_t *clusters, const int32_t *labels, size_t rows)
+{
+    size_t k, c;
+    size_t *table = contingency(clusters, labels, rows, &k, &c);
+    if (!table || rows == 0) {
+        free(table);
+        return 0.0;
+    }
+    size_t agree = 0;
+    for (size_t i = 0; i < k; i++) {
+        size_t best = 0;
+        for (size_t j = 0; j < c; j++)
+            best = table[i * c + j] > best ? table[i * c + j] : best;
+        agree += best;
+    }
+    free(table);
+    return (double)agree / (double)rows;
+}
+
+static double pairs(double n)
+{
+    return n * (n - 1.0) / 2.0;
+}
+
+/* Hubert and Arabie's adjusted Rand index (as sklearn.metrics.adjusted_rand_score). */
+double tdm_adjusted_rand_index(const int32_t *a, const int32_t *b, size_t rows)
+{
+    size_t k, c;
+    size_t *table = contingency(a, b, rows, &k, &c);
+    if (!table) {
+        free(table);
+        return 0.0;
+    }
+    double index = 0.0, sum_a = 0.0, sum_b = 0.0;
+    for (size_t i = 0; i < k; i++) {
+        size_t row = 0;
+        for (size_t j = 0; j < c; j++) {
+            index += pairs((double)table[i * c + j]);
+            row += table[i * c + j];
+        }
+        sum_a += pairs((double)row);
+    }
+    for (size_t j = 0; j < c; j++) {
+        size_t column = 0;
+        for (size_t i = 0; i < k; i++)
+            column += table[i * c + j];
+        sum_b += pairs((double)column);
+    }
+    free(table);
+    double expected = sum_a * sum_b / pairs((double)rows), maximum = (sum_a + sum_b) / 2.0;
+    if (maximum == expected)
+        return 1.0; /* both labelings put everything together, or everything apart */
+    return (index - expected) / (maximum - expected);
+}

@@ -1,0 +1,458 @@
+/* EM for a mixture of Bernoullis. Each pass over the data goes block by
+ * block: scores = X W^T + b (one GEMM), a row softmax (responsibilities and
+ * the per-row log-likelihood), then S = eta^T X and N = eta^T 1 (two GEMMs).
+ * The blocks' S, N and log-likelihoods are added on the host in double. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "em/em_internal.h"
+
+void tdm_em_options_init(tdm_em_options *o)
+{
+    *o = (tdm_em_options){.components = 10,
+                          .max_iter = 100,
+                          .tol = 1e-4,
+                          .n_init = 1,
+                          .init = TDM_EM_INIT_KMEANS_PLUS_PLUS,
+                          .seed = 1,
+                          .prior_a = 2.0,
+                          .prior_b = 2.0,
+                          .clamp = 1e-6,
+                          .block_rows = 4096,
+                          .cache_bytes = (size_t)1 << 30};
+}
+
+void tdm_em_result_free(tdm_em_result *r)
+{
+    if (!r)
+        return;
+    free(r->p);
+    free(r->pi);
+    free(r->history);
+    free(r->objective);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---------- the device side of a pass ---------- */
+
+typedef struct em_device {
+    tdm_backend *backend;
+    const tdm_binary_data *data;
+    size_t k_count, cols, block;
+    tdm_buffer *x_all;   /* the whole float matrix, when it fits cache_bytes */
+    tdm_buffer *x_block; /* else one block at a time */
+    tdm_buffer *weights; /* W (K x D), then b (K) */
+    tdm_buffer *scores;  /* block x K */
+    tdm_buffer *lse;     /* block */
+    tdm_buffer *stats;   /* S (K x D), then N (K) */
+    tdm_buffer *ones;    /* block */
+    float *host;         /* room for a block of X, or for the stats */
+} em_device;
+
+static void free_device(em_device *dev)
+{
+    tdm_buffer *buffers[] = {dev->x_all, dev->x_block, dev->weights, dev->scores,
+                             dev->lse,   dev->stats,   dev->ones};
+    for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
+        tdm_buffer_free(buffers[i]);
+    free(dev->host);
+}
+
+static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **out)
+{
+    return tdm_buffer_alloc(backend, (count ? count : 1) * sizeof(float), out);
+}
+
+/* The rows [first, first + count) as floats in dev->host. */
+static void widen_rows(const em_device *dev, size_t first, size_t count)
+{
+    const uint8_t *in = dev->data->values + first * dev->cols;
+    for (size_t i = 0; i < count * dev->cols; i++)
+        dev->host[i] = in[i];
+}
+
+static tdm_status cache_matrix(em_device *dev, size_t cache_bytes)
+{
+    size_t rows = dev->data->rows, cols = dev->cols;
+    if (rows > cache_bytes / sizeof(float) / cols)
+        return alloc_floats(dev->backend, dev->block * cols, &dev->x_block);
+    TDM_TRY(alloc_floats(dev->backend, rows * cols, &dev->x_all));
+    for (size_t first = 0; first < rows; first += dev->block) {
+        size_t count = rows - first < dev->block ? rows - first : dev->block;
+        widen_rows(dev, first, count);
+        TDM_TRY(tdm_buffer_upload(dev->x_all, first * cols * sizeof(float), dev->host,
+                                  count * cols * sizeof(float)));
+    }
+    return TDM_OK;
+}
+
+static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data, size_t k_count,
+                              const tdm_em_options *o, em_device *dev)
+{
+    memset(dev, 0, sizeof *dev);
+    *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
+    dev->block = o->block_rows < data->rows ? o->block_rows : data->rows;
+    size_t host_floats = dev->block * dev->cols > k_count * (dev->cols + 1)
+                             ? dev->block * dev->cols
+                             : k_count * (dev->cols + 1);
+    dev->host = malloc(host_floats * sizeof(float));
+    if (!dev->host)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    TDM_TRY(alloc_floats(backend, k_count * (dev->cols + 1), &dev->weights));
+    TDM_TRY(alloc_floats(backend, dev->block * k_count, &dev->scores));
+    TDM_TRY(alloc_floats(backend, dev->block, &dev->lse));
+    TDM_TRY(alloc_floats(backend, k_count * (dev->cols + 1), &dev->stats));
+    TDM_TRY(alloc_floats(backend, dev->block, &dev->ones));
+    TDM_TRY(tdm_fill(backend, (tdm_view){dev->ones, 0}, dev->block, 1.0f));
+    return cache_matrix(dev, o->cache_bytes);
+}
+
+/* W = log p - log(1 - p) and b = log pi + sum_d log(1 - p), uploaded. */
+static tdm_status upload_weights(em_device *dev, const double *p, const double *pi)
+{
+    size_t k_count = dev->k_count, cols = dev->cols;
+    for (size_t k = 0; k < k_count; k++) {
+        double bias = log(pi[k]);
+        for (size_t d = 0; d < cols; d++) {
+            double q = p[k * cols + d];
+            dev->host[k * cols + d] = (float)(log(q) - log1p(-q));
+            bias += log1p(-q);
+        }
+        dev->host[k_count * cols + k] = (float)bias;
+    }
+    return tdm_buffer_upload(dev->weights, 0, dev->host, k_count * (cols + 1) * sizeof(float));
+}
+
+static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t n, size_t k,
+                           tdm_view a, size_t lda, tdm_view b, size_t ldb, tdm_view c, size_t ldc)
+{
+    return (tdm_sgemm_args){ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc};
+}
+
+/* E step of rows [first, first + count): responsibilities in dev->scores,
+ * per-row log-likelihoods in dev->lse. */
+static tdm_status e_step_block(em_device *dev, size_t first, size_t count, tdm_view *x)
+{
+    size_t k_count = dev->k_count, cols = dev->cols;
+    if (dev->x_all) {
+        *x = (tdm_view){dev->x_all, first * cols};
+    } else {
+        widen_rows(dev, first, count);
+        TDM_TRY(tdm_buffer_upload(dev->x_block, 0, dev->host, count * cols * sizeof(float)));
+        *x = (tdm_view){dev->x_block, 0};
+    }
+    tdm_view scores = {dev->scores, 0};
+    /* scores [count][K] = X [count][D] * W^T + b */
+    tdm_sgemm_args e = gemm(TDM_NO_TRANS, TDM_TRANS, count, k_count, cols, *x, cols,
+                            (tdm_view){dev->weights, 0}, cols, scores, k_count);
+    TDM_TRY(tdm_sgemm(dev->backend, &e));
+    TDM_TRY(tdm_bias_add(dev->backend, count, k_count, 1, (tdm_view){dev->weights, k_count * cols},
+                         scores));
+    return tdm_softmax_rows(dev->backend, count, k_count, scores, (tdm_view){dev->lse, 0});
+}
+
+/* S += eta^T X and N += eta^T 1 for the block, in double. */
+static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums *sums)
+{
+    size_t k_count = dev->k_count, cols = dev->cols;
+    tdm_view eta = {dev->scores, 0};
+    tdm_sgemm_args s = gemm(TDM_TRANS, TDM_NO_TRANS, k_count, cols, count, eta, k_count, x, cols,
+                            (tdm_view){dev->stats, 0}, cols);
+    tdm_sgemm_args n = gemm(TDM_TRANS, TDM_NO_TRANS, k_count, 1, count, eta, k_count,
+                            (tdm_view){dev->ones, 0}, 1, (tdm_view){dev->stats, k_count * cols}, 1);
+    TDM_TRY(tdm_sgemm(dev->backend, &s));
+    TDM_TRY(tdm_sgemm(dev->backend, &n));
+    TDM_TRY(tdm_buffer_download(dev->stats, 0, dev->host, k_count * (cols + 1) * sizeof(float)));
+    for (size_t i = 0; i < k_count * cols; i++)
+        sums->s[i] += dev->host[i];
+    for (size_t k = 0; k < k_count; k++)
+        sums->n[k] += dev->host[k_count * cols + k];
+    return TDM_OK;
+}
+
+/* What a pass collects; any may be NULL. */
+typedef struct pass_outputs {
+    em_sums *sums;
+    double *row_log_likelihood; /* n */
+    float *responsibilities;    /* n x K */
+} pass_outputs;
+
+static tdm_status em_pass(em_device *dev, const double *p, const double *pi, pass_outputs *out,
+                          double *log_likelihood)
+{
+    size_t rows = dev->data->rows, k_count = dev->k_count;
+    float *lse = malloc(dev->block * sizeof(float));
+    if (!lse)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    if (out->sums) {
+        memset(out->sums->s, 0, k_count * dev->cols * sizeof(double));
+        memset(out->sums->n, 0, k_count * sizeof(double));
+    }
+    tdm_status status = upload_weights(dev, p, pi);
+    *log_likelihood = 0.0;
+    for (size_t first = 0; status == TDM_OK && first < rows; first += dev->block) {
+        size_t count = rows - first < dev->block ? rows - first : dev->block;
+        tdm_view x;
+        status = e_step_block(dev, first, count, &x);
+        if (status == TDM_OK && out->sums)
+            status = m_sums_block(dev, count, x, out->sums);
+        if (status == TDM_OK && out->responsibilities)
+            status = tdm_buffer_download(dev->scores, 0, out->responsibilities + first * k_count,
+                                         count * k_count * sizeof(float));
+        if (status == TDM_OK)
+            status = tdm_buffer_download(dev->lse, 0, lse, count * sizeof(float));
+        for (size_t i = 0; status == TDM_OK && i < count; i++) {
+            *log_likelihood += lse[i];
+            if (out->row_log_likelihood)
+                out->row_log_likelihood[first + i] = lse[i];
+        }
+    }
+    free(lse);
+    return status;
+}
+
+/* ---------- fitting ---------- */
+
+static tdm_status check_fit(const tdm_binary_data *data, const tdm_em_options *o)
+{
+    if (data->rows == 0 || data->cols == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the data has no rows or no columns");
+    if (o->components == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the number of components K must be > 0");
+    if (o->components > data->rows)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: K = %zu components for %zu rows: K must not exceed the rows",
+                        o->components, data->rows);
+    if (o->max_iter == 0 || o->n_init == 0 || o->block_rows == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: max_iter, n_init and block_rows must be > 0");
+    if (!(o->prior_a >= 1.0) || !(o->prior_b >= 1.0) || !(o->clamp > 0.0 && o->clamp < 0.5) ||
+        !(o->tol >= 0.0))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: the prior needs a, b >= 1, the clamp (0, 0.5) and tol >= 0");
+    return TDM_OK;
+}
+
+static double log_prior(const double *p, size_t count, const tdm_em_options *o)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < count; i++)
+        sum += (o->prior_a - 1.0) * log(p[i]) + (o->prior_b - 1.0) * log1p(-p[i]);
+    return sum;
+}
+
+/* Empty components take the rows the model explains worst, one each. */
+static void reseed_empty(const tdm_binary_data *data, const tdm_em_options *o, const double *row_ll,
+                         const bool *empty, double *p, double *pi, size_t *reseeded)
+{
+    size_t k_count = o->components, last_used = SIZE_MAX;
+    double total = 0.0, floor = -INFINITY;
+    for (size_t k = 0; k < k_count; k++) {
+        if (empty[k]) {
+            size_t worst = 0;
+            double worst_ll = INFINITY;
+            for (size_t i = 0; i < data->rows; i++) {
+                bool after = row_ll[i] > floor || (row_ll[i] == floor && i > last_used);
+                if (after && row_ll[i] < worst_ll) {
+                    worst = i;
+                    worst_ll = row_ll[i];
+                }
+            }
+            floor = worst_ll;
+            last_used = worst;
+            tdm_em_seed_component(data, worst, k, o, p, pi);
+            (*reseeded)++;
+        }
+        total += pi[k];
+    }
+    for (size_t k = 0; k < k_count; k++)
+        pi[k] /= total;
+}
+
+typedef struct fit_state {
+    em_device *dev;
+    const tdm_binary_data *data;
+    const tdm_em_options *options;
+    double *p, *pi, *row_ll;
+    em_sums sums;
+    bool *empty;
+} fit_state;
+
+/* EM from the current p and pi until tol or max_iter; fills r's history. */
+static tdm_status iterate(fit_state *f, tdm_em_result *r)
+{
+    const tdm_em_options *o = f->options;
+    size_t k_count = o->components, cols = f->data->cols, n = f->data->rows;
+    pass_outputs out = {&f->sums, f->row_ll, NULL};
+    for (size_t it = 0; it < o->max_iter; it++) {
+        double ll = 0.0;
+        TDM_TRY(em_pass(f->dev, f->p, f->pi, &out, &ll));
+        r->history[it] = ll / (double)n;
+        r->objective[it] = (ll + log_prior(f->p, k_count * cols, o)) / (double)n;
+        r->iterations = it + 1;
+        if (!isfinite(ll))
+            return TDM_FAIL(TDM_ERR_NUMERIC, "em: the log-likelihood is %g at iteration %zu", ll,
+                            it + 1);
+        if (tdm_em_m_step(&f->sums, n, k_count, cols, o, f->p, f->pi, f->empty) > 0)
+            reseed_empty(f->data, o, f->row_ll, f->empty, f->p, f->pi, &r->reseeded);
+        if (it > 0 && fabs(r->history[it] - r->history[it - 1]) < o->tol) {
+            r->converged = true;
+            break;
+        }
+    }
+    pass_outputs none = {NULL, NULL, NULL};
+    return em_pass(f->dev, f->p, f->pi, &none, &r->log_likelihood);
+}
+
+static tdm_status alloc_result(size_t k_count, size_t cols, size_t max_iter, tdm_em_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->components = k_count;
+    r->cols = cols;
+    r->p = malloc(k_count * cols * sizeof(float));
+    r->pi = malloc(k_count * sizeof(float));
+    r->history = calloc(max_iter, sizeof(double));
+    r->objective = calloc(max_iter, sizeof(double));
+    if (!r->p || !r->pi || !r->history || !r->objective) {
+        tdm_em_result_free(r);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    }
+    return TDM_OK;
+}
+
+static void store_parameters(const fit_state *f, tdm_em_result *r)
+{
+    for (size_t i = 0; i < r->components * r->cols; i++)
+        r->p[i] = (float)f->p[i];
+    for (size_t k = 0; k < r->components; k++)
+        r->pi[k] = (float)f->pi[k];
+}
+
+/* Restart `index`: its own seed, its own EM run; kept in best if better. */
+static tdm_status restart(fit_state *f, size_t index, tdm_em_result *best)
+{
+    tdm_em_result run;
+    TDM_TRY(alloc_result(f->options->components, f->data->cols, f->options->max_iter, &run));
+    tdm_rng rng = {f->options->seed + 0x9E3779B97F4A7C15ull * (index + 1)};
+    tdm_rng_next(&rng);
+    tdm_status status = tdm_em_initialize(f->data, f->options, &rng, f->p, f->pi);
+    if (status == TDM_OK)
+        status = iterate(f, &run);
+    if (status == TDM_OK && (index == 0 || run.log_likelihood > best->log_likelihood)) {
+        store_parameters(f, &run);
+        run.best_init = index;
+        tdm_em_result_free(best);
+        *best = run;
+        return TDM_OK;
+    }
+    tdm_em_result_free(&run);
+    return status;
+}
+
+tdm_status tdm_em_fit(tdm_backend *backend, const tdm_binary_data *data, const tdm_em_options *o,
+                      tdm_em_result *result)
+{
+    memset(result, 0, sizeof *result);
+    TDM_TRY(check_fit(data, o));
+    size_t k_count = o->components, cols = data->cols;
+    em_device dev;
+    memset(&dev, 0, sizeof dev);
+    fit_state f = {.dev = &dev, .data = data, .options = o};
+    double *block = malloc((2 * k_count * cols + 2 * k_count + data->rows) * sizeof(double));
+    f.empty = malloc(k_count * sizeof(bool));
+    tdm_status status = block && f.empty
+                            ? open_device(backend, data, k_count, o, &dev)
+                            : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    if (block) {
+        f.p = block;
+        f.sums.s = block + k_count * cols;
+        f.pi = f.sums.s + k_count * cols;
+        f.sums.n = f.pi + k_count;
+        f.row_ll = f.sums.n + k_count;
+    }
+    for (size_t r = 0; status == TDM_OK && r < o->n_init; r++)
+        status = restart(&f, r, result);
+    free_device(&dev);
+    free(block);
+    free(f.empty);
+    if (status != TDM_OK)
+        tdm_em_result_free(result);
+    return status;
+}
+
+/* ---------- using a fit ---------- */
+
+static tdm_status predict_pass(tdm_backend *backend, const tdm_binary_data *data,
+                               const tdm_em_result *r, pass_outputs *out)
+{
+    if (data->cols != r->cols)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the data has %zu columns, the model %zu",
+                        data->cols, r->cols);
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    size_t k_count = r->components;
+    double *params = malloc((k_count * r->cols + k_count) * sizeof(double));
+    em_device dev;
+    memset(&dev, 0, sizeof dev);
+    tdm_status status = params ? open_device(backend, data, k_count, &o, &dev)
+                               : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    double ll = 0.0;
+    for (size_t i = 0; params && i < k_count * r->cols; i++)
+        params[i] = r->p[i];
+    for (size_t k = 0; params && k < k_count; k++)
+        params[k_count * r->cols + k] = r->pi[k];
+    if (status == TDM_OK)
+        status = em_pass(&dev, params, params + k_count * r->cols, out, &ll);
+    free_device(&dev);
+    free(params);
+    return status;
+}
+
+tdm_status tdm_em_score_samples(tdm_backend *backend, const tdm_binary_data *data,
+                                const tdm_em_result *r, double *out)
+{
+    pass_outputs want = {NULL, out, NULL};
+    return predict_pass(backend, data, r, &want);
+}
+
+tdm_status tdm_em_predict_proba(tdm_backend *backend, const tdm_binary_data *data,
+                                const tdm_em_result *r, float *out)
+{
+    pass_outputs want = {NULL, NULL, out};
+    return predict_pass(backend, data, r, &want);
+}
+
+tdm_status tdm_em_predict(tdm_backend *backend, const tdm_binary_data *data, const tdm_em_result *r,
+                          int32_t *out)
+{
+    float *proba = malloc(data->rows * r->components * sizeof(float) + 1);
+    if (!proba)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    tdm_status status = tdm_em_predict_proba(backend, data, r, proba);
+    for (size_t i = 0; status == TDM_OK && i < data->rows; i++) {
+        size_t best = 0;
+        for (size_t k = 1; k < r->components; k++)
+            best = proba[i * r->components + k] > proba[i * r->components + best] ? k : best;
+        out[i] = (int32_t)best;
+    }
+    free(proba);
+    return status;
+}
+
+static double free_parameters(const tdm_em_result *r)
+{
+    return (double)(r->components * r->cols + r->components - 1);
+}
+
+double tdm_em_bic(const tdm_em_result *r, size_t rows)
+{
+    return -2.0 * r->log_likelihood + free_parameters(r) * log((double)rows);
+}
+
+double tdm_em_aic(const tdm_em_result *r, size_t rows)
+{
+    (void)rows; /* AIC does not depend on n; the argument mirrors tdm_em_bic */
+    return -2.0 * r->log_likelihood + 2.0 * free_parameters(r);
+}
