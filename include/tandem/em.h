@@ -54,6 +54,10 @@ typedef struct tdm_em_options {
 } tdm_em_options;
 
 void tdm_em_options_init(tdm_em_options *options);
+/* A setter for the [em] keys of a config file (see configs/em.ini):
+ * components, max_iter, tol, n_init, init, seed, prior_a, prior_b, clamp,
+ * block_rows. */
+tdm_status tdm_em_options_set(void *options, const char *key, const char *value);
 
 typedef struct tdm_em_result {
     size_t components, cols;

@@ -21,6 +21,7 @@ typedef struct cli_options {
     bool resume;               /* --resume */
     cli_override overrides[CLI_MAX_OVERRIDES];
     size_t override_count;
+    const char *k_sweep; /* --k-sweep A..B */
 } cli_options;
 
 enum { CLI_MAX_SWEEP = 16 };
@@ -36,6 +37,15 @@ typedef struct cli_run_config {
     bool name_set;
 } cli_run_config;
 
+/* The [em] keys of the CLI (the fitting options go to tdm_em_options). */
+typedef struct cli_em_config {
+    tdm_em_options options;
+    char path[1024];                  /* a CSV of 0/1 rows; empty: the [data] images, binarised */
+    bool labels;                      /* the CSV's last column is a label */
+    float threshold;                  /* images: pixel >= threshold is 1 (8 for the digits) */
+    size_t image_height, image_width; /* how to draw a mean; 0: from [data] */
+} cli_em_config;
+
 /* Everything a config file holds, after the command-line overrides. */
 typedef struct cli_config {
     tdm_device_config device;
@@ -43,6 +53,7 @@ typedef struct cli_config {
     tdm_data_config data;
     tdm_train_options train;
     cli_run_config run;
+    cli_em_config em;
 } cli_config;
 
 /* Prints "tandem: error: <message>" and returns the exit status 1: the
@@ -63,6 +74,15 @@ int cmd_selftest(const cli_options *options);
 int cmd_summary(const cli_options *options);
 int cmd_train(const cli_options *options);
 int cmd_sweep(const cli_options *options);
+int cmd_em(const cli_options *options);
+
+void cli_em_config_init(cli_em_config *em);
+tdm_status cli_em_config_set(void *em, const char *key, const char *value);
+
+/* Draws dir/means.png from dir/means.dat (K images) with gnuplot, and
+ * dir/bic.png from dir/k-sweep.csv when sweep is set. */
+tdm_status cli_plot_em(const char *dir, size_t components, size_t height, size_t width,
+                       const float *pi, bool sweep, bool quiet);
 
 /* [run] keys: out, name, checkpoint_every, sweep. */
 void cli_run_config_init(cli_run_config *run);

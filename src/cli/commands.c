@@ -54,8 +54,12 @@ static tdm_status apply_overrides(const cli_options *options, cli_config *config
     for (size_t i = 0; i < options->override_count; i++) {
         const cli_override *o = &options->overrides[i];
         bool run_key = strcmp(o->key, "out") == 0 || strcmp(o->key, "name") == 0;
-        tdm_status status = run_key ? cli_run_config_set(&config->run, o->key, o->value)
-                                    : tdm_train_options_set(&config->train, o->key, o->value);
+        bool em_key = strcmp(o->key, "components") == 0;
+        tdm_status status = run_key  ? cli_run_config_set(&config->run, o->key, o->value)
+                            : em_key ? tdm_em_options_set(&config->em.options, o->key, o->value)
+                                     : tdm_train_options_set(&config->train, o->key, o->value);
+        if (status == TDM_OK && strcmp(o->key, "seed") == 0)
+            status = tdm_em_options_set(&config->em.options, o->key, o->value);
         if (status != TDM_OK)
             return cli_error(status, "%s: %s", o->flag, cli_library_error());
     }
@@ -69,6 +73,7 @@ tdm_status cli_load_config(const cli_options *options, cli_config *config)
     tdm_data_config_init(&config->data);
     tdm_train_options_init(&config->train);
     cli_run_config_init(&config->run);
+    cli_em_config_init(&config->em);
     if (options->config_path) {
         const tdm_config_section sections[] = {
             {"device", tdm_device_config_set, &config->device},
@@ -76,8 +81,9 @@ tdm_status cli_load_config(const cli_options *options, cli_config *config)
             {"data", tdm_data_config_set, &config->data},
             {"train", tdm_train_options_set, &config->train},
             {"run", cli_run_config_set, &config->run},
+            {"em", cli_em_config_set, &config->em},
         };
-        tdm_status status = tdm_config_parse(options->config_path, sections, 5);
+        tdm_status status = tdm_config_parse(options->config_path, sections, 6);
         if (status != TDM_OK)
             return status;
     }

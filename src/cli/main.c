@@ -21,6 +21,8 @@ static void print_usage(FILE *out)
           "             checkpoint.bin (see configs/resnet.ini)\n"
           "  sweep      the source's experiment: ResNet(C) for C = 1, 2, 4 and 64, then\n"
           "             error and loss pictures and summary.md in OUT/NAME\n"
+          "  em         cluster binary data with a mixture of Bernoullis (EM): the digits\n"
+          "             binarised at 8 by default (see configs/em.ini)\n"
           "\n"
           "options:\n"
           "  -c, --config FILE    config file (see configs/default.ini); default: built-in\n"
@@ -36,6 +38,8 @@ static void print_usage(FILE *out)
           "      --out DIR        results directory ([run] out, default runs)\n"
           "      --name NAME      the run's folder under it ([run] name)\n"
           "      --resume         continue from the run folder's checkpoint\n"
+          "  -k, --k K            mixture components ([em] components)\n"
+          "      --k-sweep A..B   fit K = A..B and report BIC and AIC\n"
           "  -q, --quiet          do not print the chosen device\n"
           "  -h, --help           show this help\n"
           "  -V, --version        show the version\n",
@@ -70,12 +74,13 @@ int main(int argc, char **argv)
         {"epochs", required_argument, NULL, 'E'},   {"batch", required_argument, NULL, 'B'},
         {"lr", required_argument, NULL, 'L'},       {"seed", required_argument, NULL, 'S'},
         {"out", required_argument, NULL, 'O'},      {"name", required_argument, NULL, 'N'},
-        {"resume", no_argument, NULL, 'R'},         {"help", no_argument, NULL, 'h'},
+        {"resume", no_argument, NULL, 'R'},         {"k", required_argument, NULL, 'k'},
+        {"k-sweep", required_argument, NULL, 'W'},  {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
     };
     cli_options options = {0};
     int option;
-    while ((option = getopt_long(argc, argv, "c:d:C:qhV", long_options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "c:d:C:k:qhV", long_options, NULL)) != -1) {
         switch (option) {
         case 'c': options.config_path = optarg; break;
         case 'd': options.device_string = optarg; break;
@@ -85,6 +90,8 @@ int main(int argc, char **argv)
             break;
         case 'q': options.quiet = true; break;
         case 'R': options.resume = true; break;
+        case 'k': add_override(&options, "--k", "components", optarg); break;
+        case 'W': options.k_sweep = optarg; break;
         case 'E': add_override(&options, "--epochs", "epochs", optarg); break;
         case 'B': add_override(&options, "--batch", "batch", optarg); break;
         case 'L': add_override(&options, "--lr", "lr", optarg); break;
@@ -114,6 +121,8 @@ int main(int argc, char **argv)
         return cmd_train(&options);
     if (strcmp(command, "sweep") == 0)
         return cmd_sweep(&options);
+    if (strcmp(command, "em") == 0)
+        return cmd_em(&options);
     fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", command);
     return 2;
 }

@@ -2,6 +2,7 @@
  * CSVs through a script left in the sweep folder, so they can be redrawn. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -74,13 +75,13 @@ static tdm_status write_script(const char *path, const cli_curve *curves, size_t
     return fclose(gp) == 0 ? TDM_OK : cli_error(TDM_ERR_IO, "cannot write %s", path);
 }
 
-/* Runs gnuplot plot.gp in dir; returns its exit status (127: not found). */
-static int run_gnuplot(const char *dir)
+/* Runs gnuplot SCRIPT in dir; returns its exit status (127: not found). */
+static int run_gnuplot(const char *dir, const char *script)
 {
     pid_t child = fork();
     if (child == 0) {
         if (chdir(dir) == 0)
-            execlp("gnuplot", "gnuplot", "plot.gp", (char *)NULL);
+            execlp("gnuplot", "gnuplot", script, (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -89,25 +90,78 @@ static int run_gnuplot(const char *dir)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Runs dir/script; a missing gnuplot is a message, not an error. */
+static tdm_status draw(const char *dir, const char *script, bool quiet)
+{
+    fflush(stdout);
+    int exit_code = run_gnuplot(dir, script);
+    if (exit_code == 127) {
+        fprintf(stderr,
+                "tandem: gnuplot not found, so no pictures; the CSVs are in %s. Install it "
+                "(apt-get install gnuplot-nox), then run: cd %s && gnuplot %s\n",
+                dir, dir, script);
+        return TDM_OK;
+    }
+    if (exit_code != 0)
+        return cli_error(TDM_ERR_IO, "gnuplot failed on %s/%s (exit %d)", dir, script, exit_code);
+    if (!quiet)
+        fprintf(stderr, "tandem: pictures drawn by gnuplot from %s/%s\n", dir, script);
+    return TDM_OK;
+}
+
 tdm_status cli_plot_sweep(const char *dir, const cli_curve *curves, size_t count, bool quiet)
 {
     char script[2100];
     snprintf(script, sizeof script, "%s/plot.gp", dir);
     tdm_status status = write_script(script, curves, count);
-    if (status != TDM_OK)
-        return status;
-    fflush(stdout);
-    int exit_code = run_gnuplot(dir);
-    if (exit_code == 127) {
-        fprintf(stderr,
-                "tandem: gnuplot not found, so no pictures; the CSVs are in %s. Install it "
-                "(apt-get install gnuplot-nox), then run: cd %s && gnuplot plot.gp\n",
-                dir, dir);
-        return TDM_OK;
-    }
-    if (exit_code != 0)
-        return cli_error(TDM_ERR_IO, "gnuplot failed on %s (exit %d)", script, exit_code);
-    if (!quiet)
-        fprintf(stderr, "tandem: pictures drawn by gnuplot from %s\n", script);
-    return TDM_OK;
+    return status == TDM_OK ? draw(dir, "plot.gp", quiet) : status;
+}
+
+/* A grid of the K means as grey images, ink dark, titled with their weights. */
+static void write_means_script(FILE *gp, size_t components, size_t height, size_t width,
+                               const float *pi)
+{
+    size_t columns = (size_t)ceil(sqrt((double)components)),
+           rows = (components + columns - 1) / columns;
+    fprintf(gp,
+            "set terminal pngcairo size %zu,%zu font 'sans,10'\nset output 'means.png'\n"
+            "set multiplot layout %zu,%zu title 'Cluster means p_k of the mixture (K = %zu)'\n"
+            "unset key\nunset colorbox\nunset tics\nset size ratio -1\n"
+            "set palette gray negative\nset cbrange [0:1]\n"
+            "set xrange [-0.5:%zu.5]\nset yrange [%zu.5:-0.5]\n",
+            220 * columns, 240 * rows + 40, rows, columns, components, width - 1, height - 1);
+    for (size_t k = 0; k < components; k++)
+        fprintf(gp,
+                "set title 'k = %zu, pi = %.3f'\nplot 'means.dat' index %zu matrix with image\n", k,
+                (double)pi[k], k);
+    fputs("unset multiplot\n", gp);
+}
+
+static void write_bic_script(FILE *gp)
+{
+    fputs("set terminal pngcairo size 900,550 font 'sans,11'\nset output 'bic.png'\n"
+          "set datafile separator ','\nset xlabel 'components K'\nset ylabel 'criterion'\n"
+          "set grid\nset key top right\nset format y '%g'\n"
+          "set title 'Mixture of Bernoullis: BIC and AIC by number of components'\n"
+          "plot 'k-sweep.csv' every ::1 using 1:3 with linespoints lw 2 pt 7 title 'BIC', \\\n"
+          "     '' every ::1 using 1:4 with linespoints lw 2 pt 5 title 'AIC'\n",
+          gp);
+}
+
+tdm_status cli_plot_em(const char *dir, size_t components, size_t height, size_t width,
+                       const float *pi, bool sweep, bool quiet)
+{
+    char path[2100];
+    const char *name = sweep ? "bic.gp" : "means.gp";
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *gp = fopen(path, "w");
+    if (!gp)
+        return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    if (sweep)
+        write_bic_script(gp);
+    else
+        write_means_script(gp, components, height, width, pi);
+    if (fclose(gp) != 0)
+        return cli_error(TDM_ERR_IO, "cannot write %s", path);
+    return draw(dir, name, quiet);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/values.h"
 #include "core/error.h"
 #include "em/em_internal.h"
 
@@ -22,6 +23,59 @@ void tdm_em_options_init(tdm_em_options *o)
                           .clamp = 1e-6,
                           .block_rows = 4096,
                           .cache_bytes = (size_t)1 << 30};
+}
+
+static tdm_status set_init(tdm_em_options *o, const char *value)
+{
+    static const char *const names[] = {"kmeans++", "random_rows", "random_responsibilities"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            o->init = (tdm_em_init)i;
+            return TDM_OK;
+        }
+    }
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "init must be kmeans++, random_rows or random_responsibilities, got '%s'",
+                    value);
+}
+
+static tdm_status set_double(const char *key, const char *value, double low, double high,
+                             double *out)
+{
+    float parsed = 0.0f;
+    TDM_TRY(tdm_parse_float(key, value, low, high, &parsed));
+    *out = parsed;
+    return TDM_OK;
+}
+
+tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
+{
+    tdm_em_options *o = target;
+    const size_t most = (size_t)1 << 40;
+    if (strcmp(key, "components") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->components);
+    if (strcmp(key, "max_iter") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->max_iter);
+    if (strcmp(key, "n_init") == 0)
+        return tdm_parse_size(key, value, 1, 100000, &o->n_init);
+    if (strcmp(key, "block_rows") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->block_rows);
+    if (strcmp(key, "seed") == 0)
+        return tdm_parse_size(key, value, 0, SIZE_MAX, (size_t *)&o->seed);
+    if (strcmp(key, "init") == 0)
+        return set_init(o, value);
+    if (strcmp(key, "tol") == 0)
+        return set_double(key, value, 0.0, 1e9, &o->tol);
+    if (strcmp(key, "prior_a") == 0)
+        return set_double(key, value, 1.0, 1e9, &o->prior_a);
+    if (strcmp(key, "prior_b") == 0)
+        return set_double(key, value, 1.0, 1e9, &o->prior_b);
+    if (strcmp(key, "clamp") == 0)
+        return set_double(key, value, 1e-30, 0.49, &o->clamp);
+    return TDM_FAIL(TDM_ERR_CONFIG,
+                    "unknown key '%s' (known: components max_iter tol n_init init seed prior_a "
+                    "prior_b clamp block_rows)",
+                    key);
 }
 
 void tdm_em_result_free(tdm_em_result *r)
