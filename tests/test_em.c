@@ -1,0 +1,363 @@
+/* EM for a mixture of Bernoullis, on every backend: the EM guarantee, closed
+ * forms, recovery of a known mixture, degenerate data, determinism and the
+ * backends agreeing. (The row softmax of the E step is in the parity
+ * harness; bad files are in tests/cli/test_em_cli.sh.) */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+static tdm_binary_data new_data(size_t rows, size_t cols)
+{
+    tdm_binary_data d = {rows, cols, calloc(rows * cols + 1, 1), NULL};
+    assert_non_null(d.values);
+    return d;
+}
+
+static tdm_binary_data digits(void)
+{
+    tdm_dataset all;
+    assert_int_equal(tdm_dataset_load_csv(TANDEM_SOURCE_DIR "/data/digits.csv.gz",
+                                          (tdm_sample_shape){1, 8, 8}, 16, 10, &all),
+                     TDM_OK);
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_from_dataset(&all, 8.0f, &d), TDM_OK);
+    tdm_dataset_free(&all);
+    return d;
+}
+
+/* n rows from a known mixture (p, pi), labels = the true component. */
+static tdm_binary_data sample_mixture(size_t rows, size_t cols, size_t k_count, const double *p,
+                                      const double *pi, uint64_t seed)
+{
+    tdm_binary_data d = new_data(rows, cols);
+    d.labels = malloc(rows * sizeof(int32_t));
+    test_rng rng = {seed};
+    for (size_t i = 0; i < rows; i++) {
+        double u = test_rng_uniform(&rng, 0.0f, 1.0f), cumulative = 0.0;
+        size_t k = 0;
+        while (k + 1 < k_count && u > (cumulative += pi[k]))
+            k++;
+        d.labels[i] = (int32_t)k;
+        for (size_t j = 0; j < cols; j++)
+            d.values[i * cols + j] = test_rng_uniform(&rng, 0.0f, 1.0f) < p[k * cols + j];
+    }
+    return d;
+}
+
+static tdm_em_result fit(tdm_backend *backend, const tdm_binary_data *d, size_t k_count,
+                         tdm_em_options *o)
+{
+    o->components = k_count;
+    tdm_em_result r;
+    if (tdm_em_fit(backend, d, o, &r) != TDM_OK)
+        fail_msg("fit failed: %s", tdm_last_error());
+    return r;
+}
+
+/* EM never decreases the MAP objective (log-likelihood + log prior). The
+ * per-row log-likelihoods are float32 (~1e-6 relative each) summed in
+ * double, so a step may seem to go down by ~1e-6 of the value at most; we
+ * allow 1e-5 relative. */
+static void expect_monotone(const tdm_em_result *r, const char *what, const char *device)
+{
+    for (size_t i = 1; i < r->iterations; i++) {
+        double drop = r->objective[i - 1] - r->objective[i];
+        if (drop > 1e-5 * fabs(r->objective[i]))
+            fail_msg("%s on %s: the objective fell from %.9g to %.9g at iteration %zu", what,
+                     device, r->objective[i - 1], r->objective[i], i + 1);
+    }
+}
+
+static void test_objective_never_decreases(void **state)
+{
+    (void)state;
+    double p[2 * 20], pi[2] = {0.5, 0.5};
+    for (size_t i = 0; i < 40; i++)
+        p[i] = 0.5; /* coin flips: no structure at all */
+    double mixture_p[3 * 20];
+    for (size_t i = 0; i < 60; i++)
+        mixture_p[i] = 0.1 + 0.8 * (double)((i * 7) % 11) / 10.0;
+    const double mixture_pi[3] = {0.5, 0.3, 0.2};
+    tdm_binary_data sets[3] = {digits(), sample_mixture(3000, 20, 3, mixture_p, mixture_pi, 5),
+                               sample_mixture(500, 20, 2, p, pi, 6)};
+    const char *names[3] = {"digits K=10", "a 3-mixture K=4", "coin flips K=2"};
+    size_t ks[3] = {10, 4, 2};
+    for (size_t b = 0; b < test_all_backends.count; b++)
+        for (size_t s = 0; s < 3; s++) {
+            tdm_em_options o;
+            tdm_em_options_init(&o);
+            o.tol = 0.0; /* run all iterations */
+            o.max_iter = 40;
+            tdm_em_result r = fit(test_all_backends.all[b], &sets[s], ks[s], &o);
+            assert_int_equal(r.iterations, 40);
+            assert_int_equal(r.reseeded, 0);
+            expect_monotone(&r, names[s], tdm_backend_name(test_all_backends.all[b]));
+            tdm_em_result_free(&r);
+        }
+    for (size_t s = 0; s < 3; s++)
+        tdm_binary_free(&sets[s]);
+}
+
+/* K = 1: one M step from any start gives the (smoothed) column means. */
+static void test_one_component_is_the_column_means(void **state)
+{
+    (void)state;
+    tdm_binary_data d = digits();
+    for (size_t b = 0; b < test_all_backends.count; b++)
+        for (int prior = 0; prior < 2; prior++) {
+            tdm_em_options o;
+            tdm_em_options_init(&o);
+            o.prior_a = o.prior_b = prior ? 2.0 : 1.0;
+            tdm_em_result r = fit(test_all_backends.all[b], &d, 1, &o);
+            assert_true(r.pi[0] == 1.0f);
+            for (size_t j = 0; j < d.cols; j++) {
+                double ones = 0.0;
+                for (size_t i = 0; i < d.rows; i++)
+                    ones += d.values[i * d.cols + j];
+                double expected = prior ? (ones + 1.0) / ((double)d.rows + 2.0)
+                                        : fmin(fmax(ones / (double)d.rows, 1e-6), 1.0 - 1e-6);
+                /* float32 sums of 1797 exact 0/1 products: exact; p is rounded once */
+                assert_true(fabs(r.p[j] - expected) <= 1e-6 * fmax(expected, 1e-6) + 1e-12);
+            }
+            tdm_em_result_free(&r);
+        }
+    tdm_binary_free(&d);
+}
+
+/* n = 20000, D = 50, K = 3 drawn from a known mixture: each p is estimated
+ * from >= 4000 rows, standard error <= sqrt(0.25 / 4000) = 0.008, so 0.05 is
+ * 6 standard errors; pi from 20000 rows: 0.02 is 6 standard errors. */
+static void test_recovers_a_known_mixture(void **state)
+{
+    (void)state;
+    enum { ROWS = 20000, COLS = 50, K = 3 };
+    double p[K * COLS];
+    test_rng rng = {11};
+    for (size_t i = 0; i < K * COLS; i++)
+        p[i] = test_rng_uniform(&rng, 0.05f, 0.95f);
+    const double pi[K] = {0.5, 0.3, 0.2};
+    tdm_binary_data d = sample_mixture(ROWS, COLS, K, p, pi, 12);
+    static const int perms[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                    {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_em_options o;
+        tdm_em_options_init(&o);
+        o.n_init = 2;
+        tdm_em_result r = fit(test_all_backends.all[b], &d, K, &o);
+        double best = INFINITY, best_pi = INFINITY;
+        for (size_t m = 0; m < 6; m++) { /* match fitted to true components */
+            double worst = 0.0, worst_pi = 0.0;
+            for (size_t k = 0; k < K; k++) {
+                size_t t = (size_t)perms[m][k];
+                worst_pi = fmax(worst_pi, fabs(r.pi[k] - pi[t]));
+                for (size_t j = 0; j < COLS; j++)
+                    worst = fmax(worst, fabs(r.p[k * COLS + j] - p[t * COLS + j]));
+            }
+            if (worst < best) {
+                best = worst;
+                best_pi = worst_pi;
+            }
+        }
+        printf("recovery on %s: largest |p - p_true| %.4f, |pi - pi_true| %.4f\n",
+               tdm_backend_name(test_all_backends.all[b]), best, best_pi);
+        assert_true(best < 0.05 && best_pi < 0.02);
+        int32_t *clusters = malloc(ROWS * sizeof(int32_t));
+        assert_int_equal(tdm_em_predict(test_all_backends.all[b], &d, &r, clusters), TDM_OK);
+        assert_true(tdm_adjusted_rand_index(clusters, d.labels, ROWS) > 0.9);
+        free(clusters);
+        tdm_em_result_free(&r);
+    }
+    tdm_binary_free(&d);
+}
+
+/* Rows of eta sum to 1; the weights sum to 1; score_samples matches the total. */
+static void test_responsibilities_and_scores(void **state)
+{
+    (void)state;
+    tdm_binary_data d = digits();
+    tdm_backend *backend = test_all_backends.all[test_all_backends.count - 1];
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    tdm_em_result r = fit(backend, &d, 10, &o);
+    float *eta = malloc(d.rows * 10 * sizeof(float));
+    double *scores = malloc(d.rows * sizeof(double)), total = 0.0, weights = 0.0, mass = 0.0;
+    assert_int_equal(tdm_em_predict_proba(backend, &d, &r, eta), TDM_OK);
+    assert_int_equal(tdm_em_score_samples(backend, &d, &r, scores), TDM_OK);
+    for (size_t i = 0; i < d.rows; i++) {
+        double row = 0.0;
+        for (size_t k = 0; k < 10; k++)
+            row += eta[i * 10 + k];
+        assert_true(fabs(row - 1.0) < 1e-5); /* ten float roundings */
+        mass += row;
+        total += scores[i];
+    }
+    for (size_t k = 0; k < 10; k++)
+        weights += r.pi[k];
+    assert_true(fabs(weights - 1.0) < 1e-6 && fabs(mass - (double)d.rows) < 1e-3);
+    /* The result holds p and pi in float32: scoring with them moves the total
+     * by ~1e-7 relative from the fit's own double parameters. */
+    assert_true(fabs(total - r.log_likelihood) < 1e-6 * fabs(total));
+    size_t free_parameters = 10 * 64 + 9;
+    double ll = r.log_likelihood;
+    assert_true(fabs(tdm_em_bic(&r, d.rows) - (-2 * ll + free_parameters * log(1797.0))) < 1e-6);
+    assert_true(fabs(tdm_em_aic(&r, d.rows) - (-2 * ll + 2.0 * free_parameters)) < 1e-6);
+    free(eta);
+    free(scores);
+    tdm_em_result_free(&r);
+    tdm_binary_free(&d);
+}
+
+static void test_degenerate_data(void **state)
+{
+    (void)state;
+    tdm_backend *backend = test_all_backends.all[0];
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    /* All-zero and all-one columns, and duplicate rows. */
+    tdm_binary_data d = new_data(60, 4);
+    for (size_t i = 0; i < 60; i++) {
+        d.values[i * 4 + 1] = 1;          /* all ones */
+        d.values[i * 4 + 2] = i % 3 == 0; /* rows repeat with period 3 */
+        d.values[i * 4 + 3] = i % 2;
+    }
+    tdm_em_result r = fit(backend, &d, 3, &o);
+    assert_true(isfinite(r.log_likelihood));
+    for (size_t k = 0; k < 3; k++)
+        assert_true(r.p[k * 4] > 0.0f && r.p[k * 4 + 1] < 1.0f); /* never 0 or 1 */
+    tdm_em_result_free(&r);
+    /* K = n, and one row, and one column. */
+    r = fit(backend, &d, 60, &o);
+    assert_true(isfinite(r.log_likelihood));
+    tdm_em_result_free(&r);
+    tdm_binary_data one_row = new_data(1, 4), one_column = new_data(9, 1);
+    for (size_t i = 0; i < 9; i++)
+        one_column.values[i] = i < 3;
+    r = fit(backend, &one_row, 1, &o);
+    assert_true(isfinite(r.log_likelihood));
+    tdm_em_result_free(&r);
+    o.prior_a = o.prior_b = 1.0;
+    r = fit(backend, &one_column, 1, &o);
+    assert_true(fabs(r.p[0] - 3.0f / 9.0f) < 1e-6);
+    tdm_em_result_free(&r);
+    /* K > n is an error, K = 0 too. */
+    o.components = 61;
+    assert_int_equal(tdm_em_fit(backend, &d, &o, &r), TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "K must not exceed the rows"));
+    o.components = 0;
+    assert_int_equal(tdm_em_fit(backend, &d, &o, &r), TDM_ERR_INVALID_ARGUMENT);
+    tdm_binary_free(&d);
+    tdm_binary_free(&one_row);
+    tdm_binary_free(&one_column);
+}
+
+/* A component that explains no row goes empty and is re-seeded on the row
+ * the model explains worst; the fit stays finite. */
+static void test_forced_empty_component(void **state)
+{
+    (void)state;
+    tdm_binary_data d = new_data(100, 8);
+    for (size_t i = 0; i < 100; i++)
+        for (size_t j = 0; j < 8; j++)
+            d.values[i * 8 + j] = (i + j) % 5 == 0;
+    float p[2 * 8], pi[2] = {0.999f, 0.001f};
+    for (size_t j = 0; j < 8; j++) {
+        p[j] = 0.2f;
+        p[8 + j] = 1.0f; /* all ones: no row looks like it */
+    }
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.init = TDM_EM_INIT_GIVEN;
+    o.initial_p = p;
+    o.initial_pi = pi;
+    o.prior_a = o.prior_b = 1.0;
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_em_result r = fit(test_all_backends.all[b], &d, 2, &o);
+        assert_true(r.reseeded >= 1);
+        assert_true(isfinite(r.log_likelihood) && r.pi[1] > 0.0f);
+        tdm_em_result_free(&r);
+    }
+    tdm_binary_free(&d);
+}
+
+static bool same_result(const tdm_em_result *a, const tdm_em_result *b)
+{
+    return a->iterations == b->iterations && a->log_likelihood == b->log_likelihood &&
+           memcmp(a->p, b->p, a->components * a->cols * sizeof(float)) == 0;
+}
+
+static void test_seeds_blocks_and_backends(void **state)
+{
+    (void)state;
+    tdm_binary_data d = digits();
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    tdm_em_result cpu = fit(test_all_backends.all[0], &d, 10, &o),
+                  again = fit(test_all_backends.all[0], &d, 10, &o);
+    assert_true(same_result(&cpu, &again)); /* same seed, same bits */
+    tdm_em_result_free(&again);
+    o.seed = 2;
+    again = fit(test_all_backends.all[0], &d, 10, &o);
+    assert_false(same_result(&cpu, &again));
+    tdm_em_result_free(&again);
+    o.seed = 1;
+    o.block_rows = 7; /* another blocking: the same fit up to rounding */
+    again = fit(test_all_backends.all[0], &d, 10, &o);
+    assert_true(fabs(again.log_likelihood - cpu.log_likelihood) < 1e-5 * fabs(cpu.log_likelihood));
+    tdm_em_result_free(&again);
+    o.block_rows = 4096;
+    o.n_init = 3; /* restart 0 is the run above: the best is at least as good */
+    again = fit(test_all_backends.all[0], &d, 10, &o);
+    assert_true(again.log_likelihood >= cpu.log_likelihood);
+    tdm_em_result_free(&again);
+    o.n_init = 1;
+    /* Every OpenCL device from the same seed: the same fit within float32
+     * rounding of the per-row log-likelihoods (1e-5 relative). */
+    for (size_t b = 1; b < test_all_backends.count; b++) {
+        tdm_em_result other = fit(test_all_backends.all[b], &d, 10, &o);
+        printf("EM on %s: log-likelihood %.6f, cpu %.6f, %zu and %zu iterations\n",
+               tdm_backend_name(test_all_backends.all[b]), other.log_likelihood, cpu.log_likelihood,
+               other.iterations, cpu.iterations);
+        assert_true(fabs(other.log_likelihood - cpu.log_likelihood) <
+                    1e-5 * fabs(cpu.log_likelihood));
+        for (size_t i = 0; i < 10 * 64; i++)
+            assert_true(fabs(other.p[i] - cpu.p[i]) < 1e-3);
+        tdm_em_result_free(&other);
+    }
+    tdm_em_result_free(&cpu);
+    tdm_binary_free(&d);
+}
+
+static void test_scores_of_labelings(void **state)
+{
+    (void)state;
+    const int32_t a[6] = {0, 0, 1, 1, 2, 2}, b[6] = {1, 1, 0, 0, 2, 2}, c[6] = {0, 0, 0, 1, 1, 1};
+    assert_true(fabs(tdm_adjusted_rand_index(a, b, 6) - 1.0) < 1e-12); /* a relabelling */
+    assert_true(fabs(tdm_cluster_purity(a, b, 6) - 1.0) < 1e-12);
+    /* sklearn.metrics.adjusted_rand_score([0,0,1,1,2,2], [0,0,0,1,1,1]) = 0.24242424... */
+    assert_true(fabs(tdm_adjusted_rand_index(a, c, 6) - 0.2424242424242424) < 1e-12);
+    assert_true(fabs(tdm_cluster_purity(a, c, 6) - 5.0 / 6.0) < 1e-12);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_objective_never_decreases),
+        cmocka_unit_test(test_one_component_is_the_column_means),
+        cmocka_unit_test(test_recovers_a_known_mixture),
+        cmocka_unit_test(test_responsibilities_and_scores),
+        cmocka_unit_test(test_degenerate_data),
+        cmocka_unit_test(test_forced_empty_component),
+        cmocka_unit_test(test_seeds_blocks_and_backends),
+        cmocka_unit_test(test_scores_of_labelings),
+    };
+    return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
+}
