@@ -96,3 +96,25 @@ int test_close_all_backends(void **state)
     test_backends_close(&test_all_backends);
     return 0;
 }
+
+/* Keys of sections a test does not look at. */
+static tdm_status ignore_key(void *target, const char *key, const char *value)
+{
+    (void)target;
+    (void)key;
+    (void)value;
+    return TDM_OK;
+}
+
+void test_load_model(const char *path, tdm_model_spec *spec)
+{
+    tdm_model_spec_init(spec);
+    const tdm_config_section sections[] = {
+        {"model", tdm_model_spec_set, spec}, {"device", ignore_key, NULL},
+        {"data", ignore_key, NULL},          {"train", ignore_key, NULL},
+        {"run", ignore_key, NULL},           {"em", ignore_key, NULL}};
+    if (tdm_config_parse(path, sections, sizeof sections / sizeof sections[0]) != TDM_OK) {
+        fprintf(stderr, "cannot read %s: %s\n", path, tdm_last_error());
+        abort();
+    }
+}

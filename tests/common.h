@@ -41,4 +41,7 @@ extern test_backends test_all_backends;
 int test_open_all_backends(void **state);
 int test_close_all_backends(void **state);
 
+/* The [model] of a config file (its other sections are read and ignored). */
+void test_load_model(const char *path, tdm_model_spec *spec);
+
 #endif

@@ -212,9 +212,7 @@ static void test_lenet_agrees_across_backends(void **state)
 {
     (void)state;
     tdm_model_spec spec;
-    tdm_model_spec_init(&spec);
-    const tdm_config_section sections[] = {{"model", tdm_model_spec_set, &spec}};
-    assert_int_equal(tdm_config_parse(TANDEM_CONFIG_DIR "/lenet.ini", sections, 1), TDM_OK);
+    test_load_model(TANDEM_CONFIG_DIR "/lenet.ini", &spec);
     enum { BATCH = 3, PIXELS = 28 * 28 };
     static float images[BATCH * PIXELS], first[431080], params[431080], logits[BATCH * 10];
     const int32_t labels[BATCH] = {3, 1, 4};

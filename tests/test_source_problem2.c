@@ -95,9 +95,7 @@ static void test_lenet_shapes(void **state)
 {
     (void)state;
     tdm_model_spec spec;
-    tdm_model_spec_init(&spec);
-    const tdm_config_section sections[] = {{"model", tdm_model_spec_set, &spec}};
-    assert_int_equal(tdm_config_parse(TANDEM_CONFIG_DIR "/lenet.ini", sections, 1), TDM_OK);
+    test_load_model(TANDEM_CONFIG_DIR "/lenet.ini", &spec);
     tdm_layer_info infos[16];
     size_t count = 0;
     assert_int_equal(tdm_model_spec_describe(&spec, infos, 16, &count), TDM_OK);

@@ -51,6 +51,10 @@ typedef struct tdm_em_options {
     size_t block_rows;       /* 4096: rows per GEMM block */
     size_t cache_bytes;      /* 1 GiB: the float copy of the data stays on the device below it */
     const float *initial_p, *initial_pi; /* K x D and K, for TDM_EM_INIT_GIVEN */
+    /* Called after every E step (may be NULL): the restart, the iteration
+     * (from 1) and the mean log-likelihood per sample. */
+    void (*on_iteration)(void *user, size_t restart, size_t iteration, double mean_ll);
+    void *user;
 } tdm_em_options;
 
 void tdm_em_options_init(tdm_em_options *options);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 
@@ -173,6 +174,23 @@ static tdm_status make_dir(const char *path)
 
 /* ---------- one fit ---------- */
 
+/* The log-likelihood per iteration: a live line on a terminal, else a line
+ * per iteration; nothing with -q. */
+typedef struct em_progress {
+    bool terminal, quiet;
+} em_progress;
+
+static void on_iteration(void *user, size_t restart, size_t iteration, double mean_ll)
+{
+    const em_progress *p = user;
+    if (p->quiet)
+        return;
+    fprintf(stderr, "%srestart %zu, iteration %zu: log-likelihood per sample %.6f%s",
+            p->terminal ? "\r\033[K" : "", restart + 1, iteration, mean_ll,
+            p->terminal ? "" : "\n");
+    fflush(stderr);
+}
+
 static void print_fit(const tdm_binary_data *data, const tdm_em_result *r, const int32_t *clusters)
 {
     printf("K = %zu: %zu iterations (%s), log-likelihood %.3f (%.4f per sample), BIC %.1f, "
@@ -205,7 +223,13 @@ static tdm_status fit_and_write(const cli_options *options, const cli_config *co
     int32_t *clusters = malloc(data->rows * sizeof(int32_t));
     if (!clusters)
         return cli_error(TDM_ERR_OUT_OF_MEMORY, "out of memory");
-    tdm_status status = tdm_em_fit(backend, data, &config->em.options, &r);
+    em_progress progress = {isatty(STDERR_FILENO) == 1, options->quiet};
+    tdm_em_options fit_options = config->em.options;
+    fit_options.on_iteration = on_iteration;
+    fit_options.user = &progress;
+    tdm_status status = tdm_em_fit(backend, data, &fit_options, &r);
+    if (progress.terminal && !progress.quiet)
+        fputc('\n', stderr);
     if (status == TDM_OK)
         status = tdm_em_predict(backend, data, &r, clusters);
     size_t height, width;

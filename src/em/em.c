@@ -335,7 +335,7 @@ typedef struct fit_state {
 } fit_state;
 
 /* EM from the current p and pi until tol or max_iter; fills r's history. */
-static tdm_status iterate(fit_state *f, tdm_em_result *r)
+static tdm_status iterate(fit_state *f, size_t restart, tdm_em_result *r)
 {
     const tdm_em_options *o = f->options;
     size_t k_count = o->components, cols = f->data->cols, n = f->data->rows;
@@ -346,6 +346,8 @@ static tdm_status iterate(fit_state *f, tdm_em_result *r)
         r->history[it] = ll / (double)n;
         r->objective[it] = (ll + log_prior(f->p, k_count * cols, o)) / (double)n;
         r->iterations = it + 1;
+        if (o->on_iteration)
+            o->on_iteration(o->user, restart, it + 1, r->history[it]);
         if (!isfinite(ll))
             return TDM_FAIL(TDM_ERR_NUMERIC, "em: the log-likelihood is %g at iteration %zu", ll,
                             it + 1);
@@ -393,7 +395,7 @@ static tdm_status restart(fit_state *f, size_t index, tdm_em_result *best)
     tdm_rng_next(&rng);
     tdm_status status = tdm_em_initialize(f->data, f->options, &rng, f->p, f->pi);
     if (status == TDM_OK)
-        status = iterate(f, &run);
+        status = iterate(f, index, &run);
     if (status == TDM_OK && (index == 0 || run.log_likelihood > best->log_likelihood)) {
         store_parameters(f, &run);
         run.best_init = index;

@@ -42,6 +42,9 @@ fi
 if command -v gnuplot >/dev/null; then
     is_png "$dir/means.png" && ok "means.png drawn" || bad "means.png"
 fi
+check "the log-likelihood per iteration, without a terminal" 0 \
+    "restart 1, iteration 2: log-likelihood per sample -[0-9.]+" \
+    "$tandem" --device cpu --config configs/em.ini --k 3 --out "$work/runs" --name k3 em
 check "k-sweep reports BIC and AIC" 0 "^ +4 +-[0-9.]+ +[0-9.]+ +[0-9.]+" \
     "$tandem" -q --device cpu --out "$work/runs" --k-sweep 2..4 em
 [ "$(wc -l <"$work/runs/em-k-sweep/k-sweep.csv")" -eq 4 ] && ok "k-sweep.csv" || bad "k-sweep.csv"

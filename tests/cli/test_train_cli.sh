@@ -97,6 +97,28 @@ check "a truncated checkpoint is a clear error" 1 "checkpoint .*checkpoint.bin i
 check "a checkpoint of another model is refused" 1 "belongs to another model" \
     "$tandem" -q --device cpu --channels 2 --epochs 24 --out "$work/whole" --resume train
 
+# --- configs/lenet.ini on MNIST-format files: a tiny made-up set here ---
+idx_images() { # idx_images FILE COUNT: COUNT random 28x28 images
+    printf '\000\000\010\003\000\000\000\'"$(printf '%03o' "$2")"'\000\000\000\034\000\000\000\034' >"$1"
+    head -c $(($2 * 784)) /dev/urandom >>"$1"
+}
+idx_labels() { # idx_labels FILE COUNT (a multiple of 10): labels 0..9 repeated
+    printf '\000\000\010\001\000\000\000\'"$(printf '%03o' "$2")" >"$1"
+    for _ in $(seq 1 $(($2 / 10))); do printf '\000\001\002\003\004\005\006\007\010\011' >>"$1"; done
+}
+idx_images "$work/train-images" 40
+idx_labels "$work/train-labels" 40
+idx_images "$work/test-images" 20
+idx_labels "$work/test-labels" 20
+sed -e "s|mnist/train-images-idx3-ubyte.gz|$work/train-images|" \
+    -e "s|mnist/train-labels-idx1-ubyte.gz|$work/train-labels|" \
+    -e "s|mnist/t10k-images-idx3-ubyte.gz|$work/test-images|" \
+    -e "s|mnist/t10k-labels-idx1-ubyte.gz|$work/test-labels|" \
+    -e "s|^epochs = .*|epochs = 2|" -e "s|^batch = .*|batch = 16|" configs/lenet.ini >"$work/lenet.ini"
+check "LeNet trains on IDX files" 0 "lenet: epoch 2: train error" \
+    "$tandem" -q --device cpu --config "$work/lenet.ini" --out "$work/mnist" train
+[ "$(wc -l <"$work/mnist/lenet/metrics.csv")" -eq 4 ] && ok "LeNet metrics" || bad "LeNet metrics"
+
 # --- the sweep: pictures, summary, and the message without gnuplot ---
 sweep=$(config sweep "[run]
 sweep = 1 2 | 4")
