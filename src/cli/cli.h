@@ -63,6 +63,9 @@ tdm_status cli_error(tdm_status status, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
 const char *cli_library_error(void); /* without its "(at src/...)" */
 
+/* mkdir -p, then a probe file, so an unwritable folder fails before any work. */
+tdm_status cli_make_dir(const char *path);
+
 /* Defaults, then the config file, then TANDEM_DEVICE and the flags. */
 tdm_status cli_load_config(const cli_options *options, cli_config *config);
 

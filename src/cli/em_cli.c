@@ -154,24 +154,6 @@ static tdm_status write_means(const char *dir, const tdm_em_result *r, size_t he
     return close_output(file, path);
 }
 
-static tdm_status make_dir(const char *path)
-{
-    char partial[2048];
-    snprintf(partial, sizeof partial, "%s", path);
-    for (char *p = partial + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(partial, 0777) != 0 && errno != EEXIST)
-            return cli_error(TDM_ERR_IO, "cannot create output folder %s: %s", partial,
-                             strerror(errno));
-        *p = saved;
-        if (saved == '\0')
-            return TDM_OK;
-    }
-}
-
 /* ---------- one fit ---------- */
 
 /* The log-likelihood per iteration: a live line on a terminal, else a line
@@ -235,7 +217,7 @@ static tdm_status fit_and_write(const cli_options *options, const cli_config *co
     size_t height, width;
     picture_shape(config, data->cols, &height, &width);
     if (status == TDM_OK)
-        status = make_dir(dir);
+        status = cli_make_dir(dir);
     if (status == TDM_OK)
         status = write_params(dir, &r);
     if (status == TDM_OK)
@@ -295,7 +277,7 @@ static tdm_status k_sweep(const cli_options *options, cli_config *config, tdm_ba
         tdm_em_result_free(&r);
     }
     if (status == TDM_OK)
-        status = make_dir(dir);
+        status = cli_make_dir(dir);
     char path[2100];
     FILE *file = status == TDM_OK ? open_output(dir, "k-sweep.csv", path, sizeof path) : NULL;
     if (status == TDM_OK && !file)

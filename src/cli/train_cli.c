@@ -89,8 +89,7 @@ tdm_status cli_run_config_set(void *target, const char *key, const char *value)
 
 /* ---------- files ---------- */
 
-/* mkdir -p, then a probe file: an unwritable folder fails here, before training. */
-static tdm_status make_writable_dir(const char *path)
+tdm_status cli_make_dir(const char *path)
 {
     char partial[2048];
     if (strlen(path) >= sizeof partial)
@@ -209,7 +208,7 @@ static tdm_status train_one(run_state *run, tdm_backend *backend, const tdm_mode
     tdm_status status =
         tdm_trainer_create(backend, spec, train, test, &run->config->train, &trainer);
     if (status == TDM_OK)
-        status = make_writable_dir(run->dir);
+        status = cli_make_dir(run->dir);
     snprintf(run->checkpoint, sizeof run->checkpoint, "%s/checkpoint.bin", run->dir);
     snprintf(run->metrics_path, sizeof run->metrics_path, "%s/metrics.csv", run->dir);
     if (status == TDM_OK)

@@ -5,33 +5,7 @@
 set -u
 tandem=$1
 configs=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-# check NAME EXPECTED_EXIT PATTERN COMMAND...: the exit status must match and
-# the combined output must match the extended regex PATTERN.
-check() {
-    local name=$1 expected_exit=$2 pattern=$3
-    shift 3
-    local output status
-    output=$("$@" 2>&1)
-    status=$?
-    if [ "$status" -eq "$expected_exit" ] && grep -Eq -- "$pattern" <<<"$output"; then
-        passed=$((passed + 1))
-        echo "ok: $name"
-    else
-        failed=$((failed + 1))
-        echo "FAILED: $name (exit $status, expected $expected_exit; wanted /$pattern/)"
-        echo "$output" | sed 's/^/    /'
-    fi
-}
-
-config() { # config NAME CONTENT: writes a config file, prints its path
-    printf '%s\n' "$2" >"$work/$1.ini"
-    echo "$work/$1.ini"
-}
+source "$(dirname "$0")/common.sh"
 
 check "help" 0 "usage: tandem" "$tandem" --help
 check "no command" 2 "no command given" "$tandem"
@@ -117,5 +91,4 @@ fallback = cpu")
         "$tandem" --config "$lenient" selftest
 fi
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -6,28 +6,9 @@
 # Usage: test_em_cli.sh path/to/tandem path/to/source-tree
 set -u
 tandem=$(realpath "$1")
-cd "$2"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-
-check() { # check NAME EXPECTED_EXIT PATTERN COMMAND...
-    local name=$1 expected_exit=$2 pattern=$3
-    shift 3
-    local output status
-    output=$("$@" 2>&1)
-    status=$?
-    if [ "$status" -eq "$expected_exit" ] && grep -Eq -- "$pattern" <<<"$output"; then
-        ok "$name"
-    else
-        bad "$name (exit $status, expected $expected_exit; wanted /$pattern/)"
-        echo "$output" | sed 's/^/    /'
-    fi
-}
-is_png() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = "211PNG" ]; }
+root=$2
+source "$(dirname "$0")/common.sh"
+cd "$root"
 
 check "em on the digits" 0 "purity 0\.[0-9]+, adjusted Rand index 0\.[0-9]+" \
     "$tandem" -q --device cpu --config configs/em.ini --out "$work/runs" em
@@ -78,5 +59,4 @@ check "K > n" 1 "K = 3 components for 2 rows" \
     "$tandem" -q --device cpu --config "$work/good.ini" --k 3 --out "$work/out-big" em
 no_output big
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -7,34 +7,8 @@
 set -u
 tandem=$(realpath "$1")
 root=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+source "$(dirname "$0")/common.sh"
 cd "$root"
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAILED: $1"; }
-
-# check NAME EXPECTED_EXIT PATTERN COMMAND...
-check() {
-    local name=$1 expected_exit=$2 pattern=$3
-    shift 3
-    local output status
-    output=$("$@" 2>&1)
-    status=$?
-    if [ "$status" -eq "$expected_exit" ] && grep -Eq -- "$pattern" <<<"$output"; then
-        ok "$name"
-    else
-        bad "$name (exit $status, expected $expected_exit; wanted /$pattern/)"
-        echo "$output" | sed 's/^/    /'
-    fi
-}
-
-config() { # config NAME CONTENT: writes a config file, prints its path
-    printf '%s\n' "$2" >"$work/$1.ini"
-    echo "$work/$1.ini"
-}
 
 # Fails when a bad run left anything in its output folder.
 check_no_output() {
@@ -132,7 +106,7 @@ else
 fi
 if command -v gnuplot >/dev/null; then
     for picture in errors-c1-c2 errors-c4 loss-c1-c2 loss-c4; do
-        if [ "$(head -c 4 "$work/s/sweep/$picture.png" | od -An -c | tr -d ' ')" = "211PNG" ]; then
+        if is_png "$work/s/sweep/$picture.png"; then
             ok "sweep draws $picture.png"
         else
             bad "sweep picture $picture.png"
@@ -197,5 +171,4 @@ check "output folder that cannot be written" 1 "cannot create output folder .*a-
 check "NaN loss stops training naming the epoch" 1 "training diverged in epoch [0-9]+" \
     "$tandem" -q --device cpu --epochs 50 --lr 1e5 --out "$work/o9" train
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
