@@ -11,8 +11,9 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "data/text_lines.h"
 
-enum { MAX_LINE = 1 << 16, INITIAL_ROWS = 1024 };
+enum { INITIAL_ROWS = 1024 };
 
 void tdm_dataset_free(tdm_dataset *dataset)
 {
@@ -107,45 +108,24 @@ static tdm_status parse_row(const csv_reader *r, char *line, float *pixels, int3
     return TDM_OK;
 }
 
-static bool blank(const char *line)
-{
-    return line[strspn(line, " \t\r\n")] == '\0';
-}
+typedef struct csv_target {
+    csv_reader reader;
+    tdm_dataset *dataset;
+    size_t capacity;
+} csv_target;
 
-static tdm_status read_csv_rows(gzFile file, csv_reader *r, char *line, tdm_dataset *d)
+static tdm_status add_csv_row(void *user, char *line, size_t number)
 {
-    size_t capacity = 0, size = sample_size(d->shape);
-    while (gzgets(file, line, MAX_LINE)) {
-        r->line++;
-        size_t length = strlen(line);
-        if (length == MAX_LINE - 1 && line[length - 1] != '\n')
-            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: line longer than %d bytes", r->path, r->line,
-                            MAX_LINE - 2);
-        if (blank(line))
-            continue;
-        if (d->count == capacity) {
-            capacity = capacity ? 2 * capacity : INITIAL_ROWS;
-            TDM_TRY(reserve(d, capacity));
-        }
-        TDM_TRY(parse_row(r, line, d->pixels + d->count * size, &d->labels[d->count]));
-        d->count++;
+    csv_target *t = user;
+    tdm_dataset *d = t->dataset;
+    t->reader.line = number;
+    if (d->count == t->capacity) {
+        t->capacity = t->capacity ? 2 * t->capacity : INITIAL_ROWS;
+        TDM_TRY(reserve(d, t->capacity));
     }
-    int code = Z_OK;
-    const char *message = gzerror(file, &code);
-    if (code != Z_OK && code != Z_STREAM_END)
-        return TDM_FAIL(TDM_ERR_DATA, "%s: cannot read (corrupt or truncated?): %s", r->path,
-                        message);
-    if (d->count == 0)
-        return TDM_FAIL(TDM_ERR_DATA, "%s: no samples in the file", r->path);
-    return TDM_OK;
-}
-
-static tdm_status open_data_file(const char *path, gzFile *out)
-{
-    *out = gzopen(path, "rb");
-    if (!*out)
-        return TDM_FAIL(TDM_ERR_DATA, "cannot open data file %s: %s", path,
-                        errno ? strerror(errno) : "out of memory");
+    TDM_TRY(parse_row(&t->reader, line, d->pixels + d->count * sample_size(d->shape),
+                      &d->labels[d->count]));
+    d->count++;
     return TDM_OK;
 }
 
@@ -158,16 +138,11 @@ tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float 
                         "%s: the image shape, classes and pixel range must be positive", path);
     out->shape = shape;
     out->classes = classes;
-    csv_reader reader = {path, 0, sample_size(shape) + 1, max_pixel, classes};
-    char *line = malloc(MAX_LINE);
-    gzFile file = NULL;
-    tdm_status status =
-        line ? open_data_file(path, &file) : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
-    if (status == TDM_OK)
-        status = read_csv_rows(file, &reader, line, out);
-    if (file)
-        gzclose(file);
-    free(line);
+    csv_target target = {{path, 0, sample_size(shape) + 1, max_pixel, classes}, out, 0};
+    size_t lines = 0;
+    tdm_status status = tdm_read_lines(path, add_csv_row, &target, &lines);
+    if (status == TDM_OK && lines == 0)
+        status = TDM_FAIL(TDM_ERR_DATA, "%s: no samples in the file", path);
     if (status != TDM_OK)
         tdm_dataset_free(out);
     return status;
@@ -214,7 +189,7 @@ static tdm_status load_idx_images(const char *path, tdm_dataset *d)
 {
     gzFile file = NULL;
     uint32_t sizes[3];
-    TDM_TRY(open_data_file(path, &file));
+    TDM_TRY(tdm_open_data_file(path, &file));
     tdm_status status = read_idx_header(file, path, 3, sizes);
     unsigned char *bytes = NULL;
     if (status == TDM_OK && (sizes[0] == 0 || sizes[1] == 0 || sizes[2] == 0))
@@ -240,7 +215,7 @@ static tdm_status load_idx_labels(const char *path, tdm_dataset *d)
 {
     gzFile file = NULL;
     uint32_t count = 0;
-    TDM_TRY(open_data_file(path, &file));
+    TDM_TRY(tdm_open_data_file(path, &file));
     tdm_status status = read_idx_header(file, path, 1, &count);
     if (status == TDM_OK && count != d->count)
         status = TDM_FAIL(TDM_ERR_DATA, "%s: %u labels for %zu images", path, count, d->count);

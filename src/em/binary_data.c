@@ -4,12 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <zlib.h>
-
 #include "core/error.h"
+#include "data/text_lines.h"
 #include "tandem/em.h"
 
-enum { MAX_LINE = 1 << 20, INITIAL_ROWS = 1024 };
+enum { INITIAL_ROWS = 1024 };
 
 void tdm_binary_free(tdm_binary_data *data)
 {
@@ -50,6 +49,7 @@ typedef struct csv_state {
     const char *path;
     bool has_labels;
     size_t line, capacity;
+    tdm_binary_data *data;
 } csv_state;
 
 static tdm_status grow(tdm_binary_data *d, size_t rows)
@@ -65,8 +65,11 @@ static tdm_status grow(tdm_binary_data *d, size_t rows)
     return TDM_OK;
 }
 
-static tdm_status add_row(csv_state *s, char *line, tdm_binary_data *d)
+static tdm_status add_row(void *user, char *line, size_t number)
 {
+    csv_state *s = user;
+    tdm_binary_data *d = s->data;
+    s->line = number;
     size_t fields = count_fields(line), cols = s->has_labels ? fields - 1 : fields;
     if (d->rows == 0 && d->cols == 0) {
         if (cols == 0)
@@ -95,44 +98,14 @@ static tdm_status add_row(csv_state *s, char *line, tdm_binary_data *d)
     return TDM_OK;
 }
 
-static tdm_status read_rows(gzFile file, csv_state *s, char *line, tdm_binary_data *d)
-{
-    while (gzgets(file, line, MAX_LINE)) {
-        s->line++;
-        size_t length = strlen(line);
-        if (length == MAX_LINE - 1 && line[length - 1] != '\n')
-            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: line too long", s->path, s->line);
-        if (line[strspn(line, " \t\r\n")] == '\0')
-            continue;
-        TDM_TRY(add_row(s, line, d));
-    }
-    int code = Z_OK;
-    const char *message = gzerror(file, &code);
-    if (code != Z_OK && code != Z_STREAM_END)
-        return TDM_FAIL(TDM_ERR_DATA, "%s: cannot read (corrupt or truncated?): %s", s->path,
-                        message);
-    if (d->rows == 0)
-        return TDM_FAIL(TDM_ERR_DATA, "%s: no rows in the file", s->path);
-    return TDM_OK;
-}
-
 tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out)
 {
     memset(out, 0, sizeof *out);
-    csv_state state = {path, has_labels, 0, 0};
-    char *line = malloc(MAX_LINE);
-    gzFile file = line ? gzopen(path, "rb") : NULL;
-    tdm_status status = TDM_OK;
-    if (!line)
-        status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
-    else if (!file)
-        status = TDM_FAIL(TDM_ERR_DATA, "cannot open data file %s: %s", path,
-                          errno ? strerror(errno) : "out of memory");
-    else
-        status = read_rows(file, &state, line, out);
-    if (file)
-        gzclose(file);
-    free(line);
+    csv_state state = {path, has_labels, 0, 0, out};
+    size_t lines = 0;
+    tdm_status status = tdm_read_lines(path, add_row, &state, &lines);
+    if (status == TDM_OK && lines == 0)
+        status = TDM_FAIL(TDM_ERR_DATA, "%s: no rows in the file", path);
     if (status != TDM_OK)
         tdm_binary_free(out);
     return status;
