@@ -182,6 +182,9 @@ static tdm_status on_metrics(void *user, tdm_trainer *trainer, const tdm_metrics
 static tdm_status open_outputs(run_state *run, tdm_trainer *trainer)
 {
     FILE *existing = run->options->resume ? fopen(run->checkpoint, "rb") : NULL;
+    if (run->options->resume && !existing && !run->options->quiet)
+        fprintf(stderr, "tandem: --resume: no checkpoint in %s yet, starting at epoch 0\n",
+                run->dir);
     if (existing) {
         fclose(existing);
         tdm_status status = tdm_trainer_load(trainer, run->checkpoint);
