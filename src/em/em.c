@@ -60,8 +60,12 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
         return tdm_parse_size(key, value, 1, 100000, &o->n_init);
     if (strcmp(key, "block_rows") == 0)
         return tdm_parse_size(key, value, 1, most, &o->block_rows);
-    if (strcmp(key, "seed") == 0)
-        return tdm_parse_size(key, value, 0, SIZE_MAX, (size_t *)&o->seed);
+    if (strcmp(key, "seed") == 0) {
+        size_t seed = 0;
+        TDM_TRY(tdm_parse_size(key, value, 0, SIZE_MAX, &seed));
+        o->seed = seed;
+        return TDM_OK;
+    }
     if (strcmp(key, "init") == 0)
         return set_init(o, value);
     if (strcmp(key, "tol") == 0)

@@ -35,8 +35,12 @@ tdm_status tdm_train_options_set(void *target, const char *key, const char *valu
         return tdm_parse_size(key, value, 1, most, &o->eval_every);
     if (strcmp(key, "eval_batch") == 0)
         return tdm_parse_size(key, value, 1, most, &o->eval_batch);
-    if (strcmp(key, "seed") == 0)
-        return tdm_parse_size(key, value, 0, SIZE_MAX, (size_t *)&o->seed);
+    if (strcmp(key, "seed") == 0) {
+        size_t seed = 0;
+        TDM_TRY(tdm_parse_size(key, value, 0, SIZE_MAX, &seed));
+        o->seed = seed;
+        return TDM_OK;
+    }
     if (strcmp(key, "shuffle") == 0)
         return tdm_parse_bool(key, value, &o->shuffle);
     if (strcmp(key, "nesterov") == 0)
