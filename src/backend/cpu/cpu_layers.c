@@ -124,6 +124,34 @@ static tdm_status tap_table(const tdm_conv2d_shape *s, conv_dims d, long **out)
     return TDM_OK;
 }
 
+/* For each tap k, the offsets p * columns + q (in p order) of its entries in
+ * one (co, ci) block of the dense matrix: taps_start[k] .. taps_start[k + 1]. */
+static tdm_status tap_entries(const tdm_conv2d_shape *s, conv_dims d, size_t **offsets,
+                              size_t **start)
+{
+    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
+    size_t columns = s->in_channels * plane;
+    long *taps = NULL;
+    TDM_TRY(tap_table(s, d, &taps));
+    *offsets = malloc(d.spatial * plane * sizeof(size_t) + 1);
+    *start = calloc(taps_per_pair + 1, sizeof(size_t));
+    if (!*offsets || !*start) {
+        free(taps);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    }
+    size_t used = 0;
+    for (size_t k = 0; k < taps_per_pair; k++) {
+        (*start)[k] = used;
+        for (size_t p = 0; p < d.spatial; p++)
+            for (size_t q = 0; q < plane; q++)
+                if (taps[p * plane + q] == (long)k)
+                    (*offsets)[used++] = p * columns + q;
+    }
+    (*start)[taps_per_pair] = used;
+    free(taps);
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
                                      tdm_view weight, tdm_view dense)
 {
@@ -153,27 +181,21 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
     conv_dims d = dims_of(s);
     size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
     size_t columns = s->in_channels * plane;
-    long *taps = NULL;
-    float *sums = malloc(taps_per_pair * sizeof(float));
-    tdm_status status =
-        sums ? tap_table(s, d, &taps) : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
+    size_t *offsets = NULL, *start = NULL;
+    tdm_status status = tap_entries(s, d, &offsets, &start);
     for (size_t co = 0; status == TDM_OK && co < s->out_channels; co++)
         for (size_t ci = 0; ci < s->in_channels; ci++) {
-            for (size_t k = 0; k < taps_per_pair; k++)
-                sums[k] = 0.0f;
-            for (size_t p = 0; p < d.spatial; p++) {
-                const float *g = floats(dense_grad) + (co * d.spatial + p) * columns + ci * plane;
-                const long *tap = taps + p * plane;
-                for (size_t q = 0; q < plane; q++)
-                    if (tap[q] >= 0)
-                        sums[tap[q]] += g[q];
-            }
+            const float *g = floats(dense_grad) + co * d.spatial * columns + ci * plane;
             float *dw = floats(dweight) + (co * s->in_channels + ci) * taps_per_pair;
-            for (size_t k = 0; k < taps_per_pair; k++)
-                dw[k] += sums[k];
+            for (size_t k = 0; k < taps_per_pair; k++) {
+                float sum = 0.0f;
+                for (size_t e = start[k]; e < start[k + 1]; e++)
+                    sum += g[offsets[e]];
+                dw[k] += sum;
+            }
         }
-    free(taps);
-    free(sums);
+    free(offsets);
+    free(start);
     return status;
 }
 
@@ -183,10 +205,13 @@ tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, s
     (void)backend;
     const float *in = floats(src);
     float *out = floats(dst);
-    for (size_t a = 0; a < outer; a++)
-        for (size_t b = 0; b < inner; b++)
-            memcpy(out + (b * outer + a) * spatial, in + (a * inner + b) * spatial,
-                   spatial * sizeof(float));
+    /* Writes in storage order; an inline loop, since rows are a few floats. */
+    for (size_t b = 0; b < inner; b++)
+        for (size_t a = 0; a < outer; a++, out += spatial) {
+            const float *row = in + (a * inner + b) * spatial;
+            for (size_t i = 0; i < spatial; i++)
+                out[i] = row[i];
+        }
     return TDM_OK;
 }
 
