@@ -351,7 +351,8 @@ static void test_backends_agree_over_training(void **state)
 static int make_work_dir(void **state)
 {
     (void)state;
-    snprintf(work, sizeof work, "/tmp/tandem-test-training-XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(work, sizeof work, "%s/tandem-test-training-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     return mkdtemp(work) ? test_open_all_backends(state) : -1;
 }
 
