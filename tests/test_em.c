@@ -313,7 +313,7 @@ static void test_seeds_blocks_and_backends(void **state)
     again = fit(test_all_backends.all[0], &d, 10, &o);
     assert_true(fabs(again.log_likelihood - cpu.log_likelihood) < 1e-5 * fabs(cpu.log_likelihood));
     tdm_em_result_free(&again);
-    o.block_rows = 4096;
+    o.block_rows = 0;
     o.n_init = 3; /* restart 0 is the run above: the best is at least as good */
     again = fit(test_all_backends.all[0], &d, 10, &o);
     assert_true(again.log_likelihood >= cpu.log_likelihood);
@@ -330,6 +330,12 @@ static void test_seeds_blocks_and_backends(void **state)
                     1e-5 * fabs(cpu.log_likelihood));
         for (size_t i = 0; i < 10 * 64; i++)
             assert_true(fabs(other.p[i] - cpu.p[i]) < 1e-3);
+        o.cache_bytes = 0; /* stream the blocks instead of keeping them on the device */
+        tdm_em_result streamed = fit(test_all_backends.all[b], &d, 10, &o);
+        o.cache_bytes = (size_t)1 << 30;
+        assert_true(fabs(streamed.log_likelihood - other.log_likelihood) <
+                    1e-5 * fabs(other.log_likelihood));
+        tdm_em_result_free(&streamed);
         tdm_em_result_free(&other);
     }
     tdm_em_result_free(&cpu);

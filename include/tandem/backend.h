@@ -88,6 +88,9 @@ const char *tdm_backend_name(const tdm_backend *backend); /* "cpu" or "opencl" *
 /* One line: device name, platform and driver version. */
 const char *tdm_backend_description(const tdm_backend *backend);
 bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op);
+/* True when buffers live in host memory (the cpu backend): uploading is a
+ * copy in RAM, and data read once is best streamed through the caches. */
+bool tdm_backend_uses_host_memory(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 

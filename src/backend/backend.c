@@ -54,6 +54,11 @@ bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op)
     return (unsigned)op < TDM_OP_COUNT && backend->iface->supports_op(backend, op);
 }
 
+bool tdm_backend_uses_host_memory(const tdm_backend *backend)
+{
+    return backend->host_memory;
+}
+
 tdm_status tdm_backend_synchronize(tdm_backend *backend)
 {
     return backend->iface->synchronize(backend);

@@ -101,6 +101,7 @@ struct tdm_backend {
     void *context;
     const char *name;
     char description[512];
+    bool host_memory; /* set by the backend: see tdm_backend_uses_host_memory */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };
 

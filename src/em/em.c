@@ -21,7 +21,7 @@ void tdm_em_options_init(tdm_em_options *o)
                           .prior_a = 2.0,
                           .prior_b = 2.0,
                           .clamp = 1e-6,
-                          .block_rows = 4096,
+                          .block_rows = 0,
                           .cache_bytes = (size_t)1 << 30};
 }
 
@@ -59,7 +59,7 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
     if (strcmp(key, "n_init") == 0)
         return tdm_parse_size(key, value, 1, 100000, &o->n_init);
     if (strcmp(key, "block_rows") == 0)
-        return tdm_parse_size(key, value, 1, most, &o->block_rows);
+        return tdm_parse_size(key, value, 0, most, &o->block_rows);
     if (strcmp(key, "seed") == 0) {
         size_t seed = 0;
         TDM_TRY(tdm_parse_size(key, value, 0, SIZE_MAX, &seed));
@@ -131,10 +131,22 @@ static void widen_rows(const em_device *dev, size_t first, size_t count)
         dev->host[i] = in[i];
 }
 
-static tdm_status cache_matrix(em_device *dev, size_t cache_bytes)
+/* Keeps the float matrix on a device with its own memory when it fits, so
+ * each pass reads it there; else each block is widened from the bytes when
+ * used, while it is small enough to stay in cache for both of its GEMMs. */
+enum { STREAMED_BLOCK = 512, CACHED_BLOCK = 8192 };
+
+static bool keep_on_device(const em_device *dev, size_t cache_bytes)
 {
     size_t rows = dev->data->rows, cols = dev->cols;
-    if (rows > cache_bytes / sizeof(float) / cols)
+    return !tdm_backend_uses_host_memory(dev->backend) &&
+           rows <= cache_bytes / sizeof(float) / cols;
+}
+
+static tdm_status place_matrix(em_device *dev, bool cached)
+{
+    size_t rows = dev->data->rows, cols = dev->cols;
+    if (!cached)
         return alloc_floats(dev->backend, dev->block * cols, &dev->x_block);
     TDM_TRY(alloc_floats(dev->backend, rows * cols, &dev->x_all));
     for (size_t first = 0; first < rows; first += dev->block) {
@@ -151,7 +163,9 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
 {
     memset(dev, 0, sizeof *dev);
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
-    dev->block = o->block_rows < data->rows ? o->block_rows : data->rows;
+    bool cached = keep_on_device(dev, o->cache_bytes);
+    size_t block = o->block_rows ? o->block_rows : cached ? CACHED_BLOCK : STREAMED_BLOCK;
+    dev->block = block < data->rows ? block : data->rows;
     size_t host_floats = dev->block * dev->cols > k_count * (dev->cols + 1)
                              ? dev->block * dev->cols
                              : k_count * (dev->cols + 1);
@@ -164,7 +178,7 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     TDM_TRY(alloc_floats(backend, k_count * (dev->cols + 1), &dev->stats));
     TDM_TRY(alloc_floats(backend, dev->block, &dev->ones));
     TDM_TRY(tdm_fill(backend, (tdm_view){dev->ones, 0}, dev->block, 1.0f));
-    return cache_matrix(dev, o->cache_bytes);
+    return place_matrix(dev, cached);
 }
 
 /* W = log p - log(1 - p) and b = log pi + sum_d log(1 - p), uploaded. */
@@ -283,9 +297,8 @@ static tdm_status check_fit(const tdm_binary_data *data, const tdm_em_options *o
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "em: K = %zu components for %zu rows: K must not exceed the rows",
                         o->components, data->rows);
-    if (o->max_iter == 0 || o->n_init == 0 || o->block_rows == 0)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "em: max_iter, n_init and block_rows must be > 0");
+    if (o->max_iter == 0 || o->n_init == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: max_iter and n_init must be > 0");
     if (!(o->prior_a >= 1.0) || !(o->prior_b >= 1.0) || !(o->clamp > 0.0 && o->clamp < 0.5) ||
         !(o->tol >= 0.0))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,

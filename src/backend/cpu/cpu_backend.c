@@ -203,6 +203,7 @@ tdm_status tdm_cpu_backend_create(tdm_backend **out)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     backend->iface = &cpu_iface;
     backend->name = "cpu";
+    backend->host_memory = true;
     snprintf(backend->description, sizeof backend->description, "cpu backend (plain C, GEMM: %s)",
              CPU_GEMM_NAME);
     *out = backend;
