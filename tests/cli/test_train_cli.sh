@@ -31,6 +31,25 @@ else
     ls -la "$work/runs/resnet"
 fi
 
+# --- progress: a rewritten line on a terminal (script(1) provides one), plain
+# lines otherwise, nothing with -q ---
+if command -v script >/dev/null; then
+    on_tty=$(script -qec "'$tandem' --device cpu --epochs 3 --out '$work/tty' train" /dev/null)
+    if grep -q $'\r\033\[K' <<<"$on_tty" && grep -q "ETA" <<<"$on_tty"; then
+        ok "a live progress line on a terminal"
+    else
+        bad "no live progress line on a terminal"
+    fi
+fi
+plain=$("$tandem" --device cpu --epochs 3 --out "$work/plain" train 2>&1)
+if ! grep -q $'\r' <<<"$plain" && grep -q "resnet epoch 3/3 .*ETA" <<<"$plain"; then
+    ok "plain progress lines without a terminal"
+else
+    bad "progress without a terminal"
+fi
+quiet=$("$tandem" -q --device cpu --epochs 3 --out "$work/quiet" train 2>&1)
+! grep -q "ETA" <<<"$quiet" && ok "-q prints no progress" || bad "-q printed progress"
+
 # --- resume after SIGKILL equals an uninterrupted run (on the cpu backend) ---
 common=(-q --device cpu --channels 64 --epochs 24)
 resume_config=$(config resume "[run]
