@@ -25,3 +25,18 @@ ulong tdm_channel_index(ulong k, ulong c, ulong channels, ulong spatial)
 {
     return ((k / spatial) * channels + c) * spatial + k % spatial;
 }
+
+// log(sum_k exp(z[k])) with the maximum subtracted first; *top is the first
+// argmax (the cross-entropy's prediction).
+float tdm_log_sum_exp(__global const float *z, ulong count, ulong *top)
+{
+    ulong best = 0;
+    for (ulong k = 1; k < count; k++)
+        if (z[k] > z[best])
+            best = k;
+    float sum = 0.0f;
+    for (ulong k = 0; k < count; k++)
+        sum += exp(z[k] - z[best]);
+    *top = best;
+    return z[best] + log(sum);
+}

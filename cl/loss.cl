@@ -12,13 +12,7 @@ __kernel void tdm_softmax_cross_entropy(ulong batch, ulong classes, __global con
         const int label = labels[labels_offset + n];
         const bool valid = label >= 0 && (ulong)label < classes;
         ulong top = 0;
-        for (ulong k = 1; k < classes; k++)
-            if (z[k] > z[top])
-                top = k;
-        float sum = 0.0f;
-        for (ulong k = 0; k < classes; k++)
-            sum += exp(z[k] - z[top]);
-        const float log_sum = z[top] + log(sum);
+        const float log_sum = tdm_log_sum_exp(z, classes, &top);
         losses[losses_offset + n] = valid ? log_sum - z[label] : NAN;
         if (write_wrong)
             wrong[wrong_offset + n] = valid && top == (ulong)label ? 0.0f : 1.0f;
@@ -36,13 +30,7 @@ __kernel void tdm_softmax_rows(ulong rows, ulong cols, __global float *x, ulong 
     for (ulong r = get_global_id(0); r < rows; r += get_global_size(0)) {
         __global float *row = x + x_offset + r * cols;
         ulong top = 0;
-        for (ulong j = 1; j < cols; j++)
-            if (row[j] > row[top])
-                top = j;
-        float sum = 0.0f;
-        for (ulong j = 0; j < cols; j++)
-            sum += exp(row[j] - row[top]);
-        const float log_sum = row[top] + log(sum);
+        const float log_sum = tdm_log_sum_exp(row, cols, &top);
         lse[lse_offset + r] = log_sum;
         for (ulong j = 0; j < cols; j++)
             row[j] = exp(row[j] - log_sum);

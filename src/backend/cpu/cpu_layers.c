@@ -545,13 +545,19 @@ tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, 
 
 /* ---------- loss ---------- */
 
-static size_t first_argmax(const float *z, size_t classes)
+/* log(sum_k exp(z[k])) with the maximum subtracted first, in double; *top is
+ * the first argmax (the cross-entropy's prediction). */
+static double log_sum_exp(const float *z, size_t count, size_t *top)
 {
     size_t best = 0;
-    for (size_t k = 1; k < classes; k++)
+    for (size_t k = 1; k < count; k++)
         if (z[k] > z[best])
             best = k;
-    return best;
+    double sum = 0.0;
+    for (size_t k = 0; k < count; k++)
+        sum += exp((double)z[k] - z[best]);
+    *top = best;
+    return z[best] + log(sum);
 }
 
 tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entropy_shape *s,
@@ -563,11 +569,8 @@ tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_e
         const float *z = floats(logits) + n * s->classes;
         int32_t label = ints(labels)[n];
         bool valid = label >= 0 && (size_t)label < s->classes;
-        size_t top = first_argmax(z, s->classes);
-        double sum = 0.0;
-        for (size_t k = 0; k < s->classes; k++)
-            sum += exp((double)z[k] - z[top]);
-        double log_sum = z[top] + log(sum);
+        size_t top = 0;
+        double log_sum = log_sum_exp(z, s->classes, &top);
         floats(losses)[n] = valid ? (float)(log_sum - z[label]) : NAN;
         if (wrong.buffer)
             floats(wrong)[n] = top == (size_t)label ? 0.0f : 1.0f;
@@ -606,11 +609,8 @@ tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, 
     (void)backend;
     for (size_t r = 0; r < rows; r++) {
         float *row = floats(x) + r * cols;
-        size_t top = first_argmax(row, cols);
-        double sum = 0.0;
-        for (size_t j = 0; j < cols; j++)
-            sum += exp((double)row[j] - row[top]);
-        double log_sum = row[top] + log(sum);
+        size_t top = 0;
+        double log_sum = log_sum_exp(row, cols, &top);
         floats(lse)[r] = (float)log_sum;
         for (size_t j = 0; j < cols; j++)
             row[j] = (float)exp((double)row[j] - log_sum);
