@@ -11,7 +11,8 @@ extern "C" {
 #endif
 
 /* Stores one key = value into target; an unknown key or a malformed value
- * returns TDM_ERR_CONFIG with a message naming the key. */
+ * returns TDM_ERR_CONFIG with a message naming the key (a setter outside the
+ * library records it with tdm_config_error). */
 typedef tdm_status (*tdm_config_setter)(void *target, const char *key, const char *value);
 
 typedef struct tdm_config_section {
@@ -24,6 +25,11 @@ typedef struct tdm_config_section {
  * problem (missing file, syntax error, unknown section or key, bad value)
  * fails with a message "path:line: ...". */
 tdm_status tdm_config_parse(const char *path, const tdm_config_section *sections, size_t count);
+
+/* For setters: records the message of a bad key or value, which
+ * tdm_config_parse then reports with the file and line, and returns
+ * TDM_ERR_CONFIG. */
+tdm_status tdm_config_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
 
 #ifdef __cplusplus
 }

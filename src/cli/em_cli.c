@@ -25,14 +25,13 @@ tdm_status cli_em_config_set(void *target, const char *key, const char *value)
     cli_em_config *em = target;
     if (strcmp(key, "path") == 0) {
         if (!value[0] || strlen(value) >= sizeof em->path)
-            return cli_error(TDM_ERR_CONFIG, "path must be 1 to %zu characters",
-                             sizeof em->path - 1);
+            return tdm_config_error("path must be 1 to %zu characters", sizeof em->path - 1);
         strcpy(em->path, value);
         return TDM_OK;
     }
     if (strcmp(key, "labels") == 0) {
         if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
-            return cli_error(TDM_ERR_CONFIG, "labels must be true or false, got '%s'", value);
+            return tdm_config_error("labels must be true or false, got '%s'", value);
         em->labels = strcmp(value, "true") == 0;
         return TDM_OK;
     }
@@ -40,14 +39,14 @@ tdm_status cli_em_config_set(void *target, const char *key, const char *value)
         char *end = NULL;
         em->threshold = strtof(value, &end);
         return *end || !value[0] || !isfinite(em->threshold)
-                   ? cli_error(TDM_ERR_CONFIG, "threshold must be a number, got '%s'", value)
+                   ? tdm_config_error("threshold must be a number, got '%s'", value)
                    : TDM_OK;
     }
     if (strcmp(key, "image") == 0) {
         char extra;
         if (sscanf(value, "%zux%zu%c", &em->image_height, &em->image_width, &extra) != 2 ||
             em->image_height == 0 || em->image_width == 0)
-            return cli_error(TDM_ERR_CONFIG, "image must be HxW, got '%s'", value);
+            return tdm_config_error("image must be HxW, got '%s'", value);
         return TDM_OK;
     }
     return tdm_em_options_set(&em->options, key, value);

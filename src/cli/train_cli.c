@@ -39,17 +39,17 @@ static tdm_status parse_sweep(cli_run_config *run, const char *value)
             unsigned long channels = strtoul(p, &end, 10);
             if (end == p || channels == 0 || channels > 65536 ||
                 parsed.sweep_count == CLI_MAX_SWEEP)
-                return cli_error(TDM_ERR_CONFIG,
-                                 "sweep must list up to %d channel counts in 1..65536, with | "
-                                 "between figures, got '%s'",
-                                 CLI_MAX_SWEEP, value);
+                return tdm_config_error(
+                    "sweep must list up to %d channel counts in 1..65536, with | "
+                    "between figures, got '%s'",
+                    CLI_MAX_SWEEP, value);
             parsed.sweep[parsed.sweep_count] = channels;
             parsed.sweep_group[parsed.sweep_count++] = group;
             p = end;
         }
     }
     if (parsed.sweep_count == 0)
-        return cli_error(TDM_ERR_CONFIG, "sweep lists no channel counts");
+        return tdm_config_error("sweep lists no channel counts");
     *run = parsed;
     return TDM_OK;
 }
@@ -57,8 +57,8 @@ static tdm_status parse_sweep(cli_run_config *run, const char *value)
 static tdm_status copy_value(const char *key, const char *value, char *out, size_t capacity)
 {
     if (!value[0] || strlen(value) >= capacity || (strcmp(key, "name") == 0 && strchr(value, '/')))
-        return cli_error(TDM_ERR_CONFIG, "%s must be 1 to %zu characters%s, got '%s'", key,
-                         capacity - 1, strcmp(key, "name") == 0 ? " without '/'" : "", value);
+        return tdm_config_error("%s must be 1 to %zu characters%s, got '%s'", key, capacity - 1,
+                                strcmp(key, "name") == 0 ? " without '/'" : "", value);
     strcpy(out, value);
     return TDM_OK;
 }
@@ -76,15 +76,13 @@ tdm_status cli_run_config_set(void *target, const char *key, const char *value)
         char *end = NULL;
         unsigned long long every = strtoull(value, &end, 10);
         if (!value[0] || *end || value[0] == '-' || every == 0)
-            return cli_error(TDM_ERR_CONFIG,
-                             "checkpoint_every must be a whole number > 0, got '%s'", value);
+            return tdm_config_error("checkpoint_every must be a whole number > 0, got '%s'", value);
         run->checkpoint_every = (size_t)every;
         return TDM_OK;
     }
     if (strcmp(key, "sweep") == 0)
         return parse_sweep(run, value);
-    return cli_error(TDM_ERR_CONFIG, "unknown key '%s' (known: out name checkpoint_every sweep)",
-                     key);
+    return tdm_config_error("unknown key '%s' (known: out name checkpoint_every sweep)", key);
 }
 
 /* ---------- files ---------- */

@@ -1,6 +1,7 @@
 #include "tandem/config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -94,4 +95,14 @@ tdm_status tdm_config_parse(const char *path, const tdm_config_section *sections
         return TDM_FAIL(state.status, "%s:%d: %s", path, state.error_line, state.message);
     return TDM_FAIL(TDM_ERR_CONFIG, "%s:%d: malformed line (expected '[section]' or 'key = value')",
                     path, first_error_line);
+}
+
+tdm_status tdm_config_error(const char *format, ...)
+{
+    char message[1024];
+    va_list args;
+    va_start(args, format);
+    vsnprintf(message, sizeof message, format, args);
+    va_end(args);
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s", message);
 }

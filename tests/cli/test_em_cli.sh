@@ -59,4 +59,18 @@ check "K > n" 1 "K = 3 components for 2 rows" \
     "$tandem" -q --device cpu --config "$work/good.ini" --k 3 --out "$work/out-big" em
 no_output big
 
+# Bad [em] values name the file and line.
+check "unknown init" 1 "init.ini:2: \[em\] init must be kmeans\+\+, random_rows or random_responsibilities" \
+    "$tandem" -q --device cpu --config "$(config init "[em]
+init = best")" --out "$work/out-init" em
+check "a prior below 1" 1 "prior.ini:2: \[em\] prior_a must be a number in \[1," \
+    "$tandem" -q --device cpu --config "$(config prior "[em]
+prior_a = 0.5")" --out "$work/out-prior" em
+check "a bad image shape" 1 "image.ini:2: \[em\] image must be HxW" \
+    "$tandem" -q --device cpu --config "$(config image "[em]
+image = 8")" --out "$work/out-image" em
+check "a bad --k-sweep" 1 "--k-sweep must be A..B" \
+    "$tandem" -q --device cpu --k-sweep 5..2 --out "$work/out-sweep" em
+for name in init prior image sweep; do no_output "$name"; done
+
 finish

@@ -187,6 +187,18 @@ check_no_output o8 "bad flags"
 : >"$work/a-file"
 check "output folder that cannot be written" 1 "cannot create output folder .*a-file" \
     "$tandem" -q --device cpu --epochs 1 --out "$work/a-file/runs" train
+check "a bad data format" 1 "format.ini:2: \[data\] format must be csv or idx" \
+    "$tandem" -q --device cpu --config "$(config format "[data]
+format = parquet")" --out "$work/o10" train
+check "checkpoint_every 0" 1 "every.ini:2: \[run\] checkpoint_every must be a whole number > 0" \
+    "$tandem" -q --device cpu --config "$(config every "[run]
+checkpoint_every = 0")" --out "$work/o10" train
+check "a bad sweep list" 1 "list.ini:2: \[run\] sweep must list up to 16 channel counts" \
+    "$tandem" -q --device cpu --config "$(config list "[run]
+sweep = 1 x")" --out "$work/o10" sweep
+check "a --name with a slash" 1 "--name: name must be 1 to 255 characters without '/'" \
+    "$tandem" -q --device cpu --name a/b --out "$work/o10" train
+check_no_output o10 "bad config values"
 check "NaN loss stops training naming the epoch" 1 "training diverged in epoch [0-9]+" \
     "$tandem" -q --device cpu --epochs 50 --lr 1e5 --out "$work/o9" train
 
