@@ -91,11 +91,21 @@ bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op);
 /* True when buffers live in host memory (the cpu backend): uploading is a
  * copy in RAM, and data read once is best streamed through the caches. */
 bool tdm_backend_uses_host_memory(const tdm_backend *backend);
+/* The host threads the backend runs its loops on (the cpu backend's thread
+ * count), which host-side passes over its data may use too (>= 1). */
+size_t tdm_backend_host_threads(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 
-/* The plain-C backend; GEMM through CBLAS unless built with TANDEM_BLAS=OFF. */
+/* The plain-C backend: its loops and its GEMM (oneDNN, OpenBLAS or the
+ * portable C GEMM, chosen at build time by TANDEM_CPU_GEMM) run on `threads`
+ * OpenMP threads; 0 means tdm_cpu_default_threads(). The same thread count
+ * gives the same bits; docs/devices.md says which results depend on it. */
+tdm_status tdm_cpu_backend_create_threads(size_t threads, tdm_backend **out);
+/* tdm_cpu_backend_create_threads(0, out) */
 tdm_status tdm_cpu_backend_create(tdm_backend **out);
+/* The cores this process may run on (its CPU affinity mask). */
+size_t tdm_cpu_default_threads(void);
 
 /* One OpenCL device, by platform and device index as clGetPlatformIDs and
  * clGetDeviceIDs(CL_DEVICE_TYPE_ALL) order them. */

@@ -59,6 +59,11 @@ bool tdm_backend_uses_host_memory(const tdm_backend *backend)
     return backend->host_memory;
 }
 
+size_t tdm_backend_host_threads(const tdm_backend *backend)
+{
+    return backend->threads ? backend->threads : 1;
+}
+
 tdm_status tdm_backend_synchronize(tdm_backend *backend)
 {
     return backend->iface->synchronize(backend);

@@ -102,6 +102,7 @@ struct tdm_backend {
     const char *name;
     char description[512];
     bool host_memory; /* set by the backend: see tdm_backend_uses_host_memory */
+    size_t threads;   /* set by the backend: see tdm_backend_host_threads */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };
 

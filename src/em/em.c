@@ -123,12 +123,17 @@ static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **
     return tdm_buffer_alloc(backend, (count ? count : 1) * sizeof(float), out);
 }
 
-/* The rows [first, first + count) as floats in dev->host. */
+/* The rows [first, first + count) as floats in dev->host, on the backend's
+ * host threads. */
 static void widen_rows(const em_device *dev, size_t first, size_t count)
 {
     const uint8_t *in = dev->data->values + first * dev->cols;
-    for (size_t i = 0; i < count * dev->cols; i++)
-        dev->host[i] = in[i];
+    float *out = dev->host;
+    size_t total = count * dev->cols;
+    int team = total < 65536 ? 1 : (int)tdm_backend_host_threads(dev->backend);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t i = 0; i < total; i++)
+        out[i] = in[i];
 }
 
 /* Keeps the float matrix on a device with its own memory when it fits, so

@@ -1,18 +1,15 @@
-/* The plain-C backend: host memory, loops for elementwise ops, and CBLAS
- * (OpenBLAS, with its own thread pool) or the portable C GEMM. */
+/* The plain-C backend: host memory, OpenMP loops, and oneDNN, OpenBLAS or the
+ * portable C GEMM (cpu_gemm.c). */
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "backend/backend_impl.h"
 #include "backend/cpu/cpu_layers.h"
-#include "backend/cpu/gemm_portable.h"
+#include "backend/cpu/cpu_gemm.h"
 #include "core/error.h"
-
-#ifdef TANDEM_HAVE_CBLAS
-#include <cblas.h>
-#endif
 
 static void cpu_free(tdm_backend *backend)
 {
@@ -64,8 +61,9 @@ static tdm_status cpu_download(tdm_backend *backend, const tdm_buffer *src, size
 
 static tdm_status cpu_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
 {
-    (void)backend;
     float *data = tdm_view_host_floats(x);
+    int team = tdm_cpu_team(backend, count);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t i = 0; i < count; i++)
         data[i] = value;
     return TDM_OK;
@@ -73,16 +71,21 @@ static tdm_status cpu_fill(tdm_backend *backend, tdm_view x, size_t count, float
 
 static tdm_status cpu_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
 {
-    (void)backend;
-    memcpy(tdm_view_host_floats(dst), tdm_view_host_floats(src), count * sizeof(float));
+    const float *in = tdm_view_host_floats(src);
+    float *out = tdm_view_host_floats(dst);
+    int team = tdm_cpu_team(backend, count);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t i = 0; i < count; i++)
+        out[i] = in[i];
     return TDM_OK;
 }
 
 static tdm_status cpu_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y)
 {
-    (void)backend;
     const float *xs = tdm_view_host_floats(x);
     float *ys = tdm_view_host_floats(y);
+    int team = tdm_cpu_team(backend, count);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t i = 0; i < count; i++)
         ys[i] += alpha * xs[i];
     return TDM_OK;
@@ -90,8 +93,9 @@ static tdm_status cpu_axpy(tdm_backend *backend, size_t count, float alpha, tdm_
 
 static tdm_status cpu_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
 {
-    (void)backend;
     float *xs = tdm_view_host_floats(x);
+    int team = tdm_cpu_team(backend, count);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t i = 0; i < count; i++)
         xs[i] *= alpha;
     return TDM_OK;
@@ -101,30 +105,35 @@ static tdm_status cpu_scale(tdm_backend *backend, size_t count, float alpha, tdm
 static tdm_status cpu_elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
                                   tdm_view b, tdm_view out)
 {
-    (void)backend;
     const float *x = tdm_view_host_floats(a);
     const float *y = b.buffer ? tdm_view_host_floats(b) : NULL;
     float *z = tdm_view_host_floats(out);
+    int team = tdm_cpu_team(backend, count);
     switch (op) {
     case TDM_OP_ADD:
+#pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = x[i] + y[i];
         break;
     case TDM_OP_RELU: /* NaN is not < 0: it stays NaN */
+#pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = x[i] < 0.0f ? 0.0f : x[i];
         break;
     case TDM_OP_RELU_BACKWARD:
+#pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++) {
             float passed = y[i]; /* loaded unconditionally, so the loop vectorises */
             z[i] = x[i] > 0.0f ? passed : 0.0f;
         }
         break;
     case TDM_OP_SIGMOID:
+#pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = 1.0f / (1.0f + expf(-x[i]));
         break;
     default: /* TDM_OP_SIGMOID_BACKWARD: supports_op lets only these through */
+#pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = y[i] * (x[i] * (1.0f - x[i]));
         break;
@@ -132,34 +141,10 @@ static tdm_status cpu_elementwise(tdm_backend *backend, tdm_op op, size_t count,
     return TDM_OK;
 }
 
-#ifdef TANDEM_HAVE_CBLAS
 static tdm_status cpu_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 {
-    (void)backend;
-    /* CBLAS takes int dimensions. */
-    const size_t int_max = 2147483647;
-    if (args->m > int_max || args->n > int_max || args->k > int_max || args->lda > int_max ||
-        args->ldb > int_max || args->ldc > int_max)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "sgemm: a dimension exceeds CBLAS's int range");
-    cblas_sgemm(CblasRowMajor, args->trans_a == TDM_TRANS ? CblasTrans : CblasNoTrans,
-                args->trans_b == TDM_TRANS ? CblasTrans : CblasNoTrans, (int)args->m, (int)args->n,
-                (int)args->k, args->alpha, tdm_view_host_floats(args->a), (int)args->lda,
-                tdm_view_host_floats(args->b), (int)args->ldb, args->beta,
-                tdm_view_host_floats(args->c), (int)args->ldc);
-    return TDM_OK;
+    return tdm_cpu_gemm(backend->threads, args);
 }
-#define CPU_GEMM_NAME "OpenBLAS CBLAS"
-#else
-static tdm_status cpu_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
-{
-    (void)backend;
-    return tdm_cpu_sgemm_portable(args->trans_a, args->trans_b, args->m, args->n, args->k,
-                                  args->alpha, tdm_view_host_floats(args->a), args->lda,
-                                  tdm_view_host_floats(args->b), args->ldb, args->beta,
-                                  tdm_view_host_floats(args->c), args->ldc);
-}
-#define CPU_GEMM_NAME "portable C"
-#endif
 
 static const struct tdm_backend_iface cpu_iface = {
     .version = TDM_BACKEND_IFACE_VERSION,
@@ -195,17 +180,35 @@ static const struct tdm_backend_iface cpu_iface = {
     .softmax_rows = tdm_cpu_softmax_rows,
 };
 
-tdm_status tdm_cpu_backend_create(tdm_backend **out)
+size_t tdm_cpu_default_threads(void)
+{
+    int procs = omp_get_num_procs(); /* libgomp counts the CPU affinity mask */
+    return procs > 0 ? (size_t)procs : 1;
+}
+
+tdm_status tdm_cpu_backend_create_threads(size_t threads, tdm_backend **out)
 {
     *out = NULL;
+    if (threads > TDM_CPU_MAX_THREADS)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "cpu: %zu threads is more than the %d allowed",
+                        threads, TDM_CPU_MAX_THREADS);
     tdm_backend *backend = calloc(1, sizeof *backend);
     if (!backend)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
     backend->iface = &cpu_iface;
     backend->name = "cpu";
     backend->host_memory = true;
-    snprintf(backend->description, sizeof backend->description, "cpu backend (plain C, GEMM: %s)",
-             CPU_GEMM_NAME);
+    backend->threads = threads ? threads : tdm_cpu_default_threads();
+    char gemm[256];
+    tdm_cpu_gemm_describe(gemm, sizeof gemm);
+    snprintf(backend->description, sizeof backend->description,
+             "cpu backend (GEMM: %s; %zu thread%s)", gemm, backend->threads,
+             backend->threads == 1 ? "" : "s");
     *out = backend;
     return TDM_OK;
+}
+
+tdm_status tdm_cpu_backend_create(tdm_backend **out)
+{
+    return tdm_cpu_backend_create_threads(0, out);
 }

@@ -32,77 +32,77 @@ static conv_dims dims_of(const tdm_conv2d_shape *s)
     return d;
 }
 
-/* For kernel offset (i, j): where each output position p = oh * OW + ow
- * reads in an input plane, or -1 where it reads padding. */
-static void tap_offsets(const tdm_conv2d_shape *s, conv_dims d, size_t i, size_t j, long *offsets)
+/* For every kernel offset (i, j), where each output position p = oh * OW + ow
+ * reads in an input plane, or -1 where it reads padding:
+ * offsets[(i * KW + j) * OH*OW + p]. */
+static tdm_status tap_offsets(const tdm_conv2d_shape *s, conv_dims d, long **out)
 {
-    for (size_t p = 0; p < d.spatial; p++) {
-        long h = (long)((p / d.out_w) * s->stride_h + i) - (long)s->pad_h;
-        long w = (long)((p % d.out_w) * s->stride_w + j) - (long)s->pad_w;
-        bool inside = h >= 0 && w >= 0 && h < (long)s->in_height && w < (long)s->in_width;
-        offsets[p] = inside ? h * (long)s->in_width + w : -1;
-    }
-}
-
-/* Calls visit(row of col, input channel c, offsets) for every (c, i, j). */
-typedef void (*row_visitor)(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
-                            const long *offsets, const float *in, float *out);
-
-static tdm_status visit_rows(const tdm_conv2d_shape *s, row_visitor visit, const float *in,
-                             float *out)
-{
-    conv_dims d = dims_of(s);
-    long *offsets = malloc(d.spatial * sizeof(long));
+    size_t taps = s->kernel_h * s->kernel_w;
+    long *offsets = malloc(taps * d.spatial * sizeof(long));
     if (!offsets)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
-    for (size_t c = 0; c < s->in_channels; c++)
-        for (size_t i = 0; i < s->kernel_h; i++)
-            for (size_t j = 0; j < s->kernel_w; j++) {
-                tap_offsets(s, d, i, j, offsets);
-                visit(s, d, (c * s->kernel_h + i) * s->kernel_w + j, c, offsets, in, out);
-            }
+    for (size_t tap = 0; tap < taps; tap++)
+        for (size_t p = 0; p < d.spatial; p++) {
+            size_t i = tap / s->kernel_w, j = tap % s->kernel_w;
+            long h = (long)((p / d.out_w) * s->stride_h + i) - (long)s->pad_h;
+            long w = (long)((p % d.out_w) * s->stride_w + j) - (long)s->pad_w;
+            bool inside = h >= 0 && w >= 0 && h < (long)s->in_height && w < (long)s->in_width;
+            offsets[tap * d.spatial + p] = inside ? h * (long)s->in_width + w : -1;
+        }
+    *out = offsets;
+    return TDM_OK;
+}
+
+/* Each (row, image) pair of col is one task: row (c, i, j) of image n. */
+tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x, tdm_view col)
+{
+    conv_dims d = dims_of(s);
+    long *offsets = NULL;
+    TDM_TRY(tap_offsets(s, d, &offsets));
+    size_t taps = s->kernel_h * s->kernel_w, rows = s->in_channels * taps;
+    size_t plane = s->in_height * s->in_width;
+    const float *in_all = floats(x);
+    float *col_all = floats(col);
+    int team = tdm_cpu_team(backend, rows * d.columns);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t row = 0; row < rows; row++)
+        for (size_t n = 0; n < s->batch; n++) {
+            const long *offset = offsets + (row % taps) * d.spatial;
+            const float *in = in_all + (n * s->in_channels + row / taps) * plane;
+            float *out = col_all + row * d.columns + n * d.spatial;
+            for (size_t p = 0; p < d.spatial; p++)
+                out[p] = offset[p] >= 0 ? in[offset[p]] : 0.0f;
+        }
     free(offsets);
     return TDM_OK;
 }
 
-static void copy_row(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
-                     const long *offsets, const float *x, float *col)
-{
-    size_t plane = s->in_height * s->in_width;
-    float *out = col + row * d.columns;
-    for (size_t n = 0; n < s->batch; n++, out += d.spatial) {
-        const float *in = x + (n * s->in_channels + c) * plane;
-        for (size_t p = 0; p < d.spatial; p++)
-            out[p] = offsets[p] >= 0 ? in[offsets[p]] : 0.0f;
-    }
-}
-
-tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x, tdm_view col)
-{
-    (void)backend;
-    return visit_rows(s, copy_row, floats(x), floats(col));
-}
-
-/* The adjoint of copy_row. Rows come in (c, i, j) order, so each input sums
- * its entries in (i, j) order: the order of the OpenCL gather kernel. */
-static void add_row(const tdm_conv2d_shape *s, conv_dims d, size_t row, size_t c,
-                    const long *offsets, const float *col, float *x)
-{
-    size_t plane = s->in_height * s->in_width;
-    const float *in = col + row * d.columns;
-    for (size_t n = 0; n < s->batch; n++, in += d.spatial) {
-        float *out = x + (n * s->in_channels + c) * plane;
-        for (size_t p = 0; p < d.spatial; p++)
-            if (offsets[p] >= 0)
-                out[offsets[p]] += in[p];
-    }
-}
-
+/* The adjoint of im2col, one task per input plane (n, c): each input sums its
+ * entries in (i, j) order, the order of the OpenCL gather kernel. */
 tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col, tdm_view x)
 {
-    (void)backend;
-    memset(floats(x), 0, s->batch * s->in_channels * s->in_height * s->in_width * sizeof(float));
-    return visit_rows(s, add_row, floats(col), floats(x));
+    conv_dims d = dims_of(s);
+    long *offsets = NULL;
+    TDM_TRY(tap_offsets(s, d, &offsets));
+    size_t taps = s->kernel_h * s->kernel_w, plane = s->in_height * s->in_width;
+    const float *col_all = floats(col);
+    float *x_all = floats(x);
+    int team = tdm_cpu_team(backend, s->in_channels * taps * d.columns);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->in_channels; c++) {
+            float *out = x_all + (n * s->in_channels + c) * plane;
+            memset(out, 0, plane * sizeof(float));
+            for (size_t tap = 0; tap < taps; tap++) {
+                const long *offset = offsets + tap * d.spatial;
+                const float *in = col_all + (c * taps + tap) * d.columns + n * d.spatial;
+                for (size_t p = 0; p < d.spatial; p++)
+                    if (offset[p] >= 0)
+                        out[offset[p]] += in[p];
+            }
+        }
+    free(offsets);
+    return TDM_OK;
 }
 
 /* taps[p * H*W + q]: the kernel tap i * KW + j linking output position p
@@ -152,41 +152,50 @@ static tdm_status tap_entries(const tdm_conv2d_shape *s, conv_dims d, size_t **o
     return TDM_OK;
 }
 
+/* One task per block row (co, p) of T: in_channels * H*W entries. */
 tdm_status tdm_cpu_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
                                      tdm_view weight, tdm_view dense)
 {
-    (void)backend;
     conv_dims d = dims_of(s);
     size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
     long *taps = NULL;
     TDM_TRY(tap_table(s, d, &taps));
-    float *t = floats(dense);
+    const float *weights = floats(weight);
+    float *t_all = floats(dense);
+    int team = tdm_cpu_team(backend, s->out_channels * d.spatial * s->in_channels * plane);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t co = 0; co < s->out_channels; co++)
-        for (size_t p = 0; p < d.spatial; p++)
+        for (size_t p = 0; p < d.spatial; p++) {
+            float *t = t_all + (co * d.spatial + p) * s->in_channels * plane;
+            const long *tap = taps + p * plane;
             for (size_t ci = 0; ci < s->in_channels; ci++, t += plane) {
-                const float *w = floats(weight) + (co * s->in_channels + ci) * taps_per_pair;
-                const long *tap = taps + p * plane;
+                const float *w = weights + (co * s->in_channels + ci) * taps_per_pair;
                 for (size_t q = 0; q < plane; q++)
                     t[q] = tap[q] >= 0 ? w[tap[q]] : 0.0f;
             }
+        }
     free(taps);
     return TDM_OK;
 }
 
-/* Each tap sums its entries in output-position order, like the OpenCL kernel. */
+/* Each tap sums its entries in output-position order, like the OpenCL
+ * kernel; one task per weight pair (co, ci). */
 tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                               tdm_view dense_grad, tdm_view dweight)
 {
-    (void)backend;
     conv_dims d = dims_of(s);
     size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
     size_t columns = s->in_channels * plane;
     size_t *offsets = NULL, *start = NULL;
-    tdm_status status = tap_entries(s, d, &offsets, &start);
-    for (size_t co = 0; status == TDM_OK && co < s->out_channels; co++)
+    TDM_TRY(tap_entries(s, d, &offsets, &start));
+    const float *grad = floats(dense_grad);
+    float *dweights = floats(dweight);
+    int team = tdm_cpu_team(backend, s->out_channels * d.spatial * columns);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t co = 0; co < s->out_channels; co++)
         for (size_t ci = 0; ci < s->in_channels; ci++) {
-            const float *g = floats(dense_grad) + co * d.spatial * columns + ci * plane;
-            float *dw = floats(dweight) + (co * s->in_channels + ci) * taps_per_pair;
+            const float *g = grad + co * d.spatial * columns + ci * plane;
+            float *dw = dweights + (co * s->in_channels + ci) * taps_per_pair;
             for (size_t k = 0; k < taps_per_pair; k++) {
                 float sum = 0.0f;
                 for (size_t e = start[k]; e < start[k + 1]; e++)
@@ -196,19 +205,21 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
         }
     free(offsets);
     free(start);
-    return status;
+    return TDM_OK;
 }
 
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst)
 {
-    (void)backend;
     const float *in = floats(src);
-    float *out = floats(dst);
+    float *out_all = floats(dst);
+    int team = tdm_cpu_team(backend, outer * inner * spatial);
     /* Writes in storage order; an inline loop, since rows are a few floats. */
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t b = 0; b < inner; b++)
-        for (size_t a = 0; a < outer; a++, out += spatial) {
+        for (size_t a = 0; a < outer; a++) {
             const float *row = in + (a * inner + b) * spatial;
+            float *out = out_all + (b * outer + a) * spatial;
             for (size_t i = 0; i < spatial; i++)
                 out[i] = row[i];
         }
@@ -218,13 +229,16 @@ tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, s
 tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                             tdm_view bias, tdm_view y)
 {
-    (void)backend;
     const float *b = floats(bias);
-    float *out = floats(y);
+    float *out_all = floats(y);
+    int team = tdm_cpu_team(backend, batch * channels * spatial);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t n = 0; n < batch; n++)
-        for (size_t c = 0; c < channels; c++)
+        for (size_t c = 0; c < channels; c++) {
+            float *out = out_all + (n * channels + c) * spatial;
             for (size_t i = 0; i < spatial; i++)
-                *out++ += b[c];
+                out[i] += b[c];
+        }
     return TDM_OK;
 }
 
@@ -243,40 +257,67 @@ static double channel_sum(const float *t, size_t batch, size_t channels, size_t 
 tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t channels,
                                  size_t spatial, tdm_view dy, tdm_view dbias)
 {
-    (void)backend;
+    const float *grad = floats(dy);
     float *db = floats(dbias);
+    int team = tdm_cpu_team(backend, batch * channels * spatial);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t c = 0; c < channels; c++)
-        db[c] += (float)channel_sum(floats(dy), batch, channels, spatial, c);
+        db[c] += (float)channel_sum(grad, batch, channels, spatial, c);
     return TDM_OK;
 }
 
 /* ---------- batchnorm2d ----------
- * Every pass walks the tensor in storage order with one accumulator per
- * channel: each channel still sums in (n, s) order. */
+ * Per-channel sums are split between threads by blocks of channels; a task
+ * walks its channels of each image in storage order with one accumulator per
+ * channel, so each channel sums in (n, s) order whatever the team. */
 
-/* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
-static void normalize(const tdm_batchnorm_shape *s, const float *restrict x, const float *mean,
-                      const float *invstd, const float *gamma, const float *beta, float *restrict y)
+enum { CHANNEL_BLOCK = 8 };
+
+static size_t channel_blocks(size_t channels)
 {
-    for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->channels; c++, x += s->spatial, y += s->spatial)
-            for (size_t i = 0; i < s->spatial; i++)
-                y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
+    return (channels + CHANNEL_BLOCK - 1) / CHANNEL_BLOCK;
 }
 
-/* sums[c] += f(x) over channel c, f = identity or (x - center[c])^2. */
-static void channel_sums(const tdm_batchnorm_shape *s, const float *x, const double *center,
-                         double *sums)
+static size_t block_end(size_t block, size_t channels)
 {
-    for (size_t c = 0; c < s->channels; c++)
-        sums[c] = 0.0;
+    size_t end = (block + 1) * CHANNEL_BLOCK;
+    return end < channels ? end : channels;
+}
+
+/* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
+static void normalize(tdm_backend *backend, const tdm_batchnorm_shape *s, const float *restrict x,
+                      const float *mean, const float *invstd, const float *gamma,
+                      const float *beta, float *restrict y)
+{
+    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->channels; c++, x += s->spatial) {
-            double sum = 0.0;
-            for (size_t i = 0; i < s->spatial; i++)
-                sum += center ? (x[i] - center[c]) * (x[i] - center[c]) : x[i];
-            sums[c] += sum;
+        for (size_t c = 0; c < s->channels; c++) {
+            size_t first = (n * s->channels + c) * s->spatial;
+            for (size_t i = first; i < first + s->spatial; i++)
+                y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
         }
+}
+
+/* sums[c] = the sum over channel c of f(x), f = identity or (x - center[c])^2. */
+static void channel_sums(tdm_backend *backend, const tdm_batchnorm_shape *s, const float *x,
+                         const double *center, double *sums)
+{
+    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t block = 0; block < channel_blocks(s->channels); block++) {
+        size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
+        for (size_t c = c0; c < c1; c++)
+            sums[c] = 0.0;
+        for (size_t n = 0; n < s->batch; n++)
+            for (size_t c = c0; c < c1; c++) {
+                const float *plane = x + (n * s->channels + c) * s->spatial;
+                double sum = 0.0;
+                for (size_t i = 0; i < s->spatial; i++)
+                    sum += center ? (plane[i] - center[c]) * (plane[i] - center[c]) : plane[i];
+                sums[c] += sum;
+            }
+    }
 }
 
 /* Two double and two float arrays of one value per channel, in one block
@@ -299,16 +340,15 @@ static tdm_status channel_arrays_alloc(size_t channels, channel_arrays *a)
 tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                    const tdm_batchnorm_views *v)
 {
-    (void)backend;
     channel_arrays a = {{0}, {0}};
     TDM_TRY(channel_arrays_alloc(s->channels, &a));
     double *mean = a.d[0], *squares = a.d[1];
     const float *x = floats(v->x);
     double count = (double)(s->batch * s->spatial), m = s->momentum;
-    channel_sums(s, x, NULL, mean);
+    channel_sums(backend, s, x, NULL, mean);
     for (size_t c = 0; c < s->channels; c++)
         mean[c] /= count;
-    channel_sums(s, x, mean, squares);
+    channel_sums(backend, s, x, mean, squares);
     for (size_t c = 0; c < s->channels; c++) {
         double var = squares[c] / count; /* biased */
         a.f[0][c] = floats(v->save_mean)[c] = (float)mean[c];
@@ -318,7 +358,7 @@ tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_sha
         *running_mean = (float)((1.0 - m) * *running_mean + m * mean[c]);
         *running_var = (float)((1.0 - m) * *running_var + m * var * count / (count - 1.0));
     }
-    normalize(s, x, a.f[0], a.f[1], floats(v->gamma), floats(v->beta), floats(v->y));
+    normalize(backend, s, x, a.f[0], a.f[1], floats(v->gamma), floats(v->beta), floats(v->y));
     free(a.d[0]);
     return TDM_OK;
 }
@@ -326,48 +366,52 @@ tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_sha
 tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                   const tdm_batchnorm_views *v)
 {
-    (void)backend;
     channel_arrays a = {{0}, {0}};
     TDM_TRY(channel_arrays_alloc(s->channels, &a));
     float *invstd = a.f[0];
     for (size_t c = 0; c < s->channels; c++)
         invstd[c] = 1.0f / sqrtf(floats(v->running_var)[c] + s->eps);
-    normalize(s, floats(v->x), floats(v->running_mean), invstd, floats(v->gamma), floats(v->beta),
-              floats(v->y));
+    normalize(backend, s, floats(v->x), floats(v->running_mean), invstd, floats(v->gamma),
+              floats(v->beta), floats(v->y));
     free(a.d[0]);
     return TDM_OK;
 }
 
 /* sum(dy) and sum(dy * xhat) per channel, in (n, s) order. */
-static void backward_sums(const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v,
-                          double *sum_dy, double *sum_dy_xhat)
+static void backward_sums(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                          const tdm_batchnorm_views *v, double *sum_dy, double *sum_dy_xhat)
 {
     const float *x = floats(v->x), *dy = floats(v->dy);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
-    for (size_t c = 0; c < s->channels; c++)
-        sum_dy[c] = sum_dy_xhat[c] = 0.0;
-    for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->channels; c++, x += s->spatial, dy += s->spatial) {
-            double a = 0.0, b = 0.0;
-            for (size_t i = 0; i < s->spatial; i++) {
-                a += dy[i];
-                b += dy[i] * (((double)x[i] - mean[c]) * invstd[c]);
+    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t block = 0; block < channel_blocks(s->channels); block++) {
+        size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
+        for (size_t c = c0; c < c1; c++)
+            sum_dy[c] = sum_dy_xhat[c] = 0.0;
+        for (size_t n = 0; n < s->batch; n++)
+            for (size_t c = c0; c < c1; c++) {
+                size_t first = (n * s->channels + c) * s->spatial;
+                double a = 0.0, b = 0.0;
+                for (size_t i = first; i < first + s->spatial; i++) {
+                    a += dy[i];
+                    b += dy[i] * (((double)x[i] - mean[c]) * invstd[c]);
+                }
+                sum_dy[c] += a;
+                sum_dy_xhat[c] += b;
             }
-            sum_dy[c] += a;
-            sum_dy_xhat[c] += b;
-        }
+    }
 }
 
 /* dx = gamma * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) */
 tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                       const tdm_batchnorm_views *v)
 {
-    (void)backend;
     channel_arrays a = {{0}, {0}};
     TDM_TRY(channel_arrays_alloc(s->channels, &a));
     double *sum_dy = a.d[0], *sum_dy_xhat = a.d[1], count = (double)(s->batch * s->spatial);
     float *mean_dy = a.f[0], *mean_dy_xhat = a.f[1];
-    backward_sums(s, v, sum_dy, sum_dy_xhat);
+    backward_sums(backend, s, v, sum_dy, sum_dy_xhat);
     for (size_t c = 0; c < s->channels; c++) {
         floats(v->dgamma)[c] += (float)sum_dy_xhat[c];
         floats(v->dbeta)[c] += (float)sum_dy[c];
@@ -377,13 +421,16 @@ tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_
     const float *x = floats(v->x), *dy = floats(v->dy), *gamma = floats(v->gamma);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
     float *dx = floats(v->dx);
+    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->channels;
-             c++, x += s->spatial, dy += s->spatial, dx += s->spatial)
-            for (size_t i = 0; i < s->spatial; i++) {
+        for (size_t c = 0; c < s->channels; c++) {
+            size_t first = (n * s->channels + c) * s->spatial;
+            for (size_t i = first; i < first + s->spatial; i++) {
                 float xhat = (x[i] - mean[c]) * invstd[c];
                 dx[i] = gamma[c] * invstd[c] * (dy[i] - mean_dy[c] - xhat * mean_dy_xhat[c]);
             }
+        }
     free(a.d[0]);
     return TDM_OK;
 }
@@ -412,13 +459,19 @@ static inline void window_max(const tdm_pool2d_shape *s, const float *restrict p
 /* The ResNet's 2x2 windows, unrolled, with the shape in locals: about 10x
  * faster than the general loop. The same rule: a later value wins if
  * greater or NaN. */
-static void maxpool_2x2(const tdm_pool2d_shape *s, const float *restrict x, float *restrict y,
-                        int32_t *restrict argmax)
+static void maxpool_2x2(tdm_backend *backend, const tdm_pool2d_shape *s,
+                        const float *restrict x_all, float *restrict y_all,
+                        int32_t *restrict argmax_all)
 {
     const size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
     const size_t planes = s->batch * s->channels, width = s->in_width;
     const size_t plane = s->in_height * width, stride_h = s->stride_h, stride_w = s->stride_w;
-    for (size_t p = 0; p < planes; p++, x += plane)
+    int team = tdm_cpu_team(backend, planes * plane);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = x_all + p * plane;
+        float *y = y_all + p * oh_count * ow_count;
+        int32_t *argmax = argmax_all + p * oh_count * ow_count;
         for (size_t oh = 0; oh < oh_count; oh++)
             for (size_t ow = 0; ow < ow_count; ow++) {
                 const int32_t first = (int32_t)(oh * stride_h * width + ow * stride_w);
@@ -439,25 +492,29 @@ static void maxpool_2x2(const tdm_pool2d_shape *s, const float *restrict x, floa
                 *y++ = best;
                 *argmax++ = best_at;
             }
+    }
 }
 
 tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                              tdm_view y, tdm_view argmax)
 {
-    (void)backend;
     if (s->kernel_h == 2 && s->kernel_w == 2) {
-        maxpool_2x2(s, floats(x), floats(y), ints(argmax));
+        maxpool_2x2(backend, s, floats(x), floats(y), ints(argmax));
         return TDM_OK;
     }
     size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
     size_t planes = s->batch * s->channels, in_plane = s->in_height * s->in_width;
+    size_t out_plane = oh_count * ow_count;
+    const float *in = floats(x);
     float *out = floats(y);
     int32_t *index = ints(argmax);
+    int team = tdm_cpu_team(backend, planes * in_plane);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t p = 0; p < planes; p++)
-        for (size_t oh = 0; oh < oh_count; oh++)
-            for (size_t ow = 0; ow < ow_count; ow++)
-                window_max(s, floats(x) + p * in_plane, oh * s->stride_h, ow * s->stride_w, out++,
-                           index++);
+        for (size_t o = 0; o < out_plane; o++)
+            window_max(s, in + p * in_plane, (o / ow_count) * s->stride_h,
+                       (o % ow_count) * s->stride_w, &out[p * out_plane + o],
+                       &index[p * out_plane + o]);
     return TDM_OK;
 }
 
@@ -495,20 +552,24 @@ static void maxpool_backward_gather(const tdm_pool2d_shape *s, const int32_t *in
 tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                       tdm_view argmax, tdm_view dy, tdm_view dx)
 {
-    (void)backend;
     size_t out_plane = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
     size_t planes = s->batch * s->channels, in_plane = s->in_height * s->in_width;
     bool disjoint = s->stride_h >= s->kernel_h && s->stride_w >= s->kernel_w;
-    float *out = floats(dx);
-    if (disjoint) /* each input is in one window at most: a scatter is exact */
-        memset(out, 0, planes * in_plane * sizeof(float));
-    for (size_t p = 0; p < planes; p++, out += in_plane) {
-        const int32_t *index = ints(argmax) + p * out_plane;
-        const float *grad = floats(dy) + p * out_plane;
+    const int32_t *indices = ints(argmax);
+    const float *grads = floats(dy);
+    float *out_all = floats(dx);
+    int team = tdm_cpu_team(backend, planes * in_plane);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t p = 0; p < planes; p++) {
+        const int32_t *index = indices + p * out_plane;
+        const float *grad = grads + p * out_plane;
+        float *out = out_all + p * in_plane;
         if (!disjoint) {
             maxpool_backward_gather(s, index, grad, out);
             continue;
         }
+        /* each input is in one window at most: a scatter is exact */
+        memset(out, 0, in_plane * sizeof(float));
         for (size_t o = 0; o < out_plane; o++)
             out[index[o]] = grad[o];
     }
@@ -519,13 +580,15 @@ tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_sha
 tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
                                   tdm_view y)
 {
-    (void)backend;
     const float *in = floats(x);
+    float *out = floats(y);
+    int team = tdm_cpu_team(backend, planes * spatial);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t p = 0; p < planes; p++) {
         float sum = 0.0f;
         for (size_t i = 0; i < spatial; i++)
             sum += in[p * spatial + i];
-        floats(y)[p] = sum / (float)spatial;
+        out[p] = sum / (float)spatial;
     }
     return TDM_OK;
 }
@@ -533,12 +596,14 @@ tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t sp
 tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
                                            tdm_view dy, tdm_view dx)
 {
-    (void)backend;
+    const float *grad = floats(dy);
     float *out = floats(dx);
+    int team = tdm_cpu_team(backend, planes * spatial);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t p = 0; p < planes; p++) {
-        float share = floats(dy)[p] / (float)spatial;
+        float share = grad[p] / (float)spatial;
         for (size_t i = 0; i < spatial; i++)
-            *out++ = share;
+            out[p * spatial + i] = share;
     }
     return TDM_OK;
 }
@@ -564,7 +629,8 @@ tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_e
                                          tdm_view logits, tdm_view labels, tdm_view losses,
                                          tdm_view wrong, tdm_view dlogits)
 {
-    (void)backend;
+    int team = tdm_cpu_team(backend, s->batch * s->classes);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t n = 0; n < s->batch; n++) {
         const float *z = floats(logits) + n * s->classes;
         int32_t label = ints(labels)[n];
@@ -587,9 +653,10 @@ tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_e
 tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
                        size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
 {
-    (void)backend;
     float *w = floats(weight), *v = velocity.buffer ? floats(velocity) : NULL;
     const float *g = floats(grad);
+    int team = tdm_cpu_team(backend, count);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t i = 0; i < count; i++) {
         float d = g[i] + o->weight_decay * w[i];
         if (o->momentum != 0.0f) {
@@ -606,12 +673,14 @@ tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool firs
 tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
                                 tdm_view lse)
 {
-    (void)backend;
+    float *all = floats(x), *sums = floats(lse);
+    int team = tdm_cpu_team(backend, rows * cols);
+#pragma omp parallel for schedule(static) num_threads(team)
     for (size_t r = 0; r < rows; r++) {
-        float *row = floats(x) + r * cols;
+        float *row = all + r * cols;
         size_t top = 0;
         double log_sum = log_sum_exp(row, cols, &top);
-        floats(lse)[r] = (float)log_sum;
+        sums[r] = (float)log_sum;
         for (size_t j = 0; j < cols; j++)
             row[j] = (float)exp((double)row[j] - log_sum);
     }

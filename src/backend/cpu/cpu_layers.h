@@ -7,6 +7,21 @@
 
 #include "backend/backend_impl.h"
 
+/* More threads than any machine tandem runs on has cores: a typo guard. */
+enum { TDM_CPU_MAX_THREADS = 1024 };
+
+/* Loops over fewer elements than this run on one thread: waking the team
+ * would cost more than it saves. */
+enum { TDM_CPU_MIN_PARALLEL_WORK = 16384 };
+
+/* The team size of an OpenMP loop over `work` elements. Every loop splits
+ * its outputs, never a sum, between threads, so its bits do not depend on
+ * the team size. */
+static inline int tdm_cpu_team(const tdm_backend *backend, size_t work)
+{
+    return work < TDM_CPU_MIN_PARALLEL_WORK ? 1 : (int)backend->threads;
+}
+
 tdm_status tdm_cpu_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
                           tdm_view col);
 tdm_status tdm_cpu_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col,

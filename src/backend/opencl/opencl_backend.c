@@ -348,6 +348,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     backend->iface = &opencl_iface;
     backend->context = ctx;
     backend->name = "opencl";
+    backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     snprintf(backend->description, sizeof backend->description,
              "opencl %zu:%zu: %s (platform %s, driver %s)", platform_index, device_index,
              ctx->info.device_name, ctx->info.platform_name, ctx->info.driver_version);
