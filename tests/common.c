@@ -52,10 +52,22 @@ static bool open_opencl_devices(test_backends *backends)
     return true;
 }
 
+size_t test_cpu_threads(void)
+{
+    tdm_device_config config;
+    tdm_device_config_init(&config);
+    const char *threads = getenv("TANDEM_THREADS");
+    if (threads && tdm_device_config_set(&config, "threads", threads) != TDM_OK) {
+        fprintf(stderr, "TANDEM_THREADS: %s\n", tdm_last_error());
+        abort();
+    }
+    return config.threads;
+}
+
 bool test_backends_open(test_backends *backends)
 {
     memset(backends, 0, sizeof *backends);
-    if (tdm_cpu_backend_create(&backends->all[0]) != TDM_OK) {
+    if (tdm_cpu_backend_create_threads(test_cpu_threads(), &backends->all[0]) != TDM_OK) {
         printf("FAILED to create the cpu backend: %s\n", tdm_last_error());
         return false;
     }

@@ -21,9 +21,14 @@ uint64_t test_base_seed(void);
 /* CI=true: a missing OpenCL device fails the test instead of skipping. */
 bool test_running_in_ci(void);
 
+/* The cpu backend's threads: TANDEM_THREADS if set (tools/test.sh runs the
+ * suite with 1 and 2), else 0, the default. */
+size_t test_cpu_threads(void);
+
 enum { TEST_MAX_BACKENDS = 8 };
 
-/* backends[0] is cpu; the rest are every OpenCL device found. */
+/* backends[0] is cpu with test_cpu_threads(); the rest are every OpenCL
+ * device found. */
 typedef struct test_backends {
     tdm_backend *all[TEST_MAX_BACKENDS];
     size_t count;

@@ -91,6 +91,9 @@ typedef struct parity_op {
     tdm_status (*run)(tdm_backend *backend, const op_case *c, const tdm_view *views);
     /* Updates the written tensors of t (initial values in, results out). */
     void (*reference)(const op_case *c, double *const *t);
+    /* Runs a GEMM library, whose bits may depend on the thread count; every
+     * other op must give the same bits on any number of cpu threads. */
+    bool uses_gemm;
 } parity_op;
 
 /* The definition of cross-correlation in double, visited term by term:

@@ -35,6 +35,9 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {2, 64, 2, 2, 64, 3, 3, 1, 1, 1, 1},  /* Block(64) */
     {1, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0}, /* LeNet's first conv */
     {2, 3, 9, 9, 5, 2, 3, 2, 3, 0, 1},    /* unequal kernel, stride, padding */
+    /* Above the size from which the cpu backend splits loops between threads: */
+    {32, 4, 8, 8, 4, 3, 3, 1, 1, 1, 1},   /* Block(4) on 8x8 images */
+    {128, 16, 2, 2, 16, 3, 3, 1, 1, 1, 1}, /* Block(16) on 2x2 images */
     {5, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0},    /* 1x1 */
     {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},   /* padding wider than the kernel's half */
     {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},    /* stride 3 */
@@ -264,6 +267,7 @@ static void reference_linear_backward_weight(const op_case *c, double *const *t)
 static const size_t norm_shapes[][3] = {
     /* batch, channels, spatial */
     {1, 1, 16}, {3, 1, 5}, {2, 3, 7}, {16, 4, 4}, {128, 1, 16}, {7, 64, 4}, {2, 5, 1}, {1, 3, 2},
+    {32, 20, 64}, /* threaded on the cpu backend, a partial block of channels */
 };
 enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
 
@@ -394,6 +398,8 @@ static const tdm_pool2d_shape pool_shapes[] = {
     {1, 2, 6, 6, 3, 3, 2, 2},                               /* overlapping windows */
     {2, 64, 4, 4, 2, 2, 2, 2}, {1, 20, 24, 24, 2, 2, 2, 2}, /* LeNet */
     {3, 1, 5, 5, 3, 3, 1, 1},  {2, 2, 7, 5, 3, 2, 2, 1},
+    /* threaded on the cpu backend: */
+    {32, 16, 8, 8, 2, 2, 2, 2}, {16, 8, 16, 16, 3, 3, 2, 2},
 };
 enum { POOL_SHAPE_COUNT = sizeof pool_shapes / sizeof pool_shapes[0] };
 
@@ -469,7 +475,8 @@ static void reference_maxpool_backward(const op_case *c, double *const *t)
         t[4][(i / plane_out) * plane_in + (size_t)t[2][i]] += t[3][i];
 }
 
-static const size_t avgpool_shapes[][2] = {{1, 1}, {3, 16}, {512, 4}, {5, 7}, {64, 1}, {2, 576}};
+static const size_t avgpool_shapes[][2] = {{1, 1}, {3, 16}, {512, 4}, {5, 7}, {64, 1}, {2, 576},
+                                             {8192, 4}};
 enum { AVGPOOL_SHAPE_COUNT = sizeof avgpool_shapes / sizeof avgpool_shapes[0] };
 
 static size_t make_avgpool_cases(op_case *cases, size_t capacity, int backward)
@@ -517,7 +524,8 @@ static void reference_avgpool_backward(const op_case *c, double *const *t)
 
 /* ---------- softmax cross-entropy ---------- */
 
-static const size_t loss_shapes[][2] = {{1, 10}, {16, 10}, {128, 10}, {3, 1}, {5, 2}, {81, 10}};
+static const size_t loss_shapes[][2] = {{1, 10}, {16, 10}, {128, 10}, {3, 1},
+                                          {5, 2}, {81, 10}, {2048, 10}};
 enum { LOSS_SHAPE_COUNT = sizeof loss_shapes / sizeof loss_shapes[0] };
 
 static size_t make_loss_cases(op_case *cases, size_t capacity, int variant)
@@ -573,13 +581,13 @@ static size_t make_sgd_cases(op_case *cases, size_t capacity, int variant)
         {0.1f, 0.9f, 0.1f, 1e-4f, false}, {0.01f, 0.5f, 0.0f, 5e-4f, true},
         {0.2f, 0.0f, 0.0f, 1e-2f, false},
     };
-    static const size_t sizes[] = {1, 17, 1000, 4099};
+    static const size_t sizes[] = {1, 17, 1000, 4099, 40000};
     size_t count = 0;
     for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
         for (size_t first = 0; first < 2 && count < capacity; first++) {
             op_case *c = new_case(cases, &count);
             const tdm_sgd_options *o = &options[i];
-            size_t n = sizes[(i + first) % 4];
+            size_t n = sizes[(i + first) % 5];
             c->p.layer.sgd = *o;
             c->p.layer.first_step = first;
             c->p.layer.spatial = n;
@@ -618,7 +626,8 @@ static void reference_sgd(const op_case *c, double *const *t)
 
 /* ---------- softmax over rows (the E step of EM) ---------- */
 
-static const size_t softmax_shapes[][2] = {{1, 1}, {3, 10}, {1000, 20}, {17, 3}, {64, 1}, {5, 50}};
+static const size_t softmax_shapes[][2] = {{1, 1},  {3, 10},  {1000, 20}, {17, 3},
+                                             {64, 1}, {5, 50}, {2000, 20}};
 enum { SOFTMAX_SHAPE_COUNT = sizeof softmax_shapes / sizeof softmax_shapes[0] };
 
 static size_t make_softmax_cases(op_case *cases, size_t capacity, int variant)
@@ -660,48 +669,48 @@ const parity_op parity_layer_ops[] = {
     /* conv2d and linear are GEMMs of up to 576-term dot products plus exact
      * data movement: the SGEMM tolerance (see test_parity.c) holds. */
     {"conv2d_forward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_FORWARD, run_conv_forward,
-     reference_conv_forward},
+     reference_conv_forward, true},
     {"conv2d_backward_input", TDM_OP_COL2IM, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_INPUT,
-     run_conv_backward_input, reference_conv_backward_input},
+     run_conv_backward_input, reference_conv_backward_input, true},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
-     run_conv_backward_weight, reference_conv_backward_weight},
+     run_conv_backward_weight, reference_conv_backward_weight, true},
     {"linear_forward", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases, CONV_FORWARD,
-     run_linear_forward, reference_linear_forward},
+     run_linear_forward, reference_linear_forward, true},
     {"linear_backward_input", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases, CONV_BACKWARD_INPUT,
-     run_linear_backward_input, reference_linear_backward_input},
+     run_linear_backward_input, reference_linear_backward_input, true},
     {"linear_backward_weight", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_cases,
-     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight},
+     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight, true},
     /* Batch statistics are float sums of up to 2048 values: on OpenCL as 64
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
      * cancellation in x - mean. */
     {"batchnorm_forward_train", TDM_OP_BATCHNORM_TRAIN, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
-     run_norm_train, reference_norm_train},
+     run_norm_train, reference_norm_train, false},
     /* Four float operations per element plus one sqrt and division. */
     {"batchnorm_forward_eval", TDM_OP_BATCHNORM_EVAL, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
-     run_norm_eval, reference_norm_eval},
+     run_norm_eval, reference_norm_eval, false},
     {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
-     run_norm_backward, reference_norm_backward},
+     run_norm_backward, reference_norm_backward, false},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
     {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,
-     reference_maxpool},
+     reference_maxpool, false},
     {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_pool_cases, 1,
-     run_maxpool_backward, reference_maxpool_backward},
+     run_maxpool_backward, reference_maxpool_backward, false},
     /* A float sum of up to 576 values, one division: 576 * 2^-24 ~ 3.4e-5
      * worst case, far less in practice. */
     {"global_avgpool_forward", TDM_OP_GLOBAL_AVGPOOL, 1e-12, 4e-5, make_avgpool_cases, 0,
-     run_avgpool, reference_avgpool},
+     run_avgpool, reference_avgpool, false},
     {"global_avgpool_backward", TDM_OP_GLOBAL_AVGPOOL_BACKWARD, 1e-12, 1e-6, make_avgpool_cases, 1,
-     run_avgpool_backward, reference_avgpool_backward},
+     run_avgpool_backward, reference_avgpool_backward, false},
     /* exp and log: 3 ulp each in OpenCL, over 10 classes, then a difference
      * of O(1) values: ~1e-6 relative to the loss. */
     {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, 0,
-     run_loss, reference_loss},
+     run_loss, reference_loss, false},
     /* At most five float operations per element; FMA contraction may differ. */
     /* exp and log in float on OpenCL (3 ulp each) over up to 50 columns. */
     {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
-     reference_softmax},
-    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd},
+     reference_softmax, false},
+    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false},
 };
 const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];

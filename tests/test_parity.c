@@ -24,7 +24,8 @@ static const uint32_t SENTINEL_BITS = 0x7FC5A5A5u;
 
 /* ---------- fill, copy, scale, axpy ---------- */
 
-static const size_t vector_sizes[] = {1, 3, 17, 31, 64, 65, 127, 1000, 4099};
+/* 40000 is above the size from which the cpu backend splits a loop between threads. */
+static const size_t vector_sizes[] = {1, 3, 17, 31, 64, 65, 127, 1000, 4099, 40000};
 enum { VECTOR_SIZE_COUNT = sizeof vector_sizes / sizeof vector_sizes[0] };
 
 static size_t make_vector_cases(op_case *cases, size_t capacity, int tensor_count)
@@ -259,28 +260,28 @@ static void reference_gemm(const op_case *c, double *const *t)
 static const parity_op ops[] = {
     /* fill, copy and scale are one correctly rounded operation per element
      * (or none): every IEEE device gives the same bits. */
-    {"fill", TDM_OP_FILL, 0.0, 0.0, make_vector_cases, 1, run_fill, reference_fill},
-    {"copy", TDM_OP_COPY, 0.0, 0.0, make_vector_cases, 2, run_copy, reference_copy},
-    {"scale", TDM_OP_SCALE, 0.0, 0.0, make_vector_cases, 1, run_scale, reference_scale},
+    {"fill", TDM_OP_FILL, 0.0, 0.0, make_vector_cases, 1, run_fill, reference_fill, false},
+    {"copy", TDM_OP_COPY, 0.0, 0.0, make_vector_cases, 2, run_copy, reference_copy, false},
+    {"scale", TDM_OP_SCALE, 0.0, 0.0, make_vector_cases, 1, run_scale, reference_scale, false},
     /* y + alpha*x: a compiler may fuse it into one FMA (one rounding) or not
      * (two), so results differ by at most an ulp or two of the operands. */
-    {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_vector_cases, 2, run_axpy, reference_axpy},
+    {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_vector_cases, 2, run_axpy, reference_axpy, false},
     /* add and relu (forward and backward) are exact: one rounding or none. */
-    {"add", TDM_OP_ADD, 0.0, 0.0, make_vector_cases, 3, run_add, reference_add},
-    {"relu", TDM_OP_RELU, 0.0, 0.0, make_vector_cases, 2, run_relu, reference_relu},
+    {"add", TDM_OP_ADD, 0.0, 0.0, make_vector_cases, 3, run_add, reference_add, false},
+    {"relu", TDM_OP_RELU, 0.0, 0.0, make_vector_cases, 2, run_relu, reference_relu, false},
     {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_vector_cases, 3, run_relu_backward,
-     reference_relu_backward},
+     reference_relu_backward, false},
     /* OpenCL allows exp 3 ulp and float division 2.5 ulp of error, C's expf
      * about 1: together under 8 ulp = 2^-20 ~ 1e-6 relative. */
-    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid},
+    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid, false},
     /* dy * (y * (1 - y)): three correctly rounded float operations, 3 ulp at most. */
     {"sigmoid_backward", TDM_OP_SIGMOID_BACKWARD, 1e-12, 1e-6, make_vector_cases, 3,
-     run_sigmoid_backward, reference_sigmoid_backward},
+     run_sigmoid_backward, reference_sigmoid_backward, false},
     /* Float32 dot products of up to 300 terms of values in [-1, 1]: the
      * summation order differs between BLAS libraries; the worst-case bound
      * k * 2^-24 * sum|a b| is about 1e-4 of the result's RMS for k = 300,
      * typical errors are ~1e-6. */
-    {"sgemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_gemm_cases, 0, run_gemm, reference_gemm},
+    {"sgemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_gemm_cases, 0, run_gemm, reference_gemm, true},
 };
 enum { OP_COUNT = sizeof ops / sizeof ops[0] };
 
@@ -523,6 +524,34 @@ static void check_deterministic(const parity_op *op, const op_case *c, size_t ca
     free_case_data(c, &again);
 }
 
+/* The cpu backend with another thread count than test_all_backends' cpu. */
+static tdm_backend *cpu_other_threads;
+
+static bool gemm_is_thread_count_exact(void)
+{
+    return strstr(tdm_backend_description(cpu_other_threads), "portable C") != NULL;
+}
+
+/* Our own loops split outputs, never sums, between threads: the same bits
+ * on any thread count. A GEMM library may split sums (oneDNN does for some
+ * shapes), so there the cpu tolerance applies instead. */
+static void check_thread_count(const parity_op *op, const op_case *c, size_t case_index,
+                               const case_data *cpu_data, double *const *cpu_result)
+{
+    case_data other;
+    make_case_data(c, case_seed(op, case_index), &other);
+    run_checked(op, c, case_index, cpu_other_threads, &other);
+    if (op->uses_gemm && !gemm_is_thread_count_exact())
+        check_against(op, c, case_index, cpu_other_threads, &other, cpu_result,
+                      "the cpu backend with another thread count");
+    else
+        for (size_t t = 0; t < c->tensor_count; t++)
+            if (!same_bits(other.result[t], cpu_data->result[t], padded(&c->tensors[t])))
+                fail_case(op, c, case_index, cpu_other_threads,
+                          "%s: the bits depend on the thread count", c->tensors[t].name);
+    free_case_data(c, &other);
+}
+
 /* double copies of the initial values, updated by the reference. */
 static void reference_values(const parity_op *op, const op_case *c, const case_data *data,
                              double **out)
@@ -557,6 +586,7 @@ static void check_case(const test_backends *all, const parity_op *op, const op_c
         assert_non_null(cpu_result[t]);
         widen(&c->tensors[t], cpu_data.result[t] + GUARD, cpu_result[t]);
     }
+    check_thread_count(op, c, case_index, &cpu_data, cpu_result);
     for (size_t b = 1; b < all->count; b++) {
         make_case_data(c, case_seed(op, case_index), &device_data);
         run_checked(op, c, case_index, all->all[b], &device_data);
@@ -606,6 +636,24 @@ static void test_relu_nan_and_in_place(void **state)
     }
 }
 
+/* test_all_backends, and the cpu backend with 3 threads, or 1 when the
+ * suite runs with more than 1. */
+static int open_backends(void **state)
+{
+    size_t threads = test_cpu_threads() == 1 ? 3 : 1;
+    if (test_open_all_backends(state) != 0 ||
+        tdm_cpu_backend_create_threads(threads, &cpu_other_threads) != TDM_OK)
+        return -1;
+    printf("also: %s\n", tdm_backend_description(cpu_other_threads));
+    return 0;
+}
+
+static int close_backends(void **state)
+{
+    tdm_backend_free(cpu_other_threads);
+    return test_close_all_backends(state);
+}
+
 enum { MAX_TESTS = 64 };
 
 int main(void)
@@ -620,6 +668,5 @@ int main(void)
     tests[count++] =
         (struct CMUnitTest){"relu_nan_and_in_place", test_relu_nan_and_in_place, NULL, NULL, NULL};
     printf("parity harness: base seed %llu\n", (unsigned long long)test_base_seed());
-    return _cmocka_run_group_tests("parity", tests, count, test_open_all_backends,
-                                   test_close_all_backends);
+    return _cmocka_run_group_tests("parity", tests, count, open_backends, close_backends);
 }

@@ -54,13 +54,15 @@ typedef struct tdm_device_config {
     char device[128];   /* likewise, among the chosen platform's devices */
     tdm_device_type type;
     tdm_fallback fallback;
+    size_t threads; /* the cpu backend's threads; 0 = tdm_cpu_default_threads() */
 } tdm_device_config;
 
-/* backend = auto, any platform and device, type = any, fallback = cpu. */
+/* backend = auto, any platform and device, type = any, fallback = cpu,
+ * threads = auto. */
 void tdm_device_config_init(tdm_device_config *config);
 
 /* Sets one key of the [device] section (backend, platform, device, type,
- * fallback); an unknown key or malformed value is TDM_ERR_CONFIG.
+ * fallback, threads); an unknown key or malformed value is TDM_ERR_CONFIG.
  * The signature is a tdm_config_setter (see config.h). */
 tdm_status tdm_device_config_set(void *config, const char *key, const char *value);
 

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_layers.h"
+#include "config/values.h"
 #include "core/error.h"
 #include "tandem/device.h"
 
@@ -45,6 +47,22 @@ static tdm_status set_selector(char *field, size_t capacity, const char *key, co
     return TDM_OK;
 }
 
+/* auto, or a whole number of threads. */
+static tdm_status set_threads(tdm_device_config *config, const char *value)
+{
+    if (strcmp(value, "auto") == 0) {
+        config->threads = 0;
+        return TDM_OK;
+    }
+    size_t threads = 0;
+    if (tdm_parse_size("threads", value, 1, TDM_CPU_MAX_THREADS, &threads) != TDM_OK)
+        return TDM_FAIL(TDM_ERR_CONFIG,
+                        "invalid value '%s' for key 'threads' (expected auto or 1..%d)", value,
+                        TDM_CPU_MAX_THREADS);
+    config->threads = threads;
+    return TDM_OK;
+}
+
 tdm_status tdm_device_config_set(void *target, const char *key, const char *value)
 {
     /* The name lists follow the enum orders in device.h. */
@@ -67,9 +85,13 @@ tdm_status tdm_device_config_set(void *target, const char *key, const char *valu
         return set_selector(config->platform, sizeof config->platform, key, value);
     } else if (strcmp(key, "device") == 0) {
         return set_selector(config->device, sizeof config->device, key, value);
+    } else if (strcmp(key, "threads") == 0) {
+        return set_threads(config, value);
     } else {
         return TDM_FAIL(TDM_ERR_CONFIG,
-                        "unknown key '%s' (known: backend, platform, device, type, fallback)", key);
+                        "unknown key '%s' (known: backend, platform, device, type, fallback, "
+                        "threads)",
+                        key);
     }
     return status;
 }
@@ -216,7 +238,7 @@ tdm_status tdm_backend_create_from_config(const tdm_device_config *config, tdm_b
         status = choice->use_opencl
                      ? tdm_opencl_backend_create(devices[choice->device].platform_index,
                                                  devices[choice->device].device_index, out)
-                     : tdm_cpu_backend_create(out);
+                     : tdm_cpu_backend_create_threads(config->threads, out);
     free(devices);
     return status;
 }

@@ -16,6 +16,7 @@ enum { CLI_MAX_OVERRIDES = 8 };
 typedef struct cli_options {
     const char *config_path;   /* --config, or NULL for the built-in defaults */
     const char *device_string; /* --device */
+    const char *threads_string; /* --threads */
     size_t channels;           /* --channels: ResNet(C) instead of the config's model; 0 unset */
     bool quiet;                /* -q */
     bool resume;               /* --resume */
@@ -66,7 +67,8 @@ const char *cli_library_error(void); /* without its "(at src/...)" */
 /* mkdir -p, then a probe file, so an unwritable folder fails before any work. */
 tdm_status cli_make_dir(const char *path);
 
-/* Defaults, then the config file, then TANDEM_DEVICE and the flags. */
+/* Defaults, then the config file, then TANDEM_DEVICE, TANDEM_THREADS and the
+ * flags. */
 tdm_status cli_load_config(const cli_options *options, cli_config *config);
 
 /* Creates the configured backend and says once, on stderr, which it is. */

@@ -30,6 +30,9 @@ static void print_usage(FILE *out)
           "  -d, --device DEVICE  auto, cpu, opencl, opencl:PLATFORM or opencl:PLATFORM:DEVICE\n"
           "                       (index or name substring); overrides TANDEM_DEVICE and the\n"
           "                       config file\n"
+          "  -t, --threads N      threads of the cpu backend, or auto: the cores this\n"
+          "                       process may use (overrides TANDEM_THREADS and [device]\n"
+          "                       threads)\n"
           "  -C, --channels C     use ResNet(C) as the model (overrides [model])\n"
           "      --epochs N       training epochs ([train] epochs)\n"
           "      --batch N        mini-batch size ([train] batch)\n"
@@ -76,14 +79,16 @@ int main(int argc, char **argv)
         {"out", required_argument, NULL, 'O'},      {"name", required_argument, NULL, 'N'},
         {"resume", no_argument, NULL, 'R'},         {"k", required_argument, NULL, 'k'},
         {"k-sweep", required_argument, NULL, 'W'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+        {"version", no_argument, NULL, 'V'},        {"threads", required_argument, NULL, 't'},
+        {NULL, 0, NULL, 0},
     };
     cli_options options = {0};
     int option;
-    while ((option = getopt_long(argc, argv, "c:d:C:k:qhV", long_options, NULL)) != -1) {
+    while ((option = getopt_long(argc, argv, "c:d:t:C:k:qhV", long_options, NULL)) != -1) {
         switch (option) {
         case 'c': options.config_path = optarg; break;
         case 'd': options.device_string = optarg; break;
+        case 't': options.threads_string = optarg; break;
         case 'C':
             if (!parse_channels(optarg, &options.channels))
                 return 2;

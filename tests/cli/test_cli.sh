@@ -10,7 +10,32 @@ source "$(dirname "$0")/common.sh"
 check "help" 0 "usage: tandem" "$tandem" --help
 check "no command" 2 "no command given" "$tandem"
 check "unknown command" 2 "unknown command 'frobnicate'" "$tandem" frobnicate
-check "devices lists cpu" 0 "\[[0-9]+\] cpu +plain C backend" "$tandem" devices
+check "devices lists cpu with its GEMM and threads" 0 \
+    "\[[0-9]+\] cpu +cpu backend \(GEMM: (oneDNN [0-9.]+, [a-z0-9_]+|OpenBLAS, .* kernel|portable C); [0-9]+ threads?\)" \
+    "$tandem" devices
+check "--threads sets the thread count" 0 "cpu backend \(GEMM: .*; 3 threads\)" \
+    "$tandem" --threads 3 devices
+check "TANDEM_THREADS sets it" 0 "cpu backend \(GEMM: .*; 1 thread\)" \
+    env TANDEM_THREADS=1 "$tandem" devices
+check "--threads beats TANDEM_THREADS" 0 "; 2 threads\)" \
+    env TANDEM_THREADS=1 "$tandem" --threads 2 devices
+check "--threads auto is the cores this process may use" 0 "; $(nproc) threads?\)" \
+    env TANDEM_THREADS=1 "$tandem" --threads auto devices
+check "bad --threads" 1 "--threads: invalid value '0' for key 'threads' \(expected auto or 1..1024\)" \
+    "$tandem" --threads 0 devices
+check "bad TANDEM_THREADS" 1 "TANDEM_THREADS: invalid value 'many'" \
+    env TANDEM_THREADS=many "$tandem" devices
+threads=$(config threads "[device]
+backend = cpu
+threads = 1")
+check "[device] threads" 0 "tandem: device: cpu backend \(GEMM: .*; 1 thread\)" \
+    "$tandem" --config "$threads" selftest
+bad=$(config bad_threads "[device]
+threads = -2")
+check "bad threads names file and line" 1 "bad_threads.ini:2: \[device\] invalid value '-2' for key 'threads'" \
+    "$tandem" --config "$bad" devices
+check "selftest times 512^3 on the cpu backend" 0 "^sgemm 512x512x512 on cpu backend \(GEMM: .*\): .* GFLOP/s" \
+    "$tandem" -q --device cpu selftest
 if "$tandem" devices | grep -Eq "^ +(GPU|accelerator), "; then
     check "default config picks the GPU" 0 "^\* \[[0-9]+\] opencl" \
         "$tandem" --config "$configs/default.ini" devices
