@@ -7,7 +7,8 @@ packages=(
     ocl-icd-opencl-dev opencl-c-headers  # the OpenCL ICD loader and headers
     pocl-opencl-icd                # an OpenCL driver for the CPU (tests, CI)
     libclblast-dev                 # GEMM on OpenCL devices
-    libopenblas-dev                # GEMM on the cpu backend
+    libdnnl-dev                    # oneDNN: the cpu backend's GEMM (default)
+    libopenblas-dev                # OpenBLAS: the cpu backend's GEMM with -DTANDEM_CPU_GEMM=openblas
     libinih-dev                    # config files
     zlib1g-dev                     # gzipped data files, checkpoint checksums
     gnuplot-nox                    # the pictures of tandem sweep

@@ -29,7 +29,9 @@ threads=$(config threads "[device]
 backend = cpu
 threads = 1")
 check "[device] threads" 0 "tandem: device: cpu backend \(GEMM: .*; 1 thread\)" \
-    "$tandem" --config "$threads" selftest
+    env -u TANDEM_THREADS "$tandem" --config "$threads" selftest
+check "TANDEM_THREADS beats [device] threads" 0 "tandem: device: cpu backend \(GEMM: .*; 3 threads\)" \
+    env TANDEM_THREADS=3 "$tandem" --config "$threads" selftest
 bad=$(config bad_threads "[device]
 threads = -2")
 check "bad threads names file and line" 1 "bad_threads.ini:2: \[device\] invalid value '-2' for key 'threads'" \

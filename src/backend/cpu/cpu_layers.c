@@ -268,10 +268,12 @@ tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t chan
 
 /* ---------- batchnorm2d ----------
  * Per-channel sums are split between threads by blocks of channels; a task
- * walks its channels of each image in storage order with one accumulator per
- * channel, so each channel sums in (n, s) order whatever the team. */
+ * walks its channels of each image in storage order. Within a channel, value
+ * i of every plane goes to lane i % SUM_LANES, each lane sums over the images
+ * in order, then the lanes add up in order: independent adds vectorise, and
+ * the order is fixed whatever the team. */
 
-enum { CHANNEL_BLOCK = 8 };
+enum { CHANNEL_BLOCK = 8, SUM_LANES = 64 };
 
 static size_t channel_blocks(size_t channels)
 {
@@ -282,6 +284,35 @@ static size_t block_end(size_t block, size_t channels)
 {
     size_t end = (block + 1) * CHANNEL_BLOCK;
     return end < channels ? end : channels;
+}
+
+static size_t lanes_used(size_t spatial)
+{
+    return spatial < SUM_LANES ? spatial : SUM_LANES;
+}
+
+static double lanes_total(const double *lanes, size_t spatial)
+{
+    double sum = 0.0;
+    for (size_t i = 0; i < lanes_used(spatial); i++)
+        sum += lanes[i];
+    return sum;
+}
+
+/* lanes[i % SUM_LANES] += f(plane[i]), f = identity or (x - center)^2. */
+static void add_plane(double *restrict lanes, const float *restrict plane, size_t spatial,
+                      bool squares, double center)
+{
+    for (size_t first = 0; first < spatial; first += SUM_LANES) {
+        size_t count = lanes_used(spatial - first);
+        const float *values = plane + first;
+        if (squares)
+            for (size_t i = 0; i < count; i++)
+                lanes[i] += (values[i] - center) * (values[i] - center);
+        else
+            for (size_t i = 0; i < count; i++)
+                lanes[i] += values[i];
+    }
 }
 
 /* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
@@ -307,16 +338,13 @@ static void channel_sums(tdm_backend *backend, const tdm_batchnorm_shape *s, con
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t block = 0; block < channel_blocks(s->channels); block++) {
         size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
-        for (size_t c = c0; c < c1; c++)
-            sums[c] = 0.0;
+        double lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
         for (size_t n = 0; n < s->batch; n++)
-            for (size_t c = c0; c < c1; c++) {
-                const float *plane = x + (n * s->channels + c) * s->spatial;
-                double sum = 0.0;
-                for (size_t i = 0; i < s->spatial; i++)
-                    sum += center ? (plane[i] - center[c]) * (plane[i] - center[c]) : plane[i];
-                sums[c] += sum;
-            }
+            for (size_t c = c0; c < c1; c++)
+                add_plane(lanes[c - c0], x + (n * s->channels + c) * s->spatial, s->spatial,
+                          center != NULL, center ? center[c] : 0.0);
+        for (size_t c = c0; c < c1; c++)
+            sums[c] = lanes_total(lanes[c - c0], s->spatial);
     }
 }
 
@@ -377,7 +405,21 @@ tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shap
     return TDM_OK;
 }
 
-/* sum(dy) and sum(dy * xhat) per channel, in (n, s) order. */
+/* The lanes of sum(dy) and sum(dy * xhat) of one plane. */
+static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xhat_lanes,
+                               const float *restrict x, const float *restrict dy, size_t spatial,
+                               double mean, double invstd)
+{
+    for (size_t first = 0; first < spatial; first += SUM_LANES) {
+        size_t count = lanes_used(spatial - first);
+        for (size_t i = 0; i < count; i++) {
+            dy_lanes[i] += dy[first + i];
+            dy_xhat_lanes[i] += dy[first + i] * ((x[first + i] - mean) * invstd);
+        }
+    }
+}
+
+/* sum(dy) and sum(dy * xhat) per channel. */
 static void backward_sums(tdm_backend *backend, const tdm_batchnorm_shape *s,
                           const tdm_batchnorm_views *v, double *sum_dy, double *sum_dy_xhat)
 {
@@ -387,19 +429,18 @@ static void backward_sums(tdm_backend *backend, const tdm_batchnorm_shape *s,
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t block = 0; block < channel_blocks(s->channels); block++) {
         size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
-        for (size_t c = c0; c < c1; c++)
-            sum_dy[c] = sum_dy_xhat[c] = 0.0;
+        double dy_lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
+        double dy_xhat_lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
         for (size_t n = 0; n < s->batch; n++)
             for (size_t c = c0; c < c1; c++) {
                 size_t first = (n * s->channels + c) * s->spatial;
-                double a = 0.0, b = 0.0;
-                for (size_t i = first; i < first + s->spatial; i++) {
-                    a += dy[i];
-                    b += dy[i] * (((double)x[i] - mean[c]) * invstd[c]);
-                }
-                sum_dy[c] += a;
-                sum_dy_xhat[c] += b;
+                add_backward_plane(dy_lanes[c - c0], dy_xhat_lanes[c - c0], x + first, dy + first,
+                                   s->spatial, mean[c], invstd[c]);
             }
+        for (size_t c = c0; c < c1; c++) {
+            sum_dy[c] = lanes_total(dy_lanes[c - c0], s->spatial);
+            sum_dy_xhat[c] = lanes_total(dy_xhat_lanes[c - c0], s->spatial);
+        }
     }
 }
 
@@ -456,9 +497,17 @@ static inline void window_max(const tdm_pool2d_shape *s, const float *restrict p
     *max_index = (int32_t)best_index;
 }
 
+/* PyTorch's rule for a later value v of a window: it wins if greater or NaN.
+ * Written as selects (v != v is NaN) so that the loops vectorise. */
+static inline void take_if_larger(float v, int32_t at, float *best, int32_t *best_at)
+{
+    bool wins = v > *best || v != v;
+    *best = wins ? v : *best;
+    *best_at = wins ? at : *best_at;
+}
+
 /* The ResNet's 2x2 windows, unrolled, with the shape in locals: about 10x
- * faster than the general loop. The same rule: a later value wins if
- * greater or NaN. */
+ * faster than the general loop. */
 static void maxpool_2x2(tdm_backend *backend, const tdm_pool2d_shape *s,
                         const float *restrict x_all, float *restrict y_all,
                         int32_t *restrict argmax_all)
@@ -466,33 +515,26 @@ static void maxpool_2x2(tdm_backend *backend, const tdm_pool2d_shape *s,
     const size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
     const size_t planes = s->batch * s->channels, width = s->in_width;
     const size_t plane = s->in_height * width, stride_h = s->stride_h, stride_w = s->stride_w;
+    const size_t out_plane = oh_count * ow_count;
     int team = tdm_cpu_team(backend, planes * plane);
-#pragma omp parallel for schedule(static) num_threads(team)
-    for (size_t p = 0; p < planes; p++) {
-        const float *x = x_all + p * plane;
-        float *y = y_all + p * oh_count * ow_count;
-        int32_t *argmax = argmax_all + p * oh_count * ow_count;
-        for (size_t oh = 0; oh < oh_count; oh++)
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t p = 0; p < planes; p++)
+        for (size_t oh = 0; oh < oh_count; oh++) {
+            const float *x = x_all + p * plane;
+            float *y = y_all + p * out_plane + oh * ow_count;
+            int32_t *argmax = argmax_all + p * out_plane + oh * ow_count;
             for (size_t ow = 0; ow < ow_count; ow++) {
                 const int32_t first = (int32_t)(oh * stride_h * width + ow * stride_w);
-                const int32_t at[4] = {first, first + 1, first + (int32_t)width,
-                                       first + (int32_t)width + 1};
-                float best = x[at[0]];
-                int32_t best_at = at[0];
-                for (int k = 1; k < 4; k++) {
-                    const float v = x[at[k]];
-                    const bool greater = v > best; /* a max and a select, no jump */
-                    best = greater ? v : best;
-                    best_at = greater ? at[k] : best_at;
-                    if (isnan(v)) { /* rare, so this branch is predicted */
-                        best = v;
-                        best_at = at[k];
-                    }
-                }
-                *y++ = best;
-                *argmax++ = best_at;
+                const int32_t below = first + (int32_t)width;
+                float best = x[first];
+                int32_t best_at = first;
+                take_if_larger(x[first + 1], first + 1, &best, &best_at);
+                take_if_larger(x[below], below, &best, &best_at);
+                take_if_larger(x[below + 1], below + 1, &best, &best_at);
+                y[ow] = best;
+                argmax[ow] = best_at;
             }
-    }
+        }
 }
 
 tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
