@@ -497,17 +497,9 @@ static inline void window_max(const tdm_pool2d_shape *s, const float *restrict p
     *max_index = (int32_t)best_index;
 }
 
-/* PyTorch's rule for a later value v of a window: it wins if greater or NaN.
- * Written as selects (v != v is NaN) so that the loops vectorise. */
-static inline void take_if_larger(float v, int32_t at, float *best, int32_t *best_at)
-{
-    bool wins = v > *best || v != v;
-    *best = wins ? v : *best;
-    *best_at = wins ? at : *best_at;
-}
-
 /* The ResNet's 2x2 windows, unrolled, with the shape in locals: about 10x
- * faster than the general loop. */
+ * faster than the general loop. The same rule: a later value wins if
+ * greater or NaN. */
 static void maxpool_2x2(tdm_backend *backend, const tdm_pool2d_shape *s,
                         const float *restrict x_all, float *restrict y_all,
                         int32_t *restrict argmax_all)
@@ -515,26 +507,33 @@ static void maxpool_2x2(tdm_backend *backend, const tdm_pool2d_shape *s,
     const size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
     const size_t planes = s->batch * s->channels, width = s->in_width;
     const size_t plane = s->in_height * width, stride_h = s->stride_h, stride_w = s->stride_w;
-    const size_t out_plane = oh_count * ow_count;
     int team = tdm_cpu_team(backend, planes * plane);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
-    for (size_t p = 0; p < planes; p++)
-        for (size_t oh = 0; oh < oh_count; oh++) {
-            const float *x = x_all + p * plane;
-            float *y = y_all + p * out_plane + oh * ow_count;
-            int32_t *argmax = argmax_all + p * out_plane + oh * ow_count;
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t p = 0; p < planes; p++) {
+        const float *x = x_all + p * plane;
+        float *y = y_all + p * oh_count * ow_count;
+        int32_t *argmax = argmax_all + p * oh_count * ow_count;
+        for (size_t oh = 0; oh < oh_count; oh++)
             for (size_t ow = 0; ow < ow_count; ow++) {
                 const int32_t first = (int32_t)(oh * stride_h * width + ow * stride_w);
-                const int32_t below = first + (int32_t)width;
-                float best = x[first];
-                int32_t best_at = first;
-                take_if_larger(x[first + 1], first + 1, &best, &best_at);
-                take_if_larger(x[below], below, &best, &best_at);
-                take_if_larger(x[below + 1], below + 1, &best, &best_at);
-                y[ow] = best;
-                argmax[ow] = best_at;
+                const int32_t at[4] = {first, first + 1, first + (int32_t)width,
+                                       first + (int32_t)width + 1};
+                float best = x[at[0]];
+                int32_t best_at = at[0];
+                for (int k = 1; k < 4; k++) {
+                    const float v = x[at[k]];
+                    const bool greater = v > best; /* a max and a select, no jump */
+                    best = greater ? v : best;
+                    best_at = greater ? at[k] : best_at;
+                    if (isnan(v)) { /* rare, so this branch is predicted */
+                        best = v;
+                        best_at = at[k];
+                    }
+                }
+                *y++ = best;
+                *argmax++ = best_at;
             }
-        }
+    }
 }
 
 tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
