@@ -19,7 +19,7 @@ def torch_line(threads):
     onednn = next((l.strip().lstrip("- ").split(" (Git")[0] for l in config.splitlines()
                    if "MKL-DNN" in l or "oneDNN" in l), "no oneDNN")
     capability = torch.backends.cpu.get_cpu_capability()
-    return (f"PyTorch {torch.__version__} ({torch.__file__.rsplit('/torch/', 1)[0]}): BLAS {blas}, "
+    return (f"PyTorch {torch.__version__}: BLAS {blas}, "
             f"{onednn}, CPU capability {capability}, {torch.get_num_threads()} threads")
 
 
@@ -36,7 +36,7 @@ def numpy_line():
     described = "; ".join(f"{i.get('internal_api')} {i.get('version')}, "
                           f"{i.get('architecture', '?')} kernel, {i.get('num_threads')} threads"
                           for i in blas) or "no BLAS loaded"
-    return f"numpy {numpy.__version__} ({numpy.__file__.rsplit('/numpy/', 1)[0]}): {described}"
+    return f"numpy {numpy.__version__}: {described}"
 
 
 def main():

@@ -5,7 +5,7 @@ every epoch an evaluation-mode pass over the training and test sets (loss and
 error). Prints one line per C: `pytorch C ms_per_epoch final_train_err
 final_test_err`.
 
-Usage: /usr/bin/python3 bench/pytorch_resnet.py EPOCHS THREADS C [C ...]
+Usage: python bench/pytorch_resnet.py EPOCHS THREADS C [C ...]   (bench/run.sh runs it)
 """
 import gzip
 import os

@@ -5,7 +5,7 @@ same E step (one matrix product, a row log-sum-exp), the same M step (one
 matrix product, MAP smoothing with Beta(2, 2), a clamp). Prints one line per
 dtype: `numpy <dtype> <n> <D> <K> <ms per iteration>`.
 
-Usage: /usr/bin/python3 tools/em_numpy.py N D K ITERS
+Usage: python tools/em_numpy.py N D K ITERS   (bench/run.sh runs it)
 """
 import sys
 import time

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The GPU check: on a machine with a GPU and its OpenCL driver but without
+# Debian's development packages or a network (a lent GPU machine), builds
+# tandem from Debian 12 packages carried beside the tree, then runs the whole
+# test suite with the GPU as the OpenCL device, `tandem selftest` on it, and
+# the training, EM and SGEMM benchmarks. Everything goes to a log.
+#   tools/gpu-check.sh --fetch   on a Debian 12 machine: download the packages
+#                                into .gpu/debs (about 10 MB)
+#   tools/gpu-check.sh [OUTDIR]  on the GPU machine (with .gpu carried there):
+#                                writes OUTDIR/gpu-check.log (default: $OUT or .)
+# docs/benchmarks.md records what it measured.
+set -u
+cd "$(dirname "$0")/.."
+packages=(ocl-icd-libopencl1 ocl-icd-opencl-dev opencl-c-headers opencl-clhpp-headers
+          libclblast1 libclblast-dev libinih1 libinih-dev libcmocka0 libcmocka-dev
+          zlib1g zlib1g-dev libdnnl2 libdnnl-dev pkgconf pkgconf-bin libpkgconf3 clinfo)
+if [ "${1:-}" = "--fetch" ]; then
+    rm -rf .gpu/debs && mkdir -p .gpu/debs && cd .gpu/debs && apt-get download "${packages[@]}"
+    exit
+fi
+out=${1:-${OUT:-.}}
+log=$out/gpu-check.log
+mkdir -p "$out"
+exec > >(tee "$log") 2>&1
+root=$PWD/.gpu/root
+step() { echo; echo "== $* =="; }
+
+step "machine"
+date -u
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+lscpu | sed -n 's/^Model name: *//p'
+nproc
+
+step "Debian packages into .gpu/root"
+rm -rf "$root" && mkdir -p "$root"
+for deb in .gpu/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
+libs=$root/usr/lib/x86_64-linux-gnu
+export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PATH=$root/usr/bin:$PATH
+export PKG_CONFIG_PATH=$libs/pkgconfig:$root/usr/share/pkgconfig
+export PKG_CONFIG_SYSROOT_DIR=$root
+export CMAKE_PREFIX_PATH=$root/usr
+
+step "NVIDIA's OpenCL driver"
+driver=$(ldconfig -p | awk '/libnvidia-opencl\.so\.1/ { print $NF; exit }')
+[ -n "$driver" ] || driver=$(find / -name 'libnvidia-opencl.so.1' 2>/dev/null | head -1)
+if [ -z "$driver" ]; then
+    echo "FAILED: no libnvidia-opencl.so.1 on this machine"
+    exit 1
+fi
+mkdir -p .gpu/vendors && echo "$driver" >.gpu/vendors/nvidia.icd
+export OCL_ICD_VENDORS=$PWD/.gpu/vendors
+echo "driver: $driver"
+clinfo -l
+
+step "build"
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=ON \
+    -DTANDEM_WERROR=ON >/dev/null && cmake --build build-gpu -j "$(nproc)" >build-gpu.log 2>&1 ||
+    { tail -40 build-gpu.log; exit 1; }
+echo "built"
+
+step "tandem devices and selftest"
+build-gpu/tandem devices
+build-gpu/tandem --device opencl:NVIDIA selftest
+
+step "the test suite (CI=true: the GPU must be found)"
+# test_install checks installing, not the device, and the carried packages' sysroot
+# would leak into its pkg-config run.
+(cd build-gpu && CI=true ctest --output-on-failure -j 4 --timeout 900 -E test_install)
+grep -h -E "^(backend [0-9]+:|also:|SKIPPING)" build-gpu/Testing/Temporary/LastTest.log | sort -u
+
+step "training: ms per epoch (100 epochs), C = 1, 2, 4, 64"
+build-gpu/bench/bench_train data/digits.csv.gz 100
+step "EM: ms per iteration, n = 100000, D = 784, K = 20"
+build-gpu/bench/bench_em 100000 784 20 10
+step "EM: ms per iteration, n = 1000000, D = 784, K = 20"
+build-gpu/bench/bench_em 1000000 784 20 5
+step "SGEMM of the cpu backend, $(nproc) threads"
+build-gpu/bench/bench_gemm
+step "done"
