@@ -34,6 +34,11 @@ nproc
 step "Debian packages into .gpu/root"
 rm -rf "$root" && mkdir -p "$root"
 for deb in .gpu/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
+# Absolute symbolic links (libz.so -> /lib/...) point into the root instead.
+find "$root" -type l | while read -r link; do
+    target=$(readlink "$link")
+    case $target in /*) ln -sfn "$root$target" "$link" ;; esac
+done
 libs=$root/usr/lib/x86_64-linux-gnu
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PATH=$root/usr/bin:$PATH
@@ -56,6 +61,7 @@ clinfo -l
 step "build"
 generator=()
 command -v ninja >/dev/null && generator=(-G Ninja)
+rm -rf build-gpu
 cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DTANDEM_BUILD_TESTS=ON \
     -DTANDEM_WERROR=ON >/dev/null && cmake --build build-gpu -j "$(nproc)" >build-gpu.log 2>&1 ||
     { tail -40 build-gpu.log; exit 1; }
