@@ -38,8 +38,8 @@ typedef int (*gemm_call)(const gemm_shape *s, operands *o, tdm_backend *backend,
 static int tandem_gemm(const gemm_shape *s, operands *o, tdm_backend *backend, size_t threads)
 {
     (void)threads;
-    tdm_sgemm_args args = {TDM_NO_TRANS, TDM_NO_TRANS, s->m, s->n, s->k, 1.0f, {o->ba, 0}, s->k,
-                           {o->bb, 0}, s->n, 0.0f, {o->bc, 0}, s->n};
+    tdm_sgemm_args args = {TDM_NO_TRANS, TDM_NO_TRANS, s->m, s->n, s->k,       1.0f, {o->ba, 0},
+                           s->k,         {o->bb, 0},   s->n, 0.0f, {o->bc, 0}, s->n};
     return tdm_sgemm(backend, &args) == TDM_OK ? 0 : -1;
 }
 
@@ -49,8 +49,8 @@ static int onednn_gemm(const gemm_shape *s, operands *o, tdm_backend *backend, s
     (void)backend;
     omp_set_num_threads((int)threads);
     return dnnl_sgemm('N', 'N', (dnnl_dim_t)s->m, (dnnl_dim_t)s->n, (dnnl_dim_t)s->k, 1.0f, o->a,
-                      (dnnl_dim_t)s->k, o->b, (dnnl_dim_t)s->n, 0.0f, o->c, (dnnl_dim_t)s->n) ==
-                   dnnl_success
+                      (dnnl_dim_t)s->k, o->b, (dnnl_dim_t)s->n, 0.0f, o->c,
+                      (dnnl_dim_t)s->n) == dnnl_success
                ? 0
                : -1;
 }

@@ -36,12 +36,12 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {1, 1, 28, 28, 20, 5, 5, 1, 1, 0, 0}, /* LeNet's first conv */
     {2, 3, 9, 9, 5, 2, 3, 2, 3, 0, 1},    /* unequal kernel, stride, padding */
     /* Above the size from which the cpu backend splits loops between threads: */
-    {32, 4, 8, 8, 4, 3, 3, 1, 1, 1, 1},   /* Block(4) on 8x8 images */
+    {32, 4, 8, 8, 4, 3, 3, 1, 1, 1, 1},    /* Block(4) on 8x8 images */
     {128, 16, 2, 2, 16, 3, 3, 1, 1, 1, 1}, /* Block(16) on 2x2 images */
-    {5, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0},    /* 1x1 */
-    {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},   /* padding wider than the kernel's half */
-    {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},    /* stride 3 */
-    {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},    /* small image, unequal strides: dense path */
+    {5, 2, 5, 5, 3, 1, 1, 1, 1, 0, 0},     /* 1x1 */
+    {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},    /* padding wider than the kernel's half */
+    {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},     /* stride 3 */
+    {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},     /* small image, unequal strides: dense path */
 };
 enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
 
@@ -266,8 +266,9 @@ static void reference_linear_backward_weight(const op_case *c, double *const *t)
 
 static const size_t norm_shapes[][3] = {
     /* batch, channels, spatial */
-    {1, 1, 16}, {3, 1, 5}, {2, 3, 7}, {16, 4, 4}, {128, 1, 16}, {7, 64, 4}, {2, 5, 1}, {1, 3, 2},
-    {32, 20, 64}, /* threaded on the cpu backend, a partial block of channels */
+    {1, 1, 16}, {3, 1, 5}, {2, 3, 7}, {16, 4, 4},   {128, 1, 16},
+    {7, 64, 4}, {2, 5, 1}, {1, 3, 2}, {32, 20, 64}, /* threaded on the cpu backend, a partial block
+                                                       of channels */
 };
 enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
 
@@ -394,12 +395,16 @@ static void reference_norm_backward(const op_case *c, double *const *t)
 
 static const tdm_pool2d_shape pool_shapes[] = {
     /* batch, channels, H, W, KH, KW, SH, SW */
-    {1, 1, 4, 4, 2, 2, 2, 2},  {2, 3, 5, 7, 2, 2, 2, 2},    /* floor mode drops a row */
-    {1, 2, 6, 6, 3, 3, 2, 2},                               /* overlapping windows */
-    {2, 64, 4, 4, 2, 2, 2, 2}, {1, 20, 24, 24, 2, 2, 2, 2}, /* LeNet */
-    {3, 1, 5, 5, 3, 3, 1, 1},  {2, 2, 7, 5, 3, 2, 2, 1},
+    {1, 1, 4, 4, 2, 2, 2, 2},
+    {2, 3, 5, 7, 2, 2, 2, 2}, /* floor mode drops a row */
+    {1, 2, 6, 6, 3, 3, 2, 2}, /* overlapping windows */
+    {2, 64, 4, 4, 2, 2, 2, 2},
+    {1, 20, 24, 24, 2, 2, 2, 2}, /* LeNet */
+    {3, 1, 5, 5, 3, 3, 1, 1},
+    {2, 2, 7, 5, 3, 2, 2, 1},
     /* threaded on the cpu backend: */
-    {32, 16, 8, 8, 2, 2, 2, 2}, {16, 8, 16, 16, 3, 3, 2, 2},
+    {32, 16, 8, 8, 2, 2, 2, 2},
+    {16, 8, 16, 16, 3, 3, 2, 2},
 };
 enum { POOL_SHAPE_COUNT = sizeof pool_shapes / sizeof pool_shapes[0] };
 
@@ -475,8 +480,8 @@ static void reference_maxpool_backward(const op_case *c, double *const *t)
         t[4][(i / plane_out) * plane_in + (size_t)t[2][i]] += t[3][i];
 }
 
-static const size_t avgpool_shapes[][2] = {{1, 1}, {3, 16}, {512, 4}, {5, 7}, {64, 1}, {2, 576},
-                                             {8192, 4}};
+static const size_t avgpool_shapes[][2] = {{1, 1},  {3, 16},  {512, 4}, {5, 7},
+                                           {64, 1}, {2, 576}, {8192, 4}};
 enum { AVGPOOL_SHAPE_COUNT = sizeof avgpool_shapes / sizeof avgpool_shapes[0] };
 
 static size_t make_avgpool_cases(op_case *cases, size_t capacity, int backward)
@@ -525,7 +530,7 @@ static void reference_avgpool_backward(const op_case *c, double *const *t)
 /* ---------- softmax cross-entropy ---------- */
 
 static const size_t loss_shapes[][2] = {{1, 10}, {16, 10}, {128, 10}, {3, 1},
-                                          {5, 2}, {81, 10}, {2048, 10}};
+                                        {5, 2},  {81, 10}, {2048, 10}};
 enum { LOSS_SHAPE_COUNT = sizeof loss_shapes / sizeof loss_shapes[0] };
 
 static size_t make_loss_cases(op_case *cases, size_t capacity, int variant)
@@ -626,8 +631,8 @@ static void reference_sgd(const op_case *c, double *const *t)
 
 /* ---------- softmax over rows (the E step of EM) ---------- */
 
-static const size_t softmax_shapes[][2] = {{1, 1},  {3, 10},  {1000, 20}, {17, 3},
-                                             {64, 1}, {5, 50}, {2000, 20}};
+static const size_t softmax_shapes[][2] = {{1, 1},  {3, 10}, {1000, 20}, {17, 3},
+                                           {64, 1}, {5, 50}, {2000, 20}};
 enum { SOFTMAX_SHAPE_COUNT = sizeof softmax_shapes / sizeof softmax_shapes[0] };
 
 static size_t make_softmax_cases(op_case *cases, size_t capacity, int variant)

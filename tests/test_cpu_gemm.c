@@ -37,8 +37,8 @@ static void check_shape(size_t m, size_t n, size_t k, tdm_transpose ta, tdm_tran
         b[i] = test_rng_uniform(&rng, -1.0f, 1.0f);
     for (size_t i = 0; i < m * ldc; i++)
         c[i] = c0[i] = beta == 0.0f ? NAN : test_rng_uniform(&rng, -1.0f, 1.0f);
-    assert_int_equal(tdm_cpu_sgemm_portable(2, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc),
-                     TDM_OK);
+    assert_int_equal(
+        tdm_cpu_sgemm_portable(2, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), TDM_OK);
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {
             double expected = alpha * reference_entry(ta, tb, i, j, k, a, lda, b, ldb) +

@@ -273,7 +273,8 @@ static const parity_op ops[] = {
      reference_relu_backward, false},
     /* OpenCL allows exp 3 ulp and float division 2.5 ulp of error, C's expf
      * about 1: together under 8 ulp = 2^-20 ~ 1e-6 relative. */
-    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid, false},
+    {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid,
+     false},
     /* dy * (y * (1 - y)): three correctly rounded float operations, 3 ulp at most. */
     {"sigmoid_backward", TDM_OP_SIGMOID_BACKWARD, 1e-12, 1e-6, make_vector_cases, 3,
      run_sigmoid_backward, reference_sigmoid_backward, false},

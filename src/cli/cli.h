@@ -14,12 +14,12 @@ typedef struct cli_override {
 enum { CLI_MAX_OVERRIDES = 8 };
 
 typedef struct cli_options {
-    const char *config_path;   /* --config, or NULL for the built-in defaults */
-    const char *device_string; /* --device */
+    const char *config_path;    /* --config, or NULL for the built-in defaults */
+    const char *device_string;  /* --device */
     const char *threads_string; /* --threads */
-    size_t channels;           /* --channels: ResNet(C) instead of the config's model; 0 unset */
-    bool quiet;                /* -q */
-    bool resume;               /* --resume */
+    size_t channels;            /* --channels: ResNet(C) instead of the config's model; 0 unset */
+    bool quiet;                 /* -q */
+    bool resume;                /* --resume */
     cli_override overrides[CLI_MAX_OVERRIDES];
     size_t override_count;
     const char *k_sweep; /* --k-sweep A..B */

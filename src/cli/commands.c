@@ -73,8 +73,8 @@ static tdm_status apply_threads(const cli_options *options, tdm_device_config *d
     if (from_environment && from_environment[0] &&
         tdm_device_config_set(device, "threads", from_environment) != TDM_OK)
         return cli_error(TDM_ERR_CONFIG, "TANDEM_THREADS: %s", cli_library_error());
-    if (options->threads_string && tdm_device_config_set(device, "threads",
-                                                         options->threads_string) != TDM_OK)
+    if (options->threads_string &&
+        tdm_device_config_set(device, "threads", options->threads_string) != TDM_OK)
         return cli_error(TDM_ERR_CONFIG, "--threads: %s", cli_library_error());
     return TDM_OK;
 }
@@ -262,7 +262,8 @@ int cmd_selftest(const cli_options *options)
         b[i] = (float)rand() / (float)RAND_MAX - 0.5f;
     }
     cli_config config;
-    if (cli_load_config(options, &config) != TDM_OK || cli_open_backend(options, &device) != TDM_OK ||
+    if (cli_load_config(options, &config) != TDM_OK ||
+        cli_open_backend(options, &device) != TDM_OK ||
         tdm_cpu_backend_create_threads(config.device.threads, &cpu) != TDM_OK ||
         run_square_gemm(device, a, b, c, &device_seconds) != TDM_OK ||
         run_square_gemm(cpu, a, b, c_ref, &cpu_seconds) != TDM_OK) {

@@ -72,14 +72,22 @@ static void add_override(cli_options *options, const char *flag, const char *key
 int main(int argc, char **argv)
 {
     static const struct option long_options[] = {
-        {"config", required_argument, NULL, 'c'},   {"device", required_argument, NULL, 'd'},
-        {"channels", required_argument, NULL, 'C'}, {"quiet", no_argument, NULL, 'q'},
-        {"epochs", required_argument, NULL, 'E'},   {"batch", required_argument, NULL, 'B'},
-        {"lr", required_argument, NULL, 'L'},       {"seed", required_argument, NULL, 'S'},
-        {"out", required_argument, NULL, 'O'},      {"name", required_argument, NULL, 'N'},
-        {"resume", no_argument, NULL, 'R'},         {"k", required_argument, NULL, 'k'},
-        {"k-sweep", required_argument, NULL, 'W'},  {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},        {"threads", required_argument, NULL, 't'},
+        {"config", required_argument, NULL, 'c'},
+        {"device", required_argument, NULL, 'd'},
+        {"channels", required_argument, NULL, 'C'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"epochs", required_argument, NULL, 'E'},
+        {"batch", required_argument, NULL, 'B'},
+        {"lr", required_argument, NULL, 'L'},
+        {"seed", required_argument, NULL, 'S'},
+        {"out", required_argument, NULL, 'O'},
+        {"name", required_argument, NULL, 'N'},
+        {"resume", no_argument, NULL, 'R'},
+        {"k", required_argument, NULL, 'k'},
+        {"k-sweep", required_argument, NULL, 'W'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {"threads", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
     cli_options options = {0};

@@ -317,8 +317,8 @@ static void add_plane(double *restrict lanes, const float *restrict plane, size_
 
 /* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
 static void normalize(tdm_backend *backend, const tdm_batchnorm_shape *s, const float *restrict x,
-                      const float *mean, const float *invstd, const float *gamma,
-                      const float *beta, float *restrict y)
+                      const float *mean, const float *invstd, const float *gamma, const float *beta,
+                      float *restrict y)
 {
     int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)

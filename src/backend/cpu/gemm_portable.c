@@ -56,9 +56,10 @@ static float *transpose_copy(const float *b, size_t ldb, size_t n, size_t k)
     return bt;
 }
 
-tdm_status tdm_cpu_sgemm_portable(size_t threads, tdm_transpose trans_a, tdm_transpose trans_b, size_t m, size_t n,
-                                  size_t k, float alpha, const float *a, size_t lda, const float *b,
-                                  size_t ldb, float beta, float *c, size_t ldc)
+tdm_status tdm_cpu_sgemm_portable(size_t threads, tdm_transpose trans_a, tdm_transpose trans_b,
+                                  size_t m, size_t n, size_t k, float alpha, const float *a,
+                                  size_t lda, const float *b, size_t ldb, float beta, float *c,
+                                  size_t ldc)
 {
     if (beta != 1.0f)
         scale_c(m, n, beta, c, ldc);

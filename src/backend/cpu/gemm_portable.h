@@ -9,8 +9,9 @@
  * conventions of tdm_sgemm_args, on `threads` OpenMP threads (the same bits
  * for any count). Fails only when the scratch copy of a transposed B cannot
  * be allocated. */
-tdm_status tdm_cpu_sgemm_portable(size_t threads, tdm_transpose trans_a, tdm_transpose trans_b, size_t m, size_t n,
-                                  size_t k, float alpha, const float *a, size_t lda, const float *b,
-                                  size_t ldb, float beta, float *c, size_t ldc);
+tdm_status tdm_cpu_sgemm_portable(size_t threads, tdm_transpose trans_a, tdm_transpose trans_b,
+                                  size_t m, size_t n, size_t k, float alpha, const float *a,
+                                  size_t lda, const float *b, size_t ldb, float beta, float *c,
+                                  size_t ldc);
 
 #endif
