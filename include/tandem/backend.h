@@ -97,6 +97,10 @@ size_t tdm_backend_host_threads(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 
+/* The most threads a cpu backend takes: more than any machine tandem runs on
+ * has cores (a typo guard). */
+enum { TDM_CPU_MAX_THREADS = 1024 };
+
 /* The plain-C backend: its loops and its GEMM (oneDNN, OpenBLAS or the
  * portable C GEMM, chosen at build time by TANDEM_CPU_GEMM) run on `threads`
  * OpenMP threads; 0 means tdm_cpu_default_threads(). The same thread count

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/cpu/cpu_layers.h"
 #include "config/values.h"
 #include "core/error.h"
 #include "tandem/device.h"

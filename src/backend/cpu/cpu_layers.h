@@ -7,9 +7,6 @@
 
 #include "backend/backend_impl.h"
 
-/* More threads than any machine tandem runs on has cores: a typo guard. */
-enum { TDM_CPU_MAX_THREADS = 1024 };
-
 /* Loops over fewer elements than this run on one thread: waking the team
  * would cost more than it saves. */
 enum { TDM_CPU_MIN_PARALLEL_WORK = 16384 };
