@@ -48,7 +48,8 @@ typedef struct tdm_em_options {
     uint64_t seed;           /* restart r uses a seed derived from (seed, r) */
     double prior_a, prior_b; /* Beta(a, b) prior on every p: MAP; 2, 2 (one pseudo-count each) */
     double clamp;            /* 1e-6: p is kept in [clamp, 1 - clamp] after every M step */
-    size_t block_rows;       /* 0 (auto): rows per GEMM block, 512 when streaming, else 8192 */
+    size_t block_rows;       /* 0 (auto): rows per GEMM block; when streaming, 256 per host
+                                thread and at least 512, else 8192 */
     size_t cache_bytes;      /* 1 GiB: on a device with its own memory, the float copy of the
                                 data stays there when it fits; host-memory backends stream */
     const float *initial_p, *initial_pi; /* K x D and K, for TDM_EM_INIT_GIVEN */

@@ -139,7 +139,16 @@ static void widen_rows(const em_device *dev, size_t first, size_t count)
 /* Keeps the float matrix on a device with its own memory when it fits, so
  * each pass reads it there; else each block is widened from the bytes when
  * used, while it is small enough to stay in cache for both of its GEMMs. */
-enum { STREAMED_BLOCK = 512, CACHED_BLOCK = 8192 };
+enum { STREAMED_ROWS_PER_THREAD = 256, STREAMED_BLOCK_MIN = 512, CACHED_BLOCK = 8192 };
+
+/* Streamed blocks give each host thread 256 rows (800 KB of floats at
+ * D = 784, about an L2 cache), so a block stays in cache for both GEMMs
+ * however many threads share it. */
+static size_t streamed_block(const tdm_backend *backend)
+{
+    size_t rows = STREAMED_ROWS_PER_THREAD * tdm_backend_host_threads(backend);
+    return rows > STREAMED_BLOCK_MIN ? rows : STREAMED_BLOCK_MIN;
+}
 
 static bool keep_on_device(const em_device *dev, size_t cache_bytes)
 {
@@ -169,7 +178,7 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     memset(dev, 0, sizeof *dev);
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
     bool cached = keep_on_device(dev, o->cache_bytes);
-    size_t block = o->block_rows ? o->block_rows : cached ? CACHED_BLOCK : STREAMED_BLOCK;
+    size_t block = o->block_rows ? o->block_rows : cached ? CACHED_BLOCK : streamed_block(backend);
     dev->block = block < data->rows ? block : data->rows;
     size_t host_floats = dev->block * dev->cols > k_count * (dev->cols + 1)
                              ? dev->block * dev->cols
