@@ -41,13 +41,16 @@ static const char *isa_name(dnnl_cpu_isa_t isa)
 
 tdm_status tdm_cpu_gemm(size_t threads, const tdm_sgemm_args *args)
 {
-    /* oneDNN's GEMM runs on OpenMP with omp_get_max_threads() threads. */
+    /* oneDNN's GEMM runs on OpenMP with omp_get_max_threads() threads; the
+     * caller's setting is restored after it. */
+    int callers_threads = omp_get_max_threads();
     omp_set_num_threads((int)threads);
     dnnl_status_t status = dnnl_sgemm(
         args->trans_a == TDM_TRANS ? 'T' : 'N', args->trans_b == TDM_TRANS ? 'T' : 'N',
         (dnnl_dim_t)args->m, (dnnl_dim_t)args->n, (dnnl_dim_t)args->k, args->alpha,
         const_floats(args->a), (dnnl_dim_t)args->lda, const_floats(args->b), (dnnl_dim_t)args->ldb,
         args->beta, tdm_view_host_floats(args->c), (dnnl_dim_t)args->ldc);
+    omp_set_num_threads(callers_threads);
     if (status != dnnl_success)
         return TDM_FAIL(status == dnnl_out_of_memory ? TDM_ERR_OUT_OF_MEMORY
                                                      : TDM_ERR_INVALID_ARGUMENT,
