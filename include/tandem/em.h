@@ -27,6 +27,12 @@ typedef struct tdm_binary_data {
  * an integer label. Anything else (2, -1, 0.5, nan, text), a ragged row or
  * an empty file is an error naming the file and line. */
 tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out);
+/* A numpy .npy file: a 2-D C-order array of uint8 or bool holding 0/1
+ * (packed_cols = 0), or the output of numpy.packbits(X, axis=1) of an X with
+ * packed_cols columns. No labels. A wrong dtype, Fortran order, a shape that
+ * is not 2-D, a size that differs from the header's, a value other than 0/1
+ * or packing bits set beyond the last column is an error naming the file. */
+tdm_status tdm_binary_load_npy(const char *path, size_t packed_cols, tdm_binary_data *out);
 /* Pixels >= threshold become 1 (SPEC section 1: the digits at 8); labels copied. */
 tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
                                    tdm_binary_data *out);

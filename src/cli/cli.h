@@ -41,9 +41,10 @@ typedef struct cli_run_config {
 /* The [em] keys of the CLI (the fitting options go to tdm_em_options). */
 typedef struct cli_em_config {
     tdm_em_options options;
-    char path[1024];                  /* a CSV of 0/1 rows; empty: the [data] images, binarised */
-    bool labels;                      /* the CSV's last column is a label */
-    float threshold;                  /* images: pixel >= threshold is 1 (8 for the digits) */
+    char path[1024];    /* a CSV or .npy of 0/1 rows; empty: the [data] images, binarised */
+    size_t packed_cols; /* a .npy of numpy.packbits(X, axis=1): X's columns; 0: not packed */
+    bool labels;        /* the CSV's last column is a label */
+    float threshold;    /* images: pixel >= threshold is 1 (8 for the digits) */
     size_t image_height, image_width; /* how to draw a mean; 0: from [data] */
 } cli_em_config;
 

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "config/values.h"
 
 void cli_em_config_init(cli_em_config *em)
 {
@@ -42,6 +43,8 @@ tdm_status cli_em_config_set(void *target, const char *key, const char *value)
                    ? tdm_config_error("threshold must be a number, got '%s'", value)
                    : TDM_OK;
     }
+    if (strcmp(key, "packed_cols") == 0)
+        return tdm_parse_size(key, value, 0, SIZE_MAX, &em->packed_cols);
     if (strcmp(key, "image") == 0) {
         char extra;
         if (sscanf(value, "%zux%zu%c", &em->image_height, &em->image_width, &extra) != 2 ||
@@ -52,12 +55,27 @@ tdm_status cli_em_config_set(void *target, const char *key, const char *value)
     return tdm_em_options_set(&em->options, key, value);
 }
 
-/* The configured data: a 0/1 CSV, or every [data] image binarised (for IDX
+static bool is_npy(const char *path)
+{
+    size_t length = strlen(path);
+    return length >= 4 && strcmp(path + length - 4, ".npy") == 0;
+}
+
+/* The configured data: a 0/1 CSV or .npy file, or every [data] image binarised (for IDX
  * data, the training images). */
 static tdm_status load_binary(const cli_config *config, tdm_binary_data *out)
 {
-    if (config->em.path[0])
-        return tdm_binary_load_csv(config->em.path, config->em.labels, out);
+    const cli_em_config *em = &config->em;
+    if (em->path[0] && is_npy(em->path)) {
+        if (em->labels)
+            return cli_error(TDM_ERR_CONFIG, "%s: a .npy file holds no labels (labels = false)",
+                             em->path);
+        return tdm_binary_load_npy(em->path, em->packed_cols, out);
+    }
+    if (em->packed_cols)
+        return cli_error(TDM_ERR_CONFIG, "packed_cols is for .npy files made by numpy.packbits");
+    if (em->path[0])
+        return tdm_binary_load_csv(em->path, em->labels, out);
     const tdm_data_config *d = &config->data;
     tdm_dataset images = {0}, unused = {0};
     tdm_status status =

@@ -73,4 +73,58 @@ check "a bad --k-sweep" 1 "--k-sweep must be A..B" \
     "$tandem" -q --device cpu --k-sweep 5..2 --out "$work/out-sweep" em
 for name in init prior image sweep; do no_output "$name"; done
 
+# .npy input: the same 0/1 data as a CSV, a uint8 .npy and a numpy.packbits
+# .npy (40 x 10) give the same fit.
+npy() { # npy FILE DESCR ROWS COLS DATA: a format 1.0 file as numpy.save writes it
+    local dict="{'descr': '$2', 'fortran_order': False, 'shape': ($3, $4), }"
+    local length=$(((10 + ${#dict} + 1 + 63) / 64 * 64 - 10))
+    {
+        printf '\x93NUMPY\x01\x00'
+        printf "\\x$(printf %02x $((length % 256)))\\x$(printf %02x $((length / 256)))"
+        printf '%s%*s\n' "$dict" $((length - ${#dict} - 1)) ''
+        printf "$5"
+    } >"$1"
+}
+csv="" bytes="" packed=""
+for r in $(seq 0 39); do
+    line="" bits=0
+    for c in $(seq 0 9); do
+        v=$(((r * 7 + c * 3 + r * c) % 5 < 2 ? 1 : 0))
+        line="$line${line:+,}$v"
+        bytes="$bytes\\x0$v"
+        bits=$((bits | v << (15 - c)))
+    done
+    csv="$csv$line\n"
+    packed="$packed\\x$(printf %02x $((bits >> 8)))\\x$(printf %02x $((bits & 255)))"
+done
+printf "$csv" >"$work/same.csv"
+npy "$work/same.npy" "|u1" 40 10 "$bytes"
+npy "$work/packed.npy" "|u1" 40 2 "$packed"
+npy "$work/float.npy" "<f8" 40 10 "$bytes"
+fit() { # fit NAME PATH [KEY = VALUE]: em with K = 2 into $work/npy/NAME
+    printf '[em]\npath = %s\ncomponents = 2\nimage = 2x5\n%s\n' "$2" "${3:-}" >"$work/$1.ini"
+    "$tandem" -q --device cpu --config "$work/$1.ini" --out "$work/npy" --name "$1" em
+}
+check "em on a CSV" 0 "K = 2: " fit csv "$work/same.csv"
+check "em on a .npy" 0 "K = 2: " fit npy "$work/same.npy"
+check "em on a packbits .npy" 0 "K = 2: " fit packed "$work/packed.npy" "packed_cols = 10"
+for name in npy packed; do
+    if cmp -s "$work/npy/csv/params.csv" "$work/npy/$name/params.csv" &&
+        cmp -s "$work/npy/csv/assignments.csv" "$work/npy/$name/assignments.csv"; then
+        ok "$name gives the CSV's parameters and assignments"
+    else
+        bad "$name differs from the CSV"
+    fi
+done
+check "a float .npy" 1 "float.npy: dtype '<f8' is not uint8 or bool" fit float "$work/float.npy"
+check "labels in a .npy" 1 "same.npy: a .npy file holds no labels" \
+    fit labels "$work/same.npy" "labels = true"
+check "packed_cols with a CSV" 1 "packed_cols is for .npy files" \
+    fit csvpacked "$work/same.csv" "packed_cols = 10"
+check "packed_cols that do not match" 1 "packed.npy: 2 packed bytes per row, but 20 columns need 3" \
+    fit wrongcols "$work/packed.npy" "packed_cols = 20"
+for name in float labels csvpacked wrongcols; do
+    [ ! -e "$work/npy/$name" ] && ok "$name leaves no files" || bad "$name left files"
+done
+
 finish
