@@ -62,7 +62,9 @@ int main(int argc, char **argv)
     size_t k = strtoul(argv[3], NULL, 10), iterations = strtoul(argv[4], NULL, 10);
     tdm_rng rng = {42};
     float *p = malloc(k * d * sizeof(float)), *pi = malloc(k * sizeof(float));
-    tdm_binary_data data = {n, d, malloc(n * d), NULL};
+    tdm_binary_data data;
+    if (tdm_binary_alloc(n, d, &data) != TDM_OK)
+        return fprintf(stderr, "bench_em: %s\n", tdm_last_error()), 1;
     for (size_t i = 0; i < k * d; i++)
         p[i] = tdm_rng_uniform(&rng, 0.05f, 0.95f);
     for (size_t c = 0; c < k; c++)
@@ -70,7 +72,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < n; i++) {
         size_t c = (size_t)(tdm_rng_next(&rng) % k);
         for (size_t j = 0; j < d; j++)
-            data.values[i * d + j] = tdm_rng_uniform(&rng, 0.0f, 1.0f) < p[c * d + j];
+            tdm_binary_set(&data, i, j, tdm_rng_uniform(&rng, 0.0f, 1.0f) < p[c * d + j]);
     }
     for (size_t i = 0; i < k * d; i++) /* start near, not at, the truth */
         p[i] = 0.5f * p[i] + 0.25f;
@@ -101,6 +103,6 @@ int main(int argc, char **argv)
     free(devices);
     free(p);
     free(pi);
-    free(data.values);
+    tdm_binary_free(&data);
     return 0;
 }

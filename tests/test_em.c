@@ -17,8 +17,8 @@
 
 static tdm_binary_data new_data(size_t rows, size_t cols)
 {
-    tdm_binary_data d = {rows, cols, calloc(rows * cols + 1, 1), NULL};
-    assert_non_null(d.values);
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_alloc(rows, cols, &d), TDM_OK);
     return d;
 }
 
@@ -48,7 +48,7 @@ static tdm_binary_data sample_mixture(size_t rows, size_t cols, size_t k_count, 
             k++;
         d.labels[i] = (int32_t)k;
         for (size_t j = 0; j < cols; j++)
-            d.values[i * cols + j] = test_rng_uniform(&rng, 0.0f, 1.0f) < p[k * cols + j];
+            tdm_binary_set(&d, i, j, test_rng_uniform(&rng, 0.0f, 1.0f) < p[k * cols + j]);
     }
     return d;
 }
@@ -122,7 +122,7 @@ static void test_one_component_is_the_column_means(void **state)
             for (size_t j = 0; j < d.cols; j++) {
                 double ones = 0.0;
                 for (size_t i = 0; i < d.rows; i++)
-                    ones += d.values[i * d.cols + j];
+                    ones += tdm_binary_get(&d, i, j);
                 double expected = prior ? (ones + 1.0) / ((double)d.rows + 2.0)
                                         : fmin(fmax(ones / (double)d.rows, 1e-6), 1.0 - 1e-6);
                 /* float32 sums of 1797 exact 0/1 products: exact; p is rounded once */
@@ -225,9 +225,9 @@ static void test_degenerate_data(void **state)
     /* All-zero and all-one columns, and duplicate rows. */
     tdm_binary_data d = new_data(60, 4);
     for (size_t i = 0; i < 60; i++) {
-        d.values[i * 4 + 1] = 1;          /* all ones */
-        d.values[i * 4 + 2] = i % 3 == 0; /* rows repeat with period 3 */
-        d.values[i * 4 + 3] = i % 2;
+        tdm_binary_set(&d, i, 1, true);       /* all ones */
+        tdm_binary_set(&d, i, 2, i % 3 == 0); /* rows repeat with period 3 */
+        tdm_binary_set(&d, i, 3, i % 2);
     }
     tdm_em_result r = fit(backend, &d, 3, &o);
     assert_true(isfinite(r.log_likelihood));
@@ -240,7 +240,7 @@ static void test_degenerate_data(void **state)
     tdm_em_result_free(&r);
     tdm_binary_data one_row = new_data(1, 4), one_column = new_data(9, 1);
     for (size_t i = 0; i < 9; i++)
-        one_column.values[i] = i < 3;
+        tdm_binary_set(&one_column, i, 0, i < 3);
     r = fit(backend, &one_row, 1, &o);
     assert_true(isfinite(r.log_likelihood));
     tdm_em_result_free(&r);
@@ -267,7 +267,7 @@ static void test_forced_empty_component(void **state)
     tdm_binary_data d = new_data(100, 8);
     for (size_t i = 0; i < 100; i++)
         for (size_t j = 0; j < 8; j++)
-            d.values[i * 8 + j] = (i + j) % 5 == 0;
+            tdm_binary_set(&d, i, j, (i + j) % 5 == 0);
     float p[2 * 8], pi[2] = {0.999f, 0.001f};
     for (size_t j = 0; j < 8; j++) {
         p[j] = 0.2f;

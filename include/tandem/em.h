@@ -16,12 +16,29 @@
 extern "C" {
 #endif
 
-/* n binary rows of d values, one byte each (0 or 1). */
+/* n binary rows of d values, packed 64 to a word: value c of row r is bit
+ * c % 64 of bits[r * row_words + c / 64], so a row takes about d / 8 bytes
+ * (10 million rows of 784 values: 1 GB). Bits beyond cols are 0. */
 typedef struct tdm_binary_data {
     size_t rows, cols;
-    uint8_t *values;
+    size_t row_words; /* (cols + 63) / 64 */
+    uint64_t *bits;
     int32_t *labels; /* NULL, or one label per row (for purity and ARI) */
 } tdm_binary_data;
+
+/* rows x cols zeros, without labels. */
+tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out);
+
+static inline bool tdm_binary_get(const tdm_binary_data *data, size_t row, size_t col)
+{
+    return data->bits[row * data->row_words + col / 64] >> (col % 64) & 1u;
+}
+
+static inline void tdm_binary_set(tdm_binary_data *data, size_t row, size_t col, bool value)
+{
+    uint64_t *word = &data->bits[row * data->row_words + col / 64], bit = (uint64_t)1 << (col % 64);
+    *word = value ? *word | bit : *word & ~bit;
+}
 
 /* A CSV of 0/1 values, plain or gzipped; with has_labels the last column is
  * an integer label. Anything else (2, -1, 0.5, nan, text), a ragged row or

@@ -10,11 +10,31 @@
 
 enum { INITIAL_ROWS = 1024 };
 
+static size_t words_for(size_t cols)
+{
+    return cols / 64 + (cols % 64 != 0);
+}
+
+tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t words = words_for(cols);
+    if (rows == 0 || cols == 0 || rows > SIZE_MAX / sizeof(uint64_t) / words)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%zu x %zu binary values cannot be stored",
+                        rows, cols);
+    out->bits = calloc(rows * words, sizeof(uint64_t));
+    if (!out->bits)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "no memory for %zu x %zu binary values", rows,
+                        cols);
+    *out = (tdm_binary_data){rows, cols, words, out->bits, NULL};
+    return TDM_OK;
+}
+
 void tdm_binary_free(tdm_binary_data *data)
 {
     if (!data)
         return;
-    free(data->values);
+    free(data->bits);
     free(data->labels);
     memset(data, 0, sizeof *data);
 }
@@ -54,13 +74,15 @@ typedef struct csv_state {
 
 static tdm_status grow(tdm_binary_data *d, size_t rows)
 {
-    uint8_t *values = realloc(d->values, rows * d->cols);
-    if (values)
-        d->values = values;
+    uint64_t *bits = rows <= SIZE_MAX / sizeof(uint64_t) / d->row_words
+                         ? realloc(d->bits, rows * d->row_words * sizeof(uint64_t))
+                         : NULL;
+    if (bits)
+        d->bits = bits;
     int32_t *labels = d->labels ? realloc(d->labels, rows * sizeof(int32_t)) : NULL;
     if (labels)
         d->labels = labels;
-    if (!values || (d->labels && !labels))
+    if (!bits || (d->labels && !labels))
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %zu rows", rows);
     return TDM_OK;
 }
@@ -75,6 +97,7 @@ static tdm_status add_row(void *user, char *line, size_t number)
         if (cols == 0)
             return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: no values before the label", s->path, s->line);
         d->cols = cols;
+        d->row_words = words_for(cols);
         if (s->has_labels && !(d->labels = malloc(sizeof(int32_t))))
             return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
     }
@@ -85,6 +108,7 @@ static tdm_status add_row(void *user, char *line, size_t number)
         s->capacity = s->capacity ? 2 * s->capacity : INITIAL_ROWS;
         TDM_TRY(grow(d, s->capacity));
     }
+    memset(d->bits + d->rows * d->row_words, 0, d->row_words * sizeof(uint64_t));
     for (size_t column = 0; column < fields; column++) {
         long value = 0;
         bool label = s->has_labels && column == cols;
@@ -92,7 +116,7 @@ static tdm_status add_row(void *user, char *line, size_t number)
         if (label)
             d->labels[d->rows] = (int32_t)value;
         else
-            d->values[d->rows * d->cols + column] = (uint8_t)value;
+            tdm_binary_set(d, d->rows, column, value != 0);
     }
     d->rows++;
     return TDM_OK;
@@ -114,18 +138,16 @@ tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_dat
 tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
                                    tdm_binary_data *out)
 {
-    memset(out, 0, sizeof *out);
     size_t cols = dataset->shape.channels * dataset->shape.height * dataset->shape.width;
-    out->values = malloc(dataset->count * cols + 1);
+    TDM_TRY(tdm_binary_alloc(dataset->count, cols, out));
     out->labels = malloc(dataset->count * sizeof(int32_t) + 1);
-    if (!out->values || !out->labels) {
+    if (!out->labels) {
         tdm_binary_free(out);
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    out->rows = dataset->count;
-    out->cols = cols;
-    for (size_t i = 0; i < dataset->count * cols; i++)
-        out->values[i] = dataset->pixels[i] >= threshold;
+    for (size_t r = 0; r < dataset->count; r++)
+        for (size_t c = 0; c < cols; c++)
+            tdm_binary_set(out, r, c, dataset->pixels[r * cols + c] >= threshold);
     memcpy(out->labels, dataset->labels, dataset->count * sizeof(int32_t));
     return TDM_OK;
 }

@@ -164,38 +164,49 @@ static tdm_status check_size(const char *path, FILE *file, const npy_header *h,
     return TDM_OK;
 }
 
-/* 0/1 bytes, as they are. */
-static tdm_status read_values(const char *path, FILE *file, const npy_header *h, uint8_t *values)
+/* 0/1 bytes, packed as they are read, a chunk of rows at a time. */
+static tdm_status read_values(const char *path, FILE *file, const npy_header *h,
+                              tdm_binary_data *out)
 {
-    for (size_t first = 0; first < h->rows; first += CHUNK_ROWS) {
+    uint8_t *chunk = malloc(CHUNK_ROWS * h->cols);
+    if (!chunk)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
+    tdm_status status = TDM_OK;
+    for (size_t first = 0; first < h->rows && status == TDM_OK; first += CHUNK_ROWS) {
         size_t rows = h->rows - first < CHUNK_ROWS ? h->rows - first : CHUNK_ROWS;
-        uint8_t *chunk = values + first * h->cols;
-        if (fread(chunk, h->cols, rows, file) != rows)
-            return TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
-        for (size_t i = 0; i < rows * h->cols; i++)
+        if (fread(chunk, h->cols, rows, file) != rows) {
+            status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
+            break;
+        }
+        for (size_t i = 0; i < rows * h->cols && status == TDM_OK; i++) {
             if (chunk[i] > 1)
-                return TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1",
-                                path, first + i / h->cols + 1, i % h->cols + 1, chunk[i]);
+                status = TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1",
+                                  path, first + i / h->cols + 1, i % h->cols + 1, chunk[i]);
+            else
+                tdm_binary_set(out, first + i / h->cols, i % h->cols, chunk[i]);
+        }
     }
-    return TDM_OK;
+    free(chunk);
+    return status;
 }
 
 /* numpy.packbits(X, axis=1) bytes: the first column in the high bit; the
  * padding bits of each row's last byte must be 0, as packbits writes them. */
-static tdm_status unpack_values(const char *path, FILE *file, const npy_header *h, size_t cols,
-                                uint8_t *values)
+static tdm_status unpack_values(const char *path, FILE *file, const npy_header *h,
+                                tdm_binary_data *out)
 {
     uint8_t *row = malloc(h->cols);
     if (!row)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     tdm_status status = TDM_OK;
+    size_t cols = out->cols;
     for (size_t r = 0; r < h->rows && status == TDM_OK; r++) {
         if (fread(row, 1, h->cols, file) != h->cols) {
             status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
             break;
         }
         for (size_t c = 0; c < cols; c++)
-            values[r * cols + c] = (uint8_t)(row[c / 8] >> (7 - c % 8) & 1);
+            tdm_binary_set(out, r, c, row[c / 8] >> (7 - c % 8) & 1);
         if (cols % 8 && (row[h->cols - 1] & (0xFFu >> (cols % 8))))
             status = TDM_FAIL(TDM_ERR_DATA,
                               "%s: row %zu has bits set beyond column %zu (is packed_cols right?)",
@@ -210,27 +221,19 @@ static tdm_status load(const char *path, FILE *file, size_t packed_cols, tdm_bin
     npy_header h = {0};
     TDM_TRY(read_header(path, file, &h));
     size_t cols = packed_cols ? packed_cols : h.cols;
-    if (packed_cols && h.cols != (packed_cols + 7) / 8)
+    if (packed_cols && h.cols != packed_cols / 8 + (packed_cols % 8 != 0))
         return TDM_FAIL(TDM_ERR_DATA,
                         "%s: %zu packed bytes per row, but %zu columns need %zu "
                         "(numpy.packbits(X, axis=1) of X with %zu columns)",
-                        path, h.cols, packed_cols, (packed_cols + 7) / 8, packed_cols);
+                        path, h.cols, packed_cols, packed_cols / 8 + (packed_cols % 8 != 0),
+                        packed_cols);
     TDM_TRY(check_size(path, file, &h, h.cols));
-    if (h.rows > SIZE_MAX / cols)
-        return TDM_FAIL(TDM_ERR_DATA, "%s: %zu x %zu values do not fit in memory", path, h.rows,
-                        cols);
-    uint8_t *values = malloc(h.rows * cols);
-    if (!values)
-        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "%s: no memory for %zu x %zu values", path, h.rows,
-                        cols);
-    tdm_status status = packed_cols ? unpack_values(path, file, &h, cols, values)
-                                    : read_values(path, file, &h, values);
-    if (status != TDM_OK) {
-        free(values);
-        return status;
-    }
-    *out = (tdm_binary_data){h.rows, cols, values, NULL};
-    return TDM_OK;
+    TDM_TRY(tdm_binary_alloc(h.rows, cols, out));
+    tdm_status status =
+        packed_cols ? unpack_values(path, file, &h, out) : read_values(path, file, &h, out);
+    if (status != TDM_OK)
+        tdm_binary_free(out);
+    return status;
 }
 
 tdm_status tdm_binary_load_npy(const char *path, size_t packed_cols, tdm_binary_data *out)

@@ -99,14 +99,15 @@ typedef struct em_device {
     tdm_backend *backend;
     const tdm_binary_data *data;
     size_t k_count, cols, block;
-    tdm_buffer *x_all;   /* the whole float matrix, when it fits cache_bytes */
-    tdm_buffer *x_block; /* else one block at a time */
-    tdm_buffer *weights; /* W (K x D), then b (K) */
-    tdm_buffer *scores;  /* block x K */
-    tdm_buffer *lse;     /* block */
-    tdm_buffer *stats;   /* S (K x D), then N (K) */
-    tdm_buffer *ones;    /* block */
-    float *host;         /* room for a block of X, or for the stats */
+    tdm_buffer *x_all;         /* the whole float matrix, when it fits cache_bytes */
+    tdm_buffer *x_block;       /* else one block at a time */
+    tdm_buffer *weights;       /* W (K x D), then b (K) */
+    tdm_buffer *scores;        /* block x K */
+    tdm_buffer *lse;           /* block */
+    tdm_buffer *stats;         /* S (K x D), then N (K) */
+    tdm_buffer *ones;          /* block */
+    float *host;               /* room for a block of X, or for the stats */
+    float byte_floats[256][8]; /* the 8 bits of every byte value, as floats */
 } em_device;
 
 static void free_device(em_device *dev)
@@ -123,17 +124,24 @@ static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **
     return tdm_buffer_alloc(backend, (count ? count : 1) * sizeof(float), out);
 }
 
-/* The rows [first, first + count) as floats in dev->host, on the backend's
- * host threads. */
+/* The rows [first, first + count) as floats in dev->host, unpacked from
+ * their bits on the backend's host threads. */
 static void widen_rows(const em_device *dev, size_t first, size_t count)
 {
-    const uint8_t *in = dev->data->values + first * dev->cols;
+    const tdm_binary_data *data = dev->data;
     float *out = dev->host;
-    size_t total = count * dev->cols;
-    int team = total < 65536 ? 1 : (int)tdm_backend_host_threads(dev->backend);
+    size_t cols = dev->cols;
+    int team = count * cols < 65536 ? 1 : (int)tdm_backend_host_threads(dev->backend);
 #pragma omp parallel for schedule(static) num_threads(team)
-    for (size_t i = 0; i < total; i++)
-        out[i] = in[i];
+    for (size_t r = 0; r < count; r++) {
+        const uint64_t *words = data->bits + (first + r) * data->row_words;
+        float *row = out + r * cols;
+        for (size_t b = 0; b < cols / 8; b++) /* whole bytes: 8 floats from the table */
+            memcpy(row + 8 * b, dev->byte_floats[words[b / 8] >> (8 * (b % 8)) & 0xFF],
+                   8 * sizeof(float));
+        for (size_t c = cols / 8 * 8; c < cols; c++)
+            row[c] = (float)(words[c / 64] >> (c % 64) & 1u);
+    }
 }
 
 /* Keeps the float matrix on a device with its own memory when it fits, so
@@ -177,6 +185,9 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
 {
     memset(dev, 0, sizeof *dev);
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
+    for (unsigned byte = 0; byte < 256; byte++)
+        for (unsigned bit = 0; bit < 8; bit++)
+            dev->byte_floats[byte][bit] = (float)(byte >> bit & 1u);
     bool cached = keep_on_device(dev, o->cache_bytes);
     size_t block = o->block_rows ? o->block_rows : cached ? CACHED_BLOCK : streamed_block(backend);
     dev->block = block < data->rows ? block : data->rows;

@@ -41,19 +41,30 @@ void tdm_em_seed_component(const tdm_binary_data *data, size_t row, size_t k,
 {
     double denominator = 1.0 + o->prior_a + o->prior_b - 2.0;
     for (size_t d = 0; d < data->cols; d++) {
-        double x = data->values[row * data->cols + d];
+        double x = tdm_binary_get(data, row, d);
         double value = denominator > 0.0 ? (x + o->prior_a - 1.0) / denominator : x;
         p[k * data->cols + d] = clamp(value, o->clamp, 1.0 - o->clamp);
     }
     pi[k] = 1.0 / (double)data->rows;
 }
 
-static size_t hamming(const uint8_t *a, const uint8_t *b, size_t cols)
+/* The number of columns where rows a and b differ (padding bits are 0 in both). */
+static size_t hamming(const tdm_binary_data *data, size_t a, size_t b)
 {
+    const uint64_t *x = data->bits + a * data->row_words, *y = data->bits + b * data->row_words;
     size_t distance = 0;
-    for (size_t d = 0; d < cols; d++)
-        distance += a[d] != b[d];
+    for (size_t w = 0; w < data->row_words; w++)
+        distance += (size_t)__builtin_popcountll(x[w] ^ y[w]);
     return distance;
+}
+
+/* sums[c] += scale for every column c set in the row. */
+static void add_row_bits(const tdm_binary_data *data, size_t row, double scale, double *sums)
+{
+    const uint64_t *words = data->bits + row * data->row_words;
+    for (size_t w = 0; w < data->row_words; w++)
+        for (uint64_t bits = words[w]; bits; bits &= bits - 1)
+            sums[w * 64 + (size_t)__builtin_ctzll(bits)] += scale;
 }
 
 static double uniform(tdm_rng *rng)
@@ -66,15 +77,14 @@ static double uniform(tdm_rng *rng)
 static void kmeans_plus_plus(const tdm_binary_data *data, size_t k_count, tdm_rng *rng,
                              double *nearest, size_t *centres)
 {
-    size_t n = data->rows, cols = data->cols;
+    size_t n = data->rows;
     centres[0] = (size_t)(tdm_rng_next(rng) % n);
     for (size_t i = 0; i < n; i++)
         nearest[i] = INFINITY;
     for (size_t k = 1; k < k_count; k++) {
-        const uint8_t *last = data->values + centres[k - 1] * cols;
         double total = 0.0;
         for (size_t i = 0; i < n; i++) {
-            double d = (double)hamming(data->values + i * cols, last, cols);
+            double d = (double)hamming(data, i, centres[k - 1]);
             nearest[i] = fmin(nearest[i], d * d);
             total += nearest[i];
         }
@@ -115,18 +125,16 @@ static void assign_to_centres(const tdm_binary_data *data, const size_t *centres
 {
     size_t cols = data->cols;
     for (size_t i = 0; i < data->rows; i++) {
-        const uint8_t *row = data->values + i * cols;
         size_t best = 0, best_distance = SIZE_MAX;
         for (size_t k = 0; k < k_count; k++) {
-            size_t d = hamming(row, data->values + centres[k] * cols, cols);
+            size_t d = hamming(data, i, centres[k]);
             if (d < best_distance) {
                 best = k;
                 best_distance = d;
             }
         }
         sums->n[best] += 1.0;
-        for (size_t d = 0; d < cols; d++)
-            sums->s[best * cols + d] += row[d];
+        add_row_bits(data, i, 1.0, sums->s + best * cols);
     }
 }
 
@@ -141,8 +149,7 @@ static void random_responsibilities(const tdm_binary_data *data, size_t k_count,
         for (size_t k = 0; k < k_count; k++) {
             double share = eta[k] / total;
             sums->n[k] += share;
-            for (size_t d = 0; d < cols; d++)
-                sums->s[k * cols + d] += share * data->values[i * cols + d];
+            add_row_bits(data, i, share, sums->s + k * cols);
         }
     }
 }
