@@ -19,7 +19,9 @@ typedef enum tensor_init {
     INIT_NAN,      /* NaN everywhere: must never be read */
     INIT_POSITIVE, /* uniform in [0.5, 2]: variances, inverse deviations */
     INIT_LABELS,
-    INIT_INDEX
+    INIT_INDEX,
+    INIT_BITS /* rows of 64-bit words (two floats each) of int_range columns, random bits,
+                 the bits past the last column 0 */
 } tensor_init;
 
 typedef struct tensor_spec {
@@ -28,12 +30,19 @@ typedef struct tensor_spec {
     bool written; /* an output (possibly also read, like C in GEMM) */
     tensor_init init;
     size_t cols, ld;  /* a strided matrix: only cols of every ld values are the op's */
-    size_t int_range; /* INIT_LABELS */
+    size_t int_range; /* INIT_LABELS; INIT_BITS: the columns */
 } tensor_spec;
 
 static inline bool is_integer_tensor(const tensor_spec *t)
 {
-    return t->init == INIT_LABELS || t->init == INIT_INDEX;
+    return t->init == INIT_LABELS || t->init == INIT_INDEX || t->init == INIT_BITS;
+}
+
+/* A word of an INIT_BITS tensor from the doubles that hold its two halves. */
+static inline uint64_t bits_word(const double *halves, size_t word)
+{
+    return (uint64_t)(uint32_t)(int32_t)halves[2 * word] |
+           (uint64_t)(uint32_t)(int32_t)halves[2 * word + 1] << 32;
 }
 
 /* False for the padding between the rows of a strided matrix. */

@@ -668,6 +668,92 @@ static void reference_softmax(const op_case *c, double *const *t)
     }
 }
 
+/* ---------- EM on bit-packed rows ---------- */
+
+/* rows, cols, K: odd columns (not a multiple of 4, 8 or 64), K = 1 and 64,
+ * the digits' and MNIST's widths, and sizes the cpu backend threads. */
+static const size_t bits_shapes[][3] = {{1, 1, 1},      {3, 4, 1},     {17, 13, 3},
+                                        {5, 64, 2},     {7, 67, 5},    {33, 130, 64},
+                                        {100, 784, 20}, {300, 64, 10}, {2000, 50, 20}};
+enum { BITS_SHAPE_COUNT = sizeof bits_shapes / sizeof bits_shapes[0] };
+
+static tdm_bits_shape bits_shape_of(const op_case *c)
+{
+    const tdm_linear_shape *l = &c->p.layer.linear; /* batch = rows, in = cols, out = K */
+    return (tdm_bits_shape){l->batch, l->in_features, (l->in_features + 63) / 64, l->out_features};
+}
+
+static size_t make_bits_cases(op_case *cases, size_t capacity, int sums)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < BITS_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        size_t rows = bits_shapes[i][0], cols = bits_shapes[i][1], k = bits_shapes[i][2];
+        c->p.layer.linear = (tdm_linear_shape){rows, cols, k};
+        tdm_bits_shape s = bits_shape_of(c);
+        add_tensor(c, "bits", 2 * rows * s.row_words, false, INIT_BITS);
+        c->tensors[0].int_range = cols;
+        if (sums) {
+            add_tensor(c, "weights", rows * k, false, INIT_RANDOM);
+            add_tensor(c, "sums", k * cols, true, INIT_NAN);
+        } else {
+            add_tensor(c, "table", tdm_bits_groups(&s) * TDM_BITS_PATTERNS * k, false, INIT_RANDOM);
+            add_tensor(c, "bias", k, false, INIT_RANDOM);
+            add_tensor(c, "scores", rows * k, true, INIT_NAN);
+        }
+        snprintf(c->label, sizeof c->label, "rows=%zu cols=%zu K=%zu", rows, cols, k);
+    }
+    return count;
+}
+
+static tdm_status run_bits_scores(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    tdm_bits_shape s = bits_shape_of(c);
+    return tdm_bits_scores(backend, &s, v[0], v[1], v[2], v[3]);
+}
+
+static tdm_status run_bits_sums(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    tdm_bits_shape s = bits_shape_of(c);
+    return tdm_bits_sums(backend, &s, v[0], v[1], v[2]);
+}
+
+static bool bit_of(const double *bits, const tdm_bits_shape *s, size_t row, size_t col)
+{
+    return bits_word(bits, row * s->row_words + col / 64) >> (col % 64) & 1u;
+}
+
+/* The lookup itself, term by term, in double. */
+static void reference_bits_scores(const op_case *c, double *const *t)
+{
+    tdm_bits_shape s = bits_shape_of(c);
+    size_t k_count = s.components;
+    for (size_t r = 0; r < s.rows; r++)
+        for (size_t k = 0; k < k_count; k++) {
+            double sum = t[2][k];
+            for (size_t g = 0; g < tdm_bits_groups(&s); g++) {
+                unsigned pattern = 0;
+                for (unsigned j = 0; j < TDM_BITS_GROUP; j++)
+                    if (g * TDM_BITS_GROUP + j < s.cols && bit_of(t[0], &s, r, g * 4 + j))
+                        pattern |= 1u << j;
+                sum += t[1][(g * TDM_BITS_PATTERNS + pattern) * k_count + k];
+            }
+            t[3][r * k_count + k] = sum;
+        }
+}
+
+static void reference_bits_sums(const op_case *c, double *const *t)
+{
+    tdm_bits_shape s = bits_shape_of(c);
+    for (size_t k = 0; k < s.components; k++)
+        for (size_t col = 0; col < s.cols; col++) {
+            double sum = 0.0;
+            for (size_t r = 0; r < s.rows; r++)
+                sum += bit_of(t[0], &s, r, col) ? t[1][r * s.components + k] : 0.0;
+            t[2][k * s.cols + col] = sum;
+        }
+}
+
 /* ---------- the table ---------- */
 
 const parity_op parity_layer_ops[] = {
@@ -717,5 +803,12 @@ const parity_op parity_layer_ops[] = {
     {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
      reference_softmax, false},
     {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false},
+    /* Float sums of up to 196 table entries (scores) or 2000 weights (sums)
+     * of values in [-1, 1], in a fixed order per backend: like SGEMM's dot
+     * products, ~1e-6 typical, 1e-4 of the result's RMS allowed. */
+    {"bits_scores", TDM_OP_BITS_SCORES, 1e-10, 1e-4, make_bits_cases, 0, run_bits_scores,
+     reference_bits_scores, false},
+    {"bits_sums", TDM_OP_BITS_SUMS, 1e-10, 1e-4, make_bits_cases, 1, run_bits_sums,
+     reference_bits_sums, false},
 };
 const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];

@@ -300,9 +300,16 @@ static float sentinel(void)
     return value;
 }
 
+/* Where a tensor starts in its buffer: after the guard, and on a 64-bit word
+ * for packed bits (other tensors start odd, to catch alignment assumptions). */
+static size_t lead(const tensor_spec *t)
+{
+    return t->init == INIT_BITS ? GUARD + 1 : GUARD;
+}
+
 static size_t padded(const tensor_spec *t)
 {
-    return t->count + 2 * GUARD;
+    return t->count + 2 * GUARD + 1;
 }
 
 static uint64_t case_seed(const parity_op *op, size_t case_index)
@@ -329,9 +336,23 @@ static double tensor_value(const tensor_spec *t, const float *x)
     return value;
 }
 
-static float initial_value(const tensor_spec *t, test_rng *rng)
+/* Half i of an INIT_BITS tensor: random bits, those past the last column 0. */
+static float bits_half(const tensor_spec *t, size_t i, test_rng *rng)
+{
+    size_t row_words = (t->int_range + 63) / 64,
+           first_column = (i / 2 % row_words) * 64 + i % 2 * 32;
+    uint32_t bits = (uint32_t)test_rng_next(rng);
+    if (first_column >= t->int_range)
+        bits = 0;
+    else if (t->int_range - first_column < 32)
+        bits &= (1u << (t->int_range - first_column)) - 1u;
+    return int_as_float((int32_t)bits);
+}
+
+static float initial_value(const tensor_spec *t, size_t i, test_rng *rng)
 {
     switch (t->init) {
+    case INIT_BITS: return bits_half(t, i, rng);
     case INIT_NAN: return NAN;
     case INIT_POSITIVE: return test_rng_uniform(rng, 0.5f, 2.0f);
     case INIT_LABELS: return int_as_float((int32_t)(test_rng_next(rng) % t->int_range));
@@ -353,7 +374,7 @@ static void make_case_data(const op_case *c, uint64_t seed, case_data *data)
         for (size_t i = 0; i < total; i++)
             data->initial[t][i] = sentinel();
         for (size_t i = 0; i < c->tensors[t].count; i++)
-            data->initial[t][GUARD + i] = initial_value(&c->tensors[t], &rng);
+            data->initial[t][lead(&c->tensors[t]) + i] = initial_value(&c->tensors[t], i, &rng);
     }
 }
 
@@ -377,7 +398,7 @@ static tdm_status run_once(tdm_backend *backend, const parity_op *op, const op_c
         status = tdm_buffer_alloc(backend, bytes, &buffers[t]);
         if (status == TDM_OK)
             status = tdm_buffer_upload(buffers[t], 0, data->initial[t], bytes);
-        views[t] = (tdm_view){buffers[t], GUARD};
+        views[t] = (tdm_view){buffers[t], lead(&c->tensors[t])};
     }
     if (status == TDM_OK)
         status = op->run(backend, c, views);
@@ -403,23 +424,23 @@ static void check_integrity(const op_case *c, const case_data *data, char *probl
     for (size_t t = 0; t < c->tensor_count; t++) {
         const tensor_spec *spec = &c->tensors[t];
         const float *got = data->result[t], *was = data->initial[t];
-        if (!same_bits(got, was, GUARD) ||
-            !same_bits(got + GUARD + spec->count, was + GUARD + spec->count, GUARD)) {
+        size_t start = lead(spec), end = start + spec->count;
+        if (!same_bits(got, was, start) || !same_bits(got + end, was + end, padded(spec) - end)) {
             snprintf(problem, size, "wrote outside tensor %s (sentinel overwritten)", spec->name);
             return;
         }
-        if (!spec->written && !same_bits(got + GUARD, was + GUARD, spec->count)) {
+        if (!spec->written && !same_bits(got + start, was + start, spec->count)) {
             snprintf(problem, size, "modified input tensor %s", spec->name);
             return;
         }
         for (size_t i = 0; spec->written && i < spec->count; i++) {
-            if (!is_element(spec, i) && !same_bits(got + GUARD + i, was + GUARD + i, 1)) {
+            if (!is_element(spec, i) && !same_bits(got + start + i, was + start + i, 1)) {
                 snprintf(problem, size, "wrote into the padding of %s at %zu", spec->name, i);
                 return;
             }
-            if (is_element(spec, i) && !is_integer_tensor(spec) && !isfinite(got[GUARD + i])) {
+            if (is_element(spec, i) && !is_integer_tensor(spec) && !isfinite(got[start + i])) {
                 snprintf(problem, size, "%s[%zu] is not finite (%g)", spec->name, i,
-                         (double)got[GUARD + i]);
+                         (double)got[start + i]);
                 return;
             }
         }
@@ -489,7 +510,8 @@ static void check_against(const parity_op *op, const op_case *c, size_t case_ind
     for (size_t t = 0; t < c->tensor_count; t++) {
         if (!c->tensors[t].written)
             continue;
-        error_metrics m = compare(data->result[t] + GUARD, expected[t], &c->tensors[t]);
+        error_metrics m =
+            compare(data->result[t] + lead(&c->tensors[t]), expected[t], &c->tensors[t]);
         if (m.nmse > op->max_nmse || m.max_relative > op->max_relative)
             fail_case(op, c, case_index, backend,
                       "%s differs from %s: nmse %.3g (max %.3g), max relative %.3g (max %.3g)",
@@ -561,7 +583,7 @@ static void reference_values(const parity_op *op, const op_case *c, const case_d
         out[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
         assert_non_null(out[t]);
         for (size_t i = 0; i < c->tensors[t].count; i++)
-            out[t][i] = tensor_value(&c->tensors[t], &data->initial[t][GUARD + i]);
+            out[t][i] = tensor_value(&c->tensors[t], &data->initial[t][lead(&c->tensors[t]) + i]);
     }
     op->reference(c, out);
 }
@@ -585,7 +607,7 @@ static void check_case(const test_backends *all, const parity_op *op, const op_c
     for (size_t t = 0; t < c->tensor_count; t++) {
         cpu_result[t] = malloc(c->tensors[t].count * sizeof(double) + 1);
         assert_non_null(cpu_result[t]);
-        widen(&c->tensors[t], cpu_data.result[t] + GUARD, cpu_result[t]);
+        widen(&c->tensors[t], cpu_data.result[t] + lead(&c->tensors[t]), cpu_result[t]);
     }
     check_thread_count(op, c, case_index, &cpu_data, cpu_result);
     for (size_t b = 1; b < all->count; b++) {

@@ -35,6 +35,8 @@ const char *tdm_op_name(tdm_op op)
         [TDM_OP_SOFTMAX_CROSS_ENTROPY] = "softmax_cross_entropy",
         [TDM_OP_SGD] = "sgd",
         [TDM_OP_SOFTMAX_ROWS] = "softmax_rows",
+        [TDM_OP_BITS_SCORES] = "bits_scores",
+        [TDM_OP_BITS_SUMS] = "bits_sums",
     };
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
 }
@@ -303,4 +305,69 @@ tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_
         x.offset < lse.offset + rows)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: x and lse overlap");
     return rows ? backend->iface->softmax_rows(backend, rows, cols, x, lse) : TDM_OK;
+}
+
+size_t tdm_bits_groups(const tdm_bits_shape *shape)
+{
+    return (shape->cols + TDM_BITS_GROUP - 1) / TDM_BITS_GROUP;
+}
+
+/* [a, a + a_count) and [b, b + b_count) share a float of one buffer. */
+static bool spans_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count)
+{
+    return a.buffer == b.buffer && a.offset < b.offset + b_count && b.offset < a.offset + a_count;
+}
+
+/* The shape fits in memory and the bits view holds every row's words. */
+static tdm_status check_bits(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
+                             const char *op)
+{
+    if (s->cols == 0 || s->components == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: cols and components must be > 0", op);
+    if (s->row_words != (s->cols + 63) / 64)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: %zu words a row for %zu columns, expected %zu", op, s->row_words,
+                        s->cols, (s->cols + 63) / 64);
+    if (bits.offset % 2)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: the bits view does not start on a word", op);
+    size_t groups = tdm_bits_groups(s);
+    if (s->rows > SIZE_MAX / 2 / s->row_words || s->rows > SIZE_MAX / s->components ||
+        s->cols > SIZE_MAX / s->components || groups > SIZE_MAX / TDM_BITS_PATTERNS / s->components)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: sizes too large", op);
+    return tdm_check_view(backend, bits, 2 * s->rows * s->row_words, op, "bits");
+}
+
+tdm_status tdm_bits_scores(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
+                           tdm_view table, tdm_view bias, tdm_view scores)
+{
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_BITS_SCORES));
+    TDM_TRY(check_bits(backend, shape, bits, "bits_scores"));
+    size_t k = shape->components;
+    TDM_TRY(tdm_check_view(backend, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k,
+                           "bits_scores", "table"));
+    TDM_TRY(tdm_check_view(backend, bias, k, "bits_scores", "bias"));
+    TDM_TRY(tdm_check_view(backend, scores, shape->rows * k, "bits_scores", "scores"));
+    size_t out = shape->rows * k;
+    if (spans_overlap(scores, out, bits, 2 * shape->rows * shape->row_words) ||
+        spans_overlap(scores, out, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k) ||
+        spans_overlap(scores, out, bias, k))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_scores: scores overlap an input");
+    return shape->rows ? backend->iface->bits_scores(backend, shape, bits, table, bias, scores)
+                       : TDM_OK;
+}
+
+tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
+                         tdm_view weights, tdm_view sums)
+{
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_BITS_SUMS));
+    TDM_TRY(check_bits(backend, shape, bits, "bits_sums"));
+    size_t k = shape->components;
+    TDM_TRY(tdm_check_view(backend, weights, shape->rows * k, "bits_sums", "weights"));
+    TDM_TRY(tdm_check_view(backend, sums, k * shape->cols, "bits_sums", "sums"));
+    if (spans_overlap(sums, k * shape->cols, bits, 2 * shape->rows * shape->row_words) ||
+        spans_overlap(sums, k * shape->cols, weights, shape->rows * k))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_sums: sums overlap an input");
+    if (shape->rows == 0)
+        return tdm_fill(backend, sums, k * shape->cols, 0.0f);
+    return backend->iface->bits_sums(backend, shape, bits, weights, sums);
 }

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 5
+#define TDM_BACKEND_IFACE_VERSION 6
 
 /* The operands of the batch-norm entries; each uses the ones it names. */
 typedef struct tdm_batchnorm_views {
@@ -89,6 +89,10 @@ struct tdm_backend_iface {
                       size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
     tdm_status (*softmax_rows)(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
                                tdm_view lse);
+    tdm_status (*bits_scores)(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
+                              tdm_view table, tdm_view bias, tdm_view scores);
+    tdm_status (*bits_sums)(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
+                            tdm_view weights, tdm_view sums);
 };
 
 /* Scratch buffers the generic layer lends to composite ops (conv2d's col

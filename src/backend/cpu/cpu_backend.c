@@ -186,6 +186,8 @@ static const struct tdm_backend_iface cpu_iface = {
     .softmax_cross_entropy = tdm_cpu_softmax_cross_entropy,
     .sgd = tdm_cpu_sgd,
     .softmax_rows = tdm_cpu_softmax_rows,
+    .bits_scores = tdm_cpu_bits_scores,
+    .bits_sums = tdm_cpu_bits_sums,
 };
 
 size_t tdm_cpu_default_threads(void)

@@ -39,6 +39,8 @@ static const char *const kernel_names[KERNEL_COUNT] = {
     [K_SOFTMAX_CROSS_ENTROPY] = "tdm_softmax_cross_entropy",
     [K_SGD] = "tdm_sgd",
     [K_SOFTMAX_ROWS] = "tdm_softmax_rows",
+    [K_BITS_SCORES] = "tdm_bits_scores",
+    [K_BITS_SUMS] = "tdm_bits_sums",
 };
 
 static tdm_status set_args(opencl_context *ctx, kernel_id id, const kernel_arg *args,
@@ -296,6 +298,8 @@ static const struct tdm_backend_iface opencl_iface = {
     .softmax_cross_entropy = tdm_opencl_softmax_cross_entropy,
     .sgd = tdm_opencl_sgd,
     .softmax_rows = tdm_opencl_softmax_rows,
+    .bits_scores = tdm_opencl_bits_scores,
+    .bits_sums = tdm_opencl_bits_sums,
 };
 
 static tdm_status create_kernels(opencl_context *ctx)

@@ -36,6 +36,8 @@ typedef enum kernel_id {
     K_SOFTMAX_CROSS_ENTROPY,
     K_SGD,
     K_SOFTMAX_ROWS,
+    K_BITS_SCORES,
+    K_BITS_SUMS,
     KERNEL_COUNT
 } kernel_id;
 

@@ -284,3 +284,25 @@ tdm_status tdm_opencl_softmax_rows(tdm_backend *backend, size_t rows, size_t col
     kernel_arg args[] = {ARG(r), ARG(c), VIEW_ARGS(m), VIEW_ARGS(l)};
     return tdm_cl_launch(ctx_of(backend), K_SOFTMAX_ROWS, rows, args, COUNT(args));
 }
+
+tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
+                                  tdm_view table, tdm_view bias, tdm_view scores)
+{
+    cl_view x = cl_view_of(bits), t = cl_view_of(table), b = cl_view_of(bias),
+            y = cl_view_of(scores);
+    cl_ulong rows = s->rows, words = s->row_words, groups = tdm_bits_groups(s), k = s->components;
+    kernel_arg args[] = {ARG(rows),    ARG(words),   ARG(groups),  ARG(k),
+                         VIEW_ARGS(x), VIEW_ARGS(t), VIEW_ARGS(b), VIEW_ARGS(y)};
+    return tdm_cl_launch(ctx_of(backend), K_BITS_SCORES, s->rows * s->components, args,
+                         COUNT(args));
+}
+
+tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
+                                tdm_view weights, tdm_view sums)
+{
+    cl_view x = cl_view_of(bits), w = cl_view_of(weights), y = cl_view_of(sums);
+    cl_ulong rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
+    kernel_arg args[] = {ARG(rows),    ARG(cols),    ARG(words),  ARG(k),
+                         VIEW_ARGS(x), VIEW_ARGS(w), VIEW_ARGS(y)};
+    return tdm_cl_launch(ctx_of(backend), K_BITS_SUMS, s->components * s->cols, args, COUNT(args));
+}

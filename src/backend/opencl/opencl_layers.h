@@ -40,6 +40,10 @@ tdm_status tdm_opencl_softmax_cross_entropy(tdm_backend *backend, const tdm_cros
 tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
                           size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
 
+tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
+                                  tdm_view table, tdm_view bias, tdm_view scores);
+tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
+                                tdm_view weights, tdm_view sums);
 tdm_status tdm_opencl_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
                                    tdm_view lse);
 
