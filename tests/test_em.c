@@ -342,6 +342,67 @@ static void test_seeds_blocks_and_backends(void **state)
     tdm_binary_free(&d);
 }
 
+/* The largest relative difference between two fits' mean log-likelihoods,
+ * iteration by iteration (both ran the same number of iterations). */
+static double history_gap(const tdm_em_result *a, const tdm_em_result *b)
+{
+    assert_int_equal(a->iterations, b->iterations);
+    double worst = 0.0;
+    for (size_t i = 0; i < a->iterations; i++)
+        worst = fmax(worst, fabs(a->history[i] - b->history[i]) / fabs(b->history[i]));
+    return worst;
+}
+
+/* The bits method against the GEMM path, from the same start, 12 iterations:
+ * both compute X W^T and eta^T X in float32 (sums of up to D table entries
+ * or D products, and of a block's rows), in different orders, so each
+ * row's log-likelihood differs by ~1e-7 relative; EM does not amplify that
+ * over a few iterations. Measured: at most 3e-7; allowed 1e-5. */
+static void check_methods_agree(const tdm_binary_data *d, size_t k_count, const char *what)
+{
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.max_iter = 12;
+    o.tol = 0.0;
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        o.method = TDM_EM_METHOD_GEMM;
+        tdm_em_result gemm = fit(backend, d, k_count, &o);
+        o.method = TDM_EM_METHOD_BITS;
+        tdm_em_result bits = fit(backend, d, k_count, &o);
+        double gap = history_gap(&bits, &gemm);
+        printf("%s, K = %zu, on %s: bits and gemm differ by %.2e at most\n", what, k_count,
+               tdm_backend_name(backend), gap);
+        if (!(gap <= 1e-5))
+            fail_msg("%s, K = %zu, on %s: the methods differ by %.3g", what, k_count,
+                     tdm_backend_description(backend), gap);
+        tdm_em_result_free(&gemm);
+        tdm_em_result_free(&bits);
+    }
+}
+
+static void test_bits_and_gemm_agree(void **state)
+{
+    (void)state;
+    tdm_binary_data d = digits();
+    check_methods_agree(&d, 10, "the digits");
+    check_methods_agree(&d, 64, "the digits");
+    check_methods_agree(&d, 1, "the digits");
+    tdm_binary_free(&d);
+    /* A 3-component mixture on 67 columns: not a multiple of 4, 8 or 64. */
+    enum { COLS = 67 };
+    static double p[3 * COLS];
+    const double pi[3] = {0.5, 0.3, 0.2};
+    for (size_t i = 0; i < 3 * COLS; i++)
+        p[i] = 0.1 + 0.8 * (double)((i * 37) % 11) / 10.0;
+    d = sample_mixture(3000, COLS, 3, p, pi, 99);
+    check_methods_agree(&d, 3, "a mixture on 67 columns");
+    tdm_binary_free(&d);
+    d = sample_mixture(500, 1, 1, (const double[]){0.3}, (const double[]){1.0}, 5);
+    check_methods_agree(&d, 2, "one column");
+    tdm_binary_free(&d);
+}
+
 static void test_scores_of_labelings(void **state)
 {
     (void)state;
@@ -363,6 +424,7 @@ int main(void)
         cmocka_unit_test(test_degenerate_data),
         cmocka_unit_test(test_forced_empty_component),
         cmocka_unit_test(test_seeds_blocks_and_backends),
+        cmocka_unit_test(test_bits_and_gemm_agree),
         cmocka_unit_test(test_scores_of_labelings),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);

@@ -62,6 +62,13 @@ typedef enum tdm_em_init {
     TDM_EM_INIT_GIVEN                    /* options.initial_p and initial_pi */
 } tdm_em_init;
 
+typedef enum tdm_em_method {
+    TDM_EM_METHOD_AUTO, /* bits on the cpu backend, and on a device whose memory cannot hold
+                           the float matrix (cache_bytes); else gemm */
+    TDM_EM_METHOD_BITS, /* the products from the packed bits: table lookups, no floats of X */
+    TDM_EM_METHOD_GEMM  /* the products as GEMMs on floats widened from the bits */
+} tdm_em_method;
+
 typedef struct tdm_em_options {
     size_t components;       /* K */
     size_t max_iter;         /* 100 */
@@ -75,6 +82,7 @@ typedef struct tdm_em_options {
                                 thread and at least 512, else 8192 */
     size_t cache_bytes;      /* 1 GiB: on a device with its own memory, the float copy of the
                                 data stays there when it fits; host-memory backends stream */
+    tdm_em_method method;    /* auto */
     const float *initial_p, *initial_pi; /* K x D and K, for TDM_EM_INIT_GIVEN */
     /* Called after every E step (may be NULL): the restart, the iteration
      * (from 1) and the mean log-likelihood per sample. */
@@ -85,7 +93,7 @@ typedef struct tdm_em_options {
 void tdm_em_options_init(tdm_em_options *options);
 /* A setter for the [em] keys of a config file (see configs/em.ini):
  * components, max_iter, tol, n_init, init, seed, prior_a, prior_b, clamp,
- * block_rows. */
+ * block_rows, method. */
 tdm_status tdm_em_options_set(void *options, const char *key, const char *value);
 
 typedef struct tdm_em_result {

@@ -1,7 +1,9 @@
 /* EM for a mixture of Bernoullis. Each pass over the data goes block by
- * block: scores = X W^T + b (one GEMM), a row softmax (responsibilities and
- * the per-row log-likelihood), then S = eta^T X and N = eta^T 1 (two GEMMs).
- * The blocks' S, N and log-likelihoods are added on the host in double. */
+ * block: scores = X W^T + b, a row softmax (responsibilities and the per-row
+ * log-likelihood), then S = eta^T X and N = eta^T 1. The method "gemm" makes
+ * the products GEMMs on floats widened from the bits; "bits" computes them
+ * from the packed bits (bits_scores by table lookup, bits_sums). The blocks'
+ * S, N and log-likelihoods are added on the host in double. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,8 @@ void tdm_em_options_init(tdm_em_options *o)
                           .prior_b = 2.0,
                           .clamp = 1e-6,
                           .block_rows = 0,
-                          .cache_bytes = (size_t)1 << 30};
+                          .cache_bytes = (size_t)1 << 30,
+                          .method = TDM_EM_METHOD_AUTO};
 }
 
 static tdm_status set_init(tdm_em_options *o, const char *value)
@@ -37,6 +40,18 @@ static tdm_status set_init(tdm_em_options *o, const char *value)
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "init must be kmeans++, random_rows or random_responsibilities, got '%s'",
                     value);
+}
+
+static tdm_status set_method(tdm_em_options *o, const char *value)
+{
+    static const char *const names[] = {"auto", "bits", "gemm"}; /* tdm_em_method's order */
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(value, names[i]) == 0) {
+            o->method = (tdm_em_method)i;
+            return TDM_OK;
+        }
+    }
+    return TDM_FAIL(TDM_ERR_CONFIG, "method must be auto, bits or gemm, got '%s'", value);
 }
 
 static tdm_status set_double(const char *key, const char *value, double low, double high,
@@ -68,6 +83,8 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
     }
     if (strcmp(key, "init") == 0)
         return set_init(o, value);
+    if (strcmp(key, "method") == 0)
+        return set_method(o, value);
     if (strcmp(key, "tol") == 0)
         return set_double(key, value, 0.0, 1e9, &o->tol);
     if (strcmp(key, "prior_a") == 0)
@@ -78,7 +95,7 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
         return set_double(key, value, 1e-30, 0.49, &o->clamp);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "unknown key '%s' (known: components max_iter tol n_init init seed prior_a "
-                    "prior_b clamp block_rows)",
+                    "prior_b clamp block_rows method)",
                     key);
 }
 
@@ -108,15 +125,21 @@ typedef struct em_device {
     tdm_buffer *ones;          /* block */
     float *host;               /* room for a block of X, or for the stats */
     float byte_floats[256][8]; /* the 8 bits of every byte value, as floats */
+    /* method = bits: the packed rows instead of X, a lookup table instead of W */
+    bool bits;
+    tdm_bits_shape shape;  /* rows: the block */
+    tdm_buffer *words_all; /* every row's words, when they fit cache_bytes on a device */
+    double *group_table;   /* 16 x K: one group's table, built in double */
 } em_device;
 
 static void free_device(em_device *dev)
 {
     tdm_buffer *buffers[] = {dev->x_all, dev->x_block, dev->weights, dev->scores,
-                             dev->lse,   dev->stats,   dev->ones};
+                             dev->lse,   dev->stats,   dev->ones,    dev->words_all};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         tdm_buffer_free(buffers[i]);
     free(dev->host);
+    free(dev->group_table);
 }
 
 static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **out)
@@ -147,7 +170,12 @@ static void widen_rows(const em_device *dev, size_t first, size_t count)
 /* Keeps the float matrix on a device with its own memory when it fits, so
  * each pass reads it there; else each block is widened from the bytes when
  * used, while it is small enough to stay in cache for both of its GEMMs. */
-enum { STREAMED_ROWS_PER_THREAD = 256, STREAMED_BLOCK_MIN = 512, CACHED_BLOCK = 8192 };
+enum {
+    STREAMED_ROWS_PER_THREAD = 256,
+    STREAMED_BLOCK_MIN = 512,
+    CACHED_BLOCK = 8192,
+    BITS_BLOCK = 4096 /* rows per bits_scores / bits_sums call */
+};
 
 /* Streamed blocks give each host thread 256 rows (800 KB of floats at
  * D = 784, about an L2 cache), so a block stays in cache for both GEMMs
@@ -180,6 +208,44 @@ static tdm_status place_matrix(em_device *dev, bool cached)
     return TDM_OK;
 }
 
+/* method = auto: bits on host memory (lookups beat widening to floats for
+ * a GEMM), and on a device whose memory cannot hold the float matrix; else
+ * the GEMM path. */
+static bool use_bits(const em_device *dev, const tdm_em_options *o, bool floats_fit)
+{
+    if (o->method != TDM_EM_METHOD_AUTO)
+        return o->method == TDM_EM_METHOD_BITS;
+    return tdm_backend_uses_host_memory(dev->backend) || !floats_fit;
+}
+
+/* The packed rows stay on a device with its own memory when they fit. */
+static tdm_status place_words(em_device *dev, size_t cache_bytes)
+{
+    const tdm_binary_data *data = dev->data;
+    size_t bytes = data->row_words * sizeof(uint64_t);
+    if (tdm_backend_uses_host_memory(dev->backend) || data->rows > cache_bytes / bytes)
+        return alloc_floats(dev->backend, 2 * dev->block * data->row_words, &dev->x_block);
+    TDM_TRY(tdm_buffer_alloc(dev->backend, data->rows * bytes, &dev->words_all));
+    return tdm_buffer_upload(dev->words_all, 0, data->bits, data->rows * bytes);
+}
+
+/* W and b, or the lookup table and b. */
+static size_t weight_floats(const em_device *dev)
+{
+    size_t k_count = dev->k_count;
+    return dev->bits ? tdm_bits_groups(&dev->shape) * TDM_BITS_PATTERNS * k_count + k_count
+                     : k_count * (dev->cols + 1);
+}
+
+/* Room for what a pass stages on the host: the weights, the stats, and a
+ * block of X for the GEMM method. */
+static size_t host_floats_needed(const em_device *dev)
+{
+    size_t stats = dev->k_count * (dev->cols + 1), weights = weight_floats(dev);
+    size_t most = weights > stats ? weights : stats;
+    return dev->bits || dev->block * dev->cols < most ? most : dev->block * dev->cols;
+}
+
 static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data, size_t k_count,
                               const tdm_em_options *o, em_device *dev)
 {
@@ -189,27 +255,72 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
         for (unsigned bit = 0; bit < 8; bit++)
             dev->byte_floats[byte][bit] = (float)(byte >> bit & 1u);
     bool cached = keep_on_device(dev, o->cache_bytes);
-    size_t block = o->block_rows ? o->block_rows : cached ? CACHED_BLOCK : streamed_block(backend);
+    dev->bits = use_bits(dev, o, cached);
+    size_t block = o->block_rows ? o->block_rows
+                   : dev->bits   ? BITS_BLOCK
+                   : cached      ? CACHED_BLOCK
+                                 : streamed_block(backend);
     dev->block = block < data->rows ? block : data->rows;
-    size_t host_floats = dev->block * dev->cols > k_count * (dev->cols + 1)
-                             ? dev->block * dev->cols
-                             : k_count * (dev->cols + 1);
-    dev->host = malloc(host_floats * sizeof(float));
-    if (!dev->host)
+    dev->shape = (tdm_bits_shape){dev->block, data->cols, data->row_words, k_count};
+    dev->host = malloc(host_floats_needed(dev) * sizeof(float));
+    dev->group_table = malloc(TDM_BITS_PATTERNS * k_count * sizeof(double));
+    if (!dev->host || !dev->group_table)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    TDM_TRY(alloc_floats(backend, k_count * (dev->cols + 1), &dev->weights));
+    TDM_TRY(alloc_floats(backend, weight_floats(dev), &dev->weights));
     TDM_TRY(alloc_floats(backend, dev->block * k_count, &dev->scores));
     TDM_TRY(alloc_floats(backend, dev->block, &dev->lse));
     TDM_TRY(alloc_floats(backend, k_count * (dev->cols + 1), &dev->stats));
     TDM_TRY(alloc_floats(backend, dev->block, &dev->ones));
     TDM_TRY(tdm_fill(backend, (tdm_view){dev->ones, 0}, dev->block, 1.0f));
-    return place_matrix(dev, cached);
+    return dev->bits ? place_words(dev, o->cache_bytes) : place_matrix(dev, cached);
 }
 
-/* W = log p - log(1 - p) and b = log pi + sum_d log(1 - p), uploaded. */
+/* One group's table in double: entry [p][k] is the sum of W[k][4g + j] over
+ * the bits j set in p (columns past the last weigh 0), built from the entry
+ * without p's lowest bit. */
+static void build_group_table(em_device *dev, const double *p, size_t g)
+{
+    size_t k_count = dev->k_count, cols = dev->cols;
+    double *t = dev->group_table;
+    for (size_t k = 0; k < k_count; k++)
+        t[k] = 0.0;
+    for (unsigned pattern = 1; pattern < TDM_BITS_PATTERNS; pattern++) {
+        size_t col = g * TDM_BITS_GROUP + (size_t)__builtin_ctz(pattern);
+        const double *base = t + (pattern & (pattern - 1)) * k_count;
+        for (size_t k = 0; k < k_count; k++) {
+            double q = col < cols ? p[k * cols + col] : 0.5;
+            t[pattern * k_count + k] = base[k] + (col < cols ? log(q) - log1p(-q) : 0.0);
+        }
+    }
+}
+
+/* The lookup table of W = log p - log(1 - p) for bits_scores, then b. */
+static tdm_status upload_table(em_device *dev, const double *p, const double *pi)
+{
+    size_t k_count = dev->k_count, cols = dev->cols, groups = tdm_bits_groups(&dev->shape);
+    size_t entries = TDM_BITS_PATTERNS * k_count;
+    for (size_t g = 0; g < groups; g++) {
+        build_group_table(dev, p, g);
+        for (size_t i = 0; i < entries; i++)
+            dev->host[g * entries + i] = (float)dev->group_table[i];
+    }
+    for (size_t k = 0; k < k_count; k++) {
+        double bias = log(pi[k]);
+        for (size_t d = 0; d < cols; d++)
+            bias += log1p(-p[k * cols + d]);
+        dev->host[groups * entries + k] = (float)bias;
+    }
+    return tdm_buffer_upload(dev->weights, 0, dev->host,
+                             (groups * entries + k_count) * sizeof(float));
+}
+
+/* W = log p - log(1 - p) and b = log pi + sum_d log(1 - p), uploaded (as a
+ * lookup table for the bits method). */
 static tdm_status upload_weights(em_device *dev, const double *p, const double *pi)
 {
     size_t k_count = dev->k_count, cols = dev->cols;
+    if (dev->bits)
+        return upload_table(dev, p, pi);
     for (size_t k = 0; k < k_count; k++) {
         double bias = log(pi[k]);
         for (size_t d = 0; d < cols; d++) {
@@ -230,9 +341,37 @@ static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t 
 
 /* E step of rows [first, first + count): responsibilities in dev->scores,
  * per-row log-likelihoods in dev->lse. */
+/* The block's packed rows as a view of words on the device. */
+static tdm_status block_words(em_device *dev, size_t first, size_t count, tdm_view *x)
+{
+    size_t words = dev->data->row_words;
+    if (dev->words_all) {
+        *x = (tdm_view){dev->words_all, 2 * first * words};
+        return TDM_OK;
+    }
+    *x = (tdm_view){dev->x_block, 0};
+    return tdm_buffer_upload(dev->x_block, 0, dev->data->bits + first * words,
+                             count * words * sizeof(uint64_t));
+}
+
+/* scores = X W^T + b by lookup in the table, from the block's bits. */
+static tdm_status bits_e_step(em_device *dev, size_t first, size_t count, tdm_view *x)
+{
+    TDM_TRY(block_words(dev, first, count, x));
+    tdm_bits_shape shape = dev->shape;
+    shape.rows = count;
+    size_t table_floats = tdm_bits_groups(&shape) * TDM_BITS_PATTERNS * dev->k_count;
+    TDM_TRY(tdm_bits_scores(dev->backend, &shape, *x, (tdm_view){dev->weights, 0},
+                            (tdm_view){dev->weights, table_floats}, (tdm_view){dev->scores, 0}));
+    return tdm_softmax_rows(dev->backend, count, dev->k_count, (tdm_view){dev->scores, 0},
+                            (tdm_view){dev->lse, 0});
+}
+
 static tdm_status e_step_block(em_device *dev, size_t first, size_t count, tdm_view *x)
 {
     size_t k_count = dev->k_count, cols = dev->cols;
+    if (dev->bits)
+        return bits_e_step(dev, first, count, x);
     if (dev->x_all) {
         *x = (tdm_view){dev->x_all, first * cols};
     } else {
@@ -259,7 +398,10 @@ static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums
                             (tdm_view){dev->stats, 0}, cols);
     tdm_sgemm_args n = gemm(TDM_TRANS, TDM_NO_TRANS, k_count, 1, count, eta, k_count,
                             (tdm_view){dev->ones, 0}, 1, (tdm_view){dev->stats, k_count * cols}, 1);
-    TDM_TRY(tdm_sgemm(dev->backend, &s));
+    tdm_bits_shape shape = dev->shape;
+    shape.rows = count;
+    TDM_TRY(dev->bits ? tdm_bits_sums(dev->backend, &shape, x, eta, (tdm_view){dev->stats, 0})
+                      : tdm_sgemm(dev->backend, &s));
     TDM_TRY(tdm_sgemm(dev->backend, &n));
     TDM_TRY(tdm_buffer_download(dev->stats, 0, dev->host, k_count * (cols + 1) * sizeof(float)));
     for (size_t i = 0; i < k_count * cols; i++)
