@@ -1,13 +1,17 @@
 /* ms per EM iteration on synthetic data (n x D binary rows drawn from a
- * random K-component mixture) on the cpu backend and every OpenCL device,
- * from a given start: the time between the first and the last of ITERS + 1
- * iteration callbacks, so loading, the first upload and the final scoring
- * pass are not counted. One line per backend:
- * `tandem <backend> <n> <D> <K> <ms per iteration>`.
- * Usage: bench_em N D K ITERS */
+ * random K-component mixture, generated straight into packed rows) on the
+ * cpu backend and, unless told otherwise, every OpenCL device, from a given
+ * start: the time between the first and the last of ITERS + 1 iteration
+ * callbacks, so the first upload and the final scoring pass are not counted.
+ * One line per backend:
+ * `tandem <backend> <n> <D> <K> <ms per iteration> <method> <peak MB>`,
+ * the peak resident memory of the process so far.
+ * Usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all]] */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "core/rng.h"
@@ -18,6 +22,13 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double peak_megabytes(void)
+{
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_maxrss / 1024.0; /* kilobytes on Linux */
 }
 
 typedef struct clock_marks {
@@ -37,7 +48,7 @@ static void mark(void *user, size_t restart, size_t iteration, double mean_ll)
 }
 
 static void run(tdm_backend *backend, const char *name, const tdm_binary_data *data,
-                tdm_em_options *o, size_t iterations)
+                tdm_em_options *o, size_t iterations, const char *method)
 {
     clock_marks marks = {0};
     tdm_em_result r;
@@ -49,15 +60,51 @@ static void run(tdm_backend *backend, const char *name, const tdm_binary_data *d
         return;
     }
     tdm_em_result_free(&r);
-    printf("tandem %s %zu %zu %zu %.2f\n", name, data->rows, data->cols, o->components,
-           1e3 * (marks.last - marks.first) / (double)(marks.count - 1));
+    printf("tandem %s %zu %zu %zu %.2f %s %.0f\n", name, data->rows, data->cols, o->components,
+           1e3 * (marks.last - marks.first) / (double)(marks.count - 1), method, peak_megabytes());
     fflush(stdout);
+}
+
+/* Row i from component i % K: each value 1 with probability p (in 1/256
+ * steps), 8 random bits per value, 8 values per draw. */
+static void generate(tdm_binary_data *data, const float *p, size_t k, tdm_rng *rng)
+{
+    size_t d = data->cols;
+    unsigned *thresholds = malloc(k * d * sizeof(unsigned));
+    for (size_t i = 0; i < k * d; i++)
+        thresholds[i] = (unsigned)(p[i] * 256.0f);
+    for (size_t i = 0; i < data->rows; i++) {
+        const unsigned *t = thresholds + (i % k) * d;
+        uint64_t *words = data->bits + i * data->row_words;
+        uint64_t random = 0;
+        for (size_t j = 0; j < d; j++) {
+            if (j % 8 == 0)
+                random = tdm_rng_next(rng);
+            unsigned byte = (unsigned)(random >> (8 * (j % 8))) & 255u;
+            words[j / 64] |= (uint64_t)(byte < t[j]) << (j % 64);
+        }
+    }
+    free(thresholds);
+}
+
+static int parse_method(const char *name, tdm_em_method *out)
+{
+    static const char *const names[] = {"auto", "bits", "gemm"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(name, names[i]) == 0) {
+            *out = (tdm_em_method)i;
+            return 0;
+        }
+    return -1;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc != 5)
-        return fputs("usage: bench_em N D K ITERS\n", stderr), 2;
+    tdm_em_method method_choice = TDM_EM_METHOD_AUTO;
+    const char *method = argc > 5 ? argv[5] : "auto", *which = argc > 6 ? argv[6] : "all";
+    if (argc < 5 || argc > 7 || parse_method(method, &method_choice) != 0 ||
+        (strcmp(which, "cpu") != 0 && strcmp(which, "all") != 0))
+        return fputs("usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all]]\n", stderr), 2;
     size_t n = strtoul(argv[1], NULL, 10), d = strtoul(argv[2], NULL, 10);
     size_t k = strtoul(argv[3], NULL, 10), iterations = strtoul(argv[4], NULL, 10);
     tdm_rng rng = {42};
@@ -69,11 +116,7 @@ int main(int argc, char **argv)
         p[i] = tdm_rng_uniform(&rng, 0.05f, 0.95f);
     for (size_t c = 0; c < k; c++)
         pi[c] = 1.0f / (float)k;
-    for (size_t i = 0; i < n; i++) {
-        size_t c = (size_t)(tdm_rng_next(&rng) % k);
-        for (size_t j = 0; j < d; j++)
-            tdm_binary_set(&data, i, j, tdm_rng_uniform(&rng, 0.0f, 1.0f) < p[c * d + j]);
-    }
+    generate(&data, p, k, &rng);
     for (size_t i = 0; i < k * d; i++) /* start near, not at, the truth */
         p[i] = 0.5f * p[i] + 0.25f;
     tdm_em_options o;
@@ -83,13 +126,14 @@ int main(int argc, char **argv)
     o.initial_p = p;
     o.initial_pi = pi;
     o.tol = 0.0;
+    o.method = method_choice;
     tdm_backend *backend = NULL;
     if (tdm_cpu_backend_create(&backend) == TDM_OK)
-        run(backend, "cpu", &data, &o, iterations);
+        run(backend, "cpu", &data, &o, iterations, method);
     tdm_backend_free(backend);
     tdm_opencl_device_info *devices = NULL;
     size_t count = 0;
-    if (tdm_opencl_list_devices(&devices, &count) != TDM_OK)
+    if (strcmp(which, "cpu") == 0 || tdm_opencl_list_devices(&devices, &count) != TDM_OK)
         count = 0;
     for (size_t i = 0; i < count; i++) {
         char name[64];
@@ -97,7 +141,7 @@ int main(int argc, char **argv)
                  devices[i].device_index);
         if (tdm_opencl_backend_create(devices[i].platform_index, devices[i].device_index,
                                       &backend) == TDM_OK)
-            run(backend, name, &data, &o, iterations);
+            run(backend, name, &data, &o, iterations, method);
         tdm_backend_free(backend);
     }
     free(devices);

@@ -9,8 +9,9 @@
 #   - ms per epoch of the source's protocol for C = 1, 2, 4, 64 on every
 #     backend, beside PyTorch 2.x from PyPI (and Debian's python3-torch when
 #     installed), with ratios;
-#   - ms per EM iteration (n = 100000, D = 784, K = 20) beside numpy 2.x from
-#     PyPI in float64 and float32.
+#   - ms per EM iteration (n = 100000, D = 784, K = 20) with both methods
+#     (bits, gemm) on every backend, beside numpy 2.x from PyPI in float64 and
+#     float32.
 # PyTorch, numpy and threadpoolctl come from PyPI into a virtual environment,
 # created when missing (bench/.venv, or TANDEM_BENCH_VENV).
 #   bench/run.sh [EPOCHS] [EM_ITERATIONS]     (default 100 and 10)
@@ -92,7 +93,9 @@ cpu_total=$(awk '$1 == "tandem" && $2 == "cpu" { s += $4 } END { printf "%.0f", 
 echo
 echo "Projected four-model sweep (4000 epochs each) on the cpu backend: about $cpu_total s."
 
-build/bench/bench_em 100000 784 20 "$em_iterations" >"$results/em" 2>/dev/null
+for method in bits gemm; do
+    build/bench/bench_em 100000 784 20 "$em_iterations" "$method" >>"$results/em" 2>/dev/null
+done
 "${pypi[@]}" tools/em_numpy.py 100000 784 20 "$em_iterations" >>"$results/em"
 echo
 echo "### EM, n = 100000, D = 784, K = 20: ms per iteration ($em_iterations iterations)"
@@ -100,6 +103,6 @@ echo
 echo "| implementation | ms/iteration | / numpy float32 |"
 echo "| --- | --- | --- |"
 awk '$1 == "numpy" && $2 == "float32" { f32 = $6 }
-     { name[NR] = ($1 == "numpy" ? "numpy (PyPI), " $2 : "tandem " $2); ms[NR] = $6 }
+     { name[NR] = ($1 == "numpy" ? "numpy (PyPI), " $2 : "tandem " $2 ", method " $7); ms[NR] = $6 }
      END { for (i = 1; i <= NR; i++) printf "| %s | %s | %.3f |\n", name[i], ms[i], ms[i] / f32 }' \
     "$results/em"

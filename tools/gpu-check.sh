@@ -82,10 +82,13 @@ grep -h -E "^(backend [0-9]+:|also:|SKIPPING)" build-gpu/Testing/Temporary/LastT
 
 step "training: ms per epoch (100 epochs), C = 1, 2, 4, 64"
 build-gpu/bench/bench_train data/digits.csv.gz 100
-step "EM: ms per iteration, n = 100000, D = 784, K = 20"
-build-gpu/bench/bench_em 100000 784 20 10
-step "EM: ms per iteration, n = 1000000, D = 784, K = 20"
-build-gpu/bench/bench_em 1000000 784 20 5
+for n in 100000 1000000; do
+    step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods"
+    build-gpu/bench/bench_em "$n" 784 20 5 bits
+    build-gpu/bench/bench_em "$n" 784 20 5 gemm
+done
+step "EM: n = 10000000 from packed bits (1 GB on the GPU)"
+build-gpu/bench/bench_em 10000000 784 20 3 bits
 step "SGEMM of the cpu backend, $(nproc) threads"
 build-gpu/bench/bench_gemm
 step "done"
