@@ -20,12 +20,11 @@ tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out)
     memset(out, 0, sizeof *out);
     size_t words = words_for(cols);
     if (rows == 0 || cols == 0 || rows > SIZE_MAX / sizeof(uint64_t) / words)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%zu x %zu binary values cannot be stored",
-                        rows, cols);
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%zu x %zu binary values cannot be stored", rows,
+                        cols);
     out->bits = calloc(rows * words, sizeof(uint64_t));
     if (!out->bits)
-        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "no memory for %zu x %zu binary values", rows,
-                        cols);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "no memory for %zu x %zu binary values", rows, cols);
     *out = (tdm_binary_data){rows, cols, words, out->bits, NULL};
     return TDM_OK;
 }
