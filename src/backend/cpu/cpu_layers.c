@@ -719,11 +719,20 @@ tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, 
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t r = 0; r < rows; r++) {
         float *row = all + r * cols;
-        size_t top = 0;
-        double log_sum = log_sum_exp(row, cols, &top);
-        sums[r] = (float)log_sum;
+        float top = row[0];
+        for (size_t j = 1; j < cols; j++)
+            top = row[j] > top ? row[j] : top;
+        /* One exp per value: exp(x - top) is kept in the row, then divided
+         * by the sum (one more rounding than exp(x - lse), not a second exp). */
+        double sum = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            double e = exp((double)row[j] - top);
+            sum += e;
+            row[j] = (float)e;
+        }
+        sums[r] = (float)(top + log(sum));
         for (size_t j = 0; j < cols; j++)
-            row[j] = (float)exp((double)row[j] - log_sum);
+            row[j] = (float)(row[j] / sum);
     }
     return TDM_OK;
 }
