@@ -207,12 +207,18 @@ tdm_status tdm_cpu_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_
     const uint64_t *words = (const uint64_t *)tdm_view_host_floats(bits);
     const float *w = tdm_view_host_floats(weights);
     float *out = tdm_view_host_floats(sums);
-    size_t tasks = (groups + GROUPS_PER_TASK - 1) / GROUPS_PER_TASK;
+    /* Each group sums its rows in order whatever the split, so the tasks can
+     * match the team: a whole number of them per thread, each at most
+     * GROUPS_PER_TASK groups (their accumulators stay in L1). */
     int team = tdm_cpu_team(backend, s->rows * groups);
+    size_t tasks = (size_t)team;
+    while (tasks * GROUPS_PER_TASK < groups)
+        tasks += (size_t)team;
+    size_t per_task = (groups + tasks - 1) / tasks;
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t t = 0; t < tasks; t++) {
-        size_t g0 = t * GROUPS_PER_TASK,
-               g1 = g0 + GROUPS_PER_TASK < groups ? g0 + GROUPS_PER_TASK : groups;
+        size_t g0 = t * per_task < groups ? t * per_task : groups,
+               g1 = g0 + per_task < groups ? g0 + per_task : groups;
         if (kp <= MAX_VECTORS * LANES)
             accumulate_groups(s, words, w, g0, g1, kp, acc);
         else
