@@ -20,41 +20,14 @@ extern "C" {
 typedef struct tdm_backend tdm_backend;
 typedef struct tdm_buffer tdm_buffer;
 
-/* The ops a backend may implement; tdm_backend_supports_op() asks. */
+/* The ops a backend may implement (one row each in tandem/ops.def);
+ * tdm_backend_supports_op() asks. */
 typedef enum tdm_op {
-    TDM_OP_FILL,
-    TDM_OP_COPY,
-    TDM_OP_SGEMM,
-    TDM_OP_AXPY,
-    TDM_OP_SCALE,
-    TDM_OP_ADD,
-    TDM_OP_RELU,
-    TDM_OP_RELU_BACKWARD,
-    TDM_OP_SIGMOID,
-    TDM_OP_SIGMOID_BACKWARD,
-    /* The layer ops of tandem/layer_ops.h; conv2d and linear are built from
-     * IM2COL, COL2IM, SWAP_AXES, CONV_DENSE_*, BIAS_* and SGEMM. */
-    TDM_OP_IM2COL,
-    TDM_OP_COL2IM,
-    TDM_OP_SWAP_AXES,
-    TDM_OP_CONV_DENSE_WEIGHT,
-    TDM_OP_CONV_DENSE_WEIGHT_BACKWARD,
-    TDM_OP_BIAS_ADD,
-    TDM_OP_BIAS_BACKWARD,
-    TDM_OP_BATCHNORM_TRAIN,
-    TDM_OP_BATCHNORM_EVAL,
-    TDM_OP_BATCHNORM_BACKWARD,
-    TDM_OP_MAXPOOL2D,
-    TDM_OP_MAXPOOL2D_BACKWARD,
-    TDM_OP_GLOBAL_AVGPOOL,
-    TDM_OP_GLOBAL_AVGPOOL_BACKWARD,
-    TDM_OP_SOFTMAX_CROSS_ENTROPY,
-    TDM_OP_SGD,
-    /* The E step of EM (tandem/em.h) */
-    TDM_OP_SOFTMAX_ROWS,
-    /* EM on bit-packed rows */
-    TDM_OP_BITS_SCORES,
-    TDM_OP_BITS_SUMS,
+#define TDM_OP(id, name, entry) TDM_OP_##id,
+#define TDM_ELEMENTWISE(id, name, operands) TDM_OP_##id,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
     TDM_OP_COUNT
 } tdm_op;
 

@@ -8,37 +8,34 @@
 const char *tdm_op_name(tdm_op op)
 {
     static const char *const names[TDM_OP_COUNT] = {
-        [TDM_OP_FILL] = "fill",
-        [TDM_OP_COPY] = "copy",
-        [TDM_OP_SGEMM] = "sgemm",
-        [TDM_OP_AXPY] = "axpy",
-        [TDM_OP_SCALE] = "scale",
-        [TDM_OP_ADD] = "add",
-        [TDM_OP_RELU] = "relu",
-        [TDM_OP_RELU_BACKWARD] = "relu_backward",
-        [TDM_OP_SIGMOID] = "sigmoid",
-        [TDM_OP_SIGMOID_BACKWARD] = "sigmoid_backward",
-        [TDM_OP_IM2COL] = "im2col",
-        [TDM_OP_COL2IM] = "col2im",
-        [TDM_OP_SWAP_AXES] = "swap_axes",
-        [TDM_OP_CONV_DENSE_WEIGHT] = "conv_dense_weight",
-        [TDM_OP_CONV_DENSE_WEIGHT_BACKWARD] = "conv_dense_weight_backward",
-        [TDM_OP_BIAS_ADD] = "bias_add",
-        [TDM_OP_BIAS_BACKWARD] = "bias_backward",
-        [TDM_OP_BATCHNORM_TRAIN] = "batchnorm_train",
-        [TDM_OP_BATCHNORM_EVAL] = "batchnorm_eval",
-        [TDM_OP_BATCHNORM_BACKWARD] = "batchnorm_backward",
-        [TDM_OP_MAXPOOL2D] = "maxpool2d",
-        [TDM_OP_MAXPOOL2D_BACKWARD] = "maxpool2d_backward",
-        [TDM_OP_GLOBAL_AVGPOOL] = "global_avgpool",
-        [TDM_OP_GLOBAL_AVGPOOL_BACKWARD] = "global_avgpool_backward",
-        [TDM_OP_SOFTMAX_CROSS_ENTROPY] = "softmax_cross_entropy",
-        [TDM_OP_SGD] = "sgd",
-        [TDM_OP_SOFTMAX_ROWS] = "softmax_rows",
-        [TDM_OP_BITS_SCORES] = "bits_scores",
-        [TDM_OP_BITS_SUMS] = "bits_sums",
+#define TDM_OP(id, name, entry) [TDM_OP_##id] = name,
+#define TDM_ELEMENTWISE(id, name, operands) [TDM_OP_##id] = name,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
     };
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
+}
+
+/* The public op of each elementwise op. */
+static const tdm_op elementwise_ops[TDM_ELEMENTWISE_COUNT] = {
+#define TDM_OP(id, name, entry)
+#define TDM_ELEMENTWISE(id, name, operands) [TDM_ELEMENTWISE_##id] = TDM_OP_##id,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+};
+
+tdm_status tdm_backend_init(tdm_backend *backend, const struct tdm_backend_iface *iface,
+                            const char *name)
+{
+    if (iface->version != TDM_BACKEND_IFACE_VERSION)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "backend '%s' was built for interface version %d, this library has %d",
+                        name, iface->version, TDM_BACKEND_IFACE_VERSION);
+    backend->iface = iface;
+    backend->name = name;
+    return TDM_OK;
 }
 
 const char *tdm_backend_name(const tdm_backend *backend)
@@ -51,9 +48,21 @@ const char *tdm_backend_description(const tdm_backend *backend)
     return backend->description;
 }
 
+/* An op is supported when the backend's table has its entry. */
 bool tdm_backend_supports_op(const tdm_backend *backend, tdm_op op)
 {
-    return (unsigned)op < TDM_OP_COUNT && backend->iface->supports_op(backend, op);
+    const struct tdm_backend_iface *t = backend->iface;
+    switch (op) {
+        /* clang-format off */
+#define TDM_OP(id, name, entry) case TDM_OP_##id: return t->entry != NULL;
+#define TDM_ELEMENTWISE(id, name, operands) case TDM_OP_##id: return t->elementwise != NULL;
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+        /* clang-format on */
+    case TDM_OP_COUNT: return false;
+    }
+    return false; /* a value outside the enum */
 }
 
 bool tdm_backend_uses_host_memory(const tdm_backend *backend)
@@ -253,42 +262,44 @@ static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op o
     return TDM_OK;
 }
 
-static tdm_status elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
-                              const char *a_name, tdm_view b, const char *b_name, tdm_view out)
+static tdm_status elementwise(tdm_backend *backend, tdm_elementwise_op which, size_t count,
+                              tdm_view a, const char *a_name, tdm_view b, const char *b_name,
+                              tdm_view out)
 {
+    tdm_op op = elementwise_ops[which];
     TDM_TRY(tdm_check_supported(backend, op));
     TDM_TRY(tdm_check_view(backend, out, count, tdm_op_name(op), "out"));
     TDM_TRY(check_elementwise_operand(backend, op, a, out, count, a_name));
     if (b_name)
         TDM_TRY(check_elementwise_operand(backend, op, b, out, count, b_name));
-    return count ? backend->iface->elementwise(backend, op, count, a, b, out) : TDM_OK;
+    return count ? backend->iface->elementwise(backend, which, count, a, b, out) : TDM_OK;
 }
 
 tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z)
 {
-    return elementwise(backend, TDM_OP_ADD, count, x, "x", y, "y", z);
+    return elementwise(backend, TDM_ELEMENTWISE_ADD, count, x, "x", y, "y", z);
 }
 
 tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
 {
-    return elementwise(backend, TDM_OP_RELU, count, x, "x", (tdm_view){0}, NULL, y);
+    return elementwise(backend, TDM_ELEMENTWISE_RELU, count, x, "x", (tdm_view){0}, NULL, y);
 }
 
 tdm_status tdm_relu_backward(tdm_backend *backend, size_t count, tdm_view x, tdm_view dy,
                              tdm_view dx)
 {
-    return elementwise(backend, TDM_OP_RELU_BACKWARD, count, x, "x", dy, "dy", dx);
+    return elementwise(backend, TDM_ELEMENTWISE_RELU_BACKWARD, count, x, "x", dy, "dy", dx);
 }
 
 tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
 {
-    return elementwise(backend, TDM_OP_SIGMOID, count, x, "x", (tdm_view){0}, NULL, y);
+    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID, count, x, "x", (tdm_view){0}, NULL, y);
 }
 
 tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
                                 tdm_view dx)
 {
-    return elementwise(backend, TDM_OP_SIGMOID_BACKWARD, count, y, "y", dy, "dy", dx);
+    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID_BACKWARD, count, y, "y", dy, "dy", dx);
 }
 
 tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,

@@ -9,7 +9,27 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 6
+#define TDM_BACKEND_IFACE_VERSION 7
+
+/* The elementwise ops of tandem/ops.def, numbered among themselves: what the
+ * table's `elementwise` entry dispatches on (a switch over it needs no
+ * default, and the compiler names any op it forgets). */
+typedef enum tdm_elementwise_op {
+#define TDM_OP(id, name, entry)
+#define TDM_ELEMENTWISE(id, name, operands) TDM_ELEMENTWISE_##id,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+} tdm_elementwise_op;
+
+enum {
+    TDM_ELEMENTWISE_COUNT = 0
+#define TDM_OP(id, name, entry)
+#define TDM_ELEMENTWISE(id, name, operands) +1
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+};
 
 /* The operands of the batch-norm entries; each uses the ones it names. */
 typedef struct tdm_batchnorm_views {
@@ -21,7 +41,6 @@ typedef struct tdm_batchnorm_views {
 struct tdm_backend_iface {
     int version;
     void (*free)(tdm_backend *backend);
-    bool (*supports_op)(const tdm_backend *backend, tdm_op op);
     tdm_status (*synchronize)(tdm_backend *backend);
 
     /* buffer->size is set by the caller; the backend fills buffer->handle. */
@@ -32,16 +51,17 @@ struct tdm_backend_iface {
     tdm_status (*download)(tdm_backend *backend, const tdm_buffer *src, size_t offset, void *dst,
                            size_t bytes);
 
-    /* Ops: NULL where supports_op says no. */
+    /* Ops, one entry per TDM_OP row of tandem/ops.def (NULL: not supported,
+     * which tdm_backend_supports_op reads from here). */
     tdm_status (*fill)(tdm_backend *backend, tdm_view x, size_t count, float value);
     tdm_status (*copy)(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count);
     tdm_status (*axpy)(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y);
     tdm_status (*scale)(tdm_backend *backend, size_t count, float alpha, tdm_view x);
     tdm_status (*sgemm)(tdm_backend *backend, const tdm_sgemm_args *args);
-    /* The elementwise ops TDM_OP_ADD .. TDM_OP_SIGMOID_BACKWARD: out = f(a, b);
-     * b is unused (an empty view) for the unary ones. */
-    tdm_status (*elementwise)(tdm_backend *backend, tdm_op op, size_t count, tdm_view a, tdm_view b,
-                              tdm_view out);
+    /* The TDM_ELEMENTWISE rows: out = f(a, b); b is an empty view for the
+     * unary ones. */
+    tdm_status (*elementwise)(tdm_backend *backend, tdm_elementwise_op op, size_t count, tdm_view a,
+                              tdm_view b, tdm_view out);
 
     /* Conv2d is im2col + GEMM + swap_axes over the whole batch (backend.c).
      * col is [Cin*KH*KW][N*OH*OW]: row (c*KH + i)*KW + j, column
@@ -115,6 +135,11 @@ struct tdm_buffer {
     size_t size;  /* bytes */
     void *handle; /* host pointer (cpu) or cl_mem (opencl) */
 };
+
+/* Fills in a backend's common fields, refusing a table built against
+ * another version of this header. */
+tdm_status tdm_backend_init(tdm_backend *backend, const struct tdm_backend_iface *iface,
+                            const char *name);
 
 /* Argument checks shared by the generic layer (backend.c, layer_ops.c). */
 tdm_status tdm_check_supported(const tdm_backend *backend, tdm_op op);

@@ -62,18 +62,23 @@ static tdm_view at(tdm_buffer *buffer, size_t offset)
 
 /* ---------- building the node list ---------- */
 
-static node_kind node_kind_of(tdm_layer_kind kind)
+/* The node of a plain layer; false for a Block (expanded into plain layers
+ * before this) or a value outside the enum. */
+static bool node_kind_of(tdm_layer_kind kind, node_kind *out)
 {
     switch (kind) {
-    case TDM_LAYER_CONV2D: return NODE_CONV;
-    case TDM_LAYER_BATCHNORM2D: return NODE_NORM;
-    case TDM_LAYER_RELU: return NODE_RELU;
-    case TDM_LAYER_SIGMOID: return NODE_SIGMOID;
-    case TDM_LAYER_MAXPOOL2D: return NODE_MAXPOOL;
-    case TDM_LAYER_GLOBAL_AVGPOOL: return NODE_AVGPOOL;
-    case TDM_LAYER_FLATTEN: return NODE_FLATTEN;
-    default: return NODE_LINEAR;
+    case TDM_LAYER_CONV2D: *out = NODE_CONV; return true;
+    case TDM_LAYER_BATCHNORM2D: *out = NODE_NORM; return true;
+    case TDM_LAYER_RELU: *out = NODE_RELU; return true;
+    case TDM_LAYER_SIGMOID: *out = NODE_SIGMOID; return true;
+    case TDM_LAYER_MAXPOOL2D: *out = NODE_MAXPOOL; return true;
+    case TDM_LAYER_GLOBAL_AVGPOOL: *out = NODE_AVGPOOL; return true;
+    case TDM_LAYER_FLATTEN: *out = NODE_FLATTEN; return true;
+    case TDM_LAYER_LINEAR: *out = NODE_LINEAR; return true;
+    case TDM_LAYER_BLOCK:
+    case TDM_LAYER_KIND_COUNT: return false;
     }
+    return false;
 }
 
 /* Appends a node fed by `input`; reserves its parameters and storage. */
@@ -83,9 +88,12 @@ static tdm_status add_node(tdm_model *m, size_t index, const tdm_layer_spec *lay
     if (m->node_count == MAX_NODES)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: too many layers");
     tdm_layer_info info;
+    node_kind kind;
     TDM_TRY(tdm_nn_infer_layer(index, layer, in, &info));
+    if (!node_kind_of(layer->kind, &kind))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: layer %zu is not a plain layer", index);
     node *n = &m->nodes[m->node_count++];
-    *n = (node){.kind = node_kind_of(layer->kind),
+    *n = (node){.kind = kind,
                 .inputs = {input, MODEL_INPUT},
                 .layer = *layer,
                 .in = in,
@@ -478,8 +486,12 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
         tdm_linear_shape s = linear_shape(n, batch);
         return tdm_linear_backward_input(b, &s, at(m->params, n->weight), dy, dx);
     }
-    default: return tdm_copy(b, dy, dx, count); /* the add passes dy to both inputs */
+    case NODE_ADD: return tdm_copy(b, dy, dx, count); /* dy passes to both inputs */
+    case NODE_NORM:                                   /* backward_norm */
+    case NODE_FLATTEN: /* no work */ break;
     }
+    return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: node kind %d has no input gradient here",
+                    (int)n->kind);
 }
 
 static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view dy)

@@ -228,8 +228,10 @@ tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sam
             layer->out_channels * in.channels + (layer->bias ? layer->out_channels : 0);
         info->flops = 2ull * layer->out_channels * in.channels;
         return TDM_OK;
-    default: return fail_layer(index, layer, in, "not a plain layer");
+    case TDM_LAYER_BLOCK:
+    case TDM_LAYER_KIND_COUNT: break;
     }
+    return fail_layer(index, layer, in, "not a plain layer");
 }
 
 /* Block(C)'s inner layers, in order; the residual add and final relu follow. */

@@ -16,12 +16,6 @@ static void cpu_free(tdm_backend *backend)
     free(backend);
 }
 
-static bool cpu_supports_op(const tdm_backend *backend, tdm_op op)
-{
-    (void)backend;
-    return (unsigned)op < TDM_OP_COUNT;
-}
-
 static tdm_status cpu_synchronize(tdm_backend *backend)
 {
     (void)backend;
@@ -110,37 +104,37 @@ static tdm_status cpu_scale(tdm_backend *backend, size_t count, float alpha, tdm
 }
 
 /* One loop per op, so each one vectorises. */
-static tdm_status cpu_elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
-                                  tdm_view b, tdm_view out)
+static tdm_status cpu_elementwise(tdm_backend *backend, tdm_elementwise_op op, size_t count,
+                                  tdm_view a, tdm_view b, tdm_view out)
 {
     const float *x = tdm_view_host_floats(a);
     const float *y = b.buffer ? tdm_view_host_floats(b) : NULL;
     float *z = tdm_view_host_floats(out);
     int team = tdm_cpu_team(backend, count);
     switch (op) {
-    case TDM_OP_ADD:
+    case TDM_ELEMENTWISE_ADD:
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = x[i] + y[i];
         break;
-    case TDM_OP_RELU: /* NaN is not < 0: it stays NaN */
+    case TDM_ELEMENTWISE_RELU: /* NaN is not < 0: it stays NaN */
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = x[i] < 0.0f ? 0.0f : x[i];
         break;
-    case TDM_OP_RELU_BACKWARD:
+    case TDM_ELEMENTWISE_RELU_BACKWARD:
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++) {
             float passed = y[i]; /* loaded unconditionally, so the loop vectorises */
             z[i] = x[i] > 0.0f ? passed : 0.0f;
         }
         break;
-    case TDM_OP_SIGMOID:
+    case TDM_ELEMENTWISE_SIGMOID:
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = 1.0f / (1.0f + expf(-x[i]));
         break;
-    default: /* TDM_OP_SIGMOID_BACKWARD: supports_op lets only these through */
+    case TDM_ELEMENTWISE_SIGMOID_BACKWARD:
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = y[i] * (x[i] * (1.0f - x[i]));
@@ -157,7 +151,6 @@ static tdm_status cpu_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 static const struct tdm_backend_iface cpu_iface = {
     .version = TDM_BACKEND_IFACE_VERSION,
     .free = cpu_free,
-    .supports_op = cpu_supports_op,
     .synchronize = cpu_synchronize,
     .buffer_alloc = cpu_buffer_alloc,
     .buffer_free = cpu_buffer_free,
@@ -205,8 +198,11 @@ tdm_status tdm_cpu_backend_create_threads(size_t threads, tdm_backend **out)
     tdm_backend *backend = calloc(1, sizeof *backend);
     if (!backend)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
-    backend->iface = &cpu_iface;
-    backend->name = "cpu";
+    tdm_status status = tdm_backend_init(backend, &cpu_iface, "cpu");
+    if (status != TDM_OK) {
+        free(backend);
+        return status;
+    }
     backend->host_memory = true;
     backend->threads = threads ? threads : tdm_cpu_default_threads();
     char gemm[256];

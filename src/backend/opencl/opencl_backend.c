@@ -12,35 +12,14 @@
 #include "backend/opencl/opencl_layers.h"
 
 static const char *const kernel_names[KERNEL_COUNT] = {
-    [K_FILL] = "tdm_fill",
-    [K_FILL_MATRIX] = "tdm_fill_matrix",
-    [K_AXPY] = "tdm_axpy",
-    [K_SCALE] = "tdm_scale",
-    [K_ADD] = "tdm_add",
-    [K_RELU] = "tdm_relu",
-    [K_RELU_BACKWARD] = "tdm_relu_backward",
-    [K_SIGMOID] = "tdm_sigmoid",
-    [K_SIGMOID_BACKWARD] = "tdm_sigmoid_backward",
-    [K_IM2COL] = "tdm_im2col",
-    [K_COL2IM] = "tdm_col2im",
-    [K_SWAP_AXES] = "tdm_swap_axes",
-    [K_CONV_DENSE_WEIGHT] = "tdm_conv_dense_weight",
-    [K_CONV_DENSE_WEIGHT_BACKWARD] = "tdm_conv_dense_weight_backward",
-    [K_BIAS_ADD] = "tdm_bias_add",
-    [K_BIAS_BACKWARD] = "tdm_bias_backward",
-    [K_BATCHNORM_STATS] = "tdm_batchnorm_stats",
-    [K_BATCHNORM_NORMALIZE] = "tdm_batchnorm_normalize",
-    [K_BATCHNORM_BACKWARD_REDUCE] = "tdm_batchnorm_backward_reduce",
-    [K_BATCHNORM_BACKWARD_APPLY] = "tdm_batchnorm_backward_apply",
-    [K_MAXPOOL2D] = "tdm_maxpool2d",
-    [K_MAXPOOL2D_BACKWARD] = "tdm_maxpool2d_backward",
-    [K_GLOBAL_AVGPOOL] = "tdm_global_avgpool",
-    [K_GLOBAL_AVGPOOL_BACKWARD] = "tdm_global_avgpool_backward",
-    [K_SOFTMAX_CROSS_ENTROPY] = "tdm_softmax_cross_entropy",
-    [K_SGD] = "tdm_sgd",
-    [K_SOFTMAX_ROWS] = "tdm_softmax_rows",
-    [K_BITS_SCORES] = "tdm_bits_scores",
-    [K_BITS_SUMS] = "tdm_bits_sums",
+#define TDM_OP(id, name, entry)
+#define TDM_ELEMENTWISE(id, name, operands) [K_##id] = "tdm_" name,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+#define TDM_KERNEL(id, name) [K_##id] = name,
+#include "backend/opencl/kernels.def"
+#undef TDM_KERNEL
 };
 
 static tdm_status set_args(opencl_context *ctx, kernel_id id, const kernel_arg *args,
@@ -100,12 +79,6 @@ static void opencl_free(tdm_backend *backend)
     clFinish(ctx->queue);
     release_context(ctx);
     free(backend);
-}
-
-static bool opencl_supports_op(const tdm_backend *backend, tdm_op op)
-{
-    (void)backend;
-    return (unsigned)op < TDM_OP_COUNT;
 }
 
 static tdm_status opencl_synchronize(tdm_backend *backend)
@@ -193,27 +166,16 @@ static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, 
     return tdm_cl_launch(ctx_of(backend), K_SCALE, count, args, 4);
 }
 
-static kernel_id elementwise_kernel(tdm_op op)
-{
-    switch (op) {
-    case TDM_OP_ADD: return K_ADD;
-    case TDM_OP_RELU: return K_RELU;
-    case TDM_OP_RELU_BACKWARD: return K_RELU_BACKWARD;
-    case TDM_OP_SIGMOID: return K_SIGMOID;
-    default: return K_SIGMOID_BACKWARD; /* supports_op lets only these through */
-    }
-}
-
 /* Every elementwise kernel takes (count, a, a_offset, b, b_offset, out, out_offset). */
-static tdm_status opencl_elementwise(tdm_backend *backend, tdm_op op, size_t count, tdm_view a,
-                                     tdm_view b, tdm_view out)
+static tdm_status opencl_elementwise(tdm_backend *backend, tdm_elementwise_op op, size_t count,
+                                     tdm_view a, tdm_view b, tdm_view out)
 {
     tdm_view second = b.buffer ? b : a; /* unary kernels ignore it */
     cl_mem a_mem = mem_of(a.buffer), b_mem = mem_of(second.buffer), out_mem = mem_of(out.buffer);
     cl_ulong n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
     kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),  ARG(b_mem),
                          ARG(b_offset), ARG(out_mem), ARG(out_offset)};
-    return tdm_cl_launch(ctx_of(backend), elementwise_kernel(op), count, args, 7);
+    return tdm_cl_launch(ctx_of(backend), (kernel_id)op, count, args, 7); /* see kernel_id */
 }
 
 /* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
@@ -269,7 +231,6 @@ static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
 static const struct tdm_backend_iface opencl_iface = {
     .version = TDM_BACKEND_IFACE_VERSION,
     .free = opencl_free,
-    .supports_op = opencl_supports_op,
     .synchronize = opencl_synchronize,
     .buffer_alloc = opencl_buffer_alloc,
     .buffer_free = opencl_buffer_free,
@@ -344,14 +305,14 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "opencl: out of host memory");
     }
     tdm_status status = open_device(ctx, platform_index, device_index);
+    if (status == TDM_OK)
+        status = tdm_backend_init(backend, &opencl_iface, "opencl");
     if (status != TDM_OK) {
         release_context(ctx);
         free(backend);
         return status;
     }
-    backend->iface = &opencl_iface;
     backend->context = ctx;
-    backend->name = "opencl";
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     snprintf(backend->description, sizeof backend->description,
              "opencl %zu:%zu: %s (platform %s, driver %s)", platform_index, device_index,

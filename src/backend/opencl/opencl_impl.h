@@ -8,36 +8,17 @@
 #include "backend/opencl/cl_common.h"
 #include "tandem/device.h"
 
+/* The kernels: first the elementwise ones, in tdm_elementwise_op's order (so
+ * elementwise op e runs kernel e), then those of kernels.def. */
 typedef enum kernel_id {
-    K_FILL,
-    K_FILL_MATRIX,
-    K_AXPY,
-    K_SCALE,
-    K_ADD,
-    K_RELU,
-    K_RELU_BACKWARD,
-    K_SIGMOID,
-    K_SIGMOID_BACKWARD,
-    K_IM2COL,
-    K_COL2IM,
-    K_SWAP_AXES,
-    K_CONV_DENSE_WEIGHT,
-    K_CONV_DENSE_WEIGHT_BACKWARD,
-    K_BIAS_ADD,
-    K_BIAS_BACKWARD,
-    K_BATCHNORM_STATS,
-    K_BATCHNORM_NORMALIZE,
-    K_BATCHNORM_BACKWARD_REDUCE,
-    K_BATCHNORM_BACKWARD_APPLY,
-    K_MAXPOOL2D,
-    K_MAXPOOL2D_BACKWARD,
-    K_GLOBAL_AVGPOOL,
-    K_GLOBAL_AVGPOOL_BACKWARD,
-    K_SOFTMAX_CROSS_ENTROPY,
-    K_SGD,
-    K_SOFTMAX_ROWS,
-    K_BITS_SCORES,
-    K_BITS_SUMS,
+#define TDM_OP(id, name, entry)
+#define TDM_ELEMENTWISE(id, name, operands) K_##id,
+#include "tandem/ops.def"
+#undef TDM_OP
+#undef TDM_ELEMENTWISE
+#define TDM_KERNEL(id, name) K_##id,
+#include "backend/opencl/kernels.def"
+#undef TDM_KERNEL
     KERNEL_COUNT
 } kernel_id;
 
