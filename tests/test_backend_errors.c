@@ -7,6 +7,7 @@
 
 #include <cmocka.h>
 
+#include "backend/backend_impl.h"
 #include "backend/opencl/cl_common.h"
 #include "backend/opencl/cl_devices.h"
 #include "backend/opencl/cl_program.h"
@@ -120,6 +121,26 @@ static void unknown_ops_are_unsupported(void **state)
     assert_string_equal(tdm_op_name(TDM_OP_SGEMM), "sgemm");
 }
 
+/* Support is read from the backend's table, and a table of another
+ * interface version is refused. */
+static void support_comes_from_the_table(void **state)
+{
+    (void)state;
+    static const struct tdm_backend_iface sparse = {.version = TDM_BACKEND_IFACE_VERSION};
+    static const struct tdm_backend_iface old = {.version = TDM_BACKEND_IFACE_VERSION - 1};
+    tdm_backend backend = {0};
+    expect_failure(tdm_backend_init(&backend, &old, "old"), TDM_ERR_INVALID_ARGUMENT,
+                   "backend 'old' was built for interface version");
+    assert_int_equal(tdm_backend_init(&backend, &sparse, "sparse"), TDM_OK);
+    for (int op = 0; op < TDM_OP_COUNT; op++)
+        assert_false(tdm_backend_supports_op(&backend, (tdm_op)op));
+    expect_failure(tdm_relu(&backend, 1, (tdm_view){0}, (tdm_view){0}), TDM_ERR_UNSUPPORTED,
+                   "relu");
+    for (int op = 0; op < TDM_OP_COUNT; op++) /* the real backends have every entry */
+        for (size_t b = 0; b < test_all_backends.count; b++)
+            assert_true(tdm_backend_supports_op(test_all_backends.all[b], (tdm_op)op));
+}
+
 static void opencl_missing_device_is_named(void **state)
 {
     (void)state;
@@ -159,6 +180,7 @@ int main(void)
         cmocka_unit_test(bad_views_are_refused),
         cmocka_unit_test(bad_gemm_shapes_are_refused),
         cmocka_unit_test(unknown_ops_are_unsupported),
+        cmocka_unit_test(support_comes_from_the_table),
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };

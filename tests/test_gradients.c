@@ -88,6 +88,15 @@ static void forward_relu(const fd_case *c, double *const *in, double *y)
         y[i] = in[0][i] > 0.0 ? in[0][i] : 0.0;
 }
 
+/* A slope other than PyTorch's default, so that a slope ignored shows. */
+static const float LEAKY_SLOPE = 0.2f;
+
+static void forward_leaky_relu(const fd_case *c, double *const *in, double *y)
+{
+    for (size_t i = 0; i < c->count; i++)
+        y[i] = in[0][i] > 0.0 ? in[0][i] : LEAKY_SLOPE * in[0][i];
+}
+
 static void forward_sigmoid(const fd_case *c, double *const *in, double *y)
 {
     for (size_t i = 0; i < c->count; i++)
@@ -186,6 +195,12 @@ static tdm_status backward_relu(tdm_backend *b, const fd_case *c, const tdm_view
                                 const tdm_view *g)
 {
     return tdm_relu_backward(b, c->count, in[0], dy, g[0]);
+}
+
+static tdm_status backward_leaky_relu(tdm_backend *b, const fd_case *c, const tdm_view *in,
+                                      tdm_view dy, const tdm_view *g)
+{
+    return tdm_leaky_relu_backward(b, c->count, LEAKY_SLOPE, in[0], dy, g[0]);
 }
 
 /* sigmoid_backward takes the forward output: compute it into g[0] first. */
@@ -489,6 +504,7 @@ static void test_elementwise(void **state)
     (void)state;
     fd_case cases[] = {
         elementwise_case("relu", 64, 1, forward_relu, backward_relu),
+        elementwise_case("leaky_relu", 64, 1, forward_leaky_relu, backward_leaky_relu),
         elementwise_case("sigmoid", 64, 1, forward_sigmoid, backward_sigmoid),
         elementwise_case("add", 33, 2, forward_add, backward_add),
     };

@@ -255,6 +255,46 @@ static void test_lenet_agrees_across_backends(void **state)
     }
 }
 
+/* A leaky_relu layer from a [model] line: the model's output is exactly
+ * linear(leaky_relu(x)) with its own parameters, on every backend. */
+static void test_leaky_relu_layer(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    tdm_model_spec_init(&spec);
+    spec.input = (tdm_sample_shape){6, 1, 1};
+    assert_int_equal(tdm_model_spec_add_layer(&spec, "leaky_relu slope=0.25"), TDM_OK);
+    assert_int_equal(tdm_model_spec_add_layer(&spec, "linear out=2"), TDM_OK);
+    assert_int_equal(tdm_model_spec_add_layer(&spec, "leaky_relu slope=nan"), TDM_ERR_CONFIG);
+    assert_int_equal(spec.layer_count, 2);
+    const float x[2 * 6] = {-2.0f, -0.5f, 0.0f, 0.5f,  1.0f,  3.0f,
+                            4.0f,  -4.0f, 2.0f, -1.0f, 0.25f, -0.25f};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_model *model = NULL;
+        float params[14], out[4];
+        assert_int_equal(tdm_model_create(backend, &spec, 2, 5, &model), TDM_OK);
+        assert_int_equal(tdm_model_parameter_count(model), 14);
+        assert_int_equal(tdm_model_get_parameters(model, params), TDM_OK); /* W (2 x 6), b */
+        tdm_buffer *input = upload(backend, x, 12);
+        assert_int_equal(tdm_model_forward(model, (tdm_view){input, 0}, 2, false), TDM_OK);
+        tdm_view y = tdm_model_output(model);
+        assert_int_equal(tdm_buffer_download(y.buffer, y.offset * sizeof(float), out, sizeof out),
+                         TDM_OK);
+        for (size_t n = 0; n < 2; n++)
+            for (size_t k = 0; k < 2; k++) {
+                double expected = params[12 + k];
+                for (size_t i = 0; i < 6; i++) {
+                    double v = x[n * 6 + i];
+                    expected += params[k * 6 + i] * (v > 0.0 ? v : 0.25 * v);
+                }
+                assert_true(fabs(out[n * 2 + k] - expected) < 1e-6);
+            }
+        tdm_buffer_free(input);
+        tdm_model_free(model);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_model_misuse_is_an_error),
         cmocka_unit_test(test_initialization),
         cmocka_unit_test(test_lenet_agrees_across_backends),
+        cmocka_unit_test(test_leaky_relu_layer),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

@@ -126,6 +126,29 @@ static void reference_relu_backward(const op_case *c, double *const *t)
         t[2][i] = t[0][i] > 0.0 ? t[1][i] : 0.0;
 }
 
+/* The slope is the case's alpha (0.3 or -1.75). */
+static tdm_status run_leaky_relu(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_leaky_relu(backend, c->p.vector.count, c->p.vector.alpha, v[0], v[1]);
+}
+
+static void reference_leaky_relu(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[1][i] = t[0][i] > 0.0 ? t[0][i] : c->p.vector.alpha * t[0][i];
+}
+
+static tdm_status run_leaky_relu_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_leaky_relu_backward(backend, c->p.vector.count, c->p.vector.alpha, v[0], v[1], v[2]);
+}
+
+static void reference_leaky_relu_backward(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++)
+        t[2][i] = t[0][i] > 0.0 ? t[1][i] : c->p.vector.alpha * t[1][i];
+}
+
 static tdm_status run_sigmoid(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
     return tdm_sigmoid(backend, c->p.vector.count, v[0], v[1]);
@@ -271,6 +294,11 @@ static const parity_op ops[] = {
     {"relu", TDM_OP_RELU, 0.0, 0.0, make_vector_cases, 2, run_relu, reference_relu, false},
     {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_vector_cases, 3, run_relu_backward,
      reference_relu_backward, false},
+    /* One float product (or none) per element: 1 rounding, 6e-8 relative. */
+    {"leaky_relu", TDM_OP_LEAKY_RELU, 1e-12, 1e-6, make_vector_cases, 2, run_leaky_relu,
+     reference_leaky_relu, false},
+    {"leaky_relu_backward", TDM_OP_LEAKY_RELU_BACKWARD, 1e-12, 1e-6, make_vector_cases, 3,
+     run_leaky_relu_backward, reference_leaky_relu_backward, false},
     /* OpenCL allows exp 3 ulp and float division 2.5 ulp of error, C's expf
      * about 1: together under 8 ulp = 2^-20 ~ 1e-6 relative. */
     {"sigmoid", TDM_OP_SIGMOID, 1e-12, 2e-6, make_vector_cases, 2, run_sigmoid, reference_sigmoid,

@@ -129,6 +129,13 @@ tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view 
 tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
                                 tdm_view dx);
 
+/* y = x where x > 0, else slope * x (torch.nn.functional.leaky_relu); NaN
+ * stays NaN; slope must be finite. */
+tdm_status tdm_leaky_relu(tdm_backend *backend, size_t count, float slope, tdm_view x, tdm_view y);
+/* dx = dy where x > 0, else slope * dy (x: the forward input). */
+tdm_status tdm_leaky_relu_backward(tdm_backend *backend, size_t count, float slope, tdm_view x,
+                                   tdm_view dy, tdm_view dx);
+
 /* For each row r of the rows x cols matrix x: lse[r] = log(sum_j exp(x[r][j]))
  * (with the row maximum subtracted first, so nothing overflows), then, in
  * place, x[r][j] = exp(x[r][j] - lse[r]): the softmax of the row. */

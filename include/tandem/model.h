@@ -28,6 +28,7 @@ typedef enum tdm_layer_kind {
     TDM_LAYER_FLATTEN,        /* C x H x W -> (C*H*W) x 1 x 1; no copy */
     TDM_LAYER_LINEAR,         /* out_channels = out_features, bias */
     TDM_LAYER_BLOCK,          /* the source's residual Block(C): relu(x + f(x)) */
+    TDM_LAYER_LEAKY_RELU,     /* slope (0.01, as torch.nn.LeakyReLU) */
     TDM_LAYER_KIND_COUNT
 } tdm_layer_kind;
 
@@ -38,6 +39,7 @@ typedef struct tdm_layer_spec {
     size_t out_channels;
     size_t kernel, stride, padding;
     bool bias;
+    float slope; /* leaky_relu: the slope where x <= 0 */
 } tdm_layer_spec;
 
 enum { TDM_MAX_LAYERS = 64 };

@@ -1,4 +1,5 @@
 /* The generic layer: argument checks, then dispatch through the iface table. */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -263,8 +264,8 @@ static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op o
 }
 
 static tdm_status elementwise(tdm_backend *backend, tdm_elementwise_op which, size_t count,
-                              tdm_view a, const char *a_name, tdm_view b, const char *b_name,
-                              tdm_view out)
+                              float scalar, tdm_view a, const char *a_name, tdm_view b,
+                              const char *b_name, tdm_view out)
 {
     tdm_op op = elementwise_ops[which];
     TDM_TRY(tdm_check_supported(backend, op));
@@ -272,34 +273,52 @@ static tdm_status elementwise(tdm_backend *backend, tdm_elementwise_op which, si
     TDM_TRY(check_elementwise_operand(backend, op, a, out, count, a_name));
     if (b_name)
         TDM_TRY(check_elementwise_operand(backend, op, b, out, count, b_name));
-    return count ? backend->iface->elementwise(backend, which, count, a, b, out) : TDM_OK;
+    if (!isfinite(scalar))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: the parameter %g is not finite",
+                        tdm_op_name(op), (double)scalar);
+    return count ? backend->iface->elementwise(backend, which, count, scalar, a, b, out) : TDM_OK;
 }
 
 tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z)
 {
-    return elementwise(backend, TDM_ELEMENTWISE_ADD, count, x, "x", y, "y", z);
+    return elementwise(backend, TDM_ELEMENTWISE_ADD, count, 0.0f, x, "x", y, "y", z);
 }
 
 tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
 {
-    return elementwise(backend, TDM_ELEMENTWISE_RELU, count, x, "x", (tdm_view){0}, NULL, y);
+    return elementwise(backend, TDM_ELEMENTWISE_RELU, count, 0.0f, x, "x", (tdm_view){0}, NULL, y);
 }
 
 tdm_status tdm_relu_backward(tdm_backend *backend, size_t count, tdm_view x, tdm_view dy,
                              tdm_view dx)
 {
-    return elementwise(backend, TDM_ELEMENTWISE_RELU_BACKWARD, count, x, "x", dy, "dy", dx);
+    return elementwise(backend, TDM_ELEMENTWISE_RELU_BACKWARD, count, 0.0f, x, "x", dy, "dy", dx);
 }
 
 tdm_status tdm_sigmoid(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
 {
-    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID, count, x, "x", (tdm_view){0}, NULL, y);
+    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID, count, 0.0f, x, "x", (tdm_view){0}, NULL,
+                       y);
 }
 
 tdm_status tdm_sigmoid_backward(tdm_backend *backend, size_t count, tdm_view y, tdm_view dy,
                                 tdm_view dx)
 {
-    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID_BACKWARD, count, y, "y", dy, "dy", dx);
+    return elementwise(backend, TDM_ELEMENTWISE_SIGMOID_BACKWARD, count, 0.0f, y, "y", dy, "dy",
+                       dx);
+}
+
+tdm_status tdm_leaky_relu(tdm_backend *backend, size_t count, float slope, tdm_view x, tdm_view y)
+{
+    return elementwise(backend, TDM_ELEMENTWISE_LEAKY_RELU, count, slope, x, "x", (tdm_view){0},
+                       NULL, y);
+}
+
+tdm_status tdm_leaky_relu_backward(tdm_backend *backend, size_t count, float slope, tdm_view x,
+                                   tdm_view dy, tdm_view dx)
+{
+    return elementwise(backend, TDM_ELEMENTWISE_LEAKY_RELU_BACKWARD, count, slope, x, "x", dy, "dy",
+                       dx);
 }
 
 tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,

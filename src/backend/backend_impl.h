@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 7
+#define TDM_BACKEND_IFACE_VERSION 8
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -58,10 +58,11 @@ struct tdm_backend_iface {
     tdm_status (*axpy)(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y);
     tdm_status (*scale)(tdm_backend *backend, size_t count, float alpha, tdm_view x);
     tdm_status (*sgemm)(tdm_backend *backend, const tdm_sgemm_args *args);
-    /* The TDM_ELEMENTWISE rows: out = f(a, b); b is an empty view for the
-     * unary ones. */
-    tdm_status (*elementwise)(tdm_backend *backend, tdm_elementwise_op op, size_t count, tdm_view a,
-                              tdm_view b, tdm_view out);
+    /* The TDM_ELEMENTWISE rows: out = f(a, b) with the op's scalar parameter
+     * (leaky_relu's slope; 0 for ops without one); b is an empty view for
+     * the unary ones. */
+    tdm_status (*elementwise)(tdm_backend *backend, tdm_elementwise_op op, size_t count,
+                              float scalar, tdm_view a, tdm_view b, tdm_view out);
 
     /* Conv2d is im2col + GEMM + swap_axes over the whole batch (backend.c).
      * col is [Cin*KH*KW][N*OH*OW]: row (c*KH + i)*KW + j, column

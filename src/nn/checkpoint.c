@@ -87,6 +87,8 @@ static void put_setup(writer *w, const tdm_trainer *t)
         uint64_t fields[] = {l->kind, l->out_channels, l->kernel, l->stride, l->padding, l->bias};
         for (size_t f = 0; f < 6; f++)
             put_u64(w, fields[f]);
+        if (l->kind == TDM_LAYER_LEAKY_RELU) /* only there: older checkpoints stay valid */
+            put_f32(w, l->slope);
     }
     const tdm_train_options *o = &t->options;
     put_u64(w, o->batch);

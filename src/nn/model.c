@@ -18,6 +18,7 @@ typedef enum node_kind {
     NODE_NORM,
     NODE_RELU,
     NODE_SIGMOID,
+    NODE_LEAKY_RELU,
     NODE_MAXPOOL,
     NODE_AVGPOOL,
     NODE_FLATTEN,
@@ -71,6 +72,7 @@ static bool node_kind_of(tdm_layer_kind kind, node_kind *out)
     case TDM_LAYER_BATCHNORM2D: *out = NODE_NORM; return true;
     case TDM_LAYER_RELU: *out = NODE_RELU; return true;
     case TDM_LAYER_SIGMOID: *out = NODE_SIGMOID; return true;
+    case TDM_LAYER_LEAKY_RELU: *out = NODE_LEAKY_RELU; return true;
     case TDM_LAYER_MAXPOOL2D: *out = NODE_MAXPOOL; return true;
     case TDM_LAYER_GLOBAL_AVGPOOL: *out = NODE_AVGPOOL; return true;
     case TDM_LAYER_FLATTEN: *out = NODE_FLATTEN; return true;
@@ -381,6 +383,7 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     case NODE_NORM: return forward_norm(m, n, x, y, train);
     case NODE_RELU: return tdm_relu(b, count, x, y);
     case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
+    case NODE_LEAKY_RELU: return tdm_leaky_relu(b, count, n->layer.slope, x, y);
     case NODE_MAXPOOL: {
         tdm_pool2d_shape s = pool_shape(n, batch);
         return tdm_maxpool2d_forward(b, &s, x, y, at(m->saved, n->saved));
@@ -473,6 +476,7 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
         return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);
     }
     case NODE_RELU: return tdm_relu_backward(b, count, x, dy, dx);
+    case NODE_LEAKY_RELU: return tdm_leaky_relu_backward(b, count, n->layer.slope, x, dy, dx);
     case NODE_SIGMOID:
         return tdm_sigmoid_backward(b, count, at(m->activations, n->activation), dy, dx);
     case NODE_MAXPOOL: {

@@ -17,7 +17,7 @@ const char *tdm_layer_kind_name(tdm_layer_kind kind)
         [TDM_LAYER_RELU] = "relu",           [TDM_LAYER_SIGMOID] = "sigmoid",
         [TDM_LAYER_MAXPOOL2D] = "maxpool2d", [TDM_LAYER_GLOBAL_AVGPOOL] = "avgpool",
         [TDM_LAYER_FLATTEN] = "flatten",     [TDM_LAYER_LINEAR] = "linear",
-        [TDM_LAYER_BLOCK] = "block",
+        [TDM_LAYER_BLOCK] = "block",         [TDM_LAYER_LEAKY_RELU] = "leaky_relu",
     };
     return (unsigned)kind < TDM_LAYER_KIND_COUNT ? names[kind] : "unknown";
 }
@@ -46,10 +46,18 @@ tdm_status tdm_model_spec_resnet(size_t channels, tdm_sample_shape input, size_t
     tdm_model_spec_init(out);
     out->input = input;
     const tdm_layer_spec layers[] = {
-        {TDM_LAYER_CONV2D, channels, 3, 2, 1, false}, {TDM_LAYER_BATCHNORM2D, 0, 0, 0, 0, false},
-        {TDM_LAYER_RELU, 0, 0, 0, 0, false},          {TDM_LAYER_MAXPOOL2D, 0, 2, 2, 0, false},
-        {TDM_LAYER_BLOCK, channels, 3, 1, 1, false},  {TDM_LAYER_GLOBAL_AVGPOOL, 0, 0, 0, 0, false},
-        {TDM_LAYER_FLATTEN, 0, 0, 0, 0, false},       {TDM_LAYER_LINEAR, classes, 0, 0, 0, true},
+        {.kind = TDM_LAYER_CONV2D,
+         .out_channels = channels,
+         .kernel = 3,
+         .stride = 2,
+         .padding = 1},
+        {.kind = TDM_LAYER_BATCHNORM2D},
+        {.kind = TDM_LAYER_RELU},
+        {.kind = TDM_LAYER_MAXPOOL2D, .kernel = 2, .stride = 2},
+        {.kind = TDM_LAYER_BLOCK, .out_channels = channels, .kernel = 3, .stride = 1, .padding = 1},
+        {.kind = TDM_LAYER_GLOBAL_AVGPOOL},
+        {.kind = TDM_LAYER_FLATTEN},
+        {.kind = TDM_LAYER_LINEAR, .out_channels = classes, .bias = true},
     };
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++)
         TDM_TRY(append(out, layers[i]));
@@ -67,8 +75,8 @@ static tdm_status parse_kind(const char *word, tdm_layer_kind *out)
         }
     }
     return TDM_FAIL(TDM_ERR_CONFIG,
-                    "unknown layer '%s' (known: conv2d batchnorm2d relu sigmoid maxpool2d "
-                    "avgpool flatten linear block)",
+                    "unknown layer '%s' (known: conv2d batchnorm2d relu leaky_relu sigmoid "
+                    "maxpool2d avgpool flatten linear block)",
                     word);
 }
 
@@ -79,7 +87,9 @@ static tdm_layer_spec layer_defaults(tdm_layer_kind kind)
     if (kind == TDM_LAYER_MAXPOOL2D)
         layer.stride = 0; /* = kernel */
     if (kind == TDM_LAYER_BLOCK)
-        layer = (tdm_layer_spec){kind, 0, 3, 1, 1, false};
+        layer = (tdm_layer_spec){.kind = kind, .kernel = 3, .stride = 1, .padding = 1};
+    if (kind == TDM_LAYER_LEAKY_RELU)
+        layer.slope = 0.01f;
     return layer;
 }
 
@@ -95,8 +105,10 @@ static tdm_status set_layer_option(tdm_layer_spec *layer, const char *key, const
         return tdm_parse_size(key, value, 0, 1u << 20, &layer->padding);
     if (strcmp(key, "bias") == 0)
         return tdm_parse_bool(key, value, &layer->bias);
+    if (strcmp(key, "slope") == 0)
+        return tdm_parse_float(key, value, -1e6, 1e6, &layer->slope);
     return TDM_FAIL(TDM_ERR_CONFIG,
-                    "unknown layer option '%s' (known: out kernel stride padding bias)", key);
+                    "unknown layer option '%s' (known: out kernel stride padding bias slope)", key);
 }
 
 tdm_status tdm_model_spec_add_layer(tdm_model_spec *spec, const char *text)
@@ -198,6 +210,10 @@ tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sam
         return TDM_OK;
     case TDM_LAYER_RELU:
     case TDM_LAYER_SIGMOID: info->flops = volume(in); return TDM_OK;
+    case TDM_LAYER_LEAKY_RELU:
+        info->flops = volume(in);
+        snprintf(info->name, sizeof info->name, "leaky_relu %g", (double)layer->slope);
+        return TDM_OK;
     case TDM_LAYER_MAXPOOL2D: {
         size_t stride = layer->stride ? layer->stride : layer->kernel;
         if (layer->kernel == 0)
@@ -237,9 +253,9 @@ tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sam
 /* Block(C)'s inner layers, in order; the residual add and final relu follow. */
 void tdm_nn_block_layers(size_t channels, tdm_layer_spec inner[TDM_BLOCK_LAYERS])
 {
-    tdm_layer_spec conv = {TDM_LAYER_CONV2D, channels, 3, 1, 1, false};
-    tdm_layer_spec norm = {TDM_LAYER_BATCHNORM2D, 0, 0, 0, 0, false};
-    tdm_layer_spec relu = {TDM_LAYER_RELU, 0, 0, 0, 0, false};
+    tdm_layer_spec conv = {
+        .kind = TDM_LAYER_CONV2D, .out_channels = channels, .kernel = 3, .stride = 1, .padding = 1};
+    tdm_layer_spec norm = {.kind = TDM_LAYER_BATCHNORM2D}, relu = {.kind = TDM_LAYER_RELU};
     tdm_layer_spec layers[TDM_BLOCK_LAYERS] = {conv, norm, relu, conv, norm};
     memcpy(inner, layers, sizeof layers);
 }

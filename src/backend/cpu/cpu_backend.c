@@ -105,7 +105,7 @@ static tdm_status cpu_scale(tdm_backend *backend, size_t count, float alpha, tdm
 
 /* One loop per op, so each one vectorises. */
 static tdm_status cpu_elementwise(tdm_backend *backend, tdm_elementwise_op op, size_t count,
-                                  tdm_view a, tdm_view b, tdm_view out)
+                                  float scalar, tdm_view a, tdm_view b, tdm_view out)
 {
     const float *x = tdm_view_host_floats(a);
     const float *y = b.buffer ? tdm_view_host_floats(b) : NULL;
@@ -133,6 +133,18 @@ static tdm_status cpu_elementwise(tdm_backend *backend, tdm_elementwise_op op, s
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)
             z[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    case TDM_ELEMENTWISE_LEAKY_RELU:
+#pragma omp parallel for schedule(static) num_threads(team)
+        for (size_t i = 0; i < count; i++)
+            z[i] = x[i] > 0.0f ? x[i] : x[i] * scalar;
+        break;
+    case TDM_ELEMENTWISE_LEAKY_RELU_BACKWARD:
+#pragma omp parallel for schedule(static) num_threads(team)
+        for (size_t i = 0; i < count; i++) {
+            float passed = y[i]; /* loaded unconditionally, so the loop vectorises */
+            z[i] = x[i] > 0.0f ? passed : passed * scalar;
+        }
         break;
     case TDM_ELEMENTWISE_SIGMOID_BACKWARD:
 #pragma omp parallel for schedule(static) num_threads(team)

@@ -166,16 +166,19 @@ static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, 
     return tdm_cl_launch(ctx_of(backend), K_SCALE, count, args, 4);
 }
 
-/* Every elementwise kernel takes (count, a, a_offset, b, b_offset, out, out_offset). */
+/* Every elementwise kernel takes (count, a, a_offset, b, b_offset, out,
+ * out_offset, scalar). */
 static tdm_status opencl_elementwise(tdm_backend *backend, tdm_elementwise_op op, size_t count,
-                                     tdm_view a, tdm_view b, tdm_view out)
+                                     float scalar, tdm_view a, tdm_view b, tdm_view out)
 {
     tdm_view second = b.buffer ? b : a; /* unary kernels ignore it */
     cl_mem a_mem = mem_of(a.buffer), b_mem = mem_of(second.buffer), out_mem = mem_of(out.buffer);
     cl_ulong n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
-    kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),  ARG(b_mem),
-                         ARG(b_offset), ARG(out_mem), ARG(out_offset)};
-    return tdm_cl_launch(ctx_of(backend), (kernel_id)op, count, args, 7); /* see kernel_id */
+    cl_float parameter = scalar;
+    kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),   ARG(b_mem),
+                         ARG(b_offset), ARG(out_mem), ARG(out_offset), ARG(parameter)};
+    /* Elementwise op e runs kernel e (see kernel_id). */
+    return tdm_cl_launch(ctx_of(backend), (kernel_id)op, count, args, 8);
 }
 
 /* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
