@@ -12,17 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "core/rng.h"
 #include "tandem/tandem.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "core/clock.h"
 
 static double peak_megabytes(void)
 {
@@ -42,7 +35,7 @@ static void mark(void *user, size_t restart, size_t iteration, double mean_ll)
     (void)iteration;
     (void)mean_ll;
     clock_marks *m = user;
-    m->last = now();
+    m->last = tdm_monotonic_seconds();
     if (m->count++ == 0)
         m->first = m->last;
 }

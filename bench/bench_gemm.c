@@ -10,19 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tandem/tandem.h"
 #ifdef TANDEM_GEMM_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
+#include "core/clock.h"
 #endif
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 typedef struct gemm_shape {
     size_t m, n, k;
@@ -66,12 +59,12 @@ static double round_gflops(gemm_call call, const gemm_shape *s, operands *o, tdm
 {
     double flops = 2.0 * (double)s->m * (double)s->n * (double)s->k;
     size_t calls = 0;
-    double start = now(), elapsed = 0.0;
+    double start = tdm_monotonic_seconds(), elapsed = 0.0;
     while (elapsed < 0.2) {
         if (call(s, o, backend, threads) != 0)
             return -1.0;
         calls++;
-        elapsed = now() - start;
+        elapsed = tdm_monotonic_seconds() - start;
     }
     return flops * (double)calls / elapsed * 1e-9;
 }

@@ -11,18 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tandem/tandem.h"
+#include "core/clock.h"
 
 enum { BATCH = 128, ROUNDS = 7 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int compare_doubles(const void *a, const void *b)
 {
@@ -40,12 +33,12 @@ static double time_call(op_call call, void *context)
         return -1.0;
     for (int r = 0; r < ROUNDS; r++) {
         size_t calls = 0;
-        double start = now(), elapsed = 0.0;
+        double start = tdm_monotonic_seconds(), elapsed = 0.0;
         while (elapsed < 0.1) {
             if (call(context) != 0)
                 return -1.0;
             calls++;
-            elapsed = now() - start;
+            elapsed = tdm_monotonic_seconds() - start;
         }
         rounds[r] = 1e6 * elapsed / (double)calls;
     }

@@ -8,16 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "tandem/tandem.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "core/clock.h"
 
 static tdm_status keep_last(void *user, tdm_trainer *trainer, const tdm_metrics *m)
 {
@@ -45,9 +38,9 @@ static int time_one(tdm_backend *backend, const char *name, size_t channels, siz
     options.epochs = epochs;
     if (tdm_trainer_create(backend, &spec, train, test, &options, &trainer) != TDM_OK)
         return 1;
-    double start = now();
+    double start = tdm_monotonic_seconds();
     tdm_status status = tdm_trainer_run(trainer, keep_last, &last);
-    double seconds = now() - start;
+    double seconds = tdm_monotonic_seconds() - start;
     tdm_trainer_free(trainer);
     if (status != TDM_OK)
         return 1;

@@ -180,9 +180,9 @@ tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
     return count ? backend->iface->fill(backend, x, count, value) : TDM_OK;
 }
 
-bool tdm_ranges_overlap(tdm_view a, tdm_view b, size_t count)
+bool tdm_views_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count)
 {
-    return a.buffer == b.buffer && a.offset < b.offset + count && b.offset < a.offset + count;
+    return a.buffer == b.buffer && a.offset < b.offset + b_count && b.offset < a.offset + a_count;
 }
 
 tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
@@ -190,7 +190,7 @@ tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t cou
     TDM_TRY(tdm_check_supported(backend, TDM_OP_COPY));
     TDM_TRY(tdm_check_view(backend, src, count, "copy", "src"));
     TDM_TRY(tdm_check_view(backend, dst, count, "copy", "dst"));
-    if (tdm_ranges_overlap(src, dst, count))
+    if (tdm_views_overlap(src, count, dst, count))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "copy: source and destination overlap");
     return count ? backend->iface->copy(backend, src, dst, count) : TDM_OK;
 }
@@ -200,7 +200,7 @@ tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x,
     TDM_TRY(tdm_check_supported(backend, TDM_OP_AXPY));
     TDM_TRY(tdm_check_view(backend, x, count, "axpy", "x"));
     TDM_TRY(tdm_check_view(backend, y, count, "axpy", "y"));
-    if (tdm_ranges_overlap(x, y, count) && x.offset != y.offset)
+    if (tdm_views_overlap(x, count, y, count) && x.offset != y.offset)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "axpy: x and y partially overlap");
     return count ? backend->iface->axpy(backend, count, alpha, x, y) : TDM_OK;
 }
@@ -257,7 +257,7 @@ static tdm_status check_elementwise_operand(const tdm_backend *backend, tdm_op o
                                             tdm_view out, size_t count, const char *operand)
 {
     TDM_TRY(tdm_check_view(backend, input, count, tdm_op_name(op), operand));
-    if (tdm_ranges_overlap(input, out, count) && input.offset != out.offset)
+    if (tdm_views_overlap(input, count, out, count) && input.offset != out.offset)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: %s and the output partially overlap",
                         tdm_op_name(op), operand);
     return TDM_OK;
@@ -331,8 +331,7 @@ tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: matrix too large");
     TDM_TRY(tdm_check_view(backend, x, rows * cols, "softmax_rows", "x"));
     TDM_TRY(tdm_check_view(backend, lse, rows, "softmax_rows", "lse"));
-    if (x.buffer == lse.buffer && lse.offset < x.offset + rows * cols &&
-        x.offset < lse.offset + rows)
+    if (tdm_views_overlap(x, rows * cols, lse, rows))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "softmax_rows: x and lse overlap");
     return rows ? backend->iface->softmax_rows(backend, rows, cols, x, lse) : TDM_OK;
 }
@@ -340,12 +339,6 @@ tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_
 size_t tdm_bits_groups(const tdm_bits_shape *shape)
 {
     return (shape->cols + TDM_BITS_GROUP - 1) / TDM_BITS_GROUP;
-}
-
-/* [a, a + a_count) and [b, b + b_count) share a float of one buffer. */
-static bool spans_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count)
-{
-    return a.buffer == b.buffer && a.offset < b.offset + b_count && b.offset < a.offset + a_count;
 }
 
 /* The shape fits in memory and the bits view holds every row's words. */
@@ -378,9 +371,9 @@ tdm_status tdm_bits_scores(tdm_backend *backend, const tdm_bits_shape *shape, td
     TDM_TRY(tdm_check_view(backend, bias, k, "bits_scores", "bias"));
     TDM_TRY(tdm_check_view(backend, scores, shape->rows * k, "bits_scores", "scores"));
     size_t out = shape->rows * k;
-    if (spans_overlap(scores, out, bits, 2 * shape->rows * shape->row_words) ||
-        spans_overlap(scores, out, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k) ||
-        spans_overlap(scores, out, bias, k))
+    if (tdm_views_overlap(scores, out, bits, 2 * shape->rows * shape->row_words) ||
+        tdm_views_overlap(scores, out, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k) ||
+        tdm_views_overlap(scores, out, bias, k))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_scores: scores overlap an input");
     return shape->rows ? backend->iface->bits_scores(backend, shape, bits, table, bias, scores)
                        : TDM_OK;
@@ -394,8 +387,8 @@ tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_
     size_t k = shape->components;
     TDM_TRY(tdm_check_view(backend, weights, shape->rows * k, "bits_sums", "weights"));
     TDM_TRY(tdm_check_view(backend, sums, k * shape->cols, "bits_sums", "sums"));
-    if (spans_overlap(sums, k * shape->cols, bits, 2 * shape->rows * shape->row_words) ||
-        spans_overlap(sums, k * shape->cols, weights, shape->rows * k))
+    if (tdm_views_overlap(sums, k * shape->cols, bits, 2 * shape->rows * shape->row_words) ||
+        tdm_views_overlap(sums, k * shape->cols, weights, shape->rows * k))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_sums: sums overlap an input");
     if (shape->rows == 0)
         return tdm_fill(backend, sums, k * shape->cols, 0.0f);

@@ -148,7 +148,8 @@ tdm_status tdm_check_supported(const tdm_backend *backend, tdm_op op);
  * belongs to backend; `op` and `operand` name them in the message. */
 tdm_status tdm_check_view(const tdm_backend *backend, tdm_view view, size_t count, const char *op,
                           const char *operand);
-bool tdm_ranges_overlap(tdm_view a, tdm_view b, size_t count);
+/* [a, a + a_count) and [b, b + b_count) share a float of one buffer. */
+bool tdm_views_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count);
 
 /* Pointer to the first float of a view on a host-memory backend. */
 static inline float *tdm_view_host_floats(tdm_view view)

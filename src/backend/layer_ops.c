@@ -38,10 +38,7 @@ static tdm_status check_output(const tdm_backend *backend, const char *op, tdm_v
 {
     TDM_TRY(tdm_check_view(backend, out, out_count, op, name));
     for (size_t i = 0; i < input_count; i++) {
-        bool overlap = out.buffer == inputs[i].buffer &&
-                       out.offset < inputs[i].offset + input_counts[i] &&
-                       inputs[i].offset < out.offset + out_count;
-        if (overlap)
+        if (tdm_views_overlap(out, out_count, inputs[i], input_counts[i]))
             return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: output %s overlaps an input", op, name);
     }
     return TDM_OK;

@@ -4,9 +4,9 @@
 #include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "cli/cli.h"
+#include "core/clock.h"
 
 static char cli_message[1024];
 
@@ -178,13 +178,6 @@ int cmd_devices(const cli_options *options)
     return 0;
 }
 
-static double seconds_now(void)
-{
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    return (double)now.tv_sec + 1e-9 * (double)now.tv_nsec;
-}
-
 /* Large enough that a GEMM library runs its main kernel at full speed. */
 enum { SELFTEST_SIZE = 512 };
 
@@ -220,11 +213,11 @@ static tdm_status run_square_gemm(tdm_backend *backend, const float *a, const fl
                            .ldc = n};
     /* The first call compiles kernels; time the second. */
     for (int round = 0; round < 2 && status == TDM_OK; round++) {
-        double start = seconds_now();
+        double start = tdm_monotonic_seconds();
         status = tdm_sgemm(backend, &args);
         if (status == TDM_OK)
             status = tdm_backend_synchronize(backend);
-        *seconds = seconds_now() - start;
+        *seconds = tdm_monotonic_seconds() - start;
     }
     if (status == TDM_OK)
         status = tdm_buffer_download(m.c, 0, c, bytes);

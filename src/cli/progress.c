@@ -1,19 +1,12 @@
 /* Progress of a training run on stderr. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/clock.h"
 
 enum { PLAIN_LINE_SECONDS = 10 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void cli_progress_start(cli_progress *p, bool quiet, const char *label, size_t first_epoch,
                         size_t total_epochs)
@@ -22,7 +15,7 @@ void cli_progress_start(cli_progress *p, bool quiet, const char *label, size_t f
                         .quiet = quiet,
                         .total_epochs = total_epochs,
                         .first_epoch = first_epoch,
-                        .started = now()};
+                        .started = tdm_monotonic_seconds()};
     snprintf(p->label, sizeof p->label, "%s", label);
     p->last_line = p->started;
 }
@@ -41,7 +34,7 @@ static void format_duration(double seconds, char *out, size_t size)
 
 void cli_progress_update(cli_progress *p, const tdm_metrics *m)
 {
-    double t = now(), elapsed = t - p->started;
+    double t = tdm_monotonic_seconds(), elapsed = t - p->started;
     bool last = m->epoch == p->total_epochs;
     if (p->quiet || (!p->terminal && !last && t - p->last_line < PLAIN_LINE_SECONDS))
         return;

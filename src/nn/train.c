@@ -6,12 +6,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config/values.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/train_internal.h"
+#include "core/clock.h"
 
 void tdm_train_options_init(tdm_train_options *o)
 {
@@ -60,13 +60,6 @@ tdm_status tdm_train_options_set(void *target, const char *key, const char *valu
                     "unknown key '%s' (known: epochs batch lr momentum dampening weight_decay "
                     "nesterov eval_every eval_batch shuffle seed)",
                     key);
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static size_t sample_size(tdm_sample_shape s)
@@ -244,11 +237,11 @@ static tdm_status evaluate_set(tdm_trainer *t, const device_set *set, double *lo
 
 tdm_status tdm_trainer_evaluate(tdm_trainer *t, tdm_metrics *m)
 {
-    double start = now_seconds();
+    double start = tdm_monotonic_seconds();
     m->epoch = t->epoch;
     TDM_TRY(evaluate_set(t, &t->train, &m->train_loss, &m->train_error));
     TDM_TRY(evaluate_set(t, &t->test, &m->test_loss, &m->test_error));
-    t->seconds += now_seconds() - start;
+    t->seconds += tdm_monotonic_seconds() - start;
     m->seconds = t->seconds;
     return TDM_OK;
 }
@@ -287,7 +280,7 @@ static tdm_status shuffle_training_set(tdm_trainer *t)
 
 tdm_status tdm_trainer_train_epoch(tdm_trainer *t)
 {
-    double start = now_seconds();
+    double start = tdm_monotonic_seconds();
     const device_set *set = &t->train;
     if (t->options.shuffle) {
         TDM_TRY(shuffle_training_set(t));
@@ -300,7 +293,7 @@ tdm_status tdm_trainer_train_epoch(tdm_trainer *t)
     double loss = 0.0, error = 0.0;
     TDM_TRY(pass_results(set, &loss, &error));
     t->epoch++;
-    t->seconds += now_seconds() - start;
+    t->seconds += tdm_monotonic_seconds() - start;
     if (!isfinite(loss))
         return TDM_FAIL(TDM_ERR_NUMERIC,
                         "training diverged in epoch %zu: the mean training loss is %g (try a "
