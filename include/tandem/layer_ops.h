@@ -26,6 +26,10 @@ typedef struct tdm_conv2d_shape {
 } tdm_conv2d_shape;
 
 /* floor((in + 2 pad - kernel) / stride) + 1; 0 when the kernel does not fit. */
+/* Windows of `kernel` with `stride` along an axis of `in` values padded by
+ * `pad` on both sides: floor((in + 2 pad - kernel) / stride) + 1, or 0 when
+ * the kernel does not fit or the stride is 0. */
+size_t tdm_window_count(size_t in, size_t pad, size_t kernel, size_t stride);
 size_t tdm_conv2d_out_height(const tdm_conv2d_shape *shape);
 size_t tdm_conv2d_out_width(const tdm_conv2d_shape *shape);
 

@@ -61,7 +61,7 @@ static tdm_status borrow_scratch(tdm_backend *backend, int slot, size_t floats, 
 
 /* ---------- conv2d ---------- */
 
-static size_t conv_out_size(size_t in, size_t pad, size_t kernel, size_t stride)
+size_t tdm_window_count(size_t in, size_t pad, size_t kernel, size_t stride)
 {
     if (stride == 0 || in + 2 * pad < kernel)
         return 0;
@@ -70,12 +70,12 @@ static size_t conv_out_size(size_t in, size_t pad, size_t kernel, size_t stride)
 
 size_t tdm_conv2d_out_height(const tdm_conv2d_shape *s)
 {
-    return conv_out_size(s->in_height, s->pad_h, s->kernel_h, s->stride_h);
+    return tdm_window_count(s->in_height, s->pad_h, s->kernel_h, s->stride_h);
 }
 
 size_t tdm_conv2d_out_width(const tdm_conv2d_shape *s)
 {
-    return conv_out_size(s->in_width, s->pad_w, s->kernel_w, s->stride_w);
+    return tdm_window_count(s->in_width, s->pad_w, s->kernel_w, s->stride_w);
 }
 
 /* Element counts of a conv's tensors, validated. */
@@ -546,12 +546,12 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
 
 size_t tdm_pool2d_out_height(const tdm_pool2d_shape *s)
 {
-    return conv_out_size(s->in_height, 0, s->kernel_h, s->stride_h);
+    return tdm_window_count(s->in_height, 0, s->kernel_h, s->stride_h);
 }
 
 size_t tdm_pool2d_out_width(const tdm_pool2d_shape *s)
 {
-    return conv_out_size(s->in_width, 0, s->kernel_w, s->stride_w);
+    return tdm_window_count(s->in_width, 0, s->kernel_w, s->stride_w);
 }
 
 static tdm_status check_pool(tdm_backend *backend, const char *op, tdm_op id,

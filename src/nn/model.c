@@ -51,11 +51,6 @@ struct tdm_model {
     tdm_buffer *params, *grads, *velocity, *stats, *saved, *activations, *gradients, *scratch;
 };
 
-static size_t volume(tdm_sample_shape s)
-{
-    return s.channels * s.height * s.width;
-}
-
 static tdm_view at(tdm_buffer *buffer, size_t offset)
 {
     return (tdm_view){buffer, offset};
@@ -117,12 +112,12 @@ static tdm_status add_node(tdm_model *m, size_t index, const tdm_layer_spec *lay
     }
     n->saved = m->saved_count;
     m->saved_count += n->kind == NODE_NORM      ? 2 * in.channels
-                      : n->kind == NODE_MAXPOOL ? m->max_batch * volume(n->out)
+                      : n->kind == NODE_MAXPOOL ? m->max_batch * tdm_nn_volume(n->out)
                                                 : 0;
     if (n->kind == NODE_FLATTEN) /* a view of its input: no storage, no work */
         return TDM_OK;
     n->activation = m->activation_count;
-    m->activation_count += m->max_batch * volume(n->out);
+    m->activation_count += m->max_batch * tdm_nn_volume(n->out);
     return TDM_OK;
 }
 
@@ -191,7 +186,7 @@ static void assign_views(tdm_model *m)
             n->activation = m->nodes[n->inputs[0]].activation;
         }
         n->gradient = n->activation;
-        size_t in_size = m->max_batch * volume(n->in);
+        size_t in_size = m->max_batch * tdm_nn_volume(n->in);
         m->scratch_count = in_size > m->scratch_count ? in_size : m->scratch_count;
     }
 }
@@ -349,7 +344,7 @@ static tdm_batchnorm_shape norm_shape(const node *n, size_t batch)
 
 static tdm_linear_shape linear_shape(const node *n, size_t batch)
 {
-    return (tdm_linear_shape){batch, volume(n->in), n->layer.out_channels};
+    return (tdm_linear_shape){batch, tdm_nn_volume(n->in), n->layer.out_channels};
 }
 
 static tdm_view optional_bias(const node *n, tdm_buffer *buffer)
@@ -373,7 +368,7 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
 {
     tdm_backend *b = m->backend;
     tdm_view x = activation_of(m, n->inputs[0]), y = at(m->activations, n->activation);
-    size_t batch = m->batch, count = batch * volume(n->out);
+    size_t batch = m->batch, count = batch * tdm_nn_volume(n->out);
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
@@ -408,7 +403,7 @@ tdm_status tdm_model_forward(tdm_model *m, tdm_view x, size_t batch, bool train)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "model forward: batch %zu outside 1..%zu (the model's max_batch)", batch,
                         m->max_batch);
-    size_t needed = batch * volume(m->input_shape);
+    size_t needed = batch * tdm_nn_volume(m->input_shape);
     if (!x.buffer || tdm_buffer_size(x.buffer) / sizeof(float) < x.offset ||
         tdm_buffer_size(x.buffer) / sizeof(float) - x.offset < needed)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
@@ -444,7 +439,7 @@ static tdm_status finish_input_gradient(tdm_model *m, const node *n, int slot)
     if (!n->accumulate[slot])
         return TDM_OK;
     tdm_view sum = at(m->gradients, m->nodes[gradient_owner(m, n->inputs[slot])].gradient);
-    return tdm_add(m->backend, m->batch * volume(n->in), sum, at(m->scratch, 0), sum);
+    return tdm_add(m->backend, m->batch * tdm_nn_volume(n->in), sum, at(m->scratch, 0), sum);
 }
 
 static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
@@ -469,7 +464,7 @@ static tdm_status backward_parameters(tdm_model *m, const node *n, tdm_view x, t
 static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_view dy, tdm_view dx)
 {
     tdm_backend *b = m->backend;
-    size_t batch = m->batch, count = batch * volume(n->in);
+    size_t batch = m->batch, count = batch * tdm_nn_volume(n->in);
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
@@ -535,7 +530,7 @@ tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "model backward: needs a forward pass in training mode first");
     const node *last = &m->nodes[last_node(m)];
-    size_t count = m->batch * volume(last->out);
+    size_t count = m->batch * tdm_nn_volume(last->out);
     tdm_view gradient = at(m->gradients, m->nodes[gradient_owner(m, last_node(m))].gradient);
     TDM_TRY(tdm_copy(m->backend, doutput, gradient, count));
     for (int i = last_node(m); i >= 0; i--)

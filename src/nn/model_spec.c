@@ -171,16 +171,6 @@ static tdm_status fail_layer(size_t index, const tdm_layer_spec *layer, tdm_samp
                     why);
 }
 
-static size_t volume(tdm_sample_shape s)
-{
-    return s.channels * s.height * s.width;
-}
-
-static size_t window_out(size_t in, size_t pad, size_t kernel, size_t stride)
-{
-    return in + 2 * pad < kernel ? 0 : (in + 2 * pad - kernel) / stride + 1;
-}
-
 /* One plain layer (not a Block): its output, parameters and FLOPs. */
 tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
                               tdm_layer_info *info)
@@ -192,48 +182,50 @@ tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sam
     case TDM_LAYER_CONV2D: {
         if (layer->out_channels == 0 || layer->kernel == 0 || layer->stride == 0)
             return fail_layer(index, layer, in, "out, kernel and stride must be > 0");
-        size_t oh = window_out(in.height, layer->padding, layer->kernel, layer->stride);
-        size_t ow = window_out(in.width, layer->padding, layer->kernel, layer->stride);
+        size_t oh = tdm_window_count(in.height, layer->padding, layer->kernel, layer->stride);
+        size_t ow = tdm_window_count(in.width, layer->padding, layer->kernel, layer->stride);
         if (oh == 0 || ow == 0)
             return fail_layer(index, layer, in, "the kernel is larger than the padded input");
         size_t taps = in.channels * layer->kernel * layer->kernel;
         info->output = (tdm_sample_shape){layer->out_channels, oh, ow};
         info->parameters = layer->out_channels * taps + (layer->bias ? layer->out_channels : 0);
-        info->flops = 2ull * taps * volume(info->output);
+        info->flops = 2ull * taps * tdm_nn_volume(info->output);
         snprintf(info->name, sizeof info->name, "conv2d %zux%zu/%zu pad %zu%s", layer->kernel,
                  layer->kernel, layer->stride, layer->padding, layer->bias ? "" : " no bias");
         return TDM_OK;
     }
     case TDM_LAYER_BATCHNORM2D:
         info->parameters = 2 * in.channels;
-        info->flops = 2ull * volume(in); /* one multiply-add per value once folded */
+        info->flops = 2ull * tdm_nn_volume(in); /* one multiply-add per value once folded */
         return TDM_OK;
     case TDM_LAYER_RELU:
-    case TDM_LAYER_SIGMOID: info->flops = volume(in); return TDM_OK;
+    case TDM_LAYER_SIGMOID: info->flops = tdm_nn_volume(in); return TDM_OK;
     case TDM_LAYER_LEAKY_RELU:
-        info->flops = volume(in);
+        info->flops = tdm_nn_volume(in);
         snprintf(info->name, sizeof info->name, "leaky_relu %g", (double)layer->slope);
         return TDM_OK;
     case TDM_LAYER_MAXPOOL2D: {
         size_t stride = layer->stride ? layer->stride : layer->kernel;
         if (layer->kernel == 0)
             return fail_layer(index, layer, in, "kernel must be > 0");
-        size_t oh = window_out(in.height, 0, layer->kernel, stride);
-        size_t ow = window_out(in.width, 0, layer->kernel, stride);
+        size_t oh = tdm_window_count(in.height, 0, layer->kernel, stride);
+        size_t ow = tdm_window_count(in.width, 0, layer->kernel, stride);
         if (oh == 0 || ow == 0)
             return fail_layer(index, layer, in, "the window is larger than the input");
         info->output = (tdm_sample_shape){in.channels, oh, ow};
-        info->flops = (uint64_t)volume(info->output) * layer->kernel * layer->kernel;
+        info->flops = (uint64_t)tdm_nn_volume(info->output) * layer->kernel * layer->kernel;
         snprintf(info->name, sizeof info->name, "maxpool2d %zux%zu/%zu", layer->kernel,
                  layer->kernel, stride);
         return TDM_OK;
     }
     case TDM_LAYER_GLOBAL_AVGPOOL:
         info->output = (tdm_sample_shape){in.channels, 1, 1};
-        info->flops = volume(in);
+        info->flops = tdm_nn_volume(in);
         snprintf(info->name, sizeof info->name, "avgpool (global)");
         return TDM_OK;
-    case TDM_LAYER_FLATTEN: info->output = (tdm_sample_shape){volume(in), 1, 1}; return TDM_OK;
+    case TDM_LAYER_FLATTEN:
+        info->output = (tdm_sample_shape){tdm_nn_volume(in), 1, 1};
+        return TDM_OK;
     case TDM_LAYER_LINEAR:
         if (in.height != 1 || in.width != 1)
             return fail_layer(index, layer, in, "linear needs a flat input (add flatten)");
@@ -271,7 +263,7 @@ static tdm_status describe_block(size_t index, const tdm_layer_spec *layer, tdm_
     memset(block, 0, sizeof *block);
     snprintf(block->name, sizeof block->name, "block(%zu)", layer->out_channels);
     block->output = in;
-    block->flops = 2ull * volume(in); /* the residual add and the final relu */
+    block->flops = 2ull * tdm_nn_volume(in); /* the residual add and the final relu */
     tdm_layer_spec inner[TDM_BLOCK_LAYERS];
     tdm_nn_block_layers(layer->out_channels, inner);
     tdm_sample_shape shape = in;
@@ -292,7 +284,7 @@ tdm_status tdm_model_spec_describe(const tdm_model_spec *spec, tdm_layer_info *i
                                    size_t capacity, size_t *count)
 {
     *count = 0;
-    if (volume(spec->input) == 0)
+    if (tdm_nn_volume(spec->input) == 0)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "the model's input shape is not set");
     if (spec->layer_count == 0)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "the model has no layers");

@@ -4,6 +4,12 @@
 
 #include "tandem/model.h"
 
+/* The values of one sample. */
+static inline size_t tdm_nn_volume(tdm_sample_shape s)
+{
+    return s.channels * s.height * s.width;
+}
+
 /* conv, batchnorm, relu, conv, batchnorm */
 enum { TDM_BLOCK_LAYERS = 5 };
 
