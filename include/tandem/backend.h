@@ -58,6 +58,11 @@ typedef struct tdm_sgemm_args {
     size_t ldc;
 } tdm_sgemm_args;
 
+/* C = op(A) op(B) + beta C: the arguments of tdm_sgemm with alpha = 1. */
+tdm_sgemm_args tdm_gemm_args(tdm_transpose trans_a, tdm_transpose trans_b, size_t m, size_t n,
+                             size_t k, tdm_view a, size_t lda, tdm_view b, size_t ldb, float beta,
+                             tdm_view c, size_t ldc);
+
 /* --- the backend --- */
 
 const char *tdm_backend_name(const tdm_backend *backend); /* "cpu" or "opencl" */

@@ -394,3 +394,22 @@ tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_
         return tdm_fill(backend, sums, k * shape->cols, 0.0f);
     return backend->iface->bits_sums(backend, shape, bits, weights, sums);
 }
+
+tdm_sgemm_args tdm_gemm_args(tdm_transpose trans_a, tdm_transpose trans_b, size_t m, size_t n,
+                             size_t k, tdm_view a, size_t lda, tdm_view b, size_t ldb, float beta,
+                             tdm_view c, size_t ldc)
+{
+    return (tdm_sgemm_args){.trans_a = trans_a,
+                            .trans_b = trans_b,
+                            .m = m,
+                            .n = n,
+                            .k = k,
+                            .alpha = 1.0f,
+                            .a = a,
+                            .lda = lda,
+                            .b = b,
+                            .ldb = ldb,
+                            .beta = beta,
+                            .c = c,
+                            .ldc = ldc};
+}

@@ -119,25 +119,6 @@ static tdm_status check_conv_support(const tdm_backend *backend)
     return TDM_OK;
 }
 
-static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t n, size_t k,
-                           tdm_view a, size_t lda, tdm_view b, size_t ldb, float beta, tdm_view c,
-                           size_t ldc)
-{
-    return (tdm_sgemm_args){.trans_a = ta,
-                            .trans_b = tb,
-                            .m = m,
-                            .n = n,
-                            .k = k,
-                            .alpha = 1.0f,
-                            .a = a,
-                            .lda = lda,
-                            .b = b,
-                            .ldb = ldb,
-                            .beta = beta,
-                            .c = c,
-                            .ldc = ldc};
-}
-
 /* Small images (H*W <= KH*KW, the ResNet's 2x2 block): the convolution as
  * one dense matrix T [Cout*OH*OW][Cin*H*W] needs no im2col, no axis swap,
  * works on NCHW as it is, and drops the multiply-adds with padding. */
@@ -169,8 +150,8 @@ static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
     size_t rows, columns;
     TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
     /* y [N][Cout*OH*OW] = x [N][Cin*H*W] * T^T */
-    tdm_sgemm_args forward = gemm(TDM_NO_TRANS, TDM_TRANS, s->batch, rows, columns, x, columns,
-                                  dense, columns, 0.0f, y, rows);
+    tdm_sgemm_args forward = tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, rows, columns, x,
+                                           columns, dense, columns, 0.0f, y, rows);
     return tdm_sgemm(backend, &forward);
 }
 
@@ -182,8 +163,8 @@ static tdm_status dense_backward_input(tdm_backend *backend, const tdm_conv2d_sh
     size_t rows, columns;
     TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
     /* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T */
-    tdm_sgemm_args backward = gemm(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, columns, rows, dy, rows,
-                                   dense, columns, 0.0f, dx, columns);
+    tdm_sgemm_args backward = tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, columns, rows, dy,
+                                            rows, dense, columns, 0.0f, dx, columns);
     return tdm_sgemm(backend, &backward);
 }
 
@@ -195,8 +176,8 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
     /* dT [Cout*OH*OW][Cin*H*W] = dy^T * x, then each tap sums its entries */
-    tdm_sgemm_args backward = gemm(TDM_TRANS, TDM_NO_TRANS, rows, columns, s->batch, dy, rows, x,
-                                   columns, 0.0f, dense_grad, columns);
+    tdm_sgemm_args backward = tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, rows, columns, s->batch, dy,
+                                            rows, x, columns, 0.0f, dense_grad, columns);
     TDM_TRY(tdm_sgemm(backend, &backward));
     return backend->iface->conv_dense_weight_backward(backend, s, dense_grad, dweight);
 }
@@ -230,8 +211,8 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
     TDM_TRY(backend->iface->im2col(backend, shape, x, col));
     /* [Cout][N*OH*OW] = weight [Cout][Cin*KH*KW] * col */
     tdm_sgemm_args forward =
-        gemm(TDM_NO_TRANS, TDM_NO_TRANS, shape->out_channels, n.columns, n.col_rows, weight,
-             n.col_rows, col, n.columns, 0.0f, y_by_channel, n.columns);
+        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, shape->out_channels, n.columns, n.col_rows,
+                      weight, n.col_rows, col, n.columns, 0.0f, y_by_channel, n.columns);
     TDM_TRY(tdm_sgemm(backend, &forward));
     TDM_TRY(backend->iface->swap_axes(backend, shape->out_channels, shape->batch, spatial,
                                       y_by_channel, y));
@@ -271,8 +252,8 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &dcol));
     /* dcol [Cin*KH*KW][N*OH*OW] = weight^T * dy_t */
     tdm_sgemm_args backward =
-        gemm(TDM_TRANS, TDM_NO_TRANS, n.col_rows, n.columns, shape->out_channels, weight,
-             n.col_rows, dy_t, n.columns, 0.0f, dcol, n.columns);
+        tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, n.col_rows, n.columns, shape->out_channels, weight,
+                      n.col_rows, dy_t, n.columns, 0.0f, dcol, n.columns);
     TDM_TRY(tdm_sgemm(backend, &backward));
     return backend->iface->col2im(backend, shape, dcol, dx);
 }
@@ -304,8 +285,8 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
     TDM_TRY(backend->iface->im2col(backend, shape, x, col));
     /* dweight [Cout][Cin*KH*KW] += dy_t * col^T */
     tdm_sgemm_args backward =
-        gemm(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t, n.columns,
-             col, n.columns, 1.0f, dweight, n.col_rows);
+        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t,
+                      n.columns, col, n.columns, 1.0f, dweight, n.col_rows);
     return tdm_sgemm(backend, &backward);
 }
 
@@ -373,8 +354,8 @@ tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, t
     TDM_TRY(check_output(backend, op, y, ny, "y", inputs, counts, 3));
     /* y [N][out] = x [N][in] * weight^T */
     tdm_sgemm_args forward =
-        gemm(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x, s->in_features,
-             weight, s->in_features, 0.0f, y, s->out_features);
+        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x,
+                      s->in_features, weight, s->in_features, 0.0f, y, s->out_features);
     TDM_TRY(tdm_sgemm(backend, &forward));
     if (given(bias) && s->batch > 0)
         TDM_TRY(backend->iface->bias_add(backend, s->batch, s->out_features, 1, bias, y));
@@ -394,8 +375,8 @@ tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shap
     TDM_TRY(check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
     /* dx [N][in] = dy [N][out] * weight [out][in] */
     tdm_sgemm_args backward =
-        gemm(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
-             s->out_features, weight, s->in_features, 0.0f, dx, s->in_features);
+        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
+                      s->out_features, weight, s->in_features, 0.0f, dx, s->in_features);
     return tdm_sgemm(backend, &backward);
 }
 
@@ -416,8 +397,8 @@ tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_sha
         return TDM_OK;
     /* dweight [out][in] += dy^T [out][N] * x [N][in] */
     tdm_sgemm_args backward =
-        gemm(TDM_TRANS, TDM_NO_TRANS, s->out_features, s->in_features, s->batch, dy,
-             s->out_features, x, s->in_features, 1.0f, dweight, s->in_features);
+        tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, s->out_features, s->in_features, s->batch, dy,
+                      s->out_features, x, s->in_features, 1.0f, dweight, s->in_features);
     TDM_TRY(tdm_sgemm(backend, &backward));
     if (given(dbias))
         TDM_TRY(backend->iface->bias_backward(backend, s->batch, s->out_features, 1, dy, dbias));

@@ -333,12 +333,6 @@ static tdm_status upload_weights(em_device *dev, const double *p, const double *
     return tdm_buffer_upload(dev->weights, 0, dev->host, k_count * (cols + 1) * sizeof(float));
 }
 
-static tdm_sgemm_args gemm(tdm_transpose ta, tdm_transpose tb, size_t m, size_t n, size_t k,
-                           tdm_view a, size_t lda, tdm_view b, size_t ldb, tdm_view c, size_t ldc)
-{
-    return (tdm_sgemm_args){ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc};
-}
-
 /* E step of rows [first, first + count): responsibilities in dev->scores,
  * per-row log-likelihoods in dev->lse. */
 /* The block's packed rows as a view of words on the device. */
@@ -381,8 +375,8 @@ static tdm_status e_step_block(em_device *dev, size_t first, size_t count, tdm_v
     }
     tdm_view scores = {dev->scores, 0};
     /* scores [count][K] = X [count][D] * W^T + b */
-    tdm_sgemm_args e = gemm(TDM_NO_TRANS, TDM_TRANS, count, k_count, cols, *x, cols,
-                            (tdm_view){dev->weights, 0}, cols, scores, k_count);
+    tdm_sgemm_args e = tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, count, k_count, cols, *x, cols,
+                                     (tdm_view){dev->weights, 0}, cols, 0.0f, scores, k_count);
     TDM_TRY(tdm_sgemm(dev->backend, &e));
     TDM_TRY(tdm_bias_add(dev->backend, count, k_count, 1, (tdm_view){dev->weights, k_count * cols},
                          scores));
@@ -394,10 +388,11 @@ static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums
 {
     size_t k_count = dev->k_count, cols = dev->cols;
     tdm_view eta = {dev->scores, 0};
-    tdm_sgemm_args s = gemm(TDM_TRANS, TDM_NO_TRANS, k_count, cols, count, eta, k_count, x, cols,
-                            (tdm_view){dev->stats, 0}, cols);
-    tdm_sgemm_args n = gemm(TDM_TRANS, TDM_NO_TRANS, k_count, 1, count, eta, k_count,
-                            (tdm_view){dev->ones, 0}, 1, (tdm_view){dev->stats, k_count * cols}, 1);
+    tdm_sgemm_args s = tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, k_count, cols, count, eta, k_count, x,
+                                     cols, 0.0f, (tdm_view){dev->stats, 0}, cols);
+    tdm_sgemm_args n =
+        tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, k_count, 1, count, eta, k_count,
+                      (tdm_view){dev->ones, 0}, 1, 0.0f, (tdm_view){dev->stats, k_count * cols}, 1);
     tdm_bits_shape shape = dev->shape;
     shape.rows = count;
     TDM_TRY(dev->bits ? tdm_bits_sums(dev->backend, &shape, x, eta, (tdm_view){dev->stats, 0})
