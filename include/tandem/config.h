@@ -2,6 +2,7 @@
 #ifndef TANDEM_CONFIG_H
 #define TANDEM_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "tandem/status.h"
@@ -30,6 +31,21 @@ tdm_status tdm_config_parse(const char *path, const tdm_config_section *sections
  * tdm_config_parse then reports with the file and line, and returns
  * TDM_ERR_CONFIG. */
 tdm_status tdm_config_error(const char *format, ...) __attribute__((format(printf, 1, 2)));
+
+/* Strict parsers of config values for setters: each fails with
+ * TDM_ERR_CONFIG and a message naming the key and echoing the value. */
+
+/* A whole number in [low, high] (no sign). */
+tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t high, size_t *out);
+/* A finite number in [low, high]. */
+tdm_status tdm_parse_double(const char *key, const char *value, double low, double high,
+                            double *out);
+/* The same, rounded to float. */
+tdm_status tdm_parse_float(const char *key, const char *value, double low, double high, float *out);
+/* true/false, yes/no, on/off or 1/0 (any case). */
+tdm_status tdm_parse_bool(const char *key, const char *value, bool *out);
+/* Copies a non-empty string that fits in capacity (with its NUL). */
+tdm_status tdm_parse_string(const char *key, const char *value, char *out, size_t capacity);
 
 #ifdef __cplusplus
 }

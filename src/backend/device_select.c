@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/values.h"
+#include "tandem/config.h"
 #include "core/error.h"
 #include "tandem/device.h"
 

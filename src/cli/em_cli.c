@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "config/values.h"
+#include "tandem/config.h"
 
 void cli_em_config_init(cli_em_config *em)
 {
@@ -30,19 +30,10 @@ tdm_status cli_em_config_set(void *target, const char *key, const char *value)
         strcpy(em->path, value);
         return TDM_OK;
     }
-    if (strcmp(key, "labels") == 0) {
-        if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0)
-            return tdm_config_error("labels must be true or false, got '%s'", value);
-        em->labels = strcmp(value, "true") == 0;
-        return TDM_OK;
-    }
-    if (strcmp(key, "threshold") == 0) {
-        char *end = NULL;
-        em->threshold = strtof(value, &end);
-        return *end || !value[0] || !isfinite(em->threshold)
-                   ? tdm_config_error("threshold must be a number, got '%s'", value)
-                   : TDM_OK;
-    }
+    if (strcmp(key, "labels") == 0)
+        return tdm_parse_bool(key, value, &em->labels);
+    if (strcmp(key, "threshold") == 0)
+        return tdm_parse_float(key, value, -1e30, 1e30, &em->threshold);
     if (strcmp(key, "packed_cols") == 0)
         return tdm_parse_size(key, value, 0, SIZE_MAX, &em->packed_cols);
     if (strcmp(key, "image") == 0) {

@@ -1,5 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
-#include "config/values.h"
+#include "tandem/config.h"
 
 #include <errno.h>
 #include <math.h>
@@ -22,7 +22,8 @@ tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t
     return TDM_OK;
 }
 
-tdm_status tdm_parse_float(const char *key, const char *value, double low, double high, float *out)
+tdm_status tdm_parse_double(const char *key, const char *value, double low, double high,
+                            double *out)
 {
     char *end = NULL;
     errno = 0;
@@ -30,6 +31,14 @@ tdm_status tdm_parse_float(const char *key, const char *value, double low, doubl
     if (!value[0] || *end || errno == ERANGE || !isfinite(parsed) || parsed < low || parsed > high)
         return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a number in [%g, %g], got '%s'", key, low, high,
                         value);
+    *out = parsed;
+    return TDM_OK;
+}
+
+tdm_status tdm_parse_float(const char *key, const char *value, double low, double high, float *out)
+{
+    double parsed = 0.0;
+    TDM_TRY(tdm_parse_double(key, value, low, high, &parsed));
     *out = (float)parsed;
     return TDM_OK;
 }

@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config/values.h"
+#include "tandem/config.h"
 #include "core/error.h"
 #include "tandem/data.h"
 

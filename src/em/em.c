@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/values.h"
+#include "tandem/config.h"
 #include "core/error.h"
 #include "em/em_internal.h"
 
@@ -54,15 +54,6 @@ static tdm_status set_method(tdm_em_options *o, const char *value)
     return TDM_FAIL(TDM_ERR_CONFIG, "method must be auto, bits or gemm, got '%s'", value);
 }
 
-static tdm_status set_double(const char *key, const char *value, double low, double high,
-                             double *out)
-{
-    float parsed = 0.0f;
-    TDM_TRY(tdm_parse_float(key, value, low, high, &parsed));
-    *out = parsed;
-    return TDM_OK;
-}
-
 tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
 {
     tdm_em_options *o = target;
@@ -86,13 +77,13 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
     if (strcmp(key, "method") == 0)
         return set_method(o, value);
     if (strcmp(key, "tol") == 0)
-        return set_double(key, value, 0.0, 1e9, &o->tol);
+        return tdm_parse_double(key, value, 0.0, 1e9, &o->tol);
     if (strcmp(key, "prior_a") == 0)
-        return set_double(key, value, 1.0, 1e9, &o->prior_a);
+        return tdm_parse_double(key, value, 1.0, 1e9, &o->prior_a);
     if (strcmp(key, "prior_b") == 0)
-        return set_double(key, value, 1.0, 1e9, &o->prior_b);
+        return tdm_parse_double(key, value, 1.0, 1e9, &o->prior_b);
     if (strcmp(key, "clamp") == 0)
-        return set_double(key, value, 1e-30, 0.49, &o->clamp);
+        return tdm_parse_double(key, value, 1e-30, 0.49, &o->clamp);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "unknown key '%s' (known: components max_iter tol n_init init seed prior_a "
                     "prior_b clamp block_rows method)",

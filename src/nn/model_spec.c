@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/values.h"
+#include "tandem/config.h"
 #include "core/error.h"
 #include "nn/nn_internal.h"
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/values.h"
+#include "tandem/config.h"
 #include "core/error.h"
 #include "core/rng.h"
 #include "nn/train_internal.h"

@@ -66,6 +66,12 @@ init = best")" --out "$work/out-init" em
 check "a prior below 1" 1 "prior.ini:2: \[em\] prior_a must be a number in \[1," \
     "$tandem" -q --device cpu --config "$(config prior "[em]
 prior_a = 0.5")" --out "$work/out-prior" em
+check "bad labels" 1 "bad_labels.ini:2: \[em\] labels must be true or false, got 'maybe'" \
+    "$tandem" -q --device cpu --config "$(config bad_labels "[em]
+labels = maybe")" --out "$work/out-bad_labels" em
+check "a bad threshold" 1 "threshold.ini:2: \[em\] threshold must be a number" \
+    "$tandem" -q --device cpu --config "$(config threshold "[em]
+threshold = eight")" --out "$work/out-threshold" em
 check "an unknown method" 1 "method.ini:2: \[em\] method must be auto, bits or gemm" \
     "$tandem" -q --device cpu --config "$(config method "[em]
 method = fast")" --out "$work/out-method" em
@@ -74,7 +80,7 @@ check "a bad image shape" 1 "image.ini:2: \[em\] image must be HxW" \
 image = 8")" --out "$work/out-image" em
 check "a bad --k-sweep" 1 "--k-sweep must be A..B" \
     "$tandem" -q --device cpu --k-sweep 5..2 --out "$work/out-sweep" em
-for name in init prior method image sweep; do no_output "$name"; done
+for name in init prior bad_labels threshold method image sweep; do no_output "$name"; done
 
 # .npy input: the same 0/1 data as a CSV, a uint8 .npy and a numpy.packbits
 # .npy (40 x 10) give the same fit.
