@@ -329,7 +329,7 @@ static tdm_status run_sweep(const cli_options *options, run_setup *setup, char *
         tdm_model_spec spec;
         tdm_status status = tdm_model_spec_resnet(cfg->sweep[i], setup->train.shape,
                                                   setup->config.data.classes, &spec);
-        curves[i] = (cli_curve){cfg->sweep[i], cfg->sweep_group[i], ""};
+        curves[i] = (cli_curve){.channels = cfg->sweep[i], .group = cfg->sweep_group[i]};
         snprintf(curves[i].folder, sizeof curves[i].folder, "c%zu", cfg->sweep[i]);
         run_state run = {.options = options, .config = &setup->config};
         snprintf(run.dir, sizeof run.dir, "%s/%s", dir, curves[i].folder);

@@ -25,7 +25,7 @@ tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out)
     out->bits = calloc(rows * words, sizeof(uint64_t));
     if (!out->bits)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "no memory for %zu x %zu binary values", rows, cols);
-    *out = (tdm_binary_data){rows, cols, words, out->bits, NULL};
+    *out = (tdm_binary_data){.rows = rows, .cols = cols, .row_words = words, .bits = out->bits};
     return TDM_OK;
 }
 

@@ -252,7 +252,10 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
                    : cached      ? CACHED_BLOCK
                                  : streamed_block(backend);
     dev->block = block < data->rows ? block : data->rows;
-    dev->shape = (tdm_bits_shape){dev->block, data->cols, data->row_words, k_count};
+    dev->shape = (tdm_bits_shape){.rows = dev->block,
+                                  .cols = data->cols,
+                                  .row_words = data->row_words,
+                                  .components = k_count};
     dev->host = malloc(host_floats_needed(dev) * sizeof(float));
     dev->group_table = malloc(TDM_BITS_PATTERNS * k_count * sizeof(double));
     if (!dev->host || !dev->group_table)

@@ -339,12 +339,17 @@ static tdm_pool2d_shape pool_shape(const node *n, size_t batch)
 
 static tdm_batchnorm_shape norm_shape(const node *n, size_t batch)
 {
-    return (tdm_batchnorm_shape){batch, n->in.channels, n->in.height * n->in.width, 1e-5f, 0.1f};
+    return (tdm_batchnorm_shape){.batch = batch,
+                                 .channels = n->in.channels,
+                                 .spatial = n->in.height * n->in.width,
+                                 .eps = 1e-5f,
+                                 .momentum = 0.1f};
 }
 
 static tdm_linear_shape linear_shape(const node *n, size_t batch)
 {
-    return (tdm_linear_shape){batch, tdm_nn_volume(n->in), n->layer.out_channels};
+    return (tdm_linear_shape){
+        .batch = batch, .in_features = tdm_nn_volume(n->in), .out_features = n->layer.out_channels};
 }
 
 static tdm_view optional_bias(const node *n, tdm_buffer *buffer)
