@@ -11,10 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/clock.h"
 #include "tandem/tandem.h"
 #ifdef TANDEM_GEMM_ONEDNN
 #include <oneapi/dnnl/dnnl.h>
-#include "core/clock.h"
 #endif
 
 typedef struct gemm_shape {
