@@ -147,6 +147,9 @@ static void test_bad_files(void **state)
     expect_error(
         write_npy("noshape", 1, "{'descr': '|u1', 'fortran_order': False}", values, sizeof values),
         0, "no valid 'shape'");
+    /* A header that ends right after 'descr': (fuzzing found a read past its end). */
+    expect_error(write_npy("nodescr", 1, "{'descr':", values, sizeof values), 0,
+                 "is not uint8 or bool");
     uint8_t packed[ROWS][PACKED];
     pack(packed);
     const char *dict_packed = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 2), }";

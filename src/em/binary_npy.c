@@ -47,7 +47,7 @@ static tdm_status check_descr(const char *path, const char *header)
     descr = skip_spaces(descr);
     if (strncmp(descr, "'|u1'", 5) == 0 || strncmp(descr, "'|b1'", 5) == 0)
         return TDM_OK;
-    const char *end = strchr(descr + 1, '\'');
+    const char *end = *descr ? strchr(descr + 1, '\'') : NULL; /* the header may end here */
     int length = end ? (int)(end - descr + 1) : 8;
     return TDM_FAIL(TDM_ERR_DATA,
                     "%s: dtype %.*s is not uint8 or bool (save X.astype(numpy.uint8), or "
