@@ -97,23 +97,22 @@ static void score_rows(const tdm_bits_shape *s, const uint64_t *bits, const floa
     }
 }
 
-/* K > 64: the accumulators in memory, a vector at a time. */
+/* K > 64: rows [first, last) summed straight into their output rows, a
+ * float at a time (the table's entries are kp apart, the outputs K). */
 static void score_rows_wide(const tdm_bits_shape *s, const uint64_t *bits, const float *table,
-                            const float *bias, size_t r, float *out)
+                            const float *bias, size_t first, size_t last, float *out)
 {
-    const size_t groups = tdm_bits_groups(s), kp = padded_k(s->components);
-    const uint64_t *words = bits + r * s->row_words;
-    float *acc = malloc(kp * sizeof(float));
-    if (!acc)
-        return;
-    memcpy(acc, bias, kp * sizeof(float));
-    for (size_t g = 0; g < groups; g++) {
-        const float *entry = table + (g * TDM_BITS_PATTERNS + pattern(words, g)) * kp;
-        for (size_t i = 0; i < kp; i++)
-            acc[i] += entry[i];
+    const size_t groups = tdm_bits_groups(s), kp = padded_k(s->components), k = s->components;
+    for (size_t r = first; r < last; r++) {
+        const uint64_t *words = bits + r * s->row_words;
+        float *acc = out + r * k;
+        memcpy(acc, bias, k * sizeof(float));
+        for (size_t g = 0; g < groups; g++) {
+            const float *entry = table + (g * TDM_BITS_PATTERNS + pattern(words, g)) * kp;
+            for (size_t i = 0; i < k; i++)
+                acc[i] += entry[i];
+        }
     }
-    memcpy(out + r * s->components, acc, s->components * sizeof(float));
-    free(acc);
 }
 
 tdm_status tdm_cpu_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
@@ -140,8 +139,7 @@ tdm_status tdm_cpu_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, td
         if (kp <= MAX_VECTORS * LANES)
             score_rows(s, words, padded, bias_padded, first, last, out);
         else
-            for (size_t r = first; r < last; r++)
-                score_rows_wide(s, words, padded, bias_padded, r, out);
+            score_rows_wide(s, words, padded, bias_padded, first, last, out);
     }
     free(padded);
     free(bias_padded);
@@ -211,9 +209,8 @@ tdm_status tdm_cpu_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_
      * match the team: a whole number of them per thread, each at most
      * GROUPS_PER_TASK groups (their accumulators stay in L1). */
     int team = tdm_cpu_team(backend, s->rows * groups);
-    size_t tasks = (size_t)team;
-    while (tasks * GROUPS_PER_TASK < groups)
-        tasks += (size_t)team;
+    size_t per_round = GROUPS_PER_TASK * (size_t)team;
+    size_t tasks = (groups + per_round - 1) / per_round * (size_t)team;
     size_t per_task = (groups + tasks - 1) / tasks;
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t t = 0; t < tasks; t++) {
