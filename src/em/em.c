@@ -120,7 +120,7 @@ typedef struct em_device {
     bool bits;
     tdm_bits_shape shape;  /* rows: the block */
     tdm_buffer *words_all; /* every row's words, when they fit cache_bytes on a device */
-    double *group_table;   /* 16 x K: one group's table, built in double */
+    double *group_table;   /* 16 x K: one group's table, built in double; then b (K) */
 } em_device;
 
 static void free_device(em_device *dev)
@@ -242,9 +242,6 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
 {
     memset(dev, 0, sizeof *dev);
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
-    for (unsigned byte = 0; byte < 256; byte++)
-        for (unsigned bit = 0; bit < 8; bit++)
-            dev->byte_floats[byte][bit] = (float)(byte >> bit & 1u);
     bool cached = keep_on_device(dev, o->cache_bytes);
     dev->bits = use_bits(dev, o, cached);
     size_t block = o->block_rows ? o->block_rows
@@ -257,8 +254,13 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
                                   .row_words = data->row_words,
                                   .components = k_count};
     dev->host = malloc(host_floats_needed(dev) * sizeof(float));
-    dev->group_table = malloc(TDM_BITS_PATTERNS * k_count * sizeof(double));
-    if (!dev->host || !dev->group_table)
+    if (dev->bits)
+        dev->group_table = malloc((TDM_BITS_PATTERNS + 1) * k_count * sizeof(double));
+    else
+        for (unsigned byte = 0; byte < 256; byte++)
+            for (unsigned bit = 0; bit < 8; bit++)
+                dev->byte_floats[byte][bit] = (float)(byte >> bit & 1u);
+    if (!dev->host || (dev->bits && !dev->group_table))
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
     TDM_TRY(alloc_floats(backend, weight_floats(dev), &dev->weights));
     TDM_TRY(alloc_floats(backend, dev->block * k_count, &dev->scores));
@@ -270,40 +272,48 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
 }
 
 /* One group's table in double: entry [p][k] is the sum of W[k][4g + j] over
- * the bits j set in p (columns past the last weigh 0), built from the entry
- * without p's lowest bit. */
-static void build_group_table(em_device *dev, const double *p, size_t g)
+ * the bits j set in p (columns past the last weigh 0); the group's
+ * log(1 - p) are added to bias. The single-bit entries
+ * are the weights; every other entry adds its lowest bit's entry to the entry
+ * without that bit. */
+static void build_group_table(em_device *dev, const double *p, size_t g, double *bias)
 {
     size_t k_count = dev->k_count, cols = dev->cols;
     double *t = dev->group_table;
     for (size_t k = 0; k < k_count; k++)
         t[k] = 0.0;
-    for (unsigned pattern = 1; pattern < TDM_BITS_PATTERNS; pattern++) {
-        size_t col = g * TDM_BITS_GROUP + (size_t)__builtin_ctz(pattern);
-        const double *base = t + (pattern & (pattern - 1)) * k_count;
+    for (unsigned j = 0; j < TDM_BITS_GROUP; j++) {
+        size_t col = g * TDM_BITS_GROUP + j;
         for (size_t k = 0; k < k_count; k++) {
-            double q = col < cols ? p[k * cols + col] : 0.5;
-            t[pattern * k_count + k] = base[k] + (col < cols ? log(q) - log1p(-q) : 0.0);
+            double q = col < cols ? p[k * cols + col] : 0.5, log_q1 = log1p(-q);
+            t[(1u << j) * k_count + k] = col < cols ? log(q) - log_q1 : 0.0;
+            bias[k] += col < cols ? log_q1 : 0.0;
         }
+    }
+    for (unsigned pattern = 3; pattern < TDM_BITS_PATTERNS; pattern++) {
+        unsigned rest = pattern & (pattern - 1), lowest = pattern & ~rest;
+        if (rest == 0)
+            continue; /* a single bit: set above */
+        for (size_t k = 0; k < k_count; k++)
+            t[pattern * k_count + k] = t[rest * k_count + k] + t[lowest * k_count + k];
     }
 }
 
 /* The lookup table of W = log p - log(1 - p) for bits_scores, then b. */
 static tdm_status upload_table(em_device *dev, const double *p, const double *pi)
 {
-    size_t k_count = dev->k_count, cols = dev->cols, groups = tdm_bits_groups(&dev->shape);
+    size_t k_count = dev->k_count, groups = tdm_bits_groups(&dev->shape);
     size_t entries = TDM_BITS_PATTERNS * k_count;
+    double *bias = dev->group_table + entries; /* b = log pi + sum_d log(1 - p), in d order */
+    for (size_t k = 0; k < k_count; k++)
+        bias[k] = log(pi[k]);
     for (size_t g = 0; g < groups; g++) {
-        build_group_table(dev, p, g);
+        build_group_table(dev, p, g, bias);
         for (size_t i = 0; i < entries; i++)
             dev->host[g * entries + i] = (float)dev->group_table[i];
     }
-    for (size_t k = 0; k < k_count; k++) {
-        double bias = log(pi[k]);
-        for (size_t d = 0; d < cols; d++)
-            bias += log1p(-p[k * cols + d]);
-        dev->host[groups * entries + k] = (float)bias;
-    }
+    for (size_t k = 0; k < k_count; k++)
+        dev->host[groups * entries + k] = (float)bias[k];
     return tdm_buffer_upload(dev->weights, 0, dev->host,
                              (groups * entries + k_count) * sizeof(float));
 }
