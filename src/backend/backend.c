@@ -18,10 +18,13 @@ const char *tdm_op_name(tdm_op op)
     return (unsigned)op < TDM_OP_COUNT ? names[op] : "unknown op";
 }
 
-/* The public op of each elementwise op. */
-static const tdm_op elementwise_ops[TDM_ELEMENTWISE_COUNT] = {
+/* The public op and the operand count of each elementwise op. */
+static const struct {
+    tdm_op op;
+    int operands;
+} elementwise_ops[TDM_ELEMENTWISE_COUNT] = {
 #define TDM_OP(id, name, entry)
-#define TDM_ELEMENTWISE(id, name, operands) [TDM_ELEMENTWISE_##id] = TDM_OP_##id,
+#define TDM_ELEMENTWISE(id, name, operands) [TDM_ELEMENTWISE_##id] = {TDM_OP_##id, operands},
 #include "tandem/ops.def"
 #undef TDM_OP
 #undef TDM_ELEMENTWISE
@@ -185,6 +188,18 @@ bool tdm_views_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count)
     return a.buffer == b.buffer && a.offset < b.offset + b_count && b.offset < a.offset + a_count;
 }
 
+tdm_status tdm_check_output(const tdm_backend *backend, const char *op, tdm_view out,
+                            size_t out_count, const char *name, const tdm_view *inputs,
+                            const size_t *input_counts, size_t input_count)
+{
+    TDM_TRY(tdm_check_view(backend, out, out_count, op, name));
+    for (size_t i = 0; i < input_count; i++) {
+        if (tdm_views_overlap(out, out_count, inputs[i], input_counts[i]))
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: output %s overlaps an input", op, name);
+    }
+    return TDM_OK;
+}
+
 tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
 {
     TDM_TRY(tdm_check_supported(backend, TDM_OP_COPY));
@@ -267,11 +282,11 @@ static tdm_status elementwise(tdm_backend *backend, tdm_elementwise_op which, si
                               float scalar, tdm_view a, const char *a_name, tdm_view b,
                               const char *b_name, tdm_view out)
 {
-    tdm_op op = elementwise_ops[which];
+    tdm_op op = elementwise_ops[which].op;
     TDM_TRY(tdm_check_supported(backend, op));
     TDM_TRY(tdm_check_view(backend, out, count, tdm_op_name(op), "out"));
     TDM_TRY(check_elementwise_operand(backend, op, a, out, count, a_name));
-    if (b_name)
+    if (elementwise_ops[which].operands == 2) /* unary ops get an empty b */
         TDM_TRY(check_elementwise_operand(backend, op, b, out, count, b_name));
     if (!isfinite(scalar))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: the parameter %g is not finite",
@@ -369,12 +384,11 @@ tdm_status tdm_bits_scores(tdm_backend *backend, const tdm_bits_shape *shape, td
     TDM_TRY(tdm_check_view(backend, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k,
                            "bits_scores", "table"));
     TDM_TRY(tdm_check_view(backend, bias, k, "bits_scores", "bias"));
-    TDM_TRY(tdm_check_view(backend, scores, shape->rows * k, "bits_scores", "scores"));
-    size_t out = shape->rows * k;
-    if (tdm_views_overlap(scores, out, bits, 2 * shape->rows * shape->row_words) ||
-        tdm_views_overlap(scores, out, table, tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k) ||
-        tdm_views_overlap(scores, out, bias, k))
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_scores: scores overlap an input");
+    tdm_view inputs[] = {bits, table, bias};
+    size_t counts[] = {2 * shape->rows * shape->row_words,
+                       tdm_bits_groups(shape) * TDM_BITS_PATTERNS * k, k};
+    TDM_TRY(tdm_check_output(backend, "bits_scores", scores, shape->rows * k, "scores", inputs,
+                             counts, 3));
     return shape->rows ? backend->iface->bits_scores(backend, shape, bits, table, bias, scores)
                        : TDM_OK;
 }
@@ -386,10 +400,10 @@ tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_
     TDM_TRY(check_bits(backend, shape, bits, "bits_sums"));
     size_t k = shape->components;
     TDM_TRY(tdm_check_view(backend, weights, shape->rows * k, "bits_sums", "weights"));
-    TDM_TRY(tdm_check_view(backend, sums, k * shape->cols, "bits_sums", "sums"));
-    if (tdm_views_overlap(sums, k * shape->cols, bits, 2 * shape->rows * shape->row_words) ||
-        tdm_views_overlap(sums, k * shape->cols, weights, shape->rows * k))
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "bits_sums: sums overlap an input");
+    tdm_view inputs[] = {bits, weights};
+    size_t counts[] = {2 * shape->rows * shape->row_words, shape->rows * k};
+    TDM_TRY(
+        tdm_check_output(backend, "bits_sums", sums, k * shape->cols, "sums", inputs, counts, 2));
     if (shape->rows == 0)
         return tdm_fill(backend, sums, k * shape->cols, 0.0f);
     return backend->iface->bits_sums(backend, shape, bits, weights, sums);

@@ -150,6 +150,11 @@ tdm_status tdm_check_view(const tdm_backend *backend, tdm_view view, size_t coun
                           const char *operand);
 /* [a, a + a_count) and [b, b + b_count) share a float of one buffer. */
 bool tdm_views_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count);
+/* An output view of out_count floats that must not overlap any input (ops
+ * that do not work in place): tdm_check_view, then the overlap checks. */
+tdm_status tdm_check_output(const tdm_backend *backend, const char *op, tdm_view out,
+                            size_t out_count, const char *name, const tdm_view *inputs,
+                            const size_t *input_counts, size_t input_count);
 
 /* Pointer to the first float of a view on a host-memory backend. */
 static inline float *tdm_view_host_floats(tdm_view view)

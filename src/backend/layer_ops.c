@@ -31,19 +31,6 @@ static tdm_status require_positive(const char *op, const char *name, size_t valu
     return TDM_OK;
 }
 
-/* An output must not overlap any input (none of these ops work in place). */
-static tdm_status check_output(const tdm_backend *backend, const char *op, tdm_view out,
-                               size_t out_count, const char *name, const tdm_view *inputs,
-                               const size_t *input_counts, size_t input_count)
-{
-    TDM_TRY(tdm_check_view(backend, out, out_count, op, name));
-    for (size_t i = 0; i < input_count; i++) {
-        if (tdm_views_overlap(out, out_count, inputs[i], input_counts[i]))
-            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: output %s overlaps an input", op, name);
-    }
-    return TDM_OK;
-}
-
 /* A scratch view of `floats` floats from the backend's slot, grown on demand. */
 static tdm_status borrow_scratch(tdm_backend *backend, int slot, size_t floats, tdm_view *out)
 {
@@ -195,7 +182,7 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         TDM_TRY(tdm_check_view(backend, bias, shape->out_channels, op, "bias"));
     tdm_view inputs[] = {x, weight, bias};
     size_t counts[] = {n.x, n.weight, given(bias) ? shape->out_channels : 0};
-    TDM_TRY(check_output(backend, op, y, n.y, "y", inputs, counts, 3));
+    TDM_TRY(tdm_check_output(backend, op, y, n.y, "y", inputs, counts, 3));
     if (shape->batch == 0)
         return TDM_OK;
     size_t spatial = n.columns / shape->batch;
@@ -242,7 +229,7 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
     tdm_view inputs[] = {weight, dy};
     size_t counts[] = {n.weight, n.y};
-    TDM_TRY(check_output(backend, op, dx, n.x, "dx", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, dx, n.x, "dx", inputs, counts, 2));
     if (shape->batch == 0)
         return TDM_OK;
     if (use_dense(backend, shape, &n))
@@ -269,9 +256,10 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
     TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
     tdm_view inputs[] = {x, dy};
     size_t counts[] = {n.x, n.y};
-    TDM_TRY(check_output(backend, op, dweight, n.weight, "dweight", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, dweight, n.weight, "dweight", inputs, counts, 2));
     if (given(dbias))
-        TDM_TRY(check_output(backend, op, dbias, shape->out_channels, "dbias", inputs, counts, 2));
+        TDM_TRY(
+            tdm_check_output(backend, op, dbias, shape->out_channels, "dbias", inputs, counts, 2));
     if (shape->batch == 0)
         return TDM_OK;
     if (given(dbias))
@@ -307,7 +295,7 @@ tdm_status tdm_bias_add(tdm_backend *backend, size_t batch, size_t channels, siz
     size_t count = 0;
     TDM_TRY(check_bias(backend, "bias_add", TDM_OP_BIAS_ADD, batch, channels, spatial, &count));
     TDM_TRY(tdm_check_view(backend, bias, channels, "bias_add", "bias"));
-    TDM_TRY(check_output(backend, "bias_add", y, count, "y", &bias, &channels, 1));
+    TDM_TRY(tdm_check_output(backend, "bias_add", y, count, "y", &bias, &channels, 1));
     return count ? backend->iface->bias_add(backend, batch, channels, spatial, bias, y) : TDM_OK;
 }
 
@@ -318,7 +306,7 @@ tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels
     TDM_TRY(check_bias(backend, "bias_backward", TDM_OP_BIAS_BACKWARD, batch, channels, spatial,
                        &count));
     TDM_TRY(tdm_check_view(backend, dy, count, "bias_backward", "dy"));
-    TDM_TRY(check_output(backend, "bias_backward", dbias, channels, "dbias", &dy, &count, 1));
+    TDM_TRY(tdm_check_output(backend, "bias_backward", dbias, channels, "dbias", &dy, &count, 1));
     if (batch == 0)
         return TDM_OK;
     return backend->iface->bias_backward(backend, batch, channels, spatial, dy, dbias);
@@ -351,7 +339,7 @@ tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, t
         TDM_TRY(tdm_check_view(backend, bias, s->out_features, op, "bias"));
     tdm_view inputs[] = {x, weight, bias};
     size_t counts[] = {nx, nw, given(bias) ? s->out_features : 0};
-    TDM_TRY(check_output(backend, op, y, ny, "y", inputs, counts, 3));
+    TDM_TRY(tdm_check_output(backend, op, y, ny, "y", inputs, counts, 3));
     /* y [N][out] = x [N][in] * weight^T */
     tdm_sgemm_args forward =
         tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x,
@@ -372,7 +360,7 @@ tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shap
     TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
     tdm_view inputs[] = {weight, dy};
     size_t counts[] = {nw, ny};
-    TDM_TRY(check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
     /* dx [N][in] = dy [N][out] * weight [out][in] */
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
@@ -390,9 +378,9 @@ tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_sha
     TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
     tdm_view inputs[] = {x, dy};
     size_t counts[] = {nx, ny};
-    TDM_TRY(check_output(backend, op, dweight, nw, "dweight", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, dweight, nw, "dweight", inputs, counts, 2));
     if (given(dbias))
-        TDM_TRY(check_output(backend, op, dbias, s->out_features, "dbias", inputs, counts, 2));
+        TDM_TRY(tdm_check_output(backend, op, dbias, s->out_features, "dbias", inputs, counts, 2));
     if (s->batch == 0)
         return TDM_OK;
     /* dweight [out][in] += dy^T [out][N] * x [N][in] */
@@ -452,9 +440,10 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
     TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
     tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
     size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
-    TDM_TRY(check_output(backend, op, y, count, "y", inputs, counts, 5));
-    TDM_TRY(check_output(backend, op, save_mean, s->channels, "save_mean", inputs, counts, 5));
-    TDM_TRY(check_output(backend, op, save_invstd, s->channels, "save_invstd", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, y, count, "y", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, save_mean, s->channels, "save_mean", inputs, counts, 5));
+    TDM_TRY(
+        tdm_check_output(backend, op, save_invstd, s->channels, "save_invstd", inputs, counts, 5));
     tdm_batchnorm_views v = {.x = x,
                              .gamma = gamma,
                              .beta = beta,
@@ -479,7 +468,7 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
     TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
     tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
     size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
-    TDM_TRY(check_output(backend, op, y, count, "y", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, y, count, "y", inputs, counts, 5));
     if (count == 0)
         return TDM_OK;
     tdm_batchnorm_views v = {.x = x,
@@ -506,9 +495,9 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
     TDM_TRY(tdm_check_view(backend, dy, count, op, "dy"));
     tdm_view inputs[] = {x, dy, gamma, save_mean, save_invstd};
     size_t counts[] = {count, count, s->channels, s->channels, s->channels};
-    TDM_TRY(check_output(backend, op, dx, count, "dx", inputs, counts, 5));
-    TDM_TRY(check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 5));
-    TDM_TRY(check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 5));
     if (count == 0)
         return TDM_OK;
     tdm_batchnorm_views v = {.x = x,
@@ -562,10 +551,10 @@ tdm_status tdm_maxpool2d_forward(tdm_backend *backend, const tdm_pool2d_shape *s
     size_t nx = 0, ny = 0;
     TDM_TRY(check_pool(backend, op, TDM_OP_MAXPOOL2D, s, &nx, &ny));
     TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
-    TDM_TRY(check_output(backend, op, y, ny, "y", &x, &nx, 1));
+    TDM_TRY(tdm_check_output(backend, op, y, ny, "y", &x, &nx, 1));
     tdm_view inputs[] = {x, y};
     size_t counts[] = {nx, ny};
-    TDM_TRY(check_output(backend, op, argmax, ny, "argmax", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, argmax, ny, "argmax", inputs, counts, 2));
     return ny ? backend->iface->maxpool2d(backend, s, x, y, argmax) : TDM_OK;
 }
 
@@ -579,7 +568,7 @@ tdm_status tdm_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *
     TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
     tdm_view inputs[] = {argmax, dy};
     size_t counts[] = {ny, ny};
-    TDM_TRY(check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
     return nx ? backend->iface->maxpool2d_backward(backend, s, argmax, dy, dx) : TDM_OK;
 }
 
@@ -598,7 +587,7 @@ tdm_status tdm_global_avgpool_forward(tdm_backend *backend, size_t planes, size_
     size_t count = 0;
     TDM_TRY(check_avgpool(backend, op, TDM_OP_GLOBAL_AVGPOOL, planes, spatial, &count));
     TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
-    TDM_TRY(check_output(backend, op, y, planes, "y", &x, &count, 1));
+    TDM_TRY(tdm_check_output(backend, op, y, planes, "y", &x, &count, 1));
     return planes ? backend->iface->global_avgpool(backend, planes, spatial, x, y) : TDM_OK;
 }
 
@@ -609,7 +598,7 @@ tdm_status tdm_global_avgpool_backward(tdm_backend *backend, size_t planes, size
     size_t count = 0;
     TDM_TRY(check_avgpool(backend, op, TDM_OP_GLOBAL_AVGPOOL_BACKWARD, planes, spatial, &count));
     TDM_TRY(tdm_check_view(backend, dy, planes, op, "dy"));
-    TDM_TRY(check_output(backend, op, dx, count, "dx", &dy, &planes, 1));
+    TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", &dy, &planes, 1));
     return planes ? backend->iface->global_avgpool_backward(backend, planes, spatial, dy, dx)
                   : TDM_OK;
 }
@@ -631,12 +620,12 @@ tdm_status tdm_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entro
     TDM_TRY(tdm_check_view(backend, labels, s->batch, op, "labels"));
     tdm_view inputs[] = {logits, labels, losses, wrong};
     size_t counts[] = {count, s->batch, s->batch, s->batch};
-    TDM_TRY(check_output(backend, op, losses, s->batch, "losses", inputs, counts, 2));
+    TDM_TRY(tdm_check_output(backend, op, losses, s->batch, "losses", inputs, counts, 2));
     if (given(wrong))
-        TDM_TRY(check_output(backend, op, wrong, s->batch, "wrong", inputs, counts, 3));
+        TDM_TRY(tdm_check_output(backend, op, wrong, s->batch, "wrong", inputs, counts, 3));
     if (given(dlogits))
-        TDM_TRY(check_output(backend, op, dlogits, count, "dlogits", inputs, counts,
-                             given(wrong) ? 4 : 3));
+        TDM_TRY(tdm_check_output(backend, op, dlogits, count, "dlogits", inputs, counts,
+                                 given(wrong) ? 4 : 3));
     if (s->batch == 0)
         return TDM_OK;
     return backend->iface->softmax_cross_entropy(backend, s, logits, labels, losses, wrong,
@@ -661,11 +650,11 @@ tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *o, bool fir
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "%s: nesterov needs momentum > 0 and zero dampening (as in PyTorch)", op);
     TDM_TRY(tdm_check_view(backend, grad, count, op, "grad"));
-    TDM_TRY(check_output(backend, op, weight, count, "weight", &grad, &count, 1));
+    TDM_TRY(tdm_check_output(backend, op, weight, count, "weight", &grad, &count, 1));
     if (o->momentum != 0.0f) {
         tdm_view inputs[] = {grad, weight};
         size_t counts[] = {count, count};
-        TDM_TRY(check_output(backend, op, velocity, count, "velocity", inputs, counts, 2));
+        TDM_TRY(tdm_check_output(backend, op, velocity, count, "velocity", inputs, counts, 2));
     }
     return count ? backend->iface->sgd(backend, o, first_step, count, weight, grad, velocity)
                  : TDM_OK;
