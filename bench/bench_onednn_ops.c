@@ -170,10 +170,12 @@ static int tandem_run(void *context)
 
 /* ---------- the ops ---------- */
 
-static void report(const char *name, tandem_op *ours, onednn_op *theirs)
+/* Times `kind` of tandem's op against oneDNN's primitive: a line `op NAME_WHAT ...`. */
+static void report(const char *name, const char *what, int kind, tandem_op *ours, onednn_op *theirs)
 {
+    ours->kind = kind;
     double t = time_call(tandem_run, ours), d = time_call(onednn_run, theirs);
-    printf("op %s tandem %.1f onednn %.1f %.2f\n", name, t, d, d / t);
+    printf("op %s_%s tandem %.1f onednn %.1f %.2f\n", name, what, t, d, d / t);
     fflush(stdout);
 }
 
@@ -199,7 +201,6 @@ static void conv_ops(tdm_backend *backend, onednn_op base, const char *name, tdm
                                              strides, pad, pad);
     dnnl_convolution_backward_weights_desc_init(&weights, dnnl_convolution_direct, &src, &w, NULL,
                                                 &dst, strides, pad, pad);
-    char label[96];
     onednn_op f = base, bd = base, bw = base;
     dnnl_primitive_desc_t hint;
     if (finish(&f, &forward, NULL, &hint) != 0 || finish(&bd, &data, hint, NULL) != 0 ||
@@ -219,11 +220,8 @@ static void conv_ops(tdm_backend *backend, onednn_op base, const char *name, tdm
     int kinds[3] = {CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS};
     onednn_op *theirs[3] = {&f, &bd, &bw};
     const char *what[3] = {"forward", "backward_data", "backward_weights"};
-    for (int i = 0; i < 3; i++) {
-        ours.kind = kinds[i];
-        snprintf(label, sizeof label, "%s_%s", name, what[i]);
-        report(label, &ours, theirs[i]);
-    }
+    for (int i = 0; i < 3; i++)
+        report(name, what[i], kinds[i], &ours, theirs[i]);
 }
 
 static void norm_ops(tdm_backend *backend, onednn_op base, const char *name, size_t channels,
@@ -259,13 +257,8 @@ static void norm_ops(tdm_backend *backend, onednn_op base, const char *name, siz
                      DNNL_ARG_SHIFT, DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT};
     for (int i = 0; i < 9; i++)
         add_arg(&b, b_args[i], i < 3 ? &data : &stat);
-    char label[96];
-    ours.kind = NORM_FORWARD;
-    snprintf(label, sizeof label, "%s_forward_training", name);
-    report(label, &ours, &f);
-    ours.kind = NORM_BACKWARD;
-    snprintf(label, sizeof label, "%s_backward", name);
-    report(label, &ours, &b);
+    report(name, "forward_training", NORM_FORWARD, &ours, &f);
+    report(name, "backward", NORM_BACKWARD, &ours, &b);
 }
 
 static void pool_ops(tdm_backend *backend, onednn_op base, const char *name, size_t channels,
@@ -301,13 +294,8 @@ static void pool_ops(tdm_backend *backend, onednn_op base, const char *name, siz
     add_arg(&b, DNNL_ARG_DIFF_DST, &dst);
     add_arg(&b, DNNL_ARG_DIFF_SRC, &src);
     b.args[b.nargs++] = (dnnl_exec_arg_t){DNNL_ARG_WORKSPACE, f.args[2].memory};
-    char label[96];
-    ours.kind = POOL_FORWARD;
-    snprintf(label, sizeof label, "%s_forward", name);
-    report(label, &ours, &f);
-    ours.kind = POOL_BACKWARD;
-    snprintf(label, sizeof label, "%s_backward", name);
-    report(label, &ours, &b);
+    report(name, "forward", POOL_FORWARD, &ours, &f);
+    report(name, "backward", POOL_BACKWARD, &ours, &b);
 }
 
 int main(int argc, char **argv)
