@@ -1,4 +1,5 @@
 /* Every bad call is refused with a status and a message, on every backend. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,6 +142,54 @@ static void support_comes_from_the_table(void **state)
             assert_true(tdm_backend_supports_op(test_all_backends.all[b], (tdm_op)op));
 }
 
+/* The bit-packed EM ops refuse shapes that do not match their views, a
+ * bits view off a word, and outputs on their inputs; leaky_relu refuses a
+ * non-finite slope; the cpu backend refuses absurd thread counts. */
+static void bits_leaky_relu_and_threads_arguments(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *buffer = NULL;
+        assert_int_equal(tdm_buffer_alloc(backend, 4096 * sizeof(float), &buffer), TDM_OK);
+        /* 3 rows of 70 columns (2 words each), K = 2: bits 12 floats, table 18 x 16 x 2. */
+        tdm_bits_shape s = {.rows = 3, .cols = 70, .row_words = 2, .components = 2};
+        tdm_view bits = {buffer, 0}, table = {buffer, 100}, bias = {buffer, 700},
+                 out = {buffer, 800};
+        assert_int_equal(tdm_bits_scores(backend, &s, bits, table, bias, out), TDM_OK);
+        assert_int_equal(tdm_bits_sums(backend, &s, bits, (tdm_view){buffer, 100}, out), TDM_OK);
+        tdm_bits_shape wrong_words = s;
+        wrong_words.row_words = 1;
+        expect_failure(tdm_bits_scores(backend, &wrong_words, bits, table, bias, out),
+                       TDM_ERR_INVALID_ARGUMENT, "1 words a row for 70 columns, expected 2");
+        tdm_bits_shape no_components = s;
+        no_components.components = 0;
+        expect_failure(tdm_bits_sums(backend, &no_components, bits, table, out),
+                       TDM_ERR_INVALID_ARGUMENT, "cols and components must be > 0");
+        expect_failure(tdm_bits_scores(backend, &s, (tdm_view){buffer, 1}, table, bias, out),
+                       TDM_ERR_INVALID_ARGUMENT, "does not start on a word");
+        expect_failure(tdm_bits_scores(backend, &s, bits, table, bias, (tdm_view){buffer, 4}),
+                       TDM_ERR_INVALID_ARGUMENT, "output scores overlaps an input");
+        expect_failure(tdm_bits_sums(backend, &s, bits, table, (tdm_view){buffer, 90}),
+                       TDM_ERR_INVALID_ARGUMENT, "output sums overlaps an input");
+        expect_failure(tdm_bits_scores(backend, &s, bits, (tdm_view){buffer, 3900}, bias, out),
+                       TDM_ERR_INVALID_ARGUMENT, "table");
+        expect_failure(tdm_leaky_relu(backend, 4, NAN, bits, out), TDM_ERR_INVALID_ARGUMENT,
+                       "leaky_relu: the parameter nan is not finite");
+        expect_failure(tdm_leaky_relu_backward(backend, 4, INFINITY, bits, table, out),
+                       TDM_ERR_INVALID_ARGUMENT, "the parameter inf is not finite");
+        tdm_buffer_free(buffer);
+    }
+    tdm_backend *cpu = NULL;
+    expect_failure(tdm_cpu_backend_create_threads(TDM_CPU_MAX_THREADS + 1, &cpu),
+                   TDM_ERR_INVALID_ARGUMENT, "threads is more than the 1024 allowed");
+    assert_null(cpu);
+    tdm_binary_data empty;
+    expect_failure(tdm_binary_alloc(0, 5, &empty), TDM_ERR_INVALID_ARGUMENT,
+                   "0 x 5 binary values cannot be stored");
+    assert_null(empty.bits);
+}
+
 static void opencl_missing_device_is_named(void **state)
 {
     (void)state;
@@ -181,6 +230,7 @@ int main(void)
         cmocka_unit_test(bad_gemm_shapes_are_refused),
         cmocka_unit_test(unknown_ops_are_unsupported),
         cmocka_unit_test(support_comes_from_the_table),
+        cmocka_unit_test(bits_leaky_relu_and_threads_arguments),
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };
