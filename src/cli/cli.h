@@ -72,8 +72,10 @@ tdm_status cli_make_dir(const char *path);
  * flags. */
 tdm_status cli_load_config(const cli_options *options, cli_config *config);
 
-/* Creates the configured backend and says once, on stderr, which it is. */
-tdm_status cli_open_backend(const cli_options *options, tdm_backend **backend);
+/* Creates the backend of a loaded config and says once, on stderr (unless
+ * -q), which it is. */
+tdm_status cli_open_backend(const cli_options *options, const cli_config *config,
+                            tdm_backend **backend);
 
 int cmd_devices(const cli_options *options);
 int cmd_selftest(const cli_options *options);

@@ -120,14 +120,11 @@ tdm_status cli_load_config(const cli_options *options, cli_config *config)
     return apply_model_overrides(options, &config->model);
 }
 
-tdm_status cli_open_backend(const cli_options *options, tdm_backend **backend)
+tdm_status cli_open_backend(const cli_options *options, const cli_config *config,
+                            tdm_backend **backend)
 {
-    cli_config config;
     tdm_device_choice choice;
-    tdm_status status = cli_load_config(options, &config);
-    if (status != TDM_OK)
-        return status;
-    status = tdm_backend_create_from_config(&config.device, backend, &choice);
+    tdm_status status = tdm_backend_create_from_config(&config->device, backend, &choice);
     if (status != TDM_OK)
         return status;
     if (choice.fell_back)
@@ -256,7 +253,7 @@ int cmd_selftest(const cli_options *options)
     }
     cli_config config;
     if (cli_load_config(options, &config) != TDM_OK ||
-        cli_open_backend(options, &device) != TDM_OK ||
+        cli_open_backend(options, &config, &device) != TDM_OK ||
         tdm_cpu_backend_create_threads(config.device.threads, &cpu) != TDM_OK ||
         run_square_gemm(device, a, b, c, &device_seconds) != TDM_OK ||
         run_square_gemm(cpu, a, b, c_ref, &cpu_seconds) != TDM_OK) {

@@ -314,7 +314,7 @@ int cmd_em(const cli_options *options)
     if (status == TDM_OK)
         status = load_binary(&config, &data);
     if (status == TDM_OK)
-        status = cli_open_backend(options, &backend);
+        status = cli_open_backend(options, &config, &backend);
     char dir[2048];
     snprintf(dir, sizeof dir, "%s/%s", config.run.out, config.run.name);
     if (status == TDM_OK && !options->quiet)

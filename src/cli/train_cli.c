@@ -246,7 +246,7 @@ static tdm_status prepare(const cli_options *options, run_setup *setup, const ch
     if (status == TDM_OK)
         status = tdm_data_config_load(&setup->config.data, &setup->train, &setup->test);
     if (status == TDM_OK)
-        status = cli_open_backend(options, &setup->backend);
+        status = cli_open_backend(options, &setup->config, &setup->backend);
     return status;
 }
 
