@@ -163,6 +163,11 @@ typedef struct tdm_bits_shape {
 
 /* (cols + 3) / 4 */
 size_t tdm_bits_groups(const tdm_bits_shape *shape);
+/* The 64-bit words of a row of cols values: (cols + 63) / 64. */
+static inline size_t tdm_bits_row_words(size_t cols)
+{
+    return cols / 64 + (cols % 64 != 0);
+}
 
 /* scores[r][k] = bias[k] + the sum over groups g, in order, of
  * table[(g * 16 + pattern(r, g)) * K + k]: X W^T + b by table lookup, when

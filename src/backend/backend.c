@@ -362,10 +362,10 @@ static tdm_status check_bits(tdm_backend *backend, const tdm_bits_shape *s, tdm_
 {
     if (s->cols == 0 || s->components == 0)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: cols and components must be > 0", op);
-    if (s->row_words != (s->cols + 63) / 64)
+    if (s->row_words != tdm_bits_row_words(s->cols))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "%s: %zu words a row for %zu columns, expected %zu", op, s->row_words,
-                        s->cols, (s->cols + 63) / 64);
+                        s->cols, tdm_bits_row_words(s->cols));
     if (bits.offset % 2)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: the bits view does not start on a word", op);
     size_t groups = tdm_bits_groups(s);

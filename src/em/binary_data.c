@@ -10,15 +10,10 @@
 
 enum { INITIAL_ROWS = 1024 };
 
-static size_t words_for(size_t cols)
-{
-    return cols / 64 + (cols % 64 != 0);
-}
-
 tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out)
 {
     memset(out, 0, sizeof *out);
-    size_t words = words_for(cols);
+    size_t words = tdm_bits_row_words(cols);
     if (rows == 0 || cols == 0 || rows > SIZE_MAX / sizeof(uint64_t) / words)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%zu x %zu binary values cannot be stored", rows,
                         cols);
@@ -96,7 +91,7 @@ static tdm_status add_row(void *user, char *line, size_t number)
         if (cols == 0)
             return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: no values before the label", s->path, s->line);
         d->cols = cols;
-        d->row_words = words_for(cols);
+        d->row_words = tdm_bits_row_words(cols);
         if (s->has_labels && !(d->labels = malloc(sizeof(int32_t))))
             return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
     }
