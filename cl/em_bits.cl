@@ -1,46 +1,110 @@
 // EM on bit-packed rows (see tandem/backend.h): value c of row r is bit
-// c % 64 of word r * row_words + c / 64; groups of 4 bits index a table.
-// Word offsets arrive in floats (two per word).
+// c % 64 of word r * row_words + c / 64; groups of 8 bits (bytes) index a
+// table. Word offsets arrive in floats (two per word). Each work-item works
+// on a short vector (float8, float16) of its own, which a CPU device runs in
+// SIMD registers: PoCL does not vectorise across work-items around a loop.
 
-inline uint tdm_bits_pattern(__global const ulong *words, ulong group)
+// The table entry of group g for a row's words, from `t` on.
+inline __global const float *tdm_bits_entry(__global const float *t, ulong g, ulong word,
+                                            ulong components)
 {
-    return (uint)(words[group / 16] >> (4 * (group % 16))) & 15u;
+    return t + (g * 256 + (uint)(word >> (8 * (g % 8)) & 255ul)) * components;
 }
 
-// One work-item per (row, component): the bias, then the table entry of
-// every group in order.
+// K < 8: work-items (k, r). The bias, then the table entry of every group in
+// order, a word's eight groups from one read of the word.
 __kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong components,
                               __global const ulong *bits, ulong bits_offset,
                               __global const float *table, ulong table_offset,
                               __global const float *bias, ulong bias_offset,
                               __global float *scores, ulong scores_offset)
 {
-    for (ulong i = get_global_id(0); i < rows * components; i += get_global_size(0)) {
-        const ulong r = i / components, k = i % components;
-        __global const ulong *words = bits + bits_offset / 2 + r * row_words;
-        __global const float *t = table + table_offset + k;
-        float acc = bias[bias_offset + k];
-        for (ulong g = 0; g < groups; g++)
-            acc += t[(g * 16 + tdm_bits_pattern(words, g)) * components];
-        scores[scores_offset + i] = acc;
-    }
+    const ulong k = get_global_id(0), r = get_global_id(1);
+    if (k >= components || r >= rows)
+        return;
+    __global const ulong *words = bits + bits_offset / 2 + r * row_words;
+    __global const float *t = table + table_offset + k;
+    float acc = bias[bias_offset + k];
+    for (ulong g = 0; g < groups; g++)
+        acc += *tdm_bits_entry(t, g, words[g / 8], components);
+    scores[scores_offset + r * components + k] = acc;
 }
 
-// One work-item per (component, column): the weights of the rows whose value
-// is 1, summed in row order (a multiply by the bit, no branch).
+// K >= 8: work-items (c, r), c a chunk of eight components from
+// k0 = min(8c, K - 8): the last chunk overlaps the one before it rather than
+// read past the table, and stores only its own lanes. The same sums, in the
+// same order, as tdm_bits_scores.
+__kernel void tdm_bits_scores8(ulong rows, ulong row_words, ulong groups, ulong components,
+                               __global const ulong *bits, ulong bits_offset,
+                               __global const float *table, ulong table_offset,
+                               __global const float *bias, ulong bias_offset,
+                               __global float *scores, ulong scores_offset)
+{
+    const ulong c = get_global_id(0), r = get_global_id(1);
+    if (8 * c >= components || r >= rows)
+        return;
+    const ulong k0 = min(8 * c, components - 8);
+    __global const ulong *words = bits + bits_offset / 2 + r * row_words;
+    __global const float *t = table + table_offset + k0;
+    const uint k_count = (uint)components, word_stride = 8 * 256 * k_count; // checked on the host
+    float8 acc = vload8(0, bias + bias_offset + k0);
+    const ulong full_words = (groups - 1) / 8; // the last group is read below
+    for (ulong w = 0; w < full_words; w++, t += word_stride) {
+        const ulong word = words[w];
+#pragma unroll
+        for (uint j = 0; j < 8; j++)
+            acc += vload8(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);
+    }
+    const ulong word = words[full_words];
+    for (uint j = 0; j < groups - 8 * full_words; j++)
+        acc += vload8(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);
+    float lanes[8];
+    vstore8(acc, 0, lanes);
+    __global float *out = scores + scores_offset + r * components;
+    for (ulong k = 8 * c; k < k0 + 8; k++)
+        out[k] = lanes[k - k0];
+}
+
+// Work-items (h, c): h a run of 16 columns (16h .. 16h + 15, within one
+// word), c four components from 4c (the last index repeated past K, and
+// only the first copy stored). Over the rows in order, the run's bits, as
+// 0 or 1, times each component's weight for the row are added to its 16
+// column sums (exact products, so the sum of the weights where a bit is 1).
+// One more run, h = (cols + 15) / 16, is a column of ones: the totals.
 __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong components,
                             __global const ulong *bits, ulong bits_offset,
                             __global const float *weights, ulong weights_offset,
                             __global float *sums, ulong sums_offset)
 {
-    for (ulong i = get_global_id(0); i < components * cols; i += get_global_size(0)) {
-        const ulong k = i / cols, c = i % cols;
-        __global const ulong *column_words = bits + bits_offset / 2 + c / 64;
-        __global const float *w = weights + weights_offset + k;
-        const uint shift = (uint)(c % 64);
-        float acc = 0.0f;
-        for (ulong r = 0; r < rows; r++)
-            acc += w[r * components] * (float)((column_words[r * row_words] >> shift) & 1ul);
-        sums[sums_offset + i] = acc;
+    const ulong h = get_global_id(0), c = get_global_id(1), runs = (cols + 15) / 16;
+    if (h > runs || 4 * c >= components)
+        return;
+    const bool totals = h == runs;
+    __global const ulong *x = bits + bits_offset / 2 + (totals ? 0 : h / 4);
+    __global const float *w = weights + weights_offset;
+    const ulong k0 = 4 * c, k1 = min(k0 + 1, components - 1), k2 = min(k0 + 2, components - 1),
+                k3 = min(k0 + 3, components - 1);
+    const uint shift = 16 * (uint)(h % 4);
+    const uint16 lane = (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    float16 acc0 = (float16)(0.0f), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (ulong r = 0; r < rows; r++) {
+        const uint run = totals ? 1u : (uint)(x[r * row_words] >> shift) & 0xFFFFu;
+        const float16 ones = convert_float16(((uint16)(run) >> lane) & 1u);
+        __global const float *wr = w + r * components;
+        acc0 += ones * wr[k0];
+        acc1 += ones * wr[k1];
+        acc2 += ones * wr[k2];
+        acc3 += ones * wr[k3];
+    }
+    float lanes[4][16];
+    vstore16(acc0, 0, lanes[0]);
+    vstore16(acc1, 0, lanes[1]);
+    vstore16(acc2, 0, lanes[2]);
+    vstore16(acc3, 0, lanes[3]);
+    for (ulong i = 0; i < 4 && k0 + i < components; i++) {
+        if (totals)
+            sums[sums_offset + components * cols + k0 + i] = lanes[i][0];
+        for (ulong j = 0; !totals && j < 16 && 16 * h + j < cols; j++)
+            sums[sums_offset + (k0 + i) * cols + 16 * h + j] = lanes[i][j];
     }
 }

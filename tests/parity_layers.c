@@ -631,8 +631,10 @@ static void reference_sgd(const op_case *c, double *const *t)
 
 /* ---------- softmax over rows (the E step of EM) ---------- */
 
-static const size_t softmax_shapes[][2] = {{1, 1},  {3, 10}, {1000, 20}, {17, 3},
-                                           {64, 1}, {5, 50}, {2000, 20}};
+/* rows, cols: the OpenCL kernel's vectors of eight whole (8, 16), with a
+ * rest (10, 20, 50) and none (1, 3) */
+static const size_t softmax_shapes[][2] = {{1, 1},  {3, 10},    {1000, 20}, {17, 3}, {64, 1},
+                                           {5, 50}, {2000, 20}, {4, 8},     {6, 16}};
 enum { SOFTMAX_SHAPE_COUNT = sizeof softmax_shapes / sizeof softmax_shapes[0] };
 
 static size_t make_softmax_cases(op_case *cases, size_t capacity, int variant)
@@ -670,11 +672,14 @@ static void reference_softmax(const op_case *c, double *const *t)
 
 /* ---------- EM on bit-packed rows ---------- */
 
-/* rows, cols, K: odd columns (not a multiple of 4, 8 or 64), K = 1 and 64,
- * the digits' and MNIST's widths, and sizes the cpu backend threads. */
-static const size_t bits_shapes[][3] = {{1, 1, 1},      {3, 4, 1},     {17, 13, 3},
-                                        {5, 64, 2},     {7, 67, 5},    {33, 130, 64},
-                                        {100, 784, 20}, {300, 64, 10}, {2000, 50, 20}};
+/* rows, cols, K: odd columns (not a multiple of 8 or 64), K = 1, 64 and 65
+ * (the cpu backend's widest in registers and its first a float at a time),
+ * K = 1 and 9 with rows past the ones the cpu backend reads as whole vectors
+ * in place, the digits' and MNIST's widths, and sizes the cpu backend
+ * threads. */
+static const size_t bits_shapes[][3] = {
+    {1, 1, 1},    {3, 4, 1},    {17, 13, 3},  {5, 64, 2},     {7, 67, 5},    {33, 130, 64},
+    {9, 200, 65}, {20, 100, 1}, {40, 520, 9}, {100, 784, 20}, {300, 64, 10}, {2000, 50, 20}};
 enum { BITS_SHAPE_COUNT = sizeof bits_shapes / sizeof bits_shapes[0] };
 
 static tdm_bits_shape bits_shape_of(const op_case *c)
@@ -695,7 +700,7 @@ static size_t make_bits_cases(op_case *cases, size_t capacity, int sums)
         c->tensors[0].int_range = cols;
         if (sums) {
             add_tensor(c, "weights", rows * k, false, INIT_RANDOM);
-            add_tensor(c, "sums", k * cols, true, INIT_NAN);
+            add_tensor(c, "sums", k * (cols + 1), true, INIT_NAN);
         } else {
             add_tensor(c, "table", tdm_bits_groups(&s) * TDM_BITS_PATTERNS * k, false, INIT_RANDOM);
             add_tensor(c, "bias", k, false, INIT_RANDOM);
@@ -734,7 +739,8 @@ static void reference_bits_scores(const op_case *c, double *const *t)
             for (size_t g = 0; g < tdm_bits_groups(&s); g++) {
                 unsigned pattern = 0;
                 for (unsigned j = 0; j < TDM_BITS_GROUP; j++)
-                    if (g * TDM_BITS_GROUP + j < s.cols && bit_of(t[0], &s, r, g * 4 + j))
+                    if (g * TDM_BITS_GROUP + j < s.cols &&
+                        bit_of(t[0], &s, r, g * TDM_BITS_GROUP + j))
                         pattern |= 1u << j;
                 sum += t[1][(g * TDM_BITS_PATTERNS + pattern) * k_count + k];
             }
@@ -752,6 +758,12 @@ static void reference_bits_sums(const op_case *c, double *const *t)
                 sum += bit_of(t[0], &s, r, col) ? t[1][r * s.components + k] : 0.0;
             t[2][k * s.cols + col] = sum;
         }
+    for (size_t k = 0; k < s.components; k++) {
+        double total = 0.0;
+        for (size_t r = 0; r < s.rows; r++)
+            total += t[1][r * s.components + k];
+        t[2][s.components * s.cols + k] = total;
+    }
 }
 
 /* ---------- the table ---------- */
@@ -803,7 +815,7 @@ const parity_op parity_layer_ops[] = {
     {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
      reference_softmax, false},
     {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false},
-    /* Float sums of up to 196 table entries (scores) or 2000 weights (sums)
+    /* Float sums of up to 98 table entries (scores) or 2000 weights (sums)
      * of values in [-1, 1], in a fixed order per backend: like SGEMM's dot
      * products, ~1e-6 typical, 1e-4 of the result's RMS allowed. */
     {"bits_scores", TDM_OP_BITS_SCORES, 1e-10, 1e-4, make_bits_cases, 0, run_bits_scores,

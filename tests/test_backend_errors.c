@@ -151,11 +151,11 @@ static void bits_leaky_relu_and_threads_arguments(void **state)
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         tdm_buffer *buffer = NULL;
-        assert_int_equal(tdm_buffer_alloc(backend, 4096 * sizeof(float), &buffer), TDM_OK);
-        /* 3 rows of 70 columns (2 words each), K = 2: bits 12 floats, table 18 x 16 x 2. */
+        assert_int_equal(tdm_buffer_alloc(backend, 8192 * sizeof(float), &buffer), TDM_OK);
+        /* 3 rows of 70 columns (2 words each), K = 2: bits 12 floats, table 9 x 256 x 2. */
         tdm_bits_shape s = {.rows = 3, .cols = 70, .row_words = 2, .components = 2};
-        tdm_view bits = {buffer, 0}, table = {buffer, 100}, bias = {buffer, 700},
-                 out = {buffer, 800};
+        tdm_view bits = {buffer, 0}, table = {buffer, 100}, bias = {buffer, 4800},
+                 out = {buffer, 4900};
         assert_int_equal(tdm_bits_scores(backend, &s, bits, table, bias, out), TDM_OK);
         assert_int_equal(tdm_bits_sums(backend, &s, bits, (tdm_view){buffer, 100}, out), TDM_OK);
         tdm_bits_shape wrong_words = s;
@@ -172,7 +172,7 @@ static void bits_leaky_relu_and_threads_arguments(void **state)
                        TDM_ERR_INVALID_ARGUMENT, "output scores overlaps an input");
         expect_failure(tdm_bits_sums(backend, &s, bits, table, (tdm_view){buffer, 90}),
                        TDM_ERR_INVALID_ARGUMENT, "output sums overlaps an input");
-        expect_failure(tdm_bits_scores(backend, &s, bits, (tdm_view){buffer, 3900}, bias, out),
+        expect_failure(tdm_bits_scores(backend, &s, bits, (tdm_view){buffer, 7900}, bias, out),
                        TDM_ERR_INVALID_ARGUMENT, "table");
         expect_failure(tdm_leaky_relu(backend, 4, NAN, bits, out), TDM_ERR_INVALID_ARGUMENT,
                        "leaky_relu: the parameter nan is not finite");

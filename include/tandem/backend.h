@@ -151,17 +151,17 @@ tdm_status tdm_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_
  * rows x cols binary values, row_words 64-bit words a row: value c of row r is
  * bit c % 64 of word r * row_words + c / 64 (the layout of tdm_binary_data).
  * A view of such words counts its offset in floats, two per word, and must
- * start on a word. The values go in groups of TDM_BITS_GROUP: group g holds
- * columns 4g .. 4g + 3, and its pattern is those values as a number (column
- * 4g in bit 0, columns past cols read as 0). */
-enum { TDM_BITS_GROUP = 4, TDM_BITS_PATTERNS = 16 };
+ * start on a word. The values go in groups of TDM_BITS_GROUP, a byte: group g
+ * holds columns 8g .. 8g + 7, and its pattern is those values as a number
+ * (column 8g in bit 0, columns past cols read as 0). */
+enum { TDM_BITS_GROUP = 8, TDM_BITS_PATTERNS = 256 };
 
 typedef struct tdm_bits_shape {
     size_t rows, cols, row_words;
     size_t components; /* K */
 } tdm_bits_shape;
 
-/* (cols + 3) / 4 */
+/* (cols + 7) / 8 */
 size_t tdm_bits_groups(const tdm_bits_shape *shape);
 /* The 64-bit words of a row of cols values: (cols + 63) / 64. */
 static inline size_t tdm_bits_row_words(size_t cols)
@@ -170,13 +170,14 @@ static inline size_t tdm_bits_row_words(size_t cols)
 }
 
 /* scores[r][k] = bias[k] + the sum over groups g, in order, of
- * table[(g * 16 + pattern(r, g)) * K + k]: X W^T + b by table lookup, when
- * table[g][p][k] is the sum of W[k][4g + j] over the bits j set in p. */
+ * table[(g * 256 + pattern(r, g)) * K + k]: X W^T + b by table lookup, when
+ * table[g][p][k] is the sum of W[k][8g + j] over the bits j set in p. */
 tdm_status tdm_bits_scores(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
                            tdm_view table, tdm_view bias, tdm_view scores);
 /* sums[k][c] = the sum over rows r of weights[r][k] * value(r, c): W^T X for
- * the weights (rows x K) and the bits, as float sums in an order each
- * backend fixes (independent of its thread count). */
+ * the weights (rows x K) and the bits; then, at sums + K * cols, the totals
+ * sums[K * cols + k] = the sum over rows of weights[r][k] (W^T 1). Float sums
+ * in an order each backend fixes (independent of its thread count). */
 tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
                          tdm_view weights, tdm_view sums);
 

@@ -402,10 +402,10 @@ tdm_status tdm_bits_sums(tdm_backend *backend, const tdm_bits_shape *shape, tdm_
     TDM_TRY(tdm_check_view(backend, weights, shape->rows * k, "bits_sums", "weights"));
     tdm_view inputs[] = {bits, weights};
     size_t counts[] = {2 * shape->rows * shape->row_words, shape->rows * k};
-    TDM_TRY(
-        tdm_check_output(backend, "bits_sums", sums, k * shape->cols, "sums", inputs, counts, 2));
+    size_t out = k * (shape->cols + 1); /* the sums, then the totals */
+    TDM_TRY(tdm_check_output(backend, "bits_sums", sums, out, "sums", inputs, counts, 2));
     if (shape->rows == 0)
-        return tdm_fill(backend, sums, k * shape->cols, 0.0f);
+        return tdm_fill(backend, sums, out, 0.0f);
     return backend->iface->bits_sums(backend, shape, bits, weights, sums);
 }
 

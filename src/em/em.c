@@ -120,7 +120,7 @@ typedef struct em_device {
     bool bits;
     tdm_bits_shape shape;  /* rows: the block */
     tdm_buffer *words_all; /* every row's words, when they fit cache_bytes on a device */
-    double *group_table;   /* 16 x K: one group's table, built in double; then b (K) */
+    double *group_table;   /* 256 x K: one group's table, built in double; then b (K) */
 } em_device;
 
 static void free_device(em_device *dev)
@@ -165,7 +165,7 @@ enum {
     STREAMED_ROWS_PER_THREAD = 256,
     STREAMED_BLOCK_MIN = 512,
     CACHED_BLOCK = 8192,
-    BITS_BLOCK = 4096 /* rows per bits_scores / bits_sums call */
+    BITS_BLOCK = 8192 /* rows per bits_scores / bits_sums call */
 };
 
 /* Streamed blocks give each host thread 256 rows (800 KB of floats at
@@ -271,7 +271,7 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     return dev->bits ? place_words(dev, o->cache_bytes) : place_matrix(dev, cached);
 }
 
-/* One group's table in double: entry [p][k] is the sum of W[k][4g + j] over
+/* One group's table in double: entry [p][k] is the sum of W[k][8g + j] over
  * the bits j set in p (columns past the last weigh 0); the group's
  * log(1 - p) are added to bias. The single-bit entries
  * are the weights; every other entry adds its lowest bit's entry to the entry
@@ -387,21 +387,31 @@ static tdm_status e_step_block(em_device *dev, size_t first, size_t count, tdm_v
     return tdm_softmax_rows(dev->backend, count, k_count, scores, (tdm_view){dev->lse, 0});
 }
 
-/* S += eta^T X and N += eta^T 1 for the block, in double. */
-static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums *sums)
+/* S = eta^T X and N = eta^T 1 for the block, in dev->stats: two GEMMs, or
+ * bits_sums from the packed rows. */
+static tdm_status block_stats(em_device *dev, size_t count, tdm_view x)
 {
     size_t k_count = dev->k_count, cols = dev->cols;
     tdm_view eta = {dev->scores, 0};
+    if (dev->bits) {
+        tdm_bits_shape shape = dev->shape;
+        shape.rows = count;
+        return tdm_bits_sums(dev->backend, &shape, x, eta, (tdm_view){dev->stats, 0});
+    }
     tdm_sgemm_args s = tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, k_count, cols, count, eta, k_count, x,
                                      cols, 0.0f, (tdm_view){dev->stats, 0}, cols);
     tdm_sgemm_args n =
         tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, k_count, 1, count, eta, k_count,
                       (tdm_view){dev->ones, 0}, 1, 0.0f, (tdm_view){dev->stats, k_count * cols}, 1);
-    tdm_bits_shape shape = dev->shape;
-    shape.rows = count;
-    TDM_TRY(dev->bits ? tdm_bits_sums(dev->backend, &shape, x, eta, (tdm_view){dev->stats, 0})
-                      : tdm_sgemm(dev->backend, &s));
-    TDM_TRY(tdm_sgemm(dev->backend, &n));
+    TDM_TRY(tdm_sgemm(dev->backend, &s));
+    return tdm_sgemm(dev->backend, &n);
+}
+
+/* S += eta^T X and N += eta^T 1 for the block, in double. */
+static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums *sums)
+{
+    size_t k_count = dev->k_count, cols = dev->cols;
+    TDM_TRY(block_stats(dev, count, x));
     TDM_TRY(tdm_buffer_download(dev->stats, 0, dev->host, k_count * (cols + 1) * sizeof(float)));
     for (size_t i = 0; i < k_count * cols; i++)
         sums->s[i] += dev->host[i];

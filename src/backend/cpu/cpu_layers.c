@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "backend/cpu/cpu_vector_math.h"
 #include "core/error.h"
 
 static float *floats(tdm_view view)
@@ -711,28 +712,43 @@ tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool firs
 
 /* ---------- EM ---------- */
 
+/* Rows [first, last): the row maximum subtracted (kept in lse), the
+ * exponentials taken in one vector pass over the rows, then each row divided
+ * by its sum (in double); lse = max + log(sum). */
+static void softmax_row_range(float *all, size_t cols, size_t first, size_t last, float *lse)
+{
+    for (size_t r = first; r < last; r++) {
+        float *row = all + r * cols, top = row[0];
+        for (size_t j = 1; j < cols; j++)
+            top = row[j] > top ? row[j] : top;
+        for (size_t j = 0; j < cols; j++)
+            row[j] -= top;
+        lse[r] = top;
+    }
+    tdm_cpu_exp_in_place(all + first * cols, (last - first) * cols);
+    for (size_t r = first; r < last; r++) {
+        float *row = all + r * cols;
+        double sum = 0.0;
+        for (size_t j = 0; j < cols; j++)
+            sum += row[j];
+        lse[r] = (float)(lse[r] + log(sum));
+        for (size_t j = 0; j < cols; j++)
+            row[j] = (float)(row[j] / sum);
+    }
+}
+
 tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
                                 tdm_view lse)
 {
+    enum { ROWS_PER_TASK = 256 };
     float *all = floats(x), *sums = floats(lse);
     int team = tdm_cpu_team(backend, rows * cols);
+    size_t tasks = (rows + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
 #pragma omp parallel for schedule(static) num_threads(team)
-    for (size_t r = 0; r < rows; r++) {
-        float *row = all + r * cols;
-        float top = row[0];
-        for (size_t j = 1; j < cols; j++)
-            top = row[j] > top ? row[j] : top;
-        /* One exp per value: exp(x - top) is kept in the row, then divided
-         * by the sum (one more rounding than exp(x - lse), not a second exp). */
-        double sum = 0.0;
-        for (size_t j = 0; j < cols; j++) {
-            double e = exp((double)row[j] - top);
-            sum += e;
-            row[j] = (float)e;
-        }
-        sums[r] = (float)(top + log(sum));
-        for (size_t j = 0; j < cols; j++)
-            row[j] = (float)(row[j] / sum);
+    for (size_t t = 0; t < tasks; t++) {
+        size_t first = t * ROWS_PER_TASK;
+        softmax_row_range(all, cols, first,
+                          rows - first < ROWS_PER_TASK ? rows : first + ROWS_PER_TASK, sums);
     }
     return TDM_OK;
 }

@@ -49,6 +49,23 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
     return TDM_OK;
 }
 
+tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t y,
+                            const size_t local[2], const kernel_arg *args, size_t arg_count)
+{
+    if (x == 0 || y == 0)
+        return TDM_OK;
+    TDM_TRY(set_args(ctx, id, args, arg_count));
+    size_t global[2] = {x, y};
+    for (int d = 0; local && d < 2; d++)
+        global[d] = (global[d] + local[d] - 1) / local[d] * local[d];
+    cl_int err =
+        clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 2, NULL, global, local, 0, NULL, NULL);
+    if (err != CL_SUCCESS)
+        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
+                        tdm_cl_error_name(err));
+    return TDM_OK;
+}
+
 tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
                          size_t arg_count)
 {

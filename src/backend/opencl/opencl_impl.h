@@ -64,5 +64,11 @@ tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const 
 /* The same with exactly `groups` work-groups (one per channel, say). */
 tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups,
                                 const kernel_arg *args, size_t arg_count);
+/* A 2-D launch of at least x by y work-items, in work-groups of local[0] by
+ * local[1]: the sizes are rounded up to whole groups, and the kernel skips
+ * the work-items past x or y. local NULL: exactly x by y, in groups the
+ * implementation picks. */
+tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t y,
+                            const size_t local[2], const kernel_arg *args, size_t arg_count);
 
 #endif
