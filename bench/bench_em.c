@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 
 #include "core/rng.h"
+#include "bench_threads.h"
 #include "tandem/tandem.h"
 #include "core/clock.h"
 
@@ -121,7 +122,7 @@ int main(int argc, char **argv)
     o.tol = 0.0;
     o.method = method_choice;
     tdm_backend *backend = NULL;
-    if (tdm_cpu_backend_create(&backend) == TDM_OK)
+    if (bench_cpu_backend(&backend) == TDM_OK)
         run(backend, "cpu", &data, &o, iterations, method);
     tdm_backend_free(backend);
     tdm_opencl_device_info *devices = NULL;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_threads.h"
 #include "tandem/tandem.h"
 #include "core/clock.h"
 
@@ -76,7 +77,7 @@ int main(int argc, char **argv)
     tdm_dataset train, test;
     tdm_backend *backend = NULL;
     int failed = tdm_data_config_load(&data, &train, &test) != TDM_OK ||
-                 tdm_cpu_backend_create(&backend) != TDM_OK ||
+                 bench_cpu_backend(&backend) != TDM_OK ||
                  run_backend(backend, "cpu", channels, count, epochs, &train, &test) != 0;
     tdm_backend_free(backend);
     tdm_opencl_device_info *devices = NULL;

@@ -22,6 +22,10 @@ epochs=${1:-100}
 em_iterations=${2:-10}
 threads=${TANDEM_THREADS:-$(nproc)}
 export TANDEM_THREADS=$threads
+# PoCL's worker threads pinned to cores: unpinned, the scheduler of the
+# 2-core VMs here sometimes stacked them on one core, and kernel times were
+# bimodal (14 or 27 ms for the same EM sums).
+export POCL_AFFINITY=${POCL_AFFINITY:-1}
 venv=${TANDEM_BENCH_VENV:-bench/.venv}
 
 if ! "$venv/bin/python" -c "import torch, numpy, threadpoolctl" 2>/dev/null; then

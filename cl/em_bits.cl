@@ -30,40 +30,44 @@ __kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong c
     scores[scores_offset + r * components + k] = acc;
 }
 
-// K >= 8: work-items (c, r), c a chunk of eight components from
-// k0 = min(8c, K - 8): the last chunk overlaps the one before it rather than
+// K >= N (8 or 16): work-items (c, r), c a chunk of N components from
+// k0 = min(Nc, K - N): the last chunk overlaps the one before it rather than
 // read past the table, and stores only its own lanes. The same sums, in the
 // same order, as tdm_bits_scores.
-__kernel void tdm_bits_scores8(ulong rows, ulong row_words, ulong groups, ulong components,
-                               __global const ulong *bits, ulong bits_offset,
-                               __global const float *table, ulong table_offset,
-                               __global const float *bias, ulong bias_offset,
-                               __global float *scores, ulong scores_offset)
-{
-    const ulong c = get_global_id(0), r = get_global_id(1);
-    if (8 * c >= components || r >= rows)
-        return;
-    const ulong k0 = min(8 * c, components - 8);
-    __global const ulong *words = bits + bits_offset / 2 + r * row_words;
-    __global const float *t = table + table_offset + k0;
-    const uint k_count = (uint)components, word_stride = 8 * 256 * k_count; // checked on the host
-    float8 acc = vload8(0, bias + bias_offset + k0);
-    const ulong full_words = (groups - 1) / 8; // the last group is read below
-    for (ulong w = 0; w < full_words; w++, t += word_stride) {
-        const ulong word = words[w];
-#pragma unroll
-        for (uint j = 0; j < 8; j++)
-            acc += vload8(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);
+#define TDM_BITS_SCORES_VECTORS(N)                                                         \
+    __kernel void tdm_bits_scores##N(                                                      \
+        ulong rows, ulong row_words, ulong groups, ulong components,                       \
+        __global const ulong *bits, ulong bits_offset, __global const float *table,        \
+        ulong table_offset, __global const float *bias, ulong bias_offset,                 \
+        __global float *scores, ulong scores_offset)                                       \
+    {                                                                                      \
+        const ulong c = get_global_id(0), r = get_global_id(1);                            \
+        if (N * c >= components || r >= rows)                                              \
+            return;                                                                        \
+        const ulong k0 = min(N * c, components - N);                                       \
+        __global const ulong *words = bits + bits_offset / 2 + r * row_words;              \
+        __global const float *t = table + table_offset + k0;                               \
+        /* the table's size is checked on the host to fit 32 bits */                       \
+        const uint k_count = (uint)components, word_stride = 8 * 256 * k_count;            \
+        float##N acc = vload##N(0, bias + bias_offset + k0);                               \
+        const ulong full_words = (groups - 1) / 8; /* the last group is read below */      \
+        for (ulong w = 0; w < full_words; w++, t += word_stride) {                         \
+            const ulong word = words[w];                                                   \
+            _Pragma("unroll") for (uint j = 0; j < 8; j++) acc +=                          \
+                vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);    \
+        }                                                                                  \
+        const ulong word = words[full_words];                                              \
+        for (uint j = 0; j < groups - 8 * full_words; j++)                                 \
+            acc += vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count); \
+        float lanes[N];                                                                    \
+        vstore##N(acc, 0, lanes);                                                          \
+        __global float *out = scores + scores_offset + r * components;                     \
+        for (ulong k = N * c; k < k0 + N; k++)                                             \
+            out[k] = lanes[k - k0];                                                        \
     }
-    const ulong word = words[full_words];
-    for (uint j = 0; j < groups - 8 * full_words; j++)
-        acc += vload8(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);
-    float lanes[8];
-    vstore8(acc, 0, lanes);
-    __global float *out = scores + scores_offset + r * components;
-    for (ulong k = 8 * c; k < k0 + 8; k++)
-        out[k] = lanes[k - k0];
-}
+
+TDM_BITS_SCORES_VECTORS(8)
+TDM_BITS_SCORES_VECTORS(16)
 
 // Work-items (h, c): h a run of 16 columns (16h .. 16h + 15, within one
 // word), c four components from 4c (the last index repeated past K, and
@@ -77,31 +81,32 @@ __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong compo
                             __global float *sums, ulong sums_offset)
 {
     const ulong h = get_global_id(0), c = get_global_id(1), runs = (cols + 15) / 16;
-    if (h > runs || 4 * c >= components)
+    if (h > runs || 8 * c >= components)
         return;
     const bool totals = h == runs;
     __global const ulong *x = bits + bits_offset / 2 + (totals ? 0 : h / 4);
     __global const float *w = weights + weights_offset;
-    const ulong k0 = 4 * c, k1 = min(k0 + 1, components - 1), k2 = min(k0 + 2, components - 1),
-                k3 = min(k0 + 3, components - 1);
+    const ulong k0 = 8 * c;
+    ulong k[8];
+    for (uint i = 0; i < 8; i++)
+        k[i] = min(k0 + i, components - 1);
     const uint shift = 16 * (uint)(h % 4);
     const uint16 lane = (uint16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    float16 acc0 = (float16)(0.0f), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    float16 acc[8];
+    for (uint i = 0; i < 8; i++)
+        acc[i] = (float16)(0.0f);
     for (ulong r = 0; r < rows; r++) {
         const uint run = totals ? 1u : (uint)(x[r * row_words] >> shift) & 0xFFFFu;
         const float16 ones = convert_float16(((uint16)(run) >> lane) & 1u);
         __global const float *wr = w + r * components;
-        acc0 += ones * wr[k0];
-        acc1 += ones * wr[k1];
-        acc2 += ones * wr[k2];
-        acc3 += ones * wr[k3];
+#pragma unroll
+        for (uint i = 0; i < 8; i++)
+            acc[i] += ones * wr[k[i]];
     }
-    float lanes[4][16];
-    vstore16(acc0, 0, lanes[0]);
-    vstore16(acc1, 0, lanes[1]);
-    vstore16(acc2, 0, lanes[2]);
-    vstore16(acc3, 0, lanes[3]);
-    for (ulong i = 0; i < 4 && k0 + i < components; i++) {
+    float lanes[8][16];
+    for (uint i = 0; i < 8; i++)
+        vstore16(acc[i], 0, lanes[i]);
+    for (ulong i = 0; i < 8 && k0 + i < components; i++) {
         if (totals)
             sums[sums_offset + components * cols + k0 + i] = lanes[i][0];
         for (ulong j = 0; !totals && j < 16 && 16 * h + j < cols; j++)

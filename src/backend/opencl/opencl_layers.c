@@ -311,11 +311,12 @@ tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s,
                         (size_t)groups, s->components);
     kernel_arg args[] = {ARG(rows),    ARG(words),   ARG(groups),  ARG(k),
                          VIEW_ARGS(x), VIEW_ARGS(t), VIEW_ARGS(b), VIEW_ARGS(y)};
-    bool vectors = s->components >= 8; /* chunks of eight components */
-    size_t across = vectors ? (s->components + 7) / 8 : s->components, local[2];
+    /* chunks of 16 or 8 components a work-item where K has that many */
+    size_t chunk = s->components >= 16 ? 16 : s->components >= 8 ? 8 : 1;
+    kernel_id id = chunk == 16 ? K_BITS_SCORES16 : chunk == 8 ? K_BITS_SCORES8 : K_BITS_SCORES;
+    size_t across = (s->components + chunk - 1) / chunk, local[2];
     bits_local_size(backend, across, local);
-    return tdm_cl_launch_2d(ctx_of(backend), vectors ? K_BITS_SCORES8 : K_BITS_SCORES, across,
-                            s->rows, local, args, COUNT(args));
+    return tdm_cl_launch_2d(ctx_of(backend), id, across, s->rows, local, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
@@ -325,8 +326,8 @@ tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, t
     cl_ulong rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
     kernel_arg args[] = {ARG(rows),    ARG(cols),    ARG(words),  ARG(k),
                          VIEW_ARGS(x), VIEW_ARGS(w), VIEW_ARGS(y)};
-    /* 16 columns by 4 components a work-item; one more run for the totals */
-    size_t runs = (s->cols + 15) / 16 + 1, quads = (s->components + 3) / 4, local[2];
+    /* 16 columns by 8 components a work-item; one more run for the totals */
+    size_t runs = (s->cols + 15) / 16 + 1, quads = (s->components + 7) / 8, local[2];
     bits_local_size(backend, runs, local);
     return tdm_cl_launch_2d(ctx_of(backend), K_BITS_SUMS, runs, quads, local, args, COUNT(args));
 }
