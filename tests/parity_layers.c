@@ -787,13 +787,13 @@ const parity_op parity_layer_ops[] = {
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
      * cancellation in x - mean. */
-    {"batchnorm_forward_train", TDM_OP_BATCHNORM_TRAIN, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
+    {"batchnorm_forward_train", TDM_OP_BATCHNORM_STATS, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
      run_norm_train, reference_norm_train, false},
     /* Four float operations per element plus one sqrt and division. */
-    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_EVAL, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
+    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_NORMALIZE, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
      run_norm_eval, reference_norm_eval, false},
-    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
-     run_norm_backward, reference_norm_backward, false},
+    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD_REDUCE, 1e-10, 1e-4, make_norm_cases,
+     NORM_BACKWARD, run_norm_backward, reference_norm_backward, false},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
     {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 8
+#define TDM_BACKEND_IFACE_VERSION 9
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -35,7 +35,7 @@ enum {
 typedef struct tdm_batchnorm_views {
     tdm_view x, gamma, beta, running_mean, running_var, save_mean, save_invstd, y;
     tdm_view dy, dx, dgamma, dbeta;
-    tdm_view scratch; /* 2 * channels floats for the backward sums */
+    tdm_view scratch; /* 2 * channels floats for the backward means, lent by the layer */
 } tdm_batchnorm_views;
 
 struct tdm_backend_iface {
@@ -88,12 +88,21 @@ struct tdm_backend_iface {
                            tdm_view bias, tdm_view y);
     tdm_status (*bias_backward)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                                 tdm_view dy, tdm_view dbias);
-    tdm_status (*batchnorm_train)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+    /* Per channel of x: save_mean, save_invstd = 1 / sqrt(biased var + eps),
+     * and the running statistics updated (unbiased variance). */
+    tdm_status (*batchnorm_stats)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                   const tdm_batchnorm_views *v);
-    tdm_status (*batchnorm_eval)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                 const tdm_batchnorm_views *v);
-    tdm_status (*batchnorm_backward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                     const tdm_batchnorm_views *v);
+    /* y = (x - mean) * invstd * gamma + beta: mean, invstd the saved ones, or
+     * in eval mode running_mean and 1 / sqrt(running_var + eps) in float. */
+    tdm_status (*batchnorm_normalize)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                      const tdm_batchnorm_views *v, bool eval);
+    /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel, and their means
+     * over the channel's values in scratch[2c], scratch[2c + 1]. */
+    tdm_status (*batchnorm_backward_reduce)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                            const tdm_batchnorm_views *v);
+    /* dx = gamma * invstd * (dy - scratch[2c] - xhat * scratch[2c + 1]) */
+    tdm_status (*batchnorm_backward_apply)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                           const tdm_batchnorm_views *v);
     tdm_status (*maxpool2d)(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
                             tdm_view y, tdm_view argmax);
     tdm_status (*maxpool2d_backward)(tdm_backend *backend, const tdm_pool2d_shape *shape,

@@ -316,93 +316,65 @@ static void add_plane(double *restrict lanes, const float *restrict plane, size_
     }
 }
 
-/* y = (x - mean[c]) * invstd[c] * gamma[c] + beta[c] */
-static void normalize(tdm_backend *backend, const tdm_batchnorm_shape *s, const float *restrict x,
-                      const float *mean, const float *invstd, const float *gamma, const float *beta,
-                      float *restrict y)
+/* sums[c - c0] = the sum over channel c of f(x), for the channels of one
+ * block: f = identity, or (x - center[c - c0])^2. */
+static void block_sums(const tdm_batchnorm_shape *s, const float *x, size_t c0, size_t c1,
+                       const double *center, double *sums)
 {
-    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    double lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
     for (size_t n = 0; n < s->batch; n++)
-        for (size_t c = 0; c < s->channels; c++) {
-            size_t first = (n * s->channels + c) * s->spatial;
-            for (size_t i = first; i < first + s->spatial; i++)
-                y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
-        }
+        for (size_t c = c0; c < c1; c++)
+            add_plane(lanes[c - c0], x + (n * s->channels + c) * s->spatial, s->spatial,
+                      center != NULL, center ? center[c - c0] : 0.0);
+    for (size_t c = c0; c < c1; c++)
+        sums[c - c0] = lanes_total(lanes[c - c0], s->spatial);
 }
 
-/* sums[c] = the sum over channel c of f(x), f = identity or (x - center[c])^2. */
-static void channel_sums(tdm_backend *backend, const tdm_batchnorm_shape *s, const float *x,
-                         const double *center, double *sums)
+/* The mean, then the biased variance about it, in double; the saved and
+ * running statistics from them. */
+tdm_status tdm_cpu_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                   const tdm_batchnorm_views *v)
 {
+    const float *x = floats(v->x);
+    const double count = (double)(s->batch * s->spatial), m = s->momentum;
+    float *save_mean = floats(v->save_mean), *save_invstd = floats(v->save_invstd);
+    float *running_mean = floats(v->running_mean), *running_var = floats(v->running_var);
     int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t block = 0; block < channel_blocks(s->channels); block++) {
         size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
-        double lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
-        for (size_t n = 0; n < s->batch; n++)
-            for (size_t c = c0; c < c1; c++)
-                add_plane(lanes[c - c0], x + (n * s->channels + c) * s->spatial, s->spatial,
-                          center != NULL, center ? center[c] : 0.0);
+        double mean[CHANNEL_BLOCK], squares[CHANNEL_BLOCK];
+        block_sums(s, x, c0, c1, NULL, mean);
         for (size_t c = c0; c < c1; c++)
-            sums[c] = lanes_total(lanes[c - c0], s->spatial);
+            mean[c - c0] /= count;
+        block_sums(s, x, c0, c1, mean, squares);
+        for (size_t c = c0; c < c1; c++) {
+            double var = squares[c - c0] / count; /* biased */
+            save_mean[c] = (float)mean[c - c0];
+            save_invstd[c] = (float)(1.0 / sqrt(var + s->eps));
+            running_mean[c] = (float)((1.0 - m) * running_mean[c] + m * mean[c - c0]);
+            running_var[c] = (float)((1.0 - m) * running_var[c] + m * var * count / (count - 1.0));
+        }
     }
-}
-
-/* Two double and two float arrays of one value per channel, in one block
- * (d[0] owns it). */
-typedef struct channel_arrays {
-    double *d[2];
-    float *f[2];
-} channel_arrays;
-
-static tdm_status channel_arrays_alloc(size_t channels, channel_arrays *a)
-{
-    double *block = malloc(channels * (2 * sizeof(double) + 2 * sizeof(float)));
-    if (!block)
-        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "cpu: out of host memory");
-    float *floats_part = (float *)(block + 2 * channels);
-    *a = (channel_arrays){{block, block + channels}, {floats_part, floats_part + channels}};
     return TDM_OK;
 }
 
-tdm_status tdm_cpu_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                   const tdm_batchnorm_views *v)
+tdm_status tdm_cpu_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                       const tdm_batchnorm_views *v, bool eval)
 {
-    channel_arrays a = {{0}, {0}};
-    TDM_TRY(channel_arrays_alloc(s->channels, &a));
-    double *mean = a.d[0], *squares = a.d[1];
-    const float *x = floats(v->x);
-    double count = (double)(s->batch * s->spatial), m = s->momentum;
-    channel_sums(backend, s, x, NULL, mean);
-    for (size_t c = 0; c < s->channels; c++)
-        mean[c] /= count;
-    channel_sums(backend, s, x, mean, squares);
-    for (size_t c = 0; c < s->channels; c++) {
-        double var = squares[c] / count; /* biased */
-        a.f[0][c] = floats(v->save_mean)[c] = (float)mean[c];
-        a.f[1][c] = floats(v->save_invstd)[c] = (float)(1.0 / sqrt(var + s->eps));
-        float *running_mean = &floats(v->running_mean)[c],
-              *running_var = &floats(v->running_var)[c];
-        *running_mean = (float)((1.0 - m) * *running_mean + m * mean[c]);
-        *running_var = (float)((1.0 - m) * *running_var + m * var * count / (count - 1.0));
-    }
-    normalize(backend, s, x, a.f[0], a.f[1], floats(v->gamma), floats(v->beta), floats(v->y));
-    free(a.d[0]);
-    return TDM_OK;
-}
-
-tdm_status tdm_cpu_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                  const tdm_batchnorm_views *v)
-{
-    channel_arrays a = {{0}, {0}};
-    TDM_TRY(channel_arrays_alloc(s->channels, &a));
-    float *invstd = a.f[0];
-    for (size_t c = 0; c < s->channels; c++)
-        invstd[c] = 1.0f / sqrtf(floats(v->running_var)[c] + s->eps);
-    normalize(backend, s, floats(v->x), floats(v->running_mean), invstd, floats(v->gamma),
-              floats(v->beta), floats(v->y));
-    free(a.d[0]);
+    const float *restrict x = floats(v->x), *gamma = floats(v->gamma), *beta = floats(v->beta);
+    const float *mean = floats(eval ? v->running_mean : v->save_mean);
+    const float *scale = floats(eval ? v->running_var : v->save_invstd);
+    float *restrict y = floats(v->y);
+    int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = 0; c < s->channels; c++) {
+            float invstd = eval ? 1.0f / sqrtf(scale[c] + s->eps) : scale[c];
+            size_t first = (n * s->channels + c) * s->spatial;
+            for (size_t i = first; i < first + s->spatial; i++)
+                y[i] = (x[i] - mean[c]) * invstd * gamma[c] + beta[c];
+        }
     return TDM_OK;
 }
 
@@ -420,12 +392,15 @@ static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xh
     }
 }
 
-/* sum(dy) and sum(dy * xhat) per channel. */
-static void backward_sums(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                          const tdm_batchnorm_views *v, double *sum_dy, double *sum_dy_xhat)
+/* sum(dy) and sum(dy * xhat) per channel in double; dgamma and dbeta take
+ * them, the scratch their means. */
+tdm_status tdm_cpu_batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                             const tdm_batchnorm_views *v)
 {
     const float *x = floats(v->x), *dy = floats(v->dy);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
+    float *dgamma = floats(v->dgamma), *dbeta = floats(v->dbeta), *means = floats(v->scratch);
+    const double count = (double)(s->batch * s->spatial);
     int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t block = 0; block < channel_blocks(s->channels); block++) {
@@ -439,29 +414,24 @@ static void backward_sums(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                    s->spatial, mean[c], invstd[c]);
             }
         for (size_t c = c0; c < c1; c++) {
-            sum_dy[c] = lanes_total(dy_lanes[c - c0], s->spatial);
-            sum_dy_xhat[c] = lanes_total(dy_xhat_lanes[c - c0], s->spatial);
+            double sum_dy = lanes_total(dy_lanes[c - c0], s->spatial);
+            double sum_dy_xhat = lanes_total(dy_xhat_lanes[c - c0], s->spatial);
+            dgamma[c] += (float)sum_dy_xhat;
+            dbeta[c] += (float)sum_dy;
+            means[2 * c] = (float)(sum_dy / count);
+            means[2 * c + 1] = (float)(sum_dy_xhat / count);
         }
     }
+    return TDM_OK;
 }
 
-/* dx = gamma * invstd * (dy - sum_dy / M - xhat * sum_dy_xhat / M) */
-tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                      const tdm_batchnorm_views *v)
+/* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+tdm_status tdm_cpu_batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                            const tdm_batchnorm_views *v)
 {
-    channel_arrays a = {{0}, {0}};
-    TDM_TRY(channel_arrays_alloc(s->channels, &a));
-    double *sum_dy = a.d[0], *sum_dy_xhat = a.d[1], count = (double)(s->batch * s->spatial);
-    float *mean_dy = a.f[0], *mean_dy_xhat = a.f[1];
-    backward_sums(backend, s, v, sum_dy, sum_dy_xhat);
-    for (size_t c = 0; c < s->channels; c++) {
-        floats(v->dgamma)[c] += (float)sum_dy_xhat[c];
-        floats(v->dbeta)[c] += (float)sum_dy[c];
-        mean_dy[c] = (float)(sum_dy[c] / count);
-        mean_dy_xhat[c] = (float)(sum_dy_xhat[c] / count);
-    }
     const float *x = floats(v->x), *dy = floats(v->dy), *gamma = floats(v->gamma);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
+    const float *means = floats(v->scratch);
     float *dx = floats(v->dx);
     int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)
@@ -470,10 +440,9 @@ tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_
             size_t first = (n * s->channels + c) * s->spatial;
             for (size_t i = first; i < first + s->spatial; i++) {
                 float xhat = (x[i] - mean[c]) * invstd[c];
-                dx[i] = gamma[c] * invstd[c] * (dy[i] - mean_dy[c] - xhat * mean_dy_xhat[c]);
+                dx[i] = gamma[c] * invstd[c] * (dy[i] - means[2 * c] - xhat * means[2 * c + 1]);
             }
         }
-    free(a.d[0]);
     return TDM_OK;
 }
 

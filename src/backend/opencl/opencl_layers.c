@@ -119,14 +119,27 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
 
 /* ---------- batchnorm2d ---------- */
 
-static tdm_status normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                            const tdm_batchnorm_views *v, tdm_view mean_view, tdm_view scale_view,
-                            cl_int scale_is_variance)
+tdm_status tdm_opencl_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v)
 {
-    cl_view x = cl_view_of(v->x), mean = cl_view_of(mean_view), scale = cl_view_of(scale_view),
+    cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
+            sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_float eps = s->eps, momentum = s->momentum;
+    kernel_arg args[] = {ARG(n),       ARG(c),        ARG(sp),       ARG(eps),      ARG(momentum),
+                         VIEW_ARGS(x), VIEW_ARGS(rm), VIEW_ARGS(rv), VIEW_ARGS(sm), VIEW_ARGS(si)};
+    return tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_STATS, s->channels, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                          const tdm_batchnorm_views *v, bool eval)
+{
+    cl_view x = cl_view_of(v->x), mean = cl_view_of(eval ? v->running_mean : v->save_mean),
+            scale = cl_view_of(eval ? v->running_var : v->save_invstd),
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
     cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
     cl_float eps = s->eps;
+    cl_int scale_is_variance = eval;
     kernel_arg args[] = {ARG(n),
                          ARG(c),
                          ARG(sp),
@@ -142,44 +155,32 @@ static tdm_status normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
                          s->batch * s->channels * s->spatial, args, COUNT(args));
 }
 
-tdm_status tdm_opencl_batchnorm_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                      const tdm_batchnorm_views *v)
-{
-    cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
-            sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
-    cl_float eps = s->eps, momentum = s->momentum;
-    kernel_arg args[] = {ARG(n),       ARG(c),        ARG(sp),       ARG(eps),      ARG(momentum),
-                         VIEW_ARGS(x), VIEW_ARGS(rm), VIEW_ARGS(rv), VIEW_ARGS(sm), VIEW_ARGS(si)};
-    TDM_TRY(
-        tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_STATS, s->channels, args, COUNT(args)));
-    return normalize(backend, s, v, v->save_mean, v->save_invstd, 0);
-}
-
-tdm_status tdm_opencl_batchnorm_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                     const tdm_batchnorm_views *v)
-{
-    return normalize(backend, s, v, v->running_mean, v->running_var, 1);
-}
-
-tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                         const tdm_batchnorm_views *v)
+tdm_status tdm_opencl_batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                                const tdm_batchnorm_views *v)
 {
     cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
             si = cl_view_of(v->save_invstd), dgamma = cl_view_of(v->dgamma),
-            dbeta = cl_view_of(v->dbeta), means = cl_view_of(v->scratch),
+            dbeta = cl_view_of(v->dbeta), means = cl_view_of(v->scratch);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    kernel_arg args[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
+                         VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
+                         VIEW_ARGS(dbeta), VIEW_ARGS(means)};
+    return tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_BACKWARD_REDUCE, s->channels, args,
+                                COUNT(args));
+}
+
+tdm_status tdm_opencl_batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                               const tdm_batchnorm_views *v)
+{
+    cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
+            si = cl_view_of(v->save_invstd), means = cl_view_of(v->scratch),
             gamma = cl_view_of(v->gamma), dx = cl_view_of(v->dx);
     cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
-    kernel_arg reduce[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
-                           VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
-                           VIEW_ARGS(dbeta), VIEW_ARGS(means)};
-    TDM_TRY(tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_BACKWARD_REDUCE, s->channels, reduce,
-                                 COUNT(reduce)));
-    kernel_arg apply[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
-                          VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
-                          VIEW_ARGS(means), VIEW_ARGS(dx)};
+    kernel_arg args[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
+                         VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
+                         VIEW_ARGS(means), VIEW_ARGS(dx)};
     return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_BACKWARD_APPLY,
-                         s->batch * s->channels * s->spatial, apply, COUNT(apply));
+                         s->batch * s->channels * s->spatial, args, COUNT(args));
 }
 
 /* ---------- pooling ---------- */
