@@ -24,10 +24,14 @@ typedef enum tdm_status {
 /* A short name such as "invalid argument". */
 const char *tdm_status_name(tdm_status status);
 
-/* The message of the last failure on the calling thread: what failed, the
- * OpenCL error name where there is one, and the source file:line. Empty when
- * nothing failed since the last tdm_clear_error(). */
+/* The last failure on the calling thread: what failed (with the OpenCL error
+ * name where there is one), then " (at src/file.c:line)". Empty when nothing
+ * failed since the last tdm_clear_error(). */
 const char *tdm_last_error(void);
+/* The same failure's message alone, and its source location alone
+ * ("src/file.c:line"), for callers that put their own context around it. */
+const char *tdm_last_error_message(void);
+const char *tdm_last_error_location(void);
 
 void tdm_clear_error(void);
 

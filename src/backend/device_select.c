@@ -210,10 +210,7 @@ tdm_status tdm_device_choose(const tdm_device_config *config, const tdm_opencl_d
 /* Why OpenCL was unusable (e.g. no driver installed), without the source location. */
 static void describe_listing_failure(char *out, size_t capacity)
 {
-    snprintf(out, capacity, "%s", tdm_last_error());
-    char *location = strstr(out, " (at ");
-    if (location)
-        *location = '\0';
+    snprintf(out, capacity, "%s", tdm_last_error_message());
 }
 
 tdm_status tdm_backend_create_from_config(const tdm_device_config *config, tdm_backend **out,

@@ -11,40 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
-#include "tandem/config.h"
-
-void cli_em_config_init(cli_em_config *em)
-{
-    memset(em, 0, sizeof *em);
-    tdm_em_options_init(&em->options);
-    em->threshold = 8.0f;
-}
-
-tdm_status cli_em_config_set(void *target, const char *key, const char *value)
-{
-    cli_em_config *em = target;
-    if (strcmp(key, "path") == 0) {
-        if (!value[0] || strlen(value) >= sizeof em->path)
-            return tdm_config_error("path must be 1 to %zu characters", sizeof em->path - 1);
-        strcpy(em->path, value);
-        return TDM_OK;
-    }
-    if (strcmp(key, "labels") == 0)
-        return tdm_parse_bool(key, value, &em->labels);
-    if (strcmp(key, "threshold") == 0)
-        return tdm_parse_float(key, value, -1e30, 1e30, &em->threshold);
-    if (strcmp(key, "packed_cols") == 0)
-        return tdm_parse_size(key, value, 0, SIZE_MAX, &em->packed_cols);
-    if (strcmp(key, "image") == 0) {
-        char extra;
-        if (sscanf(value, "%zux%zu%c", &em->image_height, &em->image_width, &extra) != 2 ||
-            em->image_height == 0 || em->image_width == 0)
-            return tdm_config_error("image must be HxW, got '%s'", value);
-        return TDM_OK;
-    }
-    return tdm_em_options_set(&em->options, key, value);
-}
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/plot.h"
+#include "cli/run_output.h"
+#include "core/error.h"
 
 static bool is_npy(const char *path)
 {
@@ -82,26 +53,8 @@ static tdm_status load_binary(const cli_config *config, tdm_binary_data *out)
 
 /* ---------- files ---------- */
 
-static FILE *open_output(const char *dir, const char *name, char *path, size_t size)
+static void write_params(FILE *file, const tdm_em_result *r)
 {
-    snprintf(path, size, "%s/%s", dir, name);
-    FILE *file = fopen(path, "w");
-    if (!file)
-        cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    return file;
-}
-
-static tdm_status close_output(FILE *file, const char *path)
-{
-    return fclose(file) == 0 ? TDM_OK : cli_error(TDM_ERR_IO, "cannot write %s", path);
-}
-
-static tdm_status write_params(const char *dir, const tdm_em_result *r)
-{
-    char path[2100];
-    FILE *file = open_output(dir, "params.csv", path, sizeof path);
-    if (!file)
-        return TDM_ERR_IO;
     fputs("component,pi", file);
     for (size_t d = 0; d < r->cols; d++)
         fprintf(file, ",p%zu", d);
@@ -112,28 +65,17 @@ static tdm_status write_params(const char *dir, const tdm_em_result *r)
             fprintf(file, ",%.9g", (double)r->p[k * r->cols + d]);
         fputc('\n', file);
     }
-    return close_output(file, path);
 }
 
-static tdm_status write_history(const char *dir, const tdm_em_result *r)
+static void write_history(FILE *file, const tdm_em_result *r)
 {
-    char path[2100];
-    FILE *file = open_output(dir, "history.csv", path, sizeof path);
-    if (!file)
-        return TDM_ERR_IO;
     fputs("iteration,mean_log_likelihood,mean_objective\n", file);
     for (size_t i = 0; i < r->iterations; i++)
         fprintf(file, "%zu,%.12g,%.12g\n", i + 1, r->history[i], r->objective[i]);
-    return close_output(file, path);
 }
 
-static tdm_status write_assignments(const char *dir, const tdm_binary_data *data,
-                                    const int32_t *clusters)
+static void write_assignments(FILE *file, const tdm_binary_data *data, const int32_t *clusters)
 {
-    char path[2100];
-    FILE *file = open_output(dir, "assignments.csv", path, sizeof path);
-    if (!file)
-        return TDM_ERR_IO;
     fputs(data->labels ? "row,cluster,label\n" : "row,cluster\n", file);
     for (size_t i = 0; i < data->rows; i++) {
         fprintf(file, "%zu,%d", i, clusters[i]);
@@ -141,16 +83,11 @@ static tdm_status write_assignments(const char *dir, const tdm_binary_data *data
             fprintf(file, ",%d", data->labels[i]);
         fputc('\n', file);
     }
-    return close_output(file, path);
 }
 
 /* K blocks of an H x W matrix, for gnuplot's `matrix with image`. */
-static tdm_status write_means(const char *dir, const tdm_em_result *r, size_t height, size_t width)
+static void write_means(FILE *file, const tdm_em_result *r, size_t height, size_t width)
 {
-    char path[2100];
-    FILE *file = open_output(dir, "means.dat", path, sizeof path);
-    if (!file)
-        return TDM_ERR_IO;
     for (size_t k = 0; k < r->components; k++) {
         for (size_t h = 0; h < height; h++) {
             for (size_t w = 0; w < width; w++)
@@ -159,7 +96,48 @@ static tdm_status write_means(const char *dir, const tdm_em_result *r, size_t he
         }
         fputs("\n\n", file);
     }
-    return close_output(file, path);
+}
+
+/* A fit's outputs, all or none: each written to its temporary and closed,
+ * then all renamed into place. */
+typedef struct fit_outputs {
+    const tdm_em_result *result;
+    const tdm_binary_data *data;
+    const int32_t *clusters;
+    size_t height, width; /* of the means' picture; 0: none */
+} fit_outputs;
+
+enum { PARAMS, HISTORY, ASSIGNMENTS, MEANS, OUTPUT_COUNT };
+
+static void write_output(int which, FILE *file, const fit_outputs *o)
+{
+    switch (which) {
+    case PARAMS: write_params(file, o->result); break;
+    case HISTORY: write_history(file, o->result); break;
+    case ASSIGNMENTS: write_assignments(file, o->data, o->clusters); break;
+    case MEANS: write_means(file, o->result, o->height, o->width); break;
+    }
+}
+
+static tdm_status write_outputs(const char *dir, const fit_outputs *o)
+{
+    static const char *const names[OUTPUT_COUNT] = {"params.csv", "history.csv", "assignments.csv",
+                                                    "means.dat"};
+    cli_file files[OUTPUT_COUNT] = {{0}};
+    int count = o->height ? OUTPUT_COUNT : MEANS;
+    tdm_status status = TDM_OK;
+    for (int i = 0; i < count && status == TDM_OK; i++) {
+        status = cli_file_open(&files[i], dir, names[i]);
+        if (status == TDM_OK) {
+            write_output(i, files[i].file, o);
+            status = cli_file_finish(&files[i]);
+        }
+    }
+    for (int i = 0; i < count && status == TDM_OK; i++)
+        status = cli_file_rename(&files[i]);
+    for (int i = 0; i < count; i++)
+        cli_file_discard(&files[i]);
+    return status;
 }
 
 /* ---------- one fit ---------- */
@@ -226,14 +204,10 @@ static tdm_status fit_and_write(const cli_options *options, const cli_config *co
     picture_shape(config, data->cols, &height, &width);
     if (status == TDM_OK)
         status = cli_make_dir(dir);
+    fit_outputs outputs = {
+        .result = &r, .data = data, .clusters = clusters, .height = height, .width = width};
     if (status == TDM_OK)
-        status = write_params(dir, &r);
-    if (status == TDM_OK)
-        status = write_history(dir, &r);
-    if (status == TDM_OK)
-        status = write_assignments(dir, data, clusters);
-    if (status == TDM_OK && height)
-        status = write_means(dir, &r, height, width);
+        status = write_outputs(dir, &outputs);
     if (status == TDM_OK)
         print_fit(data, &r, clusters);
     if (status == TDM_OK && height)
@@ -286,17 +260,17 @@ static tdm_status k_sweep(const cli_options *options, cli_config *config, tdm_ba
     }
     if (status == TDM_OK)
         status = cli_make_dir(dir);
-    char path[2100];
-    FILE *file = status == TDM_OK ? open_output(dir, "k-sweep.csv", path, sizeof path) : NULL;
-    if (status == TDM_OK && !file)
-        status = TDM_ERR_IO;
-    if (file) {
-        fputs("components,log_likelihood,bic,aic\n", file);
+    cli_file table = {0};
+    if (status == TDM_OK)
+        status = cli_file_open(&table, dir, "k-sweep.csv");
+    if (status == TDM_OK) {
+        fputs("components,log_likelihood,bic,aic\n", table.file);
         for (size_t k = from; k <= to; k++)
-            fprintf(file, "%zu,%.9g,%.9g,%.9g\n", k, scores[3 * (k - from)],
+            fprintf(table.file, "%zu,%.9g,%.9g,%.9g\n", k, scores[3 * (k - from)],
                     scores[3 * (k - from) + 1], scores[3 * (k - from) + 2]);
-        status = close_output(file, path);
+        status = cli_file_commit(&table);
     }
+    cli_file_discard(&table);
     if (status == TDM_OK)
         status = cli_plot_em(dir, 0, 0, 0, NULL, true, options->quiet);
     free(scores);
@@ -309,14 +283,12 @@ int cmd_em(const cli_options *options)
     tdm_binary_data data = {0};
     tdm_backend *backend = NULL;
     tdm_status status = cli_load_config(options, &config);
-    if (status == TDM_OK && !config.run.name_set)
-        strcpy(config.run.name, options->k_sweep ? "em-k-sweep" : "em");
     if (status == TDM_OK)
         status = load_binary(&config, &data);
     if (status == TDM_OK)
         status = cli_open_backend(options, &config, &backend);
-    char dir[2048];
-    snprintf(dir, sizeof dir, "%s/%s", config.run.out, config.run.name);
+    char dir[CLI_PATH_CAPACITY];
+    cli_run_folder(&config.run, options->k_sweep ? "em-k-sweep" : "em", dir, sizeof dir);
     if (status == TDM_OK && !options->quiet)
         fprintf(stderr, "tandem: %zu rows of %zu binary values\n", data.rows, data.cols);
     if (status == TDM_OK)

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
 
 static void print_usage(FILE *out)
 {
@@ -63,13 +63,51 @@ static bool parse_channels(const char *text, size_t *out)
     return true;
 }
 
-static void add_override(cli_options *options, const char *flag, const char *key, const char *value)
+/* The flags that set a config key, each with its section (NULL: the
+ * command's own) and key. */
+typedef struct key_flag {
+    int id;
+    const char *flag, *section, *key;
+} key_flag;
+
+static const key_flag key_flags[] = {
+    {'E', "--epochs", "train", "epochs"}, {'B', "--batch", "train", "batch"},
+    {'L', "--lr", "train", "lr"},         {'S', "--seed", NULL, "seed"},
+    {'O', "--out", "run", "out"},         {'N', "--name", "run", "name"},
+    {'k', "--k", "em", "components"},
+};
+
+static bool add_key_flag(cli_options *options, int id, const char *value)
 {
-    if (options->override_count < CLI_MAX_OVERRIDES)
-        options->overrides[options->override_count++] = (cli_override){flag, key, value};
+    for (size_t i = 0; i < sizeof key_flags / sizeof key_flags[0]; i++)
+        if (key_flags[i].id == id) {
+            if (options->override_count == CLI_MAX_OVERRIDES) {
+                fputs("tandem: error: too many flags\n", stderr);
+                return false;
+            }
+            const key_flag *f = &key_flags[i];
+            options->overrides[options->override_count++] = (cli_override){
+                .flag = f->flag, .section = f->section, .key = f->key, .value = value};
+            return true;
+        }
+    return false;
 }
 
-int main(int argc, char **argv)
+/* The commands, each with the section its flags go to when they name none. */
+typedef struct command {
+    const char *name;
+    int (*run)(const cli_options *options);
+    const char *section;
+} command;
+
+static const command commands[] = {
+    {"devices", cmd_devices, "train"}, {"selftest", cmd_selftest, "train"},
+    {"summary", cmd_summary, "train"}, {"train", cmd_train, "train"},
+    {"sweep", cmd_sweep, "train"},     {"em", cmd_em, "em"},
+};
+
+/* Sets options from the flags; returns -1 to go on, else the exit status. */
+static int parse_flags(int argc, char **argv, cli_options *options)
 {
     static const struct option long_options[] = {
         {"config", required_argument, NULL, 'c'},
@@ -90,32 +128,36 @@ int main(int argc, char **argv)
         {"threads", required_argument, NULL, 't'},
         {NULL, 0, NULL, 0},
     };
-    cli_options options = {0};
     int option;
     while ((option = getopt_long(argc, argv, "c:d:t:C:k:qhV", long_options, NULL)) != -1) {
         switch (option) {
-        case 'c': options.config_path = optarg; break;
-        case 'd': options.device_string = optarg; break;
-        case 't': options.threads_string = optarg; break;
+        case 'c': options->config_path = optarg; break;
+        case 'd': options->device_string = optarg; break;
+        case 't': options->threads_string = optarg; break;
         case 'C':
-            if (!parse_channels(optarg, &options.channels))
+            if (!parse_channels(optarg, &options->channels))
                 return 2;
             break;
-        case 'q': options.quiet = true; break;
-        case 'R': options.resume = true; break;
-        case 'k': add_override(&options, "--k", "components", optarg); break;
-        case 'W': options.k_sweep = optarg; break;
-        case 'E': add_override(&options, "--epochs", "epochs", optarg); break;
-        case 'B': add_override(&options, "--batch", "batch", optarg); break;
-        case 'L': add_override(&options, "--lr", "lr", optarg); break;
-        case 'S': add_override(&options, "--seed", "seed", optarg); break;
-        case 'O': add_override(&options, "--out", "out", optarg); break;
-        case 'N': add_override(&options, "--name", "name", optarg); break;
+        case 'q': options->quiet = true; break;
+        case 'R': options->resume = true; break;
+        case 'W': options->k_sweep = optarg; break;
         case 'h': print_usage(stdout); return 0;
         case 'V': puts("tandem " TANDEM_VERSION); return 0;
-        default: print_usage(stderr); return 2;
+        case '?': print_usage(stderr); return 2;
+        default:
+            if (!add_key_flag(options, option, optarg))
+                return 2;
         }
     }
+    return -1;
+}
+
+int main(int argc, char **argv)
+{
+    cli_options options = {0};
+    int exit_code = parse_flags(argc, argv, &options);
+    if (exit_code >= 0)
+        return exit_code;
     if (optind != argc - 1) {
         fputs(optind >= argc ? "tandem: error: no command given\n"
                              : "tandem: error: one command expected\n",
@@ -123,19 +165,12 @@ int main(int argc, char **argv)
         print_usage(stderr);
         return 2;
     }
-    const char *command = argv[optind];
-    if (strcmp(command, "devices") == 0)
-        return cmd_devices(&options);
-    if (strcmp(command, "selftest") == 0)
-        return cmd_selftest(&options);
-    if (strcmp(command, "summary") == 0)
-        return cmd_summary(&options);
-    if (strcmp(command, "train") == 0)
-        return cmd_train(&options);
-    if (strcmp(command, "sweep") == 0)
-        return cmd_sweep(&options);
-    if (strcmp(command, "em") == 0)
-        return cmd_em(&options);
-    fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", command);
+    const char *name = argv[optind];
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(name, commands[i].name) == 0) {
+            options.command_section = commands[i].section;
+            return commands[i].run(&options);
+        }
+    fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", name);
     return 2;
 }

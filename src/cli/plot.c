@@ -8,7 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/plot.h"
+
+#include "cli/errors.h"
+#include "cli/run_output.h"
+#include "core/error.h"
 
 /* "c1-c2-c4" for the curves of one group. */
 static void group_name(const cli_curve *curves, size_t count, size_t group, char *out, size_t size)
@@ -53,11 +57,12 @@ static void write_figure(FILE *gp, const cli_curve *curves, size_t count, size_t
     fputs("\n", gp);
 }
 
-static tdm_status write_script(const char *path, const cli_curve *curves, size_t count)
+static tdm_status write_script(const char *dir, const char *name, const cli_curve *curves,
+                               size_t count)
 {
-    FILE *gp = fopen(path, "w");
-    if (!gp)
-        return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    cli_file script;
+    TDM_TRY(cli_file_open(&script, dir, name));
+    FILE *gp = script.file;
     fputs("# Draws the sweep's pictures: run `gnuplot plot.gp` in this folder.\n"
           "set terminal pngcairo size 1100,650 font 'sans,11'\n"
           "set datafile separator ','\nset xlabel 'epoch'\nset grid\nset format y '%g'\n"
@@ -72,7 +77,7 @@ static tdm_status write_script(const char *path, const cli_curve *curves, size_t
         fputs("set logscale y\nset yrange [*:*]\n", gp);
         write_figure(gp, curves, count, g, "loss", 2, "cross-entropy (log scale)");
     }
-    return fclose(gp) == 0 ? TDM_OK : cli_error(TDM_ERR_IO, "cannot write %s", path);
+    return cli_file_commit(&script);
 }
 
 /* Runs gnuplot SCRIPT in dir; returns its exit status (127: not found). */
@@ -111,10 +116,8 @@ static tdm_status draw(const char *dir, const char *script, bool quiet)
 
 tdm_status cli_plot_sweep(const char *dir, const cli_curve *curves, size_t count, bool quiet)
 {
-    char script[2100];
-    snprintf(script, sizeof script, "%s/plot.gp", dir);
-    tdm_status status = write_script(script, curves, count);
-    return status == TDM_OK ? draw(dir, "plot.gp", quiet) : status;
+    TDM_TRY(write_script(dir, "plot.gp", curves, count));
+    return draw(dir, "plot.gp", quiet);
 }
 
 /* A grid of the K means as grey images, ink dark, titled with their weights. */
@@ -151,17 +154,13 @@ static void write_bic_script(FILE *gp)
 tdm_status cli_plot_em(const char *dir, size_t components, size_t height, size_t width,
                        const float *pi, bool sweep, bool quiet)
 {
-    char path[2100];
     const char *name = sweep ? "bic.gp" : "means.gp";
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *gp = fopen(path, "w");
-    if (!gp)
-        return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    cli_file script;
+    TDM_TRY(cli_file_open(&script, dir, name));
     if (sweep)
-        write_bic_script(gp);
+        write_bic_script(script.file);
     else
-        write_means_script(gp, components, height, width, pi);
-    if (fclose(gp) != 0)
-        return cli_error(TDM_ERR_IO, "cannot write %s", path);
+        write_means_script(script.file, components, height, width, pi);
+    TDM_TRY(cli_file_commit(&script));
     return draw(dir, name, quiet);
 }

@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "cli/cli.h"
+#include "cli/progress.h"
 #include "core/clock.h"
 
 enum { PLAIN_LINE_SECONDS = 10 };

@@ -2,7 +2,8 @@
  * forward FLOPs per sample, from shape inference alone (no device needed). */
 #include <stdio.h>
 
-#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/errors.h"
 
 enum { MAX_LINES = TDM_MAX_LAYERS * 8 };
 

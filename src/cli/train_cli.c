@@ -9,137 +9,38 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cli/cli.h"
-
-void cli_run_config_init(cli_run_config *run)
-{
-    memset(run, 0, sizeof *run);
-    strcpy(run->out, "runs");
-    run->checkpoint_every = 100;
-    const size_t channels[] = {1, 2, 4, 64}, groups[] = {0, 0, 0, 1};
-    memcpy(run->sweep, channels, sizeof channels);
-    memcpy(run->sweep_group, groups, sizeof groups);
-    run->sweep_count = 4;
-}
-
-/* "1 2 4 | 64": channels, with | between the groups drawn in one figure. */
-static tdm_status parse_sweep(cli_run_config *run, const char *value)
-{
-    cli_run_config parsed = *run;
-    parsed.sweep_count = 0;
-    size_t group = 0;
-    for (const char *p = value; *p;) {
-        if (*p == ' ' || *p == ',' || *p == '\t') {
-            p++;
-        } else if (*p == '|') {
-            group++;
-            p++;
-        } else {
-            char *end = NULL;
-            unsigned long channels = strtoul(p, &end, 10);
-            if (end == p || channels == 0 || channels > 65536 ||
-                parsed.sweep_count == CLI_MAX_SWEEP)
-                return tdm_config_error(
-                    "sweep must list up to %d channel counts in 1..65536, with | "
-                    "between figures, got '%s'",
-                    CLI_MAX_SWEEP, value);
-            parsed.sweep[parsed.sweep_count] = channels;
-            parsed.sweep_group[parsed.sweep_count++] = group;
-            p = end;
-        }
-    }
-    if (parsed.sweep_count == 0)
-        return tdm_config_error("sweep lists no channel counts");
-    *run = parsed;
-    return TDM_OK;
-}
-
-static tdm_status copy_value(const char *key, const char *value, char *out, size_t capacity)
-{
-    if (!value[0] || strlen(value) >= capacity || (strcmp(key, "name") == 0 && strchr(value, '/')))
-        return tdm_config_error("%s must be 1 to %zu characters%s, got '%s'", key, capacity - 1,
-                                strcmp(key, "name") == 0 ? " without '/'" : "", value);
-    strcpy(out, value);
-    return TDM_OK;
-}
-
-tdm_status cli_run_config_set(void *target, const char *key, const char *value)
-{
-    cli_run_config *run = target;
-    if (strcmp(key, "out") == 0)
-        return copy_value(key, value, run->out, sizeof run->out);
-    if (strcmp(key, "name") == 0) {
-        run->name_set = true;
-        return copy_value(key, value, run->name, sizeof run->name);
-    }
-    if (strcmp(key, "checkpoint_every") == 0) {
-        char *end = NULL;
-        unsigned long long every = strtoull(value, &end, 10);
-        if (!value[0] || *end || value[0] == '-' || every == 0)
-            return tdm_config_error("checkpoint_every must be a whole number > 0, got '%s'", value);
-        run->checkpoint_every = (size_t)every;
-        return TDM_OK;
-    }
-    if (strcmp(key, "sweep") == 0)
-        return parse_sweep(run, value);
-    return tdm_config_error("unknown key '%s' (known: out name checkpoint_every sweep)", key);
-}
-
-/* ---------- files ---------- */
-
-tdm_status cli_make_dir(const char *path)
-{
-    char partial[2048];
-    if (strlen(path) >= sizeof partial)
-        return cli_error(TDM_ERR_IO, "output folder name too long: %s", path);
-    strcpy(partial, path);
-    for (char *p = partial + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char saved = *p;
-        *p = '\0';
-        if (mkdir(partial, 0777) != 0 && errno != EEXIST)
-            return cli_error(TDM_ERR_IO, "cannot create output folder %s: %s", partial,
-                             strerror(errno));
-        *p = saved;
-        if (saved == '\0')
-            break;
-    }
-    char probe[2100];
-    snprintf(probe, sizeof probe, "%s/.tandem-write-test", path);
-    FILE *file = fopen(probe, "w");
-    if (!file)
-        return cli_error(TDM_ERR_IO, "cannot write into output folder %s: %s", path,
-                         strerror(errno));
-    fclose(file);
-    remove(probe);
-    return TDM_OK;
-}
+#include "cli/commands.h"
+#include "cli/errors.h"
+#include "cli/plot.h"
+#include "cli/progress.h"
+#include "cli/run_output.h"
+#include "core/error.h"
 
 static const char metrics_header[] = "epoch,train_loss,train_err,test_loss,test_err,seconds\n";
 
 /* On --resume: keeps the rows up to the checkpoint's epoch, so the file goes
  * on exactly as an uninterrupted run's would. */
-static tdm_status truncate_metrics(const char *path, size_t last_epoch)
+static tdm_status truncate_metrics(const char *dir, size_t last_epoch)
 {
-    char temporary[2100], line[512];
-    snprintf(temporary, sizeof temporary, "%s.tmp", path);
-    FILE *in = fopen(path, "r"), *out = in ? fopen(temporary, "w") : NULL;
-    if (!in || !out) {
-        if (in)
-            fclose(in);
-        return cli_error(TDM_ERR_IO, "cannot rewrite %s for --resume: %s", path, strerror(errno));
-    }
-    fputs(metrics_header, out);
-    while (fgets(line, sizeof line, in)) {
-        char *end = NULL;
-        unsigned long long epoch = strtoull(line, &end, 10);
-        if (end != line && *end == ',' && epoch <= last_epoch)
-            fputs(line, out);
+    char path[CLI_PATH_CAPACITY + 64], line[512];
+    snprintf(path, sizeof path, "%s/metrics.csv", dir);
+    FILE *in = fopen(path, "r");
+    if (!in)
+        return cli_error(TDM_ERR_IO, "cannot read %s for --resume: %s", path, strerror(errno));
+    cli_file out;
+    tdm_status status = cli_file_open(&out, dir, "metrics.csv");
+    if (status == TDM_OK) {
+        fputs(metrics_header, out.file);
+        while (fgets(line, sizeof line, in)) {
+            char *end = NULL;
+            unsigned long long epoch = strtoull(line, &end, 10);
+            if (end != line && *end == ',' && epoch <= last_epoch)
+                fputs(line, out.file);
+        }
+        status = cli_file_commit(&out);
     }
     fclose(in);
-    bool ok = fclose(out) == 0 && rename(temporary, path) == 0;
-    return ok ? TDM_OK : cli_error(TDM_ERR_IO, "cannot rewrite %s: %s", path, strerror(errno));
+    return status;
 }
 
 /* ---------- one run ---------- */
@@ -147,7 +48,8 @@ static tdm_status truncate_metrics(const char *path, size_t last_epoch)
 typedef struct run_state {
     const cli_options *options;
     const cli_config *config;
-    char dir[2048], checkpoint[2100], metrics_path[2100];
+    char dir[CLI_PATH_CAPACITY], checkpoint[CLI_PATH_CAPACITY + 64],
+        metrics_path[CLI_PATH_CAPACITY + 64];
     FILE *metrics;
     size_t last_checkpoint;
     cli_progress progress;
@@ -189,7 +91,7 @@ static tdm_status open_outputs(run_state *run, tdm_trainer *trainer)
         if (status != TDM_OK)
             return status;
         run->last_checkpoint = tdm_trainer_epoch(trainer);
-        status = truncate_metrics(run->metrics_path, run->last_checkpoint);
+        status = truncate_metrics(run->dir, run->last_checkpoint);
         if (status != TDM_OK)
             return status;
     }
@@ -237,12 +139,10 @@ typedef struct run_setup {
     tdm_backend *backend;
 } run_setup;
 
-static tdm_status prepare(const cli_options *options, run_setup *setup, const char *default_name)
+static tdm_status prepare(const cli_options *options, run_setup *setup)
 {
     memset(setup, 0, sizeof *setup);
     tdm_status status = cli_load_config(options, &setup->config);
-    if (status == TDM_OK && !setup->config.run.name_set)
-        strcpy(setup->config.run.name, default_name);
     if (status == TDM_OK)
         status = tdm_data_config_load(&setup->config.data, &setup->train, &setup->test);
     if (status == TDM_OK)
@@ -269,12 +169,12 @@ int cmd_train(const cli_options *options)
 {
     run_setup setup;
     run_state run = {.options = options};
-    tdm_status status = prepare(options, &setup, "resnet");
+    tdm_status status = prepare(options, &setup);
     if (status == TDM_OK) {
         run.config = &setup.config;
-        snprintf(run.dir, sizeof run.dir, "%s/%s", setup.config.run.out, setup.config.run.name);
+        cli_run_folder(&setup.config.run, "resnet", run.dir, sizeof run.dir);
         status = train_one(&run, setup.backend, &setup.config.model, &setup.train, &setup.test,
-                           setup.config.run.name);
+                           strrchr(run.dir, '/') + 1);
     }
     if (status == TDM_OK)
         print_final(run.dir, &run.final);
@@ -287,13 +187,9 @@ int cmd_train(const cli_options *options)
 static tdm_status write_summary(const char *dir, const cli_curve *curves, const tdm_metrics *finals,
                                 size_t count)
 {
-    char path[2100], temporary[2110];
-    snprintf(path, sizeof path, "%s/summary.md", dir);
-    snprintf(temporary, sizeof temporary, "%s.tmp", path);
-    FILE *file = fopen(temporary, "w");
-    if (!file)
-        return cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-    fprintf(file,
+    cli_file summary;
+    TDM_TRY(cli_file_open(&summary, dir, "summary.md"));
+    fprintf(summary.file,
             "# ResNet(C) on the digits\n\n"
             "Final errors after %zu epochs (misclassified fraction, evaluation mode).\n\n"
             "| C | train error | test error | gap (test - train) | train loss | test loss |"
@@ -301,12 +197,11 @@ static tdm_status write_summary(const char *dir, const cli_curve *curves, const 
             finals[0].epoch);
     for (size_t i = 0; i < count; i++) {
         const tdm_metrics *m = &finals[i];
-        fprintf(file, "| %zu | %.2f%% | %.2f%% | %.2f points | %.4f | %.4f | %.1f |\n",
+        fprintf(summary.file, "| %zu | %.2f%% | %.2f%% | %.2f points | %.4f | %.4f | %.1f |\n",
                 curves[i].channels, 100 * m->train_error, 100 * m->test_error,
                 100 * (m->test_error - m->train_error), m->train_loss, m->test_loss, m->seconds);
     }
-    bool ok = fclose(file) == 0 && rename(temporary, path) == 0;
-    return ok ? TDM_OK : cli_error(TDM_ERR_IO, "cannot write %s: %s", path, strerror(errno));
+    return cli_file_commit(&summary);
 }
 
 static void print_sweep_summary(const cli_curve *curves, const tdm_metrics *finals, size_t count)
@@ -324,7 +219,7 @@ static tdm_status run_sweep(const cli_options *options, run_setup *setup, char *
     const cli_run_config *cfg = &setup->config.run;
     cli_curve curves[CLI_MAX_SWEEP];
     tdm_metrics finals[CLI_MAX_SWEEP] = {{0}};
-    snprintf(dir, dir_size, "%s/%s", cfg->out, cfg->name);
+    cli_run_folder(cfg, "sweep", dir, dir_size);
     for (size_t i = 0; i < cfg->sweep_count; i++) {
         tdm_model_spec spec;
         tdm_status status = tdm_model_spec_resnet(cfg->sweep[i], setup->train.shape,
@@ -353,8 +248,8 @@ static tdm_status run_sweep(const cli_options *options, run_setup *setup, char *
 int cmd_sweep(const cli_options *options)
 {
     run_setup setup;
-    char dir[2048] = "";
-    tdm_status status = prepare(options, &setup, "sweep");
+    char dir[CLI_PATH_CAPACITY] = "";
+    tdm_status status = prepare(options, &setup);
     if (status == TDM_OK)
         status = run_sweep(options, &setup, dir, sizeof dir);
     if (status == TDM_OK)

@@ -69,11 +69,9 @@ static int on_key(void *user, const char *section, const char *key, const char *
     if (status != TDM_OK) {
         state->status = status;
         state->error_line = state->lines_read;
-        /* Drop the setter's "(at file:line)": the config line is what matters. */
-        snprintf(state->message, sizeof state->message, "[%s] %s", section, tdm_last_error());
-        char *at = strstr(state->message, " (at ");
-        if (at)
-            *at = '\0';
+        /* the config line is what matters, not the setter's source line */
+        snprintf(state->message, sizeof state->message, "[%s] %s", section,
+                 tdm_last_error_message());
         return 0;
     }
     return 1;

@@ -1,8 +1,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "tandem/config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -14,10 +16,14 @@ tdm_status tdm_parse_size(const char *key, const char *value, size_t low, size_t
     char *end = NULL;
     errno = 0;
     unsigned long long parsed = strtoull(value, &end, 10);
-    if (!value[0] || value[0] == '-' || value[0] == '+' || *end || errno == ERANGE ||
-        parsed < low || parsed > high)
-        return TDM_FAIL(TDM_ERR_CONFIG, "%s must be a whole number in [%zu, %zu], got '%s'", key,
-                        low, high, value);
+    /* a digit first: strtoull would skip spaces and take " -5" as 2^64 - 5 */
+    if (!isdigit((unsigned char)value[0]) || *end || errno == ERANGE || parsed < low ||
+        parsed > high)
+        return high == SIZE_MAX
+                   ? TDM_FAIL(TDM_ERR_CONFIG, "%s must be a whole number %s %zu, got '%s'", key,
+                              low == 1 ? ">" : ">=", low == 1 ? (size_t)0 : low, value)
+                   : TDM_FAIL(TDM_ERR_CONFIG, "%s must be a whole number in [%zu, %zu], got '%s'",
+                              key, low, high, value);
     *out = (size_t)parsed;
     return TDM_OK;
 }

@@ -6,6 +6,7 @@
 enum { MESSAGE_CAPACITY = 8192 }; /* room for an OpenCL build log excerpt */
 
 static _Thread_local char last_message[MESSAGE_CAPACITY];
+static _Thread_local char last_location[256]; /* "src/file.c:line" */
 
 const char *tdm_status_name(tdm_status status)
 {
@@ -25,24 +26,37 @@ const char *tdm_status_name(tdm_status status)
     return "unknown status";
 }
 
-const char *tdm_last_error(void)
+const char *tdm_last_error_message(void)
 {
     return last_message;
+}
+
+const char *tdm_last_error_location(void)
+{
+    return last_location;
+}
+
+const char *tdm_last_error(void)
+{
+    static _Thread_local char full[MESSAGE_CAPACITY + sizeof last_location + 8];
+    if (!last_location[0])
+        return last_message;
+    snprintf(full, sizeof full, "%s (at %s)", last_message, last_location);
+    return full;
 }
 
 void tdm_clear_error(void)
 {
     last_message[0] = '\0';
+    last_location[0] = '\0';
 }
 
 tdm_status tdm_error_at(tdm_status status, const char *file, int line, const char *format, ...)
 {
     va_list args;
     va_start(args, format);
-    int used = vsnprintf(last_message, sizeof last_message, format, args);
+    vsnprintf(last_message, sizeof last_message, format, args);
     va_end(args);
-    if (used >= 0 && (size_t)used < sizeof last_message)
-        snprintf(last_message + used, sizeof last_message - (size_t)used, " (at %s:%d)", file,
-                 line);
+    snprintf(last_location, sizeof last_location, "%s:%d", file, line);
     return status;
 }

@@ -78,9 +78,45 @@ method = fast")" --out "$work/out-method" em
 check "a bad image shape" 1 "image.ini:2: \[em\] image must be HxW" \
     "$tandem" -q --device cpu --config "$(config image "[em]
 image = 8")" --out "$work/out-image" em
+check "a negative image height" 1 "image_neg.ini:2: \[em\] image must be HxW with H and W in 1..65536, got '-3x-600'" \
+    "$tandem" -q --device cpu --config "$(config image_neg "[em]
+image = -3x-600")" --out "$work/out-image_neg" em
+check "an image of 2^64 + 1 rows" 1 "image must be HxW with H and W in 1..65536" \
+    "$tandem" -q --device cpu --config "$(config image_huge "[em]
+image = 18446744073709551617x1")" --out "$work/out-image_huge" em
 check "a bad --k-sweep" 1 "--k-sweep must be A..B" \
     "$tandem" -q --device cpu --k-sweep 5..2 --out "$work/out-sweep" em
-for name in init prior bad_labels threshold method image sweep; do no_output "$name"; done
+for name in init prior bad_labels threshold method image image_neg image_huge sweep; do
+    no_output "$name"
+done
+
+# A file that cannot be written (here a folder in the way of history.csv's
+# temporary) fails the run with the reason, and none of the outputs appear.
+mkdir -p "$work/blocked/em/history.csv.tmp"
+check "an output that cannot be written" 1 "cannot write .*/blocked/em/history.csv: Is a directory" \
+    "$tandem" -q --device cpu --config "$work/good.ini" --out "$work/blocked" em
+if [ -z "$(find "$work/blocked/em" -name '*.csv' -o -name '*.dat' -o -name '*.csv.tmp' -type f)" ]; then
+    ok "a failed write leaves no output files"
+else
+    bad "a failed write left files: $(ls "$work/blocked/em")"
+fi
+
+# --seed is the [em] seed under tandem em: the same seed, the same fit;
+# another seed, another random start.
+seeded=$(config seeded "[em]
+init = random_responsibilities
+components = 3
+max_iter = 5")
+for run in 1a 1b 2; do
+    "$tandem" -q --device cpu --config "$seeded" --seed "${run:0:1}" --out "$work/seeds" \
+        --name "$run" em >/dev/null 2>&1
+done
+if cmp -s "$work/seeds/1a/history.csv" "$work/seeds/1b/history.csv" &&
+    ! cmp -s "$work/seeds/1a/history.csv" "$work/seeds/2/history.csv"; then
+    ok "--seed sets the EM start"
+else
+    bad "--seed did not set the EM start"
+fi
 
 # .npy input: the same 0/1 data as a CSV, a uint8 .npy and a numpy.packbits
 # .npy (40 x 10) give the same fit.

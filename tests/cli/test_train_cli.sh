@@ -183,6 +183,8 @@ check "channels 0" 2 "--channels must be a whole number" \
     "$tandem" -q --device cpu --channels 0 --out "$work/o8" train
 check "negative epochs" 1 "--epochs: epochs must be a whole number" \
     "$tandem" -q --device cpu --epochs -3 --out "$work/o8" train
+check "a negative seed after a space (not 2^64 - 3)" 1 "--seed: seed must be a whole number >= 0, got ' -3'" \
+    "$tandem" -q --device cpu --seed " -3" --out "$work/o8" train
 check_no_output o8 "bad flags"
 : >"$work/a-file"
 check "output folder that cannot be written" 1 "cannot create output folder .*a-file" \

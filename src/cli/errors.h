@@ -1,0 +1,17 @@
+/* The command-line tool's errors: the only place that prints them. */
+#ifndef TANDEM_CLI_ERRORS_H
+#define TANDEM_CLI_ERRORS_H
+
+#include "tandem/tandem.h"
+
+/* Records a message of the tool's own (it wins over the library's) and
+ * returns status. */
+tdm_status cli_error(tdm_status status, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Prints "tandem: error: <message>" and returns the exit status 1: the
+ * message of cli_error if one was recorded, else the library's. */
+int cli_fail(void);
+/* The library's last message, without its source location. */
+const char *cli_library_error(void);
+
+#endif
