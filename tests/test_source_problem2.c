@@ -1,4 +1,4 @@
-/* The source's problem 2 (SPEC section 2), answered by the library:
+/* The source's problem 2 (docs/experiments.md, section 2), answered by the library:
  * - the sigmoid chain f = w3 s(w2 s(w1 x)) built as a model of the library's
  *   layers; its backward pass equals the closed forms for several (w, x);
  * - shape inference on the LeNet-like model of configs/lenet.ini gives the

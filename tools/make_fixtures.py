@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Writes the PyTorch reference fixtures in tests/fixtures/ (committed).
 
-Each fixture runs one model of the source (../shared/SPEC.md section 3) in
+Each fixture runs one model of the source (docs/experiments.md, section 3) in
 PyTorch on a batch of the bundled digits and records, as text, everything
 tandem must reproduce: the input, the initial parameters and running
 statistics, the training-mode output and loss, every parameter gradient, the

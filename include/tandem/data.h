@@ -51,7 +51,7 @@ typedef struct tdm_data_config {
     char train_images[1024], train_labels[1024], test_images[1024], test_labels[1024]; /* idx */
 } tdm_data_config;
 
-/* The source's setup: data/digits.csv.gz, 8x8 pixels 0..16, 10 classes,
+/* The setup of docs/experiments.md: data/digits.csv.gz, 8x8 pixels 0..16, 10 classes,
  * the first 180 rows for testing, raw pixel values (scale 1). */
 void tdm_data_config_init(tdm_data_config *config);
 tdm_status tdm_data_config_set(void *config, const char *key, const char *value);

@@ -27,7 +27,7 @@ typedef enum tdm_layer_kind {
     TDM_LAYER_GLOBAL_AVGPOOL, /* AdaptiveAvgPool2d(1) */
     TDM_LAYER_FLATTEN,        /* C x H x W -> (C*H*W) x 1 x 1; no copy */
     TDM_LAYER_LINEAR,         /* out_channels = out_features, bias */
-    TDM_LAYER_BLOCK,          /* the source's residual Block(C): relu(x + f(x)) */
+    TDM_LAYER_BLOCK,          /* the residual Block(C) of docs/experiments.md: relu(x + f(x)) */
     TDM_LAYER_LEAKY_RELU,     /* slope (0.01, as torch.nn.LeakyReLU) */
     TDM_LAYER_KIND_COUNT
 } tdm_layer_kind;
@@ -55,7 +55,7 @@ typedef struct tdm_model_spec {
     tdm_layer_spec layers[TDM_MAX_LAYERS];
 } tdm_model_spec;
 
-/* The source's ResNet(C) for inputs of the given shape: Conv(in->C, 3x3,
+/* ResNet(C) of docs/experiments.md for inputs of the given shape: Conv(in->C, 3x3,
  * stride 2, pad 1, no bias) -> BatchNorm -> ReLU -> MaxPool(2) -> Block(C)
  * -> AdaptiveAvgPool(1) -> Flatten -> Linear(C -> classes). */
 tdm_status tdm_model_spec_resnet(size_t channels, tdm_sample_shape input, size_t classes,
