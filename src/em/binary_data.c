@@ -119,7 +119,7 @@ static tdm_status add_row(void *user, char *line, size_t number)
 tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out)
 {
     memset(out, 0, sizeof *out);
-    csv_state state = {path, has_labels, 0, 0, out};
+    csv_state state = {.path = path, .has_labels = has_labels, .data = out};
     size_t lines = 0;
     tdm_status status = tdm_read_lines(path, add_row, &state, &lines);
     if (status == TDM_OK && lines == 0)

@@ -532,7 +532,7 @@ static tdm_status iterate(fit_state *f, size_t restart, tdm_em_result *r)
 {
     const tdm_em_options *o = f->options;
     size_t k_count = o->components, cols = f->data->cols, n = f->data->rows;
-    pass_outputs out = {&f->sums, f->row_ll, NULL};
+    pass_outputs out = {.sums = &f->sums, .row_log_likelihood = f->row_ll};
     for (size_t it = 0; it < o->max_iter; it++) {
         double ll = 0.0;
         TDM_TRY(em_pass(f->dev, f->p, f->pi, &out, &ll));
@@ -551,7 +551,7 @@ static tdm_status iterate(fit_state *f, size_t restart, tdm_em_result *r)
             break;
         }
     }
-    pass_outputs none = {NULL, NULL, NULL};
+    pass_outputs none = {0};
     return em_pass(f->dev, f->p, f->pi, &none, &r->log_likelihood);
 }
 
@@ -662,14 +662,14 @@ static tdm_status predict_pass(tdm_backend *backend, const tdm_binary_data *data
 tdm_status tdm_em_score_samples(tdm_backend *backend, const tdm_binary_data *data,
                                 const tdm_em_result *r, double *out)
 {
-    pass_outputs want = {NULL, out, NULL};
+    pass_outputs want = {.row_log_likelihood = out};
     return predict_pass(backend, data, r, &want);
 }
 
 tdm_status tdm_em_predict_proba(tdm_backend *backend, const tdm_binary_data *data,
                                 const tdm_em_result *r, float *out)
 {
-    pass_outputs want = {NULL, NULL, out};
+    pass_outputs want = {.responsibilities = out};
     return predict_pass(backend, data, r, &want);
 }
 

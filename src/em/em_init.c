@@ -210,7 +210,7 @@ tdm_status tdm_em_initialize(const tdm_binary_data *data, const tdm_em_options *
     bool *empty = malloc(k_count * sizeof(bool));
     tdm_status status =
         s && centres && empty ? TDM_OK : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    em_sums sums = {s, s ? s + k_count * cols : NULL, 0.0};
+    em_sums sums = {.s = s, .n = s ? s + k_count * cols : NULL};
     double *scratch = s ? s + k_count * cols + k_count : NULL; /* n values */
     if (status == TDM_OK && o->init == TDM_EM_INIT_RANDOM_RESPONSIBILITIES)
         random_responsibilities(data, k_count, rng, scratch, &sums);

@@ -328,7 +328,7 @@ tdm_status tdm_trainer_load(tdm_trainer *t, const char *path)
     unsigned char *data = NULL;
     size_t size = 0;
     TDM_TRY(read_whole_file(path, &data, &size));
-    reader r = {path, data, size, 0};
+    reader r = {.path = path, .data = data, .size = size};
     tdm_status status = parse_checkpoint(&r, t);
     free(data);
     return status;

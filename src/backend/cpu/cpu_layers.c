@@ -27,7 +27,7 @@ typedef struct conv_dims {
 
 static conv_dims dims_of(const tdm_conv2d_shape *s)
 {
-    conv_dims d = {tdm_conv2d_out_height(s), tdm_conv2d_out_width(s), 0, 0};
+    conv_dims d = {.out_h = tdm_conv2d_out_height(s), .out_w = tdm_conv2d_out_width(s)};
     d.spatial = d.out_h * d.out_w;
     d.columns = s->batch * d.spatial;
     return d;
