@@ -67,24 +67,22 @@ tdm_batchnorm_backward_reduce(ulong batch, ulong channels, ulong spatial,
                               ulong dgamma_offset, __global float *dbeta, ulong dbeta_offset,
                               __global float *means, ulong means_offset)
 {
-    __local float partial[TDM_GROUP_SIZE];
+    __local float2 partial[TDM_GROUP_SIZE];
     const ulong c = get_group_id(0), count = batch * spatial;
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c];
-    float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
+    float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
     for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
         const ulong index = tdm_channel_index(k, c, channels, spatial);
         const float g = dy[dy_offset + index];
-        sum_dy += g;
-        sum_dy_xhat += g * ((x[x_offset + index] - mean) * invstd);
+        sums += (float2)(g, g * ((x[x_offset + index] - mean) * invstd));
     }
-    sum_dy = tdm_group_sum(sum_dy, partial);
-    sum_dy_xhat = tdm_group_sum(sum_dy_xhat, partial);
+    sums = tdm_group_sum2(sums, partial);
     if (get_local_id(0) == 0) {
-        dgamma[dgamma_offset + c] += sum_dy_xhat;
-        dbeta[dbeta_offset + c] += sum_dy;
-        means[means_offset + 2 * c] = sum_dy / (float)count;
-        means[means_offset + 2 * c + 1] = sum_dy_xhat / (float)count;
+        dgamma[dgamma_offset + c] += sums.y;
+        dbeta[dbeta_offset + c] += sums.x;
+        means[means_offset + 2 * c] = sums.x / (float)count;
+        means[means_offset + 2 * c + 1] = sums.y / (float)count;
     }
 }
 

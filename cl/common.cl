@@ -20,6 +20,23 @@ float tdm_group_sum(float v, __local float *partial)
     return sum;
 }
 
+// The same for two sums at once (one tree, half the barriers): each
+// component gets the bits tdm_group_sum would give it.
+float2 tdm_group_sum2(float2 v, __local float2 *partial)
+{
+    const uint lid = get_local_id(0);
+    partial[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint width = TDM_GROUP_SIZE / 2; width > 0; width >>= 1) {
+        if (lid < width)
+            partial[lid] += partial[lid + width];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float2 sum = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return sum;
+}
+
 // Index of the k-th value of channel c in a [N][channels][spatial] tensor.
 ulong tdm_channel_index(ulong k, ulong c, ulong channels, ulong spatial)
 {

@@ -654,14 +654,51 @@ static void check_case(const test_backends *all, const parity_op *op, const op_c
     free_case_data(c, &cpu_data);
 }
 
+/* TANDEM_PARITY_MAX_ELEMENTS=N keeps only the cases whose tensors have at
+ * most N elements each (the Oclgrind run: a simulator is slow), at least one
+ * per op; 0 or unset keeps all. */
+static size_t max_elements(void)
+{
+    const char *text = getenv("TANDEM_PARITY_MAX_ELEMENTS");
+    return text ? strtoul(text, NULL, 10) : 0;
+}
+
+static bool small_enough(const op_case *c, size_t limit)
+{
+    for (size_t t = 0; limit && t < c->tensor_count; t++)
+        if (c->tensors[t].count > limit)
+            return false;
+    return true;
+}
+
+/* TANDEM_PARITY_GEMM=only or none: the ops that run a GEMM, or the others
+ * (the Oclgrind run checks the two halves with different plugins). */
+static bool op_selected(const parity_op *op)
+{
+    const char *gemm = getenv("TANDEM_PARITY_GEMM");
+    if (!gemm || !gemm[0])
+        return true;
+    return strcmp(gemm, "only") == 0 ? op->uses_gemm : !op->uses_gemm;
+}
+
 static void test_op(void **state)
 {
     const parity_op *op = *state;
     static op_case cases[MAX_CASES];
-    size_t count = op->make_cases(cases, MAX_CASES, op->variant);
+    if (!op_selected(op)) {
+        printf("%s: not run (TANDEM_PARITY_GEMM=%s)\n", op->name, getenv("TANDEM_PARITY_GEMM"));
+        return;
+    }
+    size_t count = op->make_cases(cases, MAX_CASES, op->variant), checked = 0;
     for (size_t i = 0; i < count; i++)
-        check_case(&test_all_backends, op, &cases[i], i);
-    printf("%s: %zu cases on %zu backend(s) agree\n", op->name, count, test_all_backends.count);
+        if (small_enough(&cases[i], max_elements())) {
+            check_case(&test_all_backends, op, &cases[i], i);
+            checked++;
+        }
+    if (checked == 0)
+        fail_msg("%s: no case has at most %zu elements a tensor", op->name, max_elements());
+    printf("%s: %zu of %zu cases on %zu backend(s) agree\n", op->name, checked, count,
+           test_all_backends.count);
 }
 
 /* Semantics the random cases cannot reach: NaN through relu (it stays NaN,

@@ -13,6 +13,7 @@ packages=(
     zlib1g-dev                     # gzipped data files, checkpoint checksums
     gnuplot-nox                    # the pictures of tandem sweep
     libcmocka-dev                  # test bodies
+    oclgrind                       # checks every kernel's memory accesses (tests)
     clinfo                         # to inspect OpenCL installs by hand
 )
 missing=()
