@@ -1,7 +1,10 @@
 // Helpers for the other kernel files (built first, into the same program).
 
-// Work-group size of every reduction kernel; the host launches with it.
+// Work-group size of every reduction kernel, a power of two the host picks
+// from the device's limits (-DTDM_GROUP_SIZE=N) and launches with.
+#ifndef TDM_GROUP_SIZE
 #define TDM_GROUP_SIZE 64
+#endif
 
 // The sum of v over the work-group, by a fixed tree: the same bits every run.
 // Every work-item must call it; partial holds TDM_GROUP_SIZE floats.

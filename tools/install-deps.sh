@@ -6,6 +6,7 @@ packages=(
     cmake gcc make pkg-config      # build
     ocl-icd-opencl-dev opencl-c-headers  # the OpenCL ICD loader and headers
     pocl-opencl-icd                # an OpenCL driver for the CPU (tests, CI)
+    mesa-opencl-icd                # Mesa's rusticl: a second one, with the GPU drivers' compiler
     libclblast-dev                 # GEMM on OpenCL devices
     libdnnl-dev                    # oneDNN: the cpu backend's GEMM (default)
     libopenblas-dev                # OpenBLAS: the cpu backend's GEMM with -DTANDEM_CPU_GEMM=openblas

@@ -8,14 +8,16 @@
 #include "backend/opencl/kernel_cache.h"
 #include "backend/opencl/kernel_sources.h"
 
-/* "-cl-std=CL1.2" from "OpenCL C 1.2 pocl"; the device's version, never the platform's. */
-static void build_options(const tdm_opencl_device_info *info, char *out, size_t capacity)
+/* "-cl-std=CL1.2" from "OpenCL C 1.2 pocl" (the device's version, never the
+ * platform's), and the reductions' work-group size. */
+static void build_options(const tdm_opencl_device_info *info, size_t group_size, char *out,
+                          size_t capacity)
 {
     int major = 0, minor = 0;
+    int used = 0;
     if (sscanf(info->opencl_c_version, "OpenCL C %d.%d", &major, &minor) == 2)
-        snprintf(out, capacity, "-cl-std=CL%d.%d", major, minor);
-    else
-        out[0] = '\0';
+        used = snprintf(out, capacity, "-cl-std=CL%d.%d ", major, minor);
+    snprintf(out + used, capacity - (size_t)used, "-DTDM_GROUP_SIZE=%zu", group_size);
 }
 
 /* PoCL and NVIDIA cache compiled kernels themselves; asking PoCL for program
@@ -132,13 +134,14 @@ static void store_in_cache(cl_program program, const char *directory, uint64_t k
 }
 
 tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
-                                const tdm_opencl_device_info *info, cl_program *program)
+                                const tdm_opencl_device_info *info, size_t group_size,
+                                cl_program *program)
 {
-    char options[64], directory[4096];
+    char options[96], directory[4096];
     const char *texts[MAX_KERNEL_FILES];
     size_t count = 0;
     TDM_TRY(embedded_texts(texts, &count));
-    build_options(info, options, sizeof options);
+    build_options(info, group_size, options, sizeof options);
     bool use_cache =
         !driver_caches_itself(info) && tdm_kernel_cache_directory(directory, sizeof directory);
     uint64_t key = use_cache ? cache_key(texts, count, info, options) : 0;

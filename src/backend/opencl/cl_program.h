@@ -5,10 +5,12 @@
 #include "tandem/device.h"
 
 /* Builds every embedded kernel file into one program for the device, with
- * -cl-std taken from the device's OpenCL C version. Goes through the disk
+ * -cl-std taken from the device's OpenCL C version and the reductions built
+ * for work-groups of group_size (a power of two). Goes through the disk
  * binary cache only where the driver keeps no cache of its own. */
 tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
-                                const tdm_opencl_device_info *info, cl_program *program);
+                                const tdm_opencl_device_info *info, size_t group_size,
+                                cl_program *program);
 
 /* Builds the given OpenCL C texts; a compile error returns
  * TDM_ERR_KERNEL_BUILD with the driver's build log in the message. */

@@ -40,7 +40,7 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
     if (groups == 0)
         return TDM_OK;
     TDM_TRY(set_args(ctx, id, args, arg_count));
-    size_t global = groups * LOCAL_SIZE, local = LOCAL_SIZE;
+    size_t global = groups * ctx->group_size, local = ctx->group_size;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 1, NULL, &global, &local, 0,
                                         NULL, NULL);
     if (err != CL_SUCCESS)
@@ -69,7 +69,7 @@ tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t 
 tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
                          size_t arg_count)
 {
-    size_t groups = (items + LOCAL_SIZE - 1) / LOCAL_SIZE;
+    size_t groups = (items + ctx->group_size - 1) / ctx->group_size;
     return tdm_cl_launch_groups(ctx, id, groups < MAX_GROUPS ? groups : MAX_GROUPS, args,
                                 arg_count);
 }
@@ -296,6 +296,80 @@ static tdm_status create_kernels(opencl_context *ctx)
     return TDM_OK;
 }
 
+static size_t power_of_two_at_most(size_t n)
+{
+    size_t p = 1;
+    while (p * 2 <= n)
+        p *= 2;
+    return p;
+}
+
+/* The device's limits on a work-group, and TANDEM_OPENCL_MAX_GROUP, a cap
+ * that lets the tests act as a device with small limits. */
+static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
+{
+    size_t max_group = 0, sizes[3] = {0};
+    TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group,
+                               &max_group, NULL));
+    TDM_CL_TRY(
+        clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof sizes, sizes, NULL));
+    *limit = max_group < sizes[0] ? max_group : sizes[0];
+    const char *cap = getenv("TANDEM_OPENCL_MAX_GROUP");
+    size_t capped = cap && cap[0] ? strtoul(cap, NULL, 10) : 0;
+    ctx->group_capped = capped > 0 && capped < *limit;
+    if (ctx->group_capped)
+        *limit = capped;
+    return TDM_OK;
+}
+
+/* The smallest CL_KERNEL_WORK_GROUP_SIZE of the built kernels. */
+static tdm_status kernels_group_limit(const opencl_context *ctx, size_t *limit)
+{
+    for (int i = 0; i < KERNEL_COUNT; i++) {
+        size_t size = 0;
+        TDM_CL_TRY(clGetKernelWorkGroupInfo(ctx->kernels[i], ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                            sizeof size, &size, NULL));
+        *limit = size < *limit ? size : *limit;
+    }
+    return TDM_OK;
+}
+
+static void release_program(opencl_context *ctx)
+{
+    for (int i = 0; i < KERNEL_COUNT; i++)
+        if (ctx->kernels[i])
+            clReleaseKernel(ctx->kernels[i]);
+    memset(ctx->kernels, 0, sizeof ctx->kernels);
+    clReleaseProgram(ctx->program);
+    ctx->program = NULL;
+}
+
+/* Builds the kernels for the largest power-of-two work-group, up to
+ * PREFERRED_GROUP_SIZE, that the device and then every kernel allow (a
+ * kernel that needs many registers may allow fewer work-items than the
+ * device: then once more, smaller). */
+static tdm_status build_for_limits(opencl_context *ctx)
+{
+    size_t limit = 0;
+    TDM_TRY(device_group_limit(ctx, &limit));
+    for (int attempt = 0; attempt < 2; attempt++) {
+        ctx->group_size =
+            power_of_two_at_most(limit < PREFERRED_GROUP_SIZE ? limit : PREFERRED_GROUP_SIZE);
+        TDM_TRY(tdm_cl_build_program(ctx->context, ctx->device, &ctx->info, ctx->group_size,
+                                     &ctx->program));
+        TDM_TRY(create_kernels(ctx));
+        size_t kernels_limit = ctx->group_size;
+        TDM_TRY(kernels_group_limit(ctx, &kernels_limit));
+        if (kernels_limit >= ctx->group_size)
+            return TDM_OK;
+        limit = kernels_limit;
+        release_program(ctx);
+    }
+    return TDM_FAIL(TDM_ERR_UNSUPPORTED,
+                    "opencl: the kernels allow no work-group of %zu work-items on %s",
+                    ctx->group_size, ctx->info.device_name);
+}
+
 static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t device_index)
 {
     cl_platform_id platform = NULL;
@@ -311,8 +385,7 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
-    TDM_TRY(tdm_cl_build_program(ctx->context, ctx->device, &ctx->info, &ctx->program));
-    return create_kernels(ctx);
+    return build_for_limits(ctx);
 }
 
 tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index, tdm_backend **out)
@@ -336,8 +409,9 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     snprintf(backend->description, sizeof backend->description,
-             "opencl %zu:%zu: %s (platform %s, driver %s)", platform_index, device_index,
-             ctx->info.device_name, ctx->info.platform_name, ctx->info.driver_version);
+             "opencl %zu:%zu: %s (platform %s, driver %s)%s", platform_index, device_index,
+             ctx->info.device_name, ctx->info.platform_name, ctx->info.driver_version,
+             ctx->group_capped ? " [work-groups capped by TANDEM_OPENCL_MAX_GROUP]" : "");
     *out = backend;
     return TDM_OK;
 }

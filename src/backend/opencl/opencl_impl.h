@@ -22,9 +22,11 @@ typedef enum kernel_id {
     KERNEL_COUNT
 } kernel_id;
 
-/* Every launch uses this local size (PoCL compiles once per local size; the
- * reduction kernels require it: TDM_GROUP_SIZE in cl/common.cl). */
-enum { LOCAL_SIZE = 64, MAX_GROUPS = 1024 };
+/* Every 1-D launch uses one local size, group_size (PoCL compiles once per
+ * local size; the reduction kernels are built for it: TDM_GROUP_SIZE in
+ * cl/common.cl): at most PREFERRED_GROUP_SIZE, within the device's and every
+ * kernel's limits, a power of two. Longer ranges stride over MAX_GROUPS. */
+enum { PREFERRED_GROUP_SIZE = 64, MAX_GROUPS = 1024 };
 
 typedef struct opencl_context {
     tdm_opencl_device_info info;
@@ -35,6 +37,8 @@ typedef struct opencl_context {
     cl_kernel kernels[KERNEL_COUNT];
     cl_mem gemm_scratch; /* CLBlast's temporary buffer, grown on demand */
     size_t gemm_scratch_size;
+    size_t group_size; /* the local size of every 1-D launch */
+    bool group_capped; /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
 } opencl_context;
 
 static inline opencl_context *ctx_of(const tdm_backend *backend)

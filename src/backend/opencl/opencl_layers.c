@@ -289,14 +289,14 @@ tdm_status tdm_opencl_softmax_rows(tdm_backend *backend, size_t rows, size_t col
 /* Work-groups of the bits kernels. Each work-item loops over a whole row or
  * all the rows, so on a CPU device a work-group of one is a task of its
  * own (PoCL runs a group on one core; bigger groups left cores idle: 27 ms
- * against 14 for the sums of 100000 x 784 rows, K = 20). On a GPU, up to 64
- * work-items side by side, then as many rows of them as fill 64. */
+ * against 14 for the sums of 100000 x 784 rows, K = 20). On a GPU, up to the
+ * backend's group size side by side, then as many rows of them as fill it. */
 static void bits_local_size(const tdm_backend *backend, size_t across, size_t local[2])
 {
-    enum { GPU_GROUP_ITEMS = 64 };
-    bool gpu = ctx_of(backend)->info.is_gpu_or_accelerator;
-    local[0] = !gpu ? 1 : across < GPU_GROUP_ITEMS ? across : GPU_GROUP_ITEMS;
-    local[1] = !gpu ? 1 : GPU_GROUP_ITEMS / local[0];
+    const opencl_context *ctx = ctx_of(backend);
+    bool gpu = ctx->info.is_gpu_or_accelerator;
+    local[0] = !gpu ? 1 : across < ctx->group_size ? across : ctx->group_size;
+    local[1] = !gpu ? 1 : ctx->group_size / local[0];
 }
 
 tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,

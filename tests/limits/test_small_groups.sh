@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The parity harness with the OpenCL devices acting as devices of small
+# limits: work-groups of at most 16 work-items (TANDEM_OPENCL_MAX_GROUP, the
+# backend's cap for testing), so the reductions are built and launched for
+# 16 and the bits kernels' groups shrink with them. Every op must still agree.
+# Usage: test_small_groups.sh path/to/test_parity
+set -u
+output=$(TANDEM_OPENCL_MAX_GROUP=16 "$1" 2>&1)
+status=$?
+if [ "$status" -ne 0 ]; then
+    echo "FAILED: the parity harness with work-groups of 16 (exit $status)"
+    echo "$output"
+    exit 1
+fi
+if ! grep -q "^backend [0-9]*: opencl" <<<"$output" && [ "${CI:-}" != true ]; then
+    echo "SKIPPED: no OpenCL device"
+    exit 77
+fi
+if ! grep -q "^backend [0-9]*: opencl .*capped by TANDEM_OPENCL_MAX_GROUP" <<<"$output"; then
+    echo "FAILED: no OpenCL backend ran with capped work-groups"
+    echo "$output"
+    exit 1
+fi
+grep -E "^backend [0-9]+:" <<<"$output"
+echo "ok: every op agrees with work-groups of at most 16"
