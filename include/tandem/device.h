@@ -30,6 +30,31 @@ typedef struct tdm_opencl_device_info {
  * saying so. Free the list with free(). */
 tdm_status tdm_opencl_list_devices(tdm_opencl_device_info **devices, size_t *count);
 
+/* --- CLBlast's GEMM tuned for an OpenCL device (tandem tune) ---
+ * The backend of a device applies its tuning file when it is created. */
+typedef struct tdm_tune_options {
+    size_t max_candidates; /* parameter sets to try; 0: all */
+    /* after each candidate: its GFLOP/s (0 if it failed or gave wrong
+     * results) and the best so far; may be NULL */
+    void (*progress)(void *user, size_t done, size_t total, double gflops, double best_gflops);
+    void *user;
+} tdm_tune_options;
+
+typedef struct tdm_tune_report {
+    double default_gflops, tuned_gflops; /* over the GEMM shapes tandem runs */
+    size_t tried, valid;
+    char path[4096]; /* the tuning file written */
+} tdm_tune_report;
+
+/* Times CLBlast's default parameters and candidate sets on an OpenCL
+ * backend, keeps the fastest whose results match the defaults', writes the
+ * device's tuning file and applies it to this backend. */
+tdm_status tdm_opencl_tune(tdm_backend *backend, const tdm_tune_options *options,
+                           tdm_tune_report *report);
+/* Whether a device is tuned, for listings: "not tuned", "CLBlast tuned: ..."
+ * or "tuning file ignored: <why>". Reads the file; changes nothing. */
+void tdm_opencl_tuning_status(const tdm_opencl_device_info *info, char *out, size_t size);
+
 typedef enum tdm_backend_choice {
     TDM_BACKEND_AUTO,   /* an OpenCL GPU or accelerator if there is one, else cpu */
     TDM_BACKEND_OPENCL, /* an OpenCL device, of any type unless `type` says */

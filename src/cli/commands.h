@@ -7,6 +7,7 @@
 
 int cmd_devices(const cli_options *options);  /* device_commands.c */
 int cmd_selftest(const cli_options *options); /* device_commands.c */
+int cmd_tune(const cli_options *options);     /* device_commands.c */
 int cmd_summary(const cli_options *options);  /* summary.c */
 int cmd_train(const cli_options *options);    /* train_cli.c */
 int cmd_sweep(const cli_options *options);    /* train_cli.c */

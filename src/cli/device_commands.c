@@ -18,6 +18,9 @@ static void print_opencl_device(size_t number, const tdm_opencl_device_info *inf
     printf("        %s, %s, %.1f GiB global memory, %u compute units, driver %s\n", info->type,
            info->opencl_c_version, (double)info->global_memory_bytes / (1024.0 * 1024 * 1024),
            info->compute_units, info->driver_version);
+    char tuning[512];
+    tdm_opencl_tuning_status(info, tuning, sizeof tuning);
+    printf("        %s\n", tuning);
 }
 
 int cmd_devices(const cli_options *options)
@@ -48,6 +51,41 @@ int cmd_devices(const cli_options *options)
         printf("  cpu is marked because %s (fallback = cpu)\n", choice.why);
     return 0;
 }
+
+/* ---------- tune ---------- */
+
+static void tune_progress(void *user, size_t done, size_t total, double gflops, double best)
+{
+    const cli_options *options = user;
+    if (!options->quiet)
+        fprintf(stderr, "tandem: tune: candidate %zu of %zu: %s (best %.1f GFLOP/s)\n", done, total,
+                gflops > 0 ? "ok" : "failed or wrong results", best);
+    (void)gflops;
+}
+
+int cmd_tune(const cli_options *options)
+{
+    cli_config config;
+    tdm_backend *backend = NULL;
+    tdm_tune_report report;
+    const char *limit = getenv("TANDEM_TUNE_CANDIDATES");
+    tdm_tune_options tune = {.max_candidates = limit ? strtoul(limit, NULL, 10) : 0,
+                             .progress = tune_progress,
+                             .user = (void *)options};
+    if (cli_load_config(options, &config) != TDM_OK ||
+        cli_open_backend(options, &config, &backend) != TDM_OK ||
+        tdm_opencl_tune(backend, &tune, &report) != TDM_OK) {
+        tdm_backend_free(backend);
+        return cli_fail();
+    }
+    printf("CLBlast SGEMM on tandem's GEMM shapes: %.1f GFLOP/s with its defaults, %.1f tuned "
+           "(%zu of %zu candidates valid)\nsaved to %s; the backend applies it from now on\n",
+           report.default_gflops, report.tuned_gflops, report.valid, report.tried, report.path);
+    tdm_backend_free(backend);
+    return 0;
+}
+
+/* ---------- selftest ---------- */
 
 /* Large enough that a GEMM library runs its main kernel at full speed. */
 enum { SELFTEST_SIZE = 512 };

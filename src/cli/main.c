@@ -15,6 +15,8 @@ static void print_usage(FILE *out)
           "  devices    list every OpenCL device and the cpu backend; '*' marks the one\n"
           "             the current config picks\n"
           "  selftest   run SGEMM on the chosen device and check it against the cpu backend\n"
+          "  tune       tune CLBlast's GEMM for the chosen OpenCL device and save it\n"
+          "             (applied whenever that device is used; see docs/devices.md)\n"
           "  summary    print the model: each layer's output shape, parameters and FLOPs\n"
           "             per sample (the config's [model], else ResNet(4) on 8x8 digits)\n"
           "  train      train the model on the configured data: OUT/NAME/metrics.csv and\n"
@@ -101,9 +103,13 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
-    {"devices", cmd_devices, "train"}, {"selftest", cmd_selftest, "train"},
-    {"summary", cmd_summary, "train"}, {"train", cmd_train, "train"},
-    {"sweep", cmd_sweep, "train"},     {"em", cmd_em, "em"},
+    {"devices", cmd_devices, "train"},
+    {"selftest", cmd_selftest, "train"},
+    {"tune", cmd_tune, "train"},
+    {"summary", cmd_summary, "train"},
+    {"train", cmd_train, "train"},
+    {"sweep", cmd_sweep, "train"},
+    {"em", cmd_em, "em"},
 };
 
 /* Sets options from the flags; returns -1 to go on, else the exit status. */

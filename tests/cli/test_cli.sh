@@ -84,6 +84,27 @@ if ! "$tandem" devices | grep -q "opencl 0:0"; then
     fi
 else
     check "devices lists the OpenCL device" 0 "\[0\] opencl 0:0 .*" "$tandem" devices
+    # tandem tune: one candidate (a real search, cut short), its file, and
+    # the backend applying it; a stale file is reported and ignored.
+    export TANDEM_TUNING_DIR="$work/tuning"
+    check "devices says an untuned device is not tuned" 0 "^ +not tuned$" "$tandem" devices
+    check "tune times CLBlast and saves the best" 0 \
+        "GFLOP/s with its defaults, [0-9.]+ tuned \(1 of 1 candidates valid\)" \
+        env TANDEM_TUNE_CANDIDATES=1 "$tandem" -q --device opencl:0:0 tune
+    check "devices says the device is tuned" 0 "^ +CLBlast tuned: [0-9.]+ GFLOP/s" \
+        "$tandem" devices
+    check "the tuned backend says so" 0 "\[CLBlast tuned: [0-9.]+ GFLOP/s on tandem's GEMMs\]" \
+        "$tandem" --device opencl:0:0 selftest
+    check "and agrees with the cpu backend" 0 "^max difference from the cpu backend: .*: ok$" \
+        "$tandem" --device opencl:0:0 selftest
+    sed -i 's/^driver .*/driver 0.0-elsewhere/' "$work"/tuning/*.tuning
+    check "a stale tuning file is reported" 0 "tuning file ignored: .*made for another driver" \
+        "$tandem" devices
+    check "and ignored" 0 "^max difference from the cpu backend: .*: ok$" \
+        "$tandem" --device opencl:0:0 selftest
+    check "tune on the cpu backend" 1 "tune: cpu backend .* is not an OpenCL device" \
+        "$tandem" -q --device cpu tune
+    unset TANDEM_TUNING_DIR
     check "devices shows details" 0 "OpenCL C [0-9.]+.*compute units, driver" "$tandem" devices
     check "--device opencl:0:0" 0 "tandem: device: opencl 0:0: " \
         "$tandem" --device opencl:0:0 selftest

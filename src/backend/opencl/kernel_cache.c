@@ -109,12 +109,11 @@ tdm_status tdm_kernel_cache_load(const char *directory, uint64_t key, unsigned c
     return status;
 }
 
-/* mkdir -p */
-static tdm_status make_directories(const char *directory)
+tdm_status tdm_make_directories(const char *directory)
 {
     char path[4096];
     if (snprintf(path, sizeof path, "%s", directory) >= (int)sizeof path)
-        return TDM_FAIL(TDM_ERR_IO, "kernel cache path is too long");
+        return TDM_FAIL(TDM_ERR_IO, "path is too long: %.64s...", directory);
     for (char *slash = path + 1;; slash++) {
         bool end = *slash == '\0';
         if (*slash == '/' || end) {
@@ -143,7 +142,7 @@ tdm_status tdm_kernel_cache_store(const char *directory, uint64_t key, const uns
                                   size_t size)
 {
     char path[4096], temporary[4200];
-    TDM_TRY(make_directories(directory));
+    TDM_TRY(tdm_make_directories(directory));
     entry_path(path, sizeof path, directory, key);
     snprintf(temporary, sizeof temporary, "%s.tmp.%ld", path, (long)getpid());
     FILE *file = fopen(temporary, "wb");

@@ -15,6 +15,9 @@
  * Returns false when the cache is disabled or no directory can be named. */
 bool tdm_kernel_cache_directory(char *out, size_t capacity);
 
+/* mkdir -p */
+tdm_status tdm_make_directories(const char *directory);
+
 /* 64-bit FNV-1a over the parts, each followed by a NUL separator. */
 uint64_t tdm_kernel_cache_key(const char *const *parts, size_t count);
 

@@ -8,6 +8,7 @@
 
 #include "backend/opencl/cl_devices.h"
 #include "backend/opencl/cl_program.h"
+#include "backend/opencl/cl_tuning.h"
 #include "backend/opencl/opencl_impl.h"
 #include "backend/opencl/opencl_layers.h"
 
@@ -385,7 +386,35 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
-    return build_for_limits(ctx);
+    TDM_TRY(build_for_limits(ctx));
+    tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
+    return TDM_OK;
+}
+
+/* "opencl P:D: <device> (platform ..., driver ...)", then what differs from
+ * a plain build: a capped work-group, CLBlast's tuning. */
+static void describe(tdm_backend *backend, const opencl_context *ctx)
+{
+    snprintf(backend->description, sizeof backend->description,
+             "opencl %zu:%zu: %.128s (platform %.96s, driver %.48s)%s%s%.100s%s",
+             ctx->info.platform_index, ctx->info.device_index, ctx->info.device_name,
+             ctx->info.platform_name, ctx->info.driver_version,
+             ctx->group_capped ? " [work-groups capped by TANDEM_OPENCL_MAX_GROUP]" : "",
+             ctx->tuning[0] ? " [" : "", ctx->tuning, ctx->tuning[0] ? "]" : "");
+}
+
+tdm_status tdm_opencl_tune(tdm_backend *backend, const tdm_tune_options *options,
+                           tdm_tune_report *report)
+{
+    if (strcmp(backend->name, "opencl") != 0)
+        return TDM_FAIL(TDM_ERR_UNSUPPORTED,
+                        "tune: %s is not an OpenCL device (CLBlast's GEMM is what is tuned)",
+                        tdm_backend_description(backend));
+    opencl_context *ctx = ctx_of(backend);
+    TDM_TRY(tdm_cl_tune(backend, ctx->device, &ctx->info, options, report));
+    tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
+    describe(backend, ctx);
+    return TDM_OK;
 }
 
 tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index, tdm_backend **out)
@@ -408,10 +437,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     }
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
-    snprintf(backend->description, sizeof backend->description,
-             "opencl %zu:%zu: %s (platform %s, driver %s)%s", platform_index, device_index,
-             ctx->info.device_name, ctx->info.platform_name, ctx->info.driver_version,
-             ctx->group_capped ? " [work-groups capped by TANDEM_OPENCL_MAX_GROUP]" : "");
+    describe(backend, ctx);
     *out = backend;
     return TDM_OK;
 }

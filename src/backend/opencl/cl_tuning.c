@@ -1,0 +1,346 @@
+/* CLBlast's GEMM tuned for one device (tandem tune): candidate parameter sets
+ * for its Xgemm kernel and for the size above which its GEMM routine takes
+ * the Xgemm path (XGEMM_MIN_INDIRECT_SIZE; below it runs XgemmDirect) are
+ * timed through tandem's own GEMM calls on the shapes tandem runs, each
+ * result checked against the default parameters' result; the fastest goes
+ * into a per-device file that the backend applies when it is created. */
+#define _POSIX_C_SOURCE 200809L
+#include "backend/opencl/cl_tuning.h"
+
+#include <clblast_c.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/opencl/kernel_cache.h"
+#include "core/clock.h"
+#include "core/error.h"
+
+enum { XGEMM_PARAMETERS = 16, FORMAT_VERSION = 1 };
+
+static const char *const xgemm_names[XGEMM_PARAMETERS] = {
+    "GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB",
+    "NDIMC", "NWG",  "SA",  "SB",  "STRM",  "STRN",  "VWM", "VWN"};
+
+typedef struct candidate {
+    size_t xgemm[XGEMM_PARAMETERS]; /* in xgemm_names' order */
+    size_t min_indirect;            /* GemmRoutine's XGEMM_MIN_INDIRECT_SIZE */
+} candidate;
+
+/* Each satisfies Xgemm's rules (MWG a multiple of MDIMC*VWM and MDIMA*VWM,
+ * NWG of NDIMC*VWN and NDIMB*VWN, KWG of MDIMC*NDIMC/MDIMA and /NDIMB). The
+ * first is what clblast_tuner_xgemm found on PoCL on 2 cores (128 GFLOP/s on
+ * 512^3, docs/devices.md). */
+static const candidate candidates[] = {
+    {{0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}, 64},
+    {{0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}, 896},
+    {{0, 1, 32, 2, 16, 8, 128, 16, 16, 64, 0, 0, 1, 1, 8, 4}, 64},
+    {{0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 0, 0, 1, 1, 4, 4}, 64},
+    {{0, 1, 16, 2, 8, 8, 64, 8, 8, 64, 0, 0, 1, 1, 4, 4}, 64},
+    {{0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 0, 0, 1, 1, 4, 4}, 256},
+};
+enum { CANDIDATE_COUNT = sizeof candidates / sizeof candidates[0] };
+
+/* The GEMMs tandem runs: the selftest's 512^3, ResNet(64)'s convolutions on
+ * a batch of 128 digits (as one dense GEMM each), its linear layer, and one
+ * block of EM's E and M steps on MNIST-sized rows. */
+typedef struct gemm_shape {
+    size_t m, n, k;
+    tdm_transpose a, b;
+} gemm_shape;
+
+static const gemm_shape shapes[] = {
+    {512, 512, 512, TDM_NO_TRANS, TDM_NO_TRANS}, {128, 1024, 64, TDM_NO_TRANS, TDM_TRANS},
+    {128, 256, 256, TDM_NO_TRANS, TDM_TRANS},    {128, 256, 256, TDM_NO_TRANS, TDM_NO_TRANS},
+    {128, 10, 64, TDM_NO_TRANS, TDM_TRANS},      {4096, 20, 784, TDM_NO_TRANS, TDM_TRANS},
+    {20, 784, 4096, TDM_TRANS, TDM_NO_TRANS},
+};
+enum { SHAPE_COUNT = sizeof shapes / sizeof shapes[0], TIMED_ROUNDS = 3 };
+
+/* ---------- the tuning file ---------- */
+
+static bool tuning_directory(char *out, size_t size)
+{
+    const char *explicit_dir = getenv("TANDEM_TUNING_DIR");
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    int written = explicit_dir && explicit_dir[0] ? snprintf(out, size, "%s", explicit_dir)
+                  : xdg && xdg[0]                 ? snprintf(out, size, "%s/tandem/tuning", xdg)
+                  : home && home[0] ? snprintf(out, size, "%s/.cache/tandem/tuning", home)
+                                    : -1;
+    return written > 0 && (size_t)written < size;
+}
+
+bool tdm_cl_tuning_path(const tdm_opencl_device_info *info, char *out, size_t size)
+{
+    char directory[4000];
+    if (!tuning_directory(directory, sizeof directory))
+        return false;
+    const char *parts[] = {info->platform_name, info->device_name, info->driver_version};
+    int written = snprintf(out, size, "%s/%016llx.tuning", directory,
+                           (unsigned long long)tdm_kernel_cache_key(parts, 3));
+    return written > 0 && (size_t)written < size;
+}
+
+/* "Xgemm GEMMK=0 KREG=1 ..." or "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=64",
+ * handed to CLBlast for the device (NULL: only checked). */
+static tdm_status apply_line(cl_device_id device, char *line, const char *path, size_t number)
+{
+    enum { MOST = 32 };
+    const char *names[MOST];
+    size_t values[MOST], count = 0;
+    char *save = NULL, *kernel = strtok_r(line, " \t\n", &save);
+    for (char *word = strtok_r(NULL, " \t\n", &save); word; word = strtok_r(NULL, " \t\n", &save)) {
+        char *equals = strchr(word, '='), *end = NULL;
+        if (!equals || count == MOST)
+            return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: expected NAME=VALUE, got '%s'", path, number,
+                            word);
+        *equals = '\0';
+        values[count] = strtoul(equals + 1, &end, 10);
+        if (*end || equals[1] == '\0' || equals[1] == '-')
+            return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: %s is not a whole number", path, number, word);
+        names[count++] = word;
+    }
+    if (!device)
+        return TDM_OK; /* only reading */
+    CLBlastStatusCode code =
+        CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, count, names, values);
+    if (code != CLBlastSuccess)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: CLBlast refused the %s parameters (status %d)",
+                        path, number, kernel, (int)code);
+    return TDM_OK;
+}
+
+/* The header lines must name this device, driver and platform. */
+static tdm_status check_header_line(const char *line, const tdm_opencl_device_info *info,
+                                    const char *path, size_t number)
+{
+    static const char *const keys[] = {"platform ", "device ", "driver "};
+    const char *const expected[] = {info->platform_name, info->device_name, info->driver_version};
+    for (int i = 0; i < 3; i++) {
+        size_t key_length = strlen(keys[i]);
+        if (strncmp(line, keys[i], key_length) == 0) {
+            if (strncmp(line + key_length, expected[i], strlen(expected[i])) != 0 ||
+                line[key_length + strlen(expected[i])] != '\n')
+                return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: made for another %.*s (stale)", path,
+                                number, (int)key_length - 1, keys[i]);
+            return TDM_OK;
+        }
+    }
+    return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: unexpected line", path, number);
+}
+
+static tdm_status apply_file(FILE *file, cl_device_id device, const tdm_opencl_device_info *info,
+                             const char *path, double *gflops)
+{
+    char line[1024];
+    size_t number = 0;
+    int version = 0;
+    if (!fgets(line, sizeof line, file) || sscanf(line, "tandem-tuning %d", &version) != 1 ||
+        version != FORMAT_VERSION)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s: not a tandem tuning file of version %d", path,
+                        FORMAT_VERSION);
+    for (number = 2; fgets(line, sizeof line, file); number++) {
+        if (sscanf(line, "gflops %lf", gflops) == 1)
+            continue;
+        if (strncmp(line, "Xgemm ", 6) == 0 || strncmp(line, "GemmRoutine ", 12) == 0)
+            TDM_TRY(apply_line(device, line, path, number));
+        else
+            TDM_TRY(check_header_line(line, info, path, number));
+    }
+    return TDM_OK;
+}
+
+void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info, char *note,
+                         size_t size)
+{
+    char path[4096];
+    double gflops = 0.0;
+    FILE *file = tdm_cl_tuning_path(info, path, sizeof path) ? fopen(path, "r") : NULL;
+    note[0] = '\0';
+    if (!file)
+        return; /* not tuned */
+    tdm_clear_error();
+    tdm_status status = apply_file(file, device, info, path, &gflops);
+    fclose(file);
+    if (status == TDM_OK)
+        snprintf(note, size, "CLBlast tuned: %.1f GFLOP/s on tandem's GEMMs", gflops);
+    else
+        snprintf(note, size, "tuning file ignored: %s", tdm_last_error_message());
+}
+
+void tdm_opencl_tuning_status(const tdm_opencl_device_info *info, char *out, size_t size)
+{
+    tdm_cl_apply_tuning(NULL, info, out, size);
+    if (!out[0])
+        snprintf(out, size, "not tuned");
+}
+
+/* ---------- timing candidates ---------- */
+
+static tdm_status override_candidate(cl_device_id device, const candidate *c)
+{
+    const char *routine[] = {"XGEMM_MIN_INDIRECT_SIZE"};
+    CLBlastStatusCode code =
+        CLBlastOverrideParameters(device, "Xgemm", CLBlastPrecisionSingle, XGEMM_PARAMETERS,
+                                  (const char **)xgemm_names, c->xgemm);
+    if (code == CLBlastSuccess)
+        code = CLBlastOverrideParameters(device, "GemmRoutine", CLBlastPrecisionSingle, 1, routine,
+                                         &c->min_indirect);
+    if (code != CLBlastSuccess)
+        return TDM_FAIL(TDM_ERR_OPENCL, "CLBlast refused candidate parameters (status %d)",
+                        (int)code);
+    return TDM_OK;
+}
+
+typedef struct tune_buffers {
+    tdm_buffer *a, *b, *c;
+} tune_buffers;
+
+static tdm_status run_shape(tdm_backend *backend, const tune_buffers *t, const gemm_shape *s)
+{
+    size_t lda = s->a == TDM_TRANS ? s->m : s->k, ldb = s->b == TDM_TRANS ? s->k : s->n;
+    tdm_sgemm_args args = tdm_gemm_args(s->a, s->b, s->m, s->n, s->k, (tdm_view){t->a, 0}, lda,
+                                        (tdm_view){t->b, 0}, ldb, 0.0f, (tdm_view){t->c, 0}, s->n);
+    TDM_TRY(tdm_sgemm(backend, &args));
+    return tdm_backend_synchronize(backend);
+}
+
+/* GFLOP/s over every shape (each compiled and run once first, then the best
+ * of TIMED_ROUNDS), and the 512^3 result in check. */
+static tdm_status measure(tdm_backend *backend, const tune_buffers *t, float *check, double *gflops)
+{
+    double seconds = 0.0, flops = 0.0;
+    for (size_t i = 0; i < SHAPE_COUNT; i++) {
+        const gemm_shape *s = &shapes[i];
+        double best = INFINITY;
+        TDM_TRY(run_shape(backend, t, s));
+        if (i == 0)
+            TDM_TRY(tdm_buffer_download(t->c, 0, check, s->m * s->n * sizeof(float)));
+        for (int round = 0; round < TIMED_ROUNDS; round++) {
+            double start = tdm_monotonic_seconds();
+            TDM_TRY(run_shape(backend, t, s));
+            double elapsed = tdm_monotonic_seconds() - start;
+            best = elapsed < best ? elapsed : best;
+        }
+        seconds += best;
+        flops += 2.0 * (double)s->m * (double)s->n * (double)s->k;
+    }
+    *gflops = flops / seconds * 1e-9;
+    return TDM_OK;
+}
+
+/* The largest difference from the default parameters' 512^3 result, in
+ * units of its largest entry (512-term dot products: ~1e-6 expected). */
+static double difference(const float *x, const float *reference, size_t count)
+{
+    double worst = 0.0, scale = 1e-30;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(reference[i]));
+    for (size_t i = 0; i < count; i++)
+        worst = fmax(worst, fabs((double)x[i] - reference[i]) / scale);
+    return isnan(worst) ? INFINITY : worst;
+}
+
+static tdm_status write_file(const char *path, const tdm_opencl_device_info *info,
+                             const candidate *best, double gflops)
+{
+    char directory[4096], temporary[4200];
+    snprintf(directory, sizeof directory, "%s", path);
+    *strrchr(directory, '/') = '\0';
+    TDM_TRY(tdm_make_directories(directory));
+    snprintf(temporary, sizeof temporary, "%s.tmp", path);
+    FILE *file = fopen(temporary, "w");
+    if (!file)
+        return TDM_FAIL(TDM_ERR_IO, "cannot write %s", temporary);
+    fprintf(file, "tandem-tuning %d\nplatform %s\ndevice %s\ndriver %s\ngflops %.1f\n",
+            FORMAT_VERSION, info->platform_name, info->device_name, info->driver_version, gflops);
+    if (best) {
+        fputs("Xgemm", file);
+        for (int i = 0; i < XGEMM_PARAMETERS; i++)
+            fprintf(file, " %s=%zu", xgemm_names[i], best->xgemm[i]);
+        fprintf(file, "\nGemmRoutine XGEMM_MIN_INDIRECT_SIZE=%zu\n", best->min_indirect);
+    }
+    bool ok = fclose(file) == 0 && rename(temporary, path) == 0;
+    if (!ok)
+        remove(temporary);
+    return ok ? TDM_OK : TDM_FAIL(TDM_ERR_IO, "cannot write %s", path);
+}
+
+static tdm_status alloc_buffers(tdm_backend *backend, tune_buffers *t)
+{
+    size_t most = 0;
+    for (size_t i = 0; i < SHAPE_COUNT; i++) {
+        size_t sizes[] = {shapes[i].m * shapes[i].k, shapes[i].k * shapes[i].n,
+                          shapes[i].m * shapes[i].n};
+        for (int j = 0; j < 3; j++)
+            most = sizes[j] > most ? sizes[j] : most;
+    }
+    float *values = malloc(most * sizeof(float));
+    if (!values)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "tune: out of host memory");
+    for (size_t i = 0; i < most; i++)
+        values[i] = (float)((i * 7919 % 1000) / 1000.0 - 0.5);
+    tdm_status status = tdm_buffer_alloc(backend, most * sizeof(float), &t->a);
+    if (status == TDM_OK)
+        status = tdm_buffer_alloc(backend, most * sizeof(float), &t->b);
+    if (status == TDM_OK)
+        status = tdm_buffer_alloc(backend, most * sizeof(float), &t->c);
+    if (status == TDM_OK)
+        status = tdm_buffer_upload(t->a, 0, values, most * sizeof(float));
+    if (status == TDM_OK)
+        status = tdm_buffer_upload(t->b, 0, values, most * sizeof(float));
+    free(values);
+    return status;
+}
+
+/* Times the defaults, then each candidate; returns the best (NULL: the
+ * defaults) and its rate. */
+static tdm_status search(tdm_backend *backend, cl_device_id device, const tdm_tune_options *o,
+                         const tune_buffers *t, tdm_tune_report *report, const candidate **best)
+{
+    enum { CHECK = 512 * 512 };
+    static float reference[CHECK], result[CHECK];
+    size_t count = o->max_candidates && o->max_candidates < CANDIDATE_COUNT ? o->max_candidates
+                                                                            : CANDIDATE_COUNT;
+    TDM_TRY(measure(backend, t, reference, &report->default_gflops));
+    report->tuned_gflops = report->default_gflops;
+    *best = NULL;
+    for (size_t i = 0; i < count; i++) {
+        double gflops = 0.0;
+        tdm_status status = override_candidate(device, &candidates[i]);
+        if (status == TDM_OK)
+            status = measure(backend, t, result, &gflops);
+        bool valid = status == TDM_OK && difference(result, reference, CHECK) <= 1e-4;
+        report->tried++;
+        report->valid += valid;
+        if (valid && gflops > report->tuned_gflops) {
+            report->tuned_gflops = gflops;
+            *best = &candidates[i];
+        }
+        if (o->progress)
+            o->progress(o->user, i + 1, count, valid ? gflops : 0.0, report->tuned_gflops);
+    }
+    return *best ? override_candidate(device, *best) : TDM_OK;
+}
+
+tdm_status tdm_cl_tune(tdm_backend *backend, cl_device_id device,
+                       const tdm_opencl_device_info *info, const tdm_tune_options *o,
+                       tdm_tune_report *report)
+{
+    memset(report, 0, sizeof *report);
+    if (!tdm_cl_tuning_path(info, report->path, sizeof report->path))
+        return TDM_FAIL(TDM_ERR_IO, "tune: no directory for the tuning file (set "
+                                    "TANDEM_TUNING_DIR, XDG_CACHE_HOME or HOME)");
+    tune_buffers t = {0};
+    const candidate *best = NULL;
+    tdm_status status = alloc_buffers(backend, &t);
+    if (status == TDM_OK)
+        status = search(backend, device, o, &t, report, &best);
+    if (status == TDM_OK)
+        status = write_file(report->path, info, best, report->tuned_gflops);
+    tdm_buffer_free(t.a);
+    tdm_buffer_free(t.b);
+    tdm_buffer_free(t.c);
+    return status;
+}
