@@ -60,7 +60,6 @@ static void tune_progress(void *user, size_t done, size_t total, double gflops, 
     if (!options->quiet)
         fprintf(stderr, "tandem: tune: candidate %zu of %zu: %s (best %.1f GFLOP/s)\n", done, total,
                 gflops > 0 ? "ok" : "failed or wrong results", best);
-    (void)gflops;
 }
 
 int cmd_tune(const cli_options *options)
