@@ -2,6 +2,9 @@
  * 128, lr 0.1, then evaluation of both sets in eval mode) for each C on each
  * backend: the cpu backend and every OpenCL device. One line per run:
  *   tandem <backend> <C> <ms per epoch> <final train error> <final test error>
+ *          <kernel launches per epoch> <waits for the device per epoch>
+ * (an epoch: 13 training steps of 128 digits, then both sets evaluated; the
+ * cpu backend launches no kernels and never waits: 0 0)
  * Usage: bench_train DATA_CSV EPOCHS [C ...]   (default C: 1 2 4 64)
  * bench/run.sh runs it beside the PyTorch reference and writes the table. */
 #define _POSIX_C_SOURCE 200809L
@@ -39,14 +42,18 @@ static int time_one(tdm_backend *backend, const char *name, size_t channels, siz
     options.epochs = epochs;
     if (tdm_trainer_create(backend, &spec, train, test, &options, &trainer) != TDM_OK)
         return 1;
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
     double start = tdm_monotonic_seconds();
     tdm_status status = tdm_trainer_run(trainer, keep_last, &last);
     double seconds = tdm_monotonic_seconds() - start;
+    tdm_backend_counts after = tdm_backend_get_counts(backend);
     tdm_trainer_free(trainer);
     if (status != TDM_OK)
         return 1;
-    printf("tandem %s %zu %.3f %.4f %.4f\n", name, channels, 1e3 * seconds / (double)epochs,
-           last.train_error, last.test_error);
+    printf("tandem %s %zu %.3f %.4f %.4f %.0f %.0f\n", name, channels,
+           1e3 * seconds / (double)epochs, last.train_error, last.test_error,
+           (double)(after.launches - before.launches) / (double)epochs,
+           (double)(after.waits - before.waits) / (double)epochs);
     fflush(stdout);
     return 0;
 }

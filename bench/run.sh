@@ -79,17 +79,19 @@ fi
 echo
 echo "### ResNet(C) on the digits, $epochs epochs: ms per epoch"
 echo
-echo "| implementation | C | ms/epoch | / PyTorch (PyPI) | final train error | final test error |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "| implementation | C | ms/epoch | / PyTorch (PyPI) | final train error | final test error | kernel launches, waits per epoch |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 awk '$1 == "pypi" { torch[$2] = $3 }
      { line[NR] = $0 }
      END {
        for (i = 1; i <= NR; i++) {
          n = split(line[i], f, " ")
-         if (f[1] == "tandem") { name = "tandem " f[2]; c = f[3]; ms = f[4]; tr = f[5]; te = f[6] }
+         counts = "-"
+         if (f[1] == "tandem") { name = "tandem " f[2]; c = f[3]; ms = f[4]; tr = f[5]; te = f[6]
+                                 if (f[2] != "cpu") counts = f[7] ", " f[8] }
          else { name = (f[1] == "pypi" ? "PyTorch (PyPI)" : "PyTorch (Debian)"); c = f[2]; ms = f[3]; tr = f[4]; te = f[5] }
          ratio = (c in torch) ? sprintf("%.3f", ms / torch[c]) : "-"
-         printf "| %s | %s | %s | %s | %s | %s |\n", name, c, ms, ratio, tr, te
+         printf "| %s | %s | %s | %s | %s | %s | %s |\n", name, c, ms, ratio, tr, te, counts
        }
      }' "$results/train"
 cpu_total=$(awk '$1 == "tandem" && $2 == "cpu" { s += $4 } END { printf "%.0f", s * 4000 / 1000 }' \

@@ -142,6 +142,28 @@ static void support_comes_from_the_table(void **state)
             assert_true(tdm_backend_supports_op(test_all_backends.all[b], (tdm_op)op));
 }
 
+/* A fill is one kernel launch and a download one wait on an OpenCL backend;
+ * the cpu backend counts neither. */
+static void counts_follow_launches_and_waits(void **state)
+{
+    (void)state;
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        bool opencl = strcmp(tdm_backend_name(backend), "opencl") == 0;
+        tdm_buffer *buffer = NULL;
+        float value = 0.0f;
+        assert_int_equal(tdm_buffer_alloc(backend, 16 * sizeof(float), &buffer), TDM_OK);
+        tdm_backend_counts before = tdm_backend_get_counts(backend);
+        assert_int_equal(tdm_fill(backend, (tdm_view){buffer, 0}, 16, 2.0f), TDM_OK);
+        assert_int_equal(tdm_buffer_download(buffer, 0, &value, sizeof value), TDM_OK);
+        tdm_backend_counts after = tdm_backend_get_counts(backend);
+        assert_true(value == 2.0f);
+        assert_int_equal(after.launches - before.launches, opencl ? 1 : 0);
+        assert_int_equal(after.waits - before.waits, opencl ? 1 : 0);
+        tdm_buffer_free(buffer);
+    }
+}
+
 /* The bit-packed EM ops refuse shapes that do not match their views, a
  * bits view off a word, and outputs on their inputs; leaky_relu refuses a
  * non-finite slope; the cpu backend refuses absurd thread counts. */
@@ -231,6 +253,7 @@ int main(void)
         cmocka_unit_test(unknown_ops_are_unsupported),
         cmocka_unit_test(support_comes_from_the_table),
         cmocka_unit_test(bits_leaky_relu_and_threads_arguments),
+        cmocka_unit_test(counts_follow_launches_and_waits),
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };

@@ -78,6 +78,15 @@ size_t tdm_backend_host_threads(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 
+/* What a backend has asked of its device so far: kernel launches (each
+ * OpenCL kernel tandem enqueues; a CLBlast GEMM counts once) and waits for
+ * the device (blocking reads, synchronize). The cpu backend launches no
+ * kernels and never waits: both stay 0. */
+typedef struct tdm_backend_counts {
+    size_t launches, waits;
+} tdm_backend_counts;
+tdm_backend_counts tdm_backend_get_counts(const tdm_backend *backend);
+
 /* The most threads a cpu backend takes: more than any machine tandem runs on
  * has cores (a typo guard). */
 enum { TDM_CPU_MAX_THREADS = 1024 };

@@ -47,6 +47,11 @@ const char *tdm_backend_name(const tdm_backend *backend)
     return backend->name;
 }
 
+tdm_backend_counts tdm_backend_get_counts(const tdm_backend *backend)
+{
+    return backend->counts;
+}
+
 const char *tdm_backend_description(const tdm_backend *backend)
 {
     return backend->description;

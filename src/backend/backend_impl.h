@@ -135,8 +135,9 @@ struct tdm_backend {
     void *context;
     const char *name;
     char description[512];
-    bool host_memory; /* set by the backend: see tdm_backend_uses_host_memory */
-    size_t threads;   /* set by the backend: see tdm_backend_host_threads */
+    bool host_memory;          /* set by the backend: see tdm_backend_uses_host_memory */
+    size_t threads;            /* set by the backend: see tdm_backend_host_threads */
+    tdm_backend_counts counts; /* kept by the backend: see tdm_backend_get_counts */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };
 

@@ -44,6 +44,7 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
     size_t global = groups * ctx->group_size, local = ctx->group_size;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 1, NULL, &global, &local, 0,
                                         NULL, NULL);
+    ctx->counts->launches++;
     if (err != CL_SUCCESS)
         return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
                         tdm_cl_error_name(err));
@@ -61,6 +62,7 @@ tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t 
         global[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     cl_int err =
         clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 2, NULL, global, local, 0, NULL, NULL);
+    ctx->counts->launches++;
     if (err != CL_SUCCESS)
         return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
                         tdm_cl_error_name(err));
@@ -101,6 +103,7 @@ static void opencl_free(tdm_backend *backend)
 
 static tdm_status opencl_synchronize(tdm_backend *backend)
 {
+    ctx_of(backend)->counts->waits++;
     TDM_CL_TRY(clFinish(ctx_of(backend)->queue));
     return TDM_OK;
 }
@@ -133,6 +136,7 @@ static tdm_status opencl_upload(tdm_backend *backend, tdm_buffer *dst, size_t of
 static tdm_status opencl_download(tdm_backend *backend, const tdm_buffer *src, size_t offset,
                                   void *dst, size_t bytes)
 {
+    ctx_of(backend)->counts->waits++;
     TDM_CL_TRY(clEnqueueReadBuffer(ctx_of(backend)->queue, mem_of(src), CL_TRUE, offset, bytes, dst,
                                    0, NULL, NULL));
     return TDM_OK;
@@ -236,6 +240,7 @@ static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
     if (scratch > 0)
         TDM_TRY(ensure_gemm_scratch(ctx, scratch));
     cl_mem a = mem_of(g->a.buffer), b = mem_of(g->b.buffer), c = mem_of(g->c.buffer);
+    ctx->counts->launches++;
     code = scratch > 0 ? CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k,
                                                     g->alpha, a, g->a.offset, g->lda, b,
                                                     g->b.offset, g->ldb, g->beta, c, g->c.offset,
@@ -427,6 +432,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
         free(ctx);
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "opencl: out of host memory");
     }
+    ctx->counts = &backend->counts;
     tdm_status status = open_device(ctx, platform_index, device_index);
     if (status == TDM_OK)
         status = tdm_backend_init(backend, &opencl_iface, "opencl");

@@ -37,9 +37,10 @@ typedef struct opencl_context {
     cl_kernel kernels[KERNEL_COUNT];
     cl_mem gemm_scratch; /* CLBlast's temporary buffer, grown on demand */
     size_t gemm_scratch_size;
-    char tuning[512];  /* what tdm_cl_apply_tuning said ("" if not tuned) */
-    size_t group_size; /* the local size of every 1-D launch */
-    bool group_capped; /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
+    char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
+    size_t group_size;          /* the local size of every 1-D launch */
+    tdm_backend_counts *counts; /* the backend's, counted here */
+    bool group_capped;          /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
 } opencl_context;
 
 static inline opencl_context *ctx_of(const tdm_backend *backend)
