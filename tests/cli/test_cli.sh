@@ -74,6 +74,23 @@ input = 1x4x4
 layer = conv2d out=2 kernel=5")
 check "a layer that does not fit is named" 1 "layer 1 \(conv2d\) on a 1x4x4 input" \
     "$tandem" --config "$bad" summary
+# Config files that used to be misread: a long (commented-out) line was split
+# by libinih and its tail read as a line of its own; a NUL cut a line short;
+# a directory read as an empty file, and /dev/zero never ended.
+long_comment=$(printf '%0250d' 0 | tr 0 x)
+printf '[model]\n# %s layer = dense\n' "$long_comment" >"$work/long.ini"
+check "a line longer than libinih's buffer is an error" 1 \
+    "long.ini:2: line too long \(a config line may have 198 characters\)" \
+    "$tandem" --config "$work/long.ini" summary
+printf '[train]\nepochs = 2\0junk\n' >"$work/nul.ini"
+check "a NUL byte is an error" 1 "nul.ini:2: a NUL byte in the line" \
+    "$tandem" --config "$work/nul.ini" summary
+check "a directory as --config" 1 "config file $work is not a file \(a directory or a device\)" \
+    "$tandem" --config "$work" summary
+check "/dev/zero as --config" 1 "config file /dev/zero is not a file" \
+    timeout 20 "$tandem" --config /dev/zero summary
+check "a config from a pipe still works" 0 "total +75338 " \
+    bash -c "printf '[train]\nepochs = 1\n' | '$tandem' --config /dev/stdin --channels 64 summary"
 
 if ! "$tandem" devices | grep -q "opencl 0:0"; then
     if [ "${CI:-}" = "true" ]; then
