@@ -100,7 +100,13 @@ static void test_csv_errors(void **state)
     expect_csv_error("negative.csv", "-1,2,0\n", "negative.csv:1: pixel -1 out of range");
     expect_csv_error("label.csv", "1,2,3\n", "label.csv:1: label 3 out of range [0, 2]");
     expect_csv_error("empty.csv", "\n\n", "empty.csv: no samples");
+    expect_csv_error("blank.csv", "1, ,0\n", "blank.csv:1: value 2 is not a whole number");
     tdm_dataset set;
+    /* a pixel range past what a long holds was undefined behaviour */
+    assert_int_equal(tdm_dataset_load_csv(path_in_work("blank.csv"), (tdm_sample_shape){1, 1, 2},
+                                          1e30f, 3, &set),
+                     TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "the pixel range in [0, 1e9]"));
     assert_int_equal(
         tdm_dataset_load_csv(path_in_work("absent.csv"), (tdm_sample_shape){1, 1, 2}, 16, 3, &set),
         TDM_ERR_DATA);

@@ -62,9 +62,10 @@ static tdm_status parse_value(const csv_reader *r, size_t column, char **text, l
     char *end = NULL;
     errno = 0;
     long value = strtol(*text, &end, 10);
+    bool converted = end != *text; /* before the spaces after it: a blank field is no value */
     while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
         end++;
-    if (end == *text || errno == ERANGE || (*end != ',' && *end != '\0'))
+    if (!converted || errno == ERANGE || (*end != ',' && *end != '\0'))
         return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: value %zu is not a whole number", r->path, r->line,
                         column + 1);
     *text = *end == ',' ? end + 1 : end;
@@ -133,9 +134,13 @@ tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float 
                                 size_t classes, tdm_dataset *out)
 {
     memset(out, 0, sizeof *out);
-    if (sample_size(shape) == 0 || classes == 0 || classes > INT32_MAX || !(max_pixel >= 0))
+    /* max_pixel becomes a long: past 1e9 the conversion could overflow */
+    if (sample_size(shape) == 0 || classes == 0 || classes > INT32_MAX ||
+        !(max_pixel >= 0 && max_pixel <= 1e9))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "%s: the image shape, classes and pixel range must be positive", path);
+                        "%s: the image shape and classes must be positive, the pixel range in "
+                        "[0, 1e9]",
+                        path);
     out->shape = shape;
     out->classes = classes;
     csv_target target = {{path, 0, sample_size(shape) + 1, max_pixel, classes}, out, 0};
@@ -219,7 +224,8 @@ static tdm_status load_idx_labels(const char *path, tdm_dataset *d)
     tdm_status status = read_idx_header(file, path, 1, &count);
     if (status == TDM_OK && count != d->count)
         status = TDM_FAIL(TDM_ERR_DATA, "%s: %u labels for %zu images", path, count, d->count);
-    unsigned char *bytes = status == TDM_OK ? malloc(count + 1) : NULL;
+    unsigned char *bytes =
+        status == TDM_OK ? malloc((size_t)count + 1) : NULL; /* no wrap at 2^32 - 1 */
     if (status == TDM_OK && !bytes)
         status = TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory for %s", path);
     if (status == TDM_OK)

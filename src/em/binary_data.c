@@ -48,12 +48,13 @@ static tdm_status parse_field(const char *path, size_t line, size_t column, bool
     char *end = NULL;
     errno = 0;
     long value = strtol(*text, &end, 10);
+    bool converted = end != *text; /* before the spaces after it: a blank field is no value */
     while (*end == ' ' || *end == '\t' || *end == '\r' || *end == '\n')
         end++;
-    bool whole = end != *text && errno == 0 && (*end == ',' || *end == '\0');
-    if (!whole || value < 0 || (!label && value > 1))
+    bool whole = converted && errno == 0 && (*end == ',' || *end == '\0');
+    if (!whole || value < 0 || (!label && value > 1) || value > INT32_MAX)
         return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: value %zu is not %s", path, line, column + 1,
-                        label ? "a label (a whole number >= 0)" : "0 or 1");
+                        label ? "a label (a whole number in [0, 2^31))" : "0 or 1");
     *text = *end == ',' ? end + 1 : end;
     *out = value;
     return TDM_OK;

@@ -52,6 +52,15 @@ check "a ragged row" 1 "ragged.csv:3: 2 values, expected 3" em_with ragged '0,1,
 no_output ragged
 check "an empty file" 1 "empty.csv: no rows" em_with empty ''
 no_output empty
+check "a blank field (not read as 0)" 1 "blank.csv:2: value 2 is not 0 or 1" \
+    em_with blank '0,1,1\n1, ,1\n'
+no_output blank
+printf '1,0,5\n0,1,3000000000\n' >"$work/biglabel.csv"
+printf '[em]\npath = %s\nlabels = true\ncomponents = 2\n' "$work/biglabel.csv" >"$work/biglabel.ini"
+check "a label past 2^31 (not wrapped negative)" 1 \
+    "biglabel.csv:2: value 3 is not a label \(a whole number in \[0, 2\^31\)\)" \
+    "$tandem" -q --device cpu --config "$work/biglabel.ini" --out "$work/out-biglabel" em
+no_output biglabel
 check "K = 0" 1 "--k: components must be a whole number in \[1," \
     "$tandem" -q --device cpu --k 0 --out "$work/out-k0" em
 no_output k0

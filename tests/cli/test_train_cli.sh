@@ -146,6 +146,7 @@ check "without gnuplot the CSVs stay and the message says how" 0 "gnuplot not fo
 printf '0,1,2\n' >"$work/short.csv"
 printf '%s\n' "$(seq -s, 0 64 | sed 's/,64$/,3/')" >"$work/pixel.csv" # 63 pixels 0..62, label 3
 printf '%s\n' "$(yes 1 | head -64 | tr '\n' ,)12" >"$work/label.csv"
+printf '%s\n' "$(yes 1 | head -64 | tr '\n' ,) " >"$work/blank.csv" # a blank label
 printf '\037\213\010\000garbage' >"$work/corrupt.csv.gz"
 : >"$work/empty.csv"
 data() { config "data_$1" "[data]
@@ -163,6 +164,9 @@ check_no_output o3 "pixel out of range"
 check "label out of range" 1 "label.csv:1: label 12 out of range \[0, 9\]" \
     "$tandem" -q --device cpu --config "$(data label "$work/label.csv")" --out "$work/o4" train
 check_no_output o4 "label out of range"
+check "a blank field (not read as 0)" 1 "blank.csv:1: value 65 is not a whole number" \
+    "$tandem" -q --device cpu --config "$(data blank "$work/blank.csv")" --out "$work/o4b" train
+check_no_output o4b "a blank field"
 check "corrupt gzip" 1 "corrupt.csv.gz" \
     "$tandem" -q --device cpu --config "$(data corrupt "$work/corrupt.csv.gz")" --out "$work/o5" train
 check_no_output o5 "corrupt gzip"
