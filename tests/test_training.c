@@ -278,6 +278,23 @@ static void test_damaged_checkpoints(void **state)
     bytes[size / 2] ^= 0x40;
     expect_load_error(t, bytes, size, "checksum mismatch");
     bytes[size / 2] ^= 0x40;
+    /* A valid checksum over a negative running variance (the stem's batch
+     * norm, channel 0): the statistics end 12 bytes before the end (no
+     * momentum: a zero count, then the CRC). */
+    size_t stats = tdm_model_statistics_count(tdm_trainer_model(t));
+    size_t variance_at = size - 12 - stats * sizeof(float) + 2 * sizeof(float);
+    float saved_variance, negative = -1.0f;
+    unsigned char saved_crc[4];
+    memcpy(&saved_variance, bytes + variance_at, sizeof negative);
+    memcpy(saved_crc, bytes + size - 4, 4);
+    memcpy(bytes + variance_at, &negative, sizeof negative);
+    uint32_t crc = (uint32_t)crc32(0L, bytes, (uInt)(size - 4));
+    unsigned char crc_bytes[4] = {(unsigned char)crc, (unsigned char)(crc >> 8),
+                                  (unsigned char)(crc >> 16), (unsigned char)(crc >> 24)};
+    memcpy(bytes + size - 4, crc_bytes, 4);
+    expect_load_error(t, bytes, size, "variance -1 (a variance must be finite and >= 0)");
+    memcpy(bytes + variance_at, &saved_variance, sizeof negative);
+    memcpy(bytes + size - 4, saved_crc, 4);
     tdm_trainer *other = new_trainer(test_all_backends.all[0], 4, 1, false, &train, &test);
     expect_load_error(other, bytes, size, "belongs to another model");
     assert_int_equal(tdm_trainer_load(t, path_in_work("good.bin")), TDM_OK);

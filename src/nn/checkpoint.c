@@ -3,6 +3,7 @@
  * renamed over the target, so a reader sees the old file or the new one. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,10 +256,16 @@ static tdm_status restore_model(reader *r, tdm_trainer *t)
     if (status == TDM_OK && r->at != r->size)
         status = TDM_FAIL(TDM_ERR_DATA, "checkpoint %s has %zu unexpected trailing bytes", r->path,
                           r->size - r->at);
+    for (size_t i = 0; status == TDM_OK && i < params; i++)
+        if (!isfinite(p[i]) || (velocity_count && !isfinite(v[i])))
+            status = TDM_FAIL(TDM_ERR_DATA,
+                              "checkpoint %s: parameter %zu or its momentum is not "
+                              "finite",
+                              r->path, i);
     if (status == TDM_OK)
         status = tdm_model_set_parameters(t->model, p);
-    if (status == TDM_OK)
-        status = tdm_model_set_statistics(t->model, s);
+    if (status == TDM_OK && tdm_model_set_statistics(t->model, s) != TDM_OK)
+        status = TDM_FAIL(TDM_ERR_DATA, "checkpoint %s: %s", r->path, tdm_last_error_message());
     if (status == TDM_OK && velocity_count)
         status = tdm_model_set_momentum(t->model, v);
     free(p);
@@ -302,6 +309,9 @@ static tdm_status check_envelope(const reader *r)
     return TDM_OK;
 }
 
+/* As tdm_train_options' epochs key allows. */
+static const uint64_t MOST_EPOCHS = (uint64_t)1 << 40;
+
 static tdm_status parse_checkpoint(reader *r, tdm_trainer *t)
 {
     uint64_t version = 0, epoch = 0, seconds_bits = 0, rng_state = 0;
@@ -316,9 +326,16 @@ static tdm_status parse_checkpoint(reader *r, tdm_trainer *t)
     TDM_TRY(get_u64(r, &epoch));
     TDM_TRY(get_u64(r, &seconds_bits));
     TDM_TRY(get_u64(r, &rng_state));
+    double seconds = 0.0;
+    memcpy(&seconds, &seconds_bits, sizeof seconds);
+    if (epoch > MOST_EPOCHS || !isfinite(seconds) || seconds < 0.0)
+        return TDM_FAIL(TDM_ERR_DATA,
+                        "checkpoint %s: epoch %llu and %g seconds are not a run's (at most 2^40 "
+                        "epochs, a finite time >= 0)",
+                        r->path, (unsigned long long)epoch, seconds);
     TDM_TRY(restore_model(r, t));
     t->epoch = (size_t)epoch;
-    memcpy(&t->seconds, &seconds_bits, sizeof t->seconds);
+    t->seconds = seconds;
     t->rng.state = rng_state;
     return TDM_OK;
 }

@@ -601,8 +601,27 @@ tdm_status tdm_model_get_statistics(const tdm_model *m, float *out)
     return download(m->stats, m->stats_count, out);
 }
 
+/* Running statistics from a file are checked: a negative or non-finite
+ * variance would make every later evaluation NaN. */
+static tdm_status check_statistics(const tdm_model *m, const float *values)
+{
+    for (size_t i = 0; i < m->node_count; i++) {
+        const node *n = &m->nodes[i];
+        for (size_t c = 0; n->kind == NODE_NORM && c < n->in.channels; c++) {
+            float mean = values[n->stats + c], var = values[n->stats + n->in.channels + c];
+            if (!isfinite(mean) || !isfinite(var) || var < 0.0f)
+                return TDM_FAIL(TDM_ERR_DATA,
+                                "running statistics of layer %zu, channel %zu: mean %g, variance "
+                                "%g (a variance must be finite and >= 0)",
+                                i + 1, c, (double)mean, (double)var);
+        }
+    }
+    return TDM_OK;
+}
+
 tdm_status tdm_model_set_statistics(tdm_model *m, const float *values)
 {
+    TDM_TRY(check_statistics(m, values));
     return upload(m->stats, m->stats_count, values);
 }
 
