@@ -127,6 +127,9 @@ tdm_status tdm_model_set_parameters(tdm_model *model, const float *values);
 tdm_status tdm_model_get_gradients(const tdm_model *model, float *out);
 tdm_status tdm_model_get_statistics(const tdm_model *model, float *out);
 tdm_status tdm_model_set_statistics(tdm_model *model, const float *values);
+/* Fails when a batch norm layer would see one value per channel in training
+ * on a batch of this many samples (batch x H x W < 2), as PyTorch does. */
+tdm_status tdm_model_check_training_batch(const tdm_model *model, size_t batch);
 /* The SGD momentum buffers (parameter-count floats), once a step with
  * momentum has run; setting them marks that step as done. */
 bool tdm_model_has_momentum(const tdm_model *model);

@@ -619,6 +619,19 @@ static tdm_status check_statistics(const tdm_model *m, const float *values)
     return TDM_OK;
 }
 
+tdm_status tdm_model_check_training_batch(const tdm_model *m, size_t batch)
+{
+    for (size_t i = 0; i < m->node_count; i++) {
+        const node *n = &m->nodes[i];
+        if (n->kind == NODE_NORM && batch * n->in.height * n->in.width < 2)
+            return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                            "batch norm (layer %zu) would see one value per channel in a batch "
+                            "of %zu on %zux%zu maps: training needs more than one",
+                            i + 1, batch, n->in.height, n->in.width);
+    }
+    return TDM_OK;
+}
+
 tdm_status tdm_model_set_statistics(tdm_model *m, const float *values)
 {
     TDM_TRY(check_statistics(m, values));

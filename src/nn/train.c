@@ -122,6 +122,11 @@ static tdm_status setup(tdm_trainer *t, const tdm_model_spec *spec, const tdm_da
                         out.channels, out.height, out.width);
     t->classes = out.channels;
     TDM_TRY(check_set(train, "training", spec->input, t->classes));
+    /* every batch an epoch trains on: the full ones and the last */
+    size_t full = train->count < o->batch ? train->count : o->batch, last = train->count % o->batch;
+    TDM_TRY(tdm_model_check_training_batch(t->model, full));
+    if (last)
+        TDM_TRY(tdm_model_check_training_batch(t->model, last));
     TDM_TRY(check_set(test, "test", spec->input, t->classes));
     TDM_TRY(upload_set(t->backend, train, &t->train));
     TDM_TRY(upload_set(t->backend, test, &t->test));

@@ -164,6 +164,18 @@ check_no_output o3 "pixel out of range"
 check "label out of range" 1 "label.csv:1: label 12 out of range \[0, 9\]" \
     "$tandem" -q --device cpu --config "$(data label "$work/label.csv")" --out "$work/o4" train
 check_no_output o4 "label out of range"
+# Batch norm on 1x1 maps sees one value per channel in a last batch of 1
+# (1617 = 1616 + 1): refused before any file, as PyTorch refuses it.
+one_by_one=$(config one_by_one "[model]
+input = 1x8x8
+layer = conv2d out=2 kernel=8
+layer = batchnorm2d
+layer = flatten
+layer = linear out=10")
+check "batch norm on one value per channel, refused up front" 1 \
+    "batch norm \(layer 2\) would see one value per channel in a batch of 1 on 1x1 maps" \
+    "$tandem" -q --device cpu --config "$one_by_one" --batch 1616 --out "$work/o_bn" train
+check_no_output o_bn "batch norm on one value per channel"
 check "a blank field (not read as 0)" 1 "blank.csv:1: value 65 is not a whole number" \
     "$tandem" -q --device cpu --config "$(data blank "$work/blank.csv")" --out "$work/o4b" train
 check_no_output o4b "a blank field"
