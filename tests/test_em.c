@@ -412,6 +412,12 @@ static void test_scores_of_labelings(void **state)
     /* sklearn.metrics.adjusted_rand_score([0,0,1,1,2,2], [0,0,0,1,1,1]) = 0.24242424... */
     assert_true(fabs(tdm_adjusted_rand_index(a, c, 6) - 0.2424242424242424) < 1e-12);
     assert_true(fabs(tdm_cluster_purity(a, c, 6) - 5.0 / 6.0) < 1e-12);
+    /* Large label values cost nothing (a dense table of them took K x 2^31
+     * counts, failed, and scored 0). */
+    const int32_t big[6] = {100000000, 100000000, 2147483647, 2147483647, 7, 7};
+    assert_true(fabs(tdm_cluster_purity(a, big, 6) - 1.0) < 1e-12);
+    assert_true(fabs(tdm_adjusted_rand_index(a, big, 6) - 1.0) < 1e-12);
+    assert_true(fabs(tdm_adjusted_rand_index(big, c, 6) - 0.2424242424242424) < 1e-12);
 }
 
 int main(void)

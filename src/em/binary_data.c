@@ -149,40 +149,61 @@ tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
 
 /* ---------- scores ---------- */
 
-/* The contingency table of two labelings with values in [0, a_count) and
- * [0, b_count); NULL when a label is negative or out of memory. */
-static size_t *contingency(const int32_t *a, const int32_t *b, size_t rows, size_t *a_count,
-                           size_t *b_count)
+static int compare_keys(const void *x, const void *y)
 {
-    *a_count = *b_count = 0;
-    for (size_t i = 0; i < rows; i++) {
-        if (a[i] < 0 || b[i] < 0)
+    uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* The rows' (a, b) pairs as 64-bit keys (a in the high half, or b with
+ * swap), sorted: the contingency table as runs, the rows' size whatever the
+ * label values (a dense table of the largest labels took K x 10^8 counts for
+ * a label of 10^8). NULL when a label is negative or out of memory. */
+static uint64_t *sorted_pairs(const int32_t *a, const int32_t *b, size_t rows, bool swap)
+{
+    uint64_t *keys = malloc((rows ? rows : 1) * sizeof *keys);
+    for (size_t i = 0; keys && i < rows; i++) {
+        if (a[i] < 0 || b[i] < 0) {
+            free(keys);
             return NULL;
-        *a_count = (size_t)a[i] + 1 > *a_count ? (size_t)a[i] + 1 : *a_count;
-        *b_count = (size_t)b[i] + 1 > *b_count ? (size_t)b[i] + 1 : *b_count;
+        }
+        uint64_t high = (uint32_t)(swap ? b[i] : a[i]), low = (uint32_t)(swap ? a[i] : b[i]);
+        keys[i] = high << 32 | low;
     }
-    size_t *table = calloc(*a_count * *b_count + 1, sizeof(size_t));
-    for (size_t i = 0; table && i < rows; i++)
-        table[(size_t)a[i] * *b_count + (size_t)b[i]]++;
-    return table;
+    if (keys)
+        qsort(keys, rows, sizeof *keys, compare_keys);
+    return keys;
+}
+
+/* The end of the run of keys equal to keys[first] under shift (0: whole
+ * keys, 32: their high halves). */
+static size_t run_end(const uint64_t *keys, size_t rows, size_t first, int shift)
+{
+    size_t end = first + 1;
+    while (end < rows && keys[end] >> shift == keys[first] >> shift)
+        end++;
+    return end;
 }
 
 double tdm_cluster_purity(const int32_t *clusters, const int32_t *labels, size_t rows)
 {
-    size_t k, c;
-    size_t *table = contingency(clusters, labels, rows, &k, &c);
-    if (!table || rows == 0) {
-        free(table);
+    uint64_t *keys = sorted_pairs(clusters, labels, rows, false);
+    if (!keys || rows == 0) {
+        free(keys);
         return 0.0;
     }
     size_t agree = 0;
-    for (size_t i = 0; i < k; i++) {
-        size_t best = 0;
-        for (size_t j = 0; j < c; j++)
-            best = table[i * c + j] > best ? table[i * c + j] : best;
+    for (size_t cluster = 0; cluster < rows;) { /* per cluster, its most common label */
+        size_t cluster_end = run_end(keys, rows, cluster, 32), best = 0;
+        for (size_t pair = cluster; pair < cluster_end;) {
+            size_t pair_end = run_end(keys, rows, pair, 0);
+            best = pair_end - pair > best ? pair_end - pair : best;
+            pair = pair_end;
+        }
         agree += best;
+        cluster = cluster_end;
     }
-    free(table);
+    free(keys);
     return (double)agree / (double)rows;
 }
 
@@ -191,31 +212,31 @@ static double pairs(double n)
     return n * (n - 1.0) / 2.0;
 }
 
+/* The sum over runs (under shift) of C(run length, 2). */
+static double run_pairs(const uint64_t *keys, size_t rows, int shift)
+{
+    double sum = 0.0;
+    for (size_t first = 0; first < rows;) {
+        size_t end = run_end(keys, rows, first, shift);
+        sum += pairs((double)(end - first));
+        first = end;
+    }
+    return sum;
+}
+
 /* Hubert and Arabie's adjusted Rand index (as sklearn.metrics.adjusted_rand_score). */
 double tdm_adjusted_rand_index(const int32_t *a, const int32_t *b, size_t rows)
 {
-    size_t k, c;
-    size_t *table = contingency(a, b, rows, &k, &c);
-    if (!table) {
-        free(table);
+    uint64_t *by_a = sorted_pairs(a, b, rows, false), *by_b = sorted_pairs(a, b, rows, true);
+    if (!by_a || !by_b) {
+        free(by_a);
+        free(by_b);
         return 0.0;
     }
-    double index = 0.0, sum_a = 0.0, sum_b = 0.0;
-    for (size_t i = 0; i < k; i++) {
-        size_t row = 0;
-        for (size_t j = 0; j < c; j++) {
-            index += pairs((double)table[i * c + j]);
-            row += table[i * c + j];
-        }
-        sum_a += pairs((double)row);
-    }
-    for (size_t j = 0; j < c; j++) {
-        size_t column = 0;
-        for (size_t i = 0; i < k; i++)
-            column += table[i * c + j];
-        sum_b += pairs((double)column);
-    }
-    free(table);
+    double index = run_pairs(by_a, rows, 0), sum_a = run_pairs(by_a, rows, 32),
+           sum_b = run_pairs(by_b, rows, 32);
+    free(by_a);
+    free(by_b);
     double expected = sum_a * sum_b / pairs((double)rows), maximum = (sum_a + sum_b) / 2.0;
     if (maximum == expected)
         return 1.0; /* both labelings put everything together, or everything apart */
