@@ -171,8 +171,46 @@ static tdm_status fail_layer(size_t index, const tdm_layer_spec *layer, tdm_samp
                     why);
 }
 
+/* A layer's output values per sample, its parameters and a convolution's
+ * taps stay below 2^31, so their products (FLOPs, a batch's activations)
+ * fit 64 bits; past that a model wrapped to sizes of 0 and failed only in
+ * training. */
+static const size_t MOST_VALUES = (size_t)1 << 31;
+
+/* a * b * c, false when it passes MOST_VALUES (or would overflow). */
+static bool small_product(size_t a, size_t b, size_t c, size_t *out)
+{
+    size_t factors[3] = {a, b, c}, product = 1;
+    for (int i = 0; i < 3; i++) {
+        if (factors[i] != 0 && product > MOST_VALUES / factors[i])
+            return false;
+        product *= factors[i];
+    }
+    *out = product;
+    return product <= MOST_VALUES;
+}
+
+static tdm_status infer_plain(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
+                              tdm_layer_info *info);
+
 /* One plain layer (not a Block): its output, parameters and FLOPs. */
 tdm_status tdm_nn_infer_layer(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
+                              tdm_layer_info *info)
+{
+    size_t taps = 0, volume = 0, weights = 0;
+    if (!small_product(in.channels, layer->kernel, layer->kernel, &taps) ||
+        !small_product(in.channels, in.height, in.width, &volume) ||
+        !small_product(layer->out_channels, taps ? taps : in.channels, 1, &weights))
+        return fail_layer(index, layer, in, "its sizes pass 2^31 values per sample");
+    TDM_TRY(infer_plain(index, layer, in, info));
+    const tdm_sample_shape *out = &info->output;
+    if (!small_product(out->channels, out->height, out->width, &volume) ||
+        info->parameters > MOST_VALUES)
+        return fail_layer(index, layer, in, "its output or parameters pass 2^31 values");
+    return TDM_OK;
+}
+
+static tdm_status infer_plain(size_t index, const tdm_layer_spec *layer, tdm_sample_shape in,
                               tdm_layer_info *info)
 {
     memset(info, 0, sizeof *info);

@@ -74,6 +74,16 @@ input = 1x4x4
 layer = conv2d out=2 kernel=5")
 check "a layer that does not fit is named" 1 "layer 1 \(conv2d\) on a 1x4x4 input" \
     "$tandem" --config "$bad" summary
+# A model too large to hold is refused by summary, not wrapped to sizes of 0
+# that fail only in training.
+huge=$(config huge "[model]
+input = 1x256x256
+layer = conv2d out=65536 kernel=1
+layer = flatten
+layer = linear out=10")
+check "a layer of 2^32 values per sample is refused" 1 \
+    "layer 1 \(conv2d\) on a 1x256x256 input: its output or parameters pass 2\^31 values" \
+    "$tandem" --config "$huge" summary
 # Config files that used to be misread: a long (commented-out) line was split
 # by libinih and its tail read as a line of its own; a NUL cut a line short;
 # a directory read as an empty file, and /dev/zero never ended.
