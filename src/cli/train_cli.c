@@ -54,6 +54,8 @@ typedef struct run_state {
     size_t last_checkpoint;
     cli_progress progress;
     tdm_metrics final;
+    size_t rows_written; /* metrics rows this run flushed to metrics.csv */
+    bool new_metrics;    /* metrics.csv was created by this run, not resumed */
 } run_state;
 
 static tdm_status save_checkpoint(run_state *run, tdm_trainer *trainer)
@@ -71,6 +73,7 @@ static tdm_status on_metrics(void *user, tdm_trainer *trainer, const tdm_metrics
             m->test_loss, m->test_error, m->seconds);
     if (fflush(run->metrics) != 0)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
+    run->rows_written++;
     run->final = *m;
     cli_progress_update(&run->progress, m);
     bool due = m->epoch - run->last_checkpoint >= run->config->run.checkpoint_every ||
@@ -98,6 +101,7 @@ static tdm_status open_outputs(run_state *run, tdm_trainer *trainer)
     run->metrics = fopen(run->metrics_path, existing ? "a" : "w");
     if (!run->metrics)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
+    run->new_metrics = !existing;
     if (!existing)
         fputs(metrics_header, run->metrics);
     return TDM_OK;
@@ -126,7 +130,11 @@ static tdm_status train_one(run_state *run, tdm_backend *backend, const tdm_mode
     if (status == TDM_OK && run->final.epoch != tdm_trainer_epoch(trainer))
         status = tdm_trainer_evaluate(trainer, &run->final);
     if (run->metrics && fclose(run->metrics) != 0 && status == TDM_OK)
-        status = cli_error(TDM_ERR_IO, "cannot write %s", run->metrics_path);
+        status = cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
+    /* A new run that failed before its first row (a full disk, say) leaves
+     * no empty metrics.csv behind. */
+    if (run->metrics && status != TDM_OK && run->new_metrics && run->rows_written == 0)
+        remove(run->metrics_path);
     run->metrics = NULL;
     tdm_trainer_free(trainer);
     return status;

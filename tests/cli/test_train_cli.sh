@@ -164,6 +164,13 @@ check_no_output o3 "pixel out of range"
 check "label out of range" 1 "label.csv:1: label 12 out of range \[0, 9\]" \
     "$tandem" -q --device cpu --config "$(data label "$work/label.csv")" --out "$work/o4" train
 check_no_output o4 "label out of range"
+# A full disk (metrics.csv a link to /dev/full): the error names the reason,
+# and the failed new run leaves no empty metrics.csv.
+mkdir -p "$work/full/resnet" && ln -s /dev/full "$work/full/resnet/metrics.csv"
+check "a full disk names the reason" 1 "cannot write .*/full/resnet/metrics.csv: No space left on device" \
+    "$tandem" -q --device cpu --epochs 1 --out "$work/full" train
+[ -z "$(ls -A "$work/full/resnet")" ] && ok "a full disk leaves no empty metrics.csv" ||
+    bad "a full disk left $(ls "$work/full/resnet")"
 # Batch norm on 1x1 maps sees one value per channel in a last batch of 1
 # (1617 = 1616 + 1): refused before any file, as PyTorch refuses it.
 one_by_one=$(config one_by_one "[model]
