@@ -15,6 +15,7 @@ packages=(
     gnuplot-nox                    # the pictures of tandem sweep
     libcmocka-dev                  # test bodies
     oclgrind                       # checks every kernel's memory accesses (tests)
+    valgrind                       # memcheck of a short train and em (tests, portable GEMM)
     clinfo                         # to inspect OpenCL installs by hand
 )
 missing=()
