@@ -179,6 +179,14 @@ static void test_idx(void **state)
         tdm_dataset_load_idx(path_in_work("short.idx"), path_in_work("labels.idx"), 10, &set),
         TDM_ERR_DATA);
     assert_non_null(strstr(tdm_last_error(), "truncated"));
+    /* A header claiming 2.3 billion 2x2 images over 8 bytes: truncated, read
+     * without reserving room for them all first (37 GB; found by fuzzing). */
+    const uint8_t liar_header[] = {0, 0, 8, 3, 0x8C, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2};
+    write_idx(path_in_work("liar.idx"), liar_header, 16, pixels, 8, false);
+    assert_int_equal(
+        tdm_dataset_load_idx(path_in_work("liar.idx"), path_in_work("labels.idx"), 10, &set),
+        TDM_ERR_DATA);
+    assert_non_null(strstr(tdm_last_error(), "truncated"));
 }
 
 /* ---------- training ---------- */
