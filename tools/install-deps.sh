@@ -16,6 +16,7 @@ packages=(
     libcmocka-dev                  # test bodies
     oclgrind                       # checks every kernel's memory accesses (tests)
     valgrind                       # memcheck of a short train and em (tests, portable GEMM)
+    clang libclang-rt-14-dev libomp-dev  # libFuzzer targets (tools/fuzz.sh)
     clinfo                         # to inspect OpenCL installs by hand
 )
 missing=()
