@@ -303,6 +303,13 @@ static void test_damaged_checkpoints(void **state)
     expect_load_error(t, bytes, size, "variance -1 (a variance must be finite and >= 0)");
     memcpy(bytes + variance_at, &saved_variance, sizeof negative);
     memcpy(bytes + size - 4, saved_crc, 4);
+    /* Cut inside the setup, with a valid CRC: truncated, not another model. */
+    static unsigned char cut[40];
+    memcpy(cut, bytes, 36);
+    uint32_t cut_crc = (uint32_t)crc32(0L, cut, 36);
+    for (int i = 0; i < 4; i++)
+        cut[36 + i] = (unsigned char)(cut_crc >> (8 * i));
+    expect_load_error(t, cut, sizeof cut, "is truncated");
     tdm_trainer *other = new_trainer(test_all_backends.all[0], 4, 1, false, &train, &test);
     expect_load_error(other, bytes, size, "belongs to another model");
     assert_int_equal(tdm_trainer_load(t, path_in_work("good.bin")), TDM_OK);

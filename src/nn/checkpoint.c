@@ -209,8 +209,11 @@ static tdm_status check_setup(reader *r, const tdm_trainer *t)
 {
     writer expected = {0};
     put_setup(&expected, t);
-    bool same = !expected.failed && r->size - r->at >= expected.size &&
-                memcmp(r->data + r->at, expected.data, expected.size) == 0;
+    if (!expected.failed && r->size - r->at < expected.size) {
+        free(expected.data);
+        return truncated(r); /* not "another model": the setup is cut short */
+    }
+    bool same = !expected.failed && memcmp(r->data + r->at, expected.data, expected.size) == 0;
     r->at += same ? expected.size : 0;
     free(expected.data);
     if (!same)
