@@ -81,22 +81,12 @@ static void generate(tdm_binary_data *data, const float *p, size_t k, tdm_rng *r
     free(thresholds);
 }
 
-static int parse_method(const char *name, tdm_em_method *out)
-{
-    static const char *const names[] = {"auto", "bits", "gemm"};
-    for (int i = 0; i < 3; i++)
-        if (strcmp(name, names[i]) == 0) {
-            *out = (tdm_em_method)i;
-            return 0;
-        }
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
-    tdm_em_method method_choice = TDM_EM_METHOD_AUTO;
     const char *method = argc > 5 ? argv[5] : "auto", *which = argc > 6 ? argv[6] : "all";
-    if (argc < 5 || argc > 7 || parse_method(method, &method_choice) != 0 ||
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    if (argc < 5 || argc > 7 || tdm_em_options_set(&o, "method", method) != TDM_OK ||
         (strcmp(which, "cpu") != 0 && strcmp(which, "all") != 0))
         return fputs("usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all]]\n", stderr), 2;
     size_t n = strtoul(argv[1], NULL, 10), d = strtoul(argv[2], NULL, 10);
@@ -113,14 +103,11 @@ int main(int argc, char **argv)
     generate(&data, p, k, &rng);
     for (size_t i = 0; i < k * d; i++) /* start near, not at, the truth */
         p[i] = 0.5f * p[i] + 0.25f;
-    tdm_em_options o;
-    tdm_em_options_init(&o);
     o.components = k;
     o.init = TDM_EM_INIT_GIVEN;
     o.initial_p = p;
     o.initial_pi = pi;
     o.tol = 0.0;
-    o.method = method_choice;
     tdm_backend *backend = NULL;
     if (bench_cpu_backend(&backend) == TDM_OK)
         run(backend, "cpu", &data, &o, iterations, method);
