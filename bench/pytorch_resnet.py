@@ -6,6 +6,8 @@ error). Prints one line per C: `pytorch C ms_per_epoch final_train_err
 final_test_err`.
 
 Usage: python bench/pytorch_resnet.py EPOCHS THREADS C [C ...]   (bench/run.sh runs it)
+TANDEM_TORCH_DEVICE=cuda runs it on the GPU (tools/gpu-check.sh): the data
+and model live there, and every evaluation's .item() waits for the GPU.
 """
 import gzip
 import os
@@ -23,7 +25,8 @@ def load_digits():
         rows = [[int(v) for v in line.split(",")] for line in f if line.strip()]
     x = torch.tensor([r[:64] for r in rows], dtype=torch.float32).reshape(-1, 1, 8, 8)
     y = torch.tensor([r[64] for r in rows], dtype=torch.int64)
-    return x[180:], y[180:], x[:180], y[:180]
+    device = os.environ.get("TANDEM_TORCH_DEVICE", "cpu")
+    return tuple(t.to(device) for t in (x[180:], y[180:], x[:180], y[:180]))
 
 
 class Block(nn.Module):
@@ -53,7 +56,7 @@ def evaluate(model, x, y):
 def run(c, epochs, data):
     xtr, ytr, xte, yte = data
     torch.manual_seed(1)
-    model = resnet(c)
+    model = resnet(c).to(xtr.device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     start = time.perf_counter()
     for _ in range(epochs):
@@ -74,6 +77,7 @@ def main():
     torch.set_num_threads(threads)
     data = load_digits()
     for c in (int(v) for v in sys.argv[3:]):
+        run(c, 1, data)  # warm-up, as bench_train does (CUDA's and cuDNN's start-up)
         ms, train_err, test_err = run(c, epochs, data)
         print(f"pytorch {c} {ms:.3f} {train_err:.4f} {test_err:.4f}", flush=True)
 

@@ -32,6 +32,8 @@ log=$out/gpu-check.log
 mkdir -p "$out"
 exec > >(tee "$log") 2>&1
 root=$PWD/.gpu/root
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 step() { echo; echo "== $* =="; }
 
 step "machine"
@@ -42,7 +44,7 @@ lscpu | sed -n 's/^Model name: *//p'
 nproc
 
 # What runs on the GPU machine, and the shorter local run.
-device=opencl:NVIDIA epochs=100 em_sizes=(100000 1000000) em_big=10000000
+device=opencl:NVIDIA epochs=30 em_sizes=(100000 1000000) em_big=10000000
 if $local_run; then
     device=opencl:0 epochs=3 em_sizes=(100000) em_big=1000000
 fi
@@ -89,30 +91,51 @@ step "tandem devices and selftest"
 build-gpu/tandem devices
 build-gpu/tandem --device "$device" selftest
 
+step "training: ms per epoch ($epochs epochs), C = 1, 2, 4, 64"
+timeout 150 build-gpu/bench/bench_train data/digits.csv.gz "$epochs"
+step "the same in PyTorch on the GPU (CUDA), if this machine's python3 has it"
+if python3 -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+    TANDEM_TORCH_DEVICE=cuda timeout 120 python3 bench/pytorch_resnet.py "$epochs" "$(nproc)" 1 2 4 64
+else
+    echo "no PyTorch with CUDA here"
+fi
+step "where ResNet(64)'s time goes on the device (TANDEM_OPENCL_PROFILE, 3 epochs)"
+TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/tandem --device "$device" --config configs/resnet.ini \
+    --channels 64 --epochs 3 --out "$work/profile" train
+for n in "${em_sizes[@]}"; do
+    step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods"
+    timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 bits
+    timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 gemm
+done
+step "where EM's time goes on the device (bits, n = ${em_sizes[0]}, TANDEM_OPENCL_PROFILE)"
+TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/bench/bench_em "${em_sizes[0]}" 784 20 5 bits 2>&1 |
+    grep -A8 "opencl profile"
+TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/bench/bench_em "${em_sizes[0]}" 784 20 5 gemm 2>&1 |
+    grep -A8 "opencl profile"
+step "EM: n = $em_big from packed bits"
+timeout 90 build-gpu/bench/bench_em "$em_big" 784 20 3 bits
+step "SGEMM of the cpu backend, $(nproc) threads"
+timeout 60 build-gpu/bench/bench_gemm
+
 step "the test suite (CI=true: the GPU must be found)"
 # test_install checks installing, not the device, and the carried packages' sysroot
 # would leak into its pkg-config run.
 # 4 tests at a time on 4 threads each: no more threads than cores, or OpenMP's
 # spinning threads slow each other down (measured: test_em 1 s -> 60 s).
 # Oclgrind is a simulator (not the GPU), and not carried.
-(cd build-gpu && CI=true TANDEM_THREADS=4 ctest --output-on-failure -j 4 --timeout 900 \
-    -E "test_install|test_oclgrind")
+# test_train_cli runs without CI=true: with it, the missing gnuplot (not
+# carried: a GUI's worth of libraries) would fail it, and gnuplot is no GPU matter.
+(cd build-gpu && CI=true TANDEM_THREADS=4 timeout 240 ctest --output-on-failure -j 4 --timeout 200 \
+    -E "test_install|test_oclgrind|test_train_cli")
 grep -h -E "^(backend [0-9]+:|also:|SKIPPING)" build-gpu/Testing/Temporary/LastTest.log | sort -u
+(cd build-gpu && TANDEM_THREADS=4 timeout 120 ctest --output-on-failure -R test_train_cli)
 
-step "training: ms per epoch ($epochs epochs), C = 1, 2, 4, 64"
-build-gpu/bench/bench_train data/digits.csv.gz "$epochs"
-for n in "${em_sizes[@]}"; do
-    step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods"
-    build-gpu/bench/bench_em "$n" 784 20 5 bits
-    build-gpu/bench/bench_em "$n" 784 20 5 gemm
-done
-step "EM: n = $em_big from packed bits"
-build-gpu/bench/bench_em "$em_big" 784 20 3 bits
-step "SGEMM of the cpu backend, $(nproc) threads"
-build-gpu/bench/bench_gemm
 step "CLBlast tuned for the device (tandem tune), then selftest and ResNet(64) again"
 export TANDEM_TUNING_DIR=$out/tuning
-build-gpu/tandem --device "$device" tune
+timeout 150 build-gpu/tandem --device "$device" tune
 build-gpu/tandem --device "$device" selftest
-build-gpu/bench/bench_train data/digits.csv.gz "$epochs" 64
+timeout 120 build-gpu/bench/bench_train data/digits.csv.gz "$epochs" 64
+TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/tandem --device "$device" --config configs/resnet.ini \
+    --channels 64 --epochs 3 --out "$work/profile-tuned" train 2>&1 | grep -A8 "opencl profile"
 step "done"

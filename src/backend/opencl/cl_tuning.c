@@ -31,7 +31,7 @@ typedef struct candidate {
 /* Each satisfies Xgemm's rules (MWG a multiple of MDIMC*VWM and MDIMA*VWM,
  * NWG of NDIMC*VWN and NDIMB*VWN, KWG of MDIMC*NDIMC/MDIMA and /NDIMB). The
  * first is what clblast_tuner_xgemm found on PoCL on 2 cores (128 GFLOP/s on
- * 512^3, docs/devices.md). */
+ * 512^3, docs/devices.md); the last four are shaped for GPUs. */
 static const candidate candidates[] = {
     {{0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}, 64},
     {{0, 1, 16, 2, 16, 8, 128, 32, 16, 128, 0, 0, 1, 1, 8, 4}, 896},
@@ -39,6 +39,11 @@ static const candidate candidates[] = {
     {{0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 0, 0, 1, 1, 4, 4}, 64},
     {{0, 1, 16, 2, 8, 8, 64, 8, 8, 64, 0, 0, 1, 1, 4, 4}, 64},
     {{0, 1, 32, 2, 16, 16, 64, 16, 16, 64, 0, 0, 1, 1, 4, 4}, 256},
+    /* GPU-shaped: tiles staged in local memory (SA, SB), 64 to 256 work-items. */
+    {{0, 1, 16, 2, 16, 16, 128, 16, 16, 128, 1, 1, 0, 0, 4, 4}, 64},
+    {{0, 1, 16, 2, 16, 16, 128, 16, 16, 128, 1, 1, 0, 0, 4, 4}, 512},
+    {{0, 1, 16, 2, 16, 16, 64, 16, 16, 128, 1, 1, 1, 0, 2, 4}, 64},
+    {{0, 1, 32, 2, 8, 8, 32, 8, 8, 32, 1, 1, 0, 0, 2, 2}, 64},
 };
 enum { CANDIDATE_COUNT = sizeof candidates / sizeof candidates[0] };
 

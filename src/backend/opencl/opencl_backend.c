@@ -35,6 +35,60 @@ static tdm_status set_args(opencl_context *ctx, kernel_id id, const kernel_arg *
     return TDM_OK;
 }
 
+/* In profiling mode every launch waits for its event: the report gives each
+ * kernel's device time, and the run is serialised (slower) meanwhile. */
+static cl_event *profile_event(opencl_context *ctx, cl_event *event)
+{
+    *event = NULL;
+    return ctx->profiling ? event : NULL;
+}
+
+static void profile_add(opencl_context *ctx, int row, cl_event event)
+{
+    cl_ulong start = 0, end = 0;
+    if (!event)
+        return;
+    if (clWaitForEvents(1, &event) == CL_SUCCESS &&
+        clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
+            CL_SUCCESS &&
+        clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) ==
+            CL_SUCCESS &&
+        end >= start) {
+        ctx->profile[row].seconds += 1e-9 * (double)(end - start);
+        ctx->profile[row].launches++;
+    }
+    clReleaseEvent(event);
+}
+
+static int by_seconds_descending(const void *a, const void *b)
+{
+    const profile_row *x = *(const profile_row *const *)a, *y = *(const profile_row *const *)b;
+    return (x->seconds < y->seconds) - (x->seconds > y->seconds);
+}
+
+/* The profile, to stderr: each kernel's launches and device time, largest first. */
+static void profile_report(const opencl_context *ctx)
+{
+    const profile_row *rows[PROFILE_ROWS];
+    double total = 0;
+    for (int i = 0; i < PROFILE_ROWS; i++) {
+        rows[i] = &ctx->profile[i];
+        total += ctx->profile[i].seconds;
+    }
+    qsort(rows, PROFILE_ROWS, sizeof rows[0], by_seconds_descending);
+    fprintf(stderr, "opencl profile of %s: %.3f ms of kernels\n", ctx->info.device_name,
+            1e3 * total);
+    fprintf(stderr, "  %-34s %10s %12s %10s %7s\n", "kernel", "launches", "total ms", "mean us",
+            "share");
+    for (int i = 0; i < PROFILE_ROWS && rows[i]->launches > 0; i++) {
+        int row = (int)(rows[i] - ctx->profile);
+        fprintf(stderr, "  %-34s %10lu %12.3f %10.2f %6.1f%%\n",
+                row == PROFILE_GEMM ? "CLBlast GEMM" : kernel_names[row], rows[i]->launches,
+                1e3 * rows[i]->seconds, 1e6 * rows[i]->seconds / (double)rows[i]->launches,
+                total > 0 ? 100 * rows[i]->seconds / total : 0.0);
+    }
+}
+
 tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups,
                                 const kernel_arg *args, size_t arg_count)
 {
@@ -42,9 +96,11 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
         return TDM_OK;
     TDM_TRY(set_args(ctx, id, args, arg_count));
     size_t global = groups * ctx->group_size, local = ctx->group_size;
+    cl_event event;
     cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 1, NULL, &global, &local, 0,
-                                        NULL, NULL);
+                                        NULL, profile_event(ctx, &event));
     ctx->counts->launches++;
+    profile_add(ctx, id, event);
     if (err != CL_SUCCESS)
         return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
                         tdm_cl_error_name(err));
@@ -60,9 +116,11 @@ tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t 
     size_t global[2] = {x, y};
     for (int d = 0; local && d < 2; d++)
         global[d] = (global[d] + local[d] - 1) / local[d] * local[d];
-    cl_int err =
-        clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 2, NULL, global, local, 0, NULL, NULL);
+    cl_event event;
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 2, NULL, global, local, 0,
+                                        NULL, profile_event(ctx, &event));
     ctx->counts->launches++;
+    profile_add(ctx, id, event);
     if (err != CL_SUCCESS)
         return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
                         tdm_cl_error_name(err));
@@ -81,6 +139,8 @@ static void release_context(opencl_context *ctx)
 {
     if (ctx->gemm_scratch)
         clReleaseMemObject(ctx->gemm_scratch);
+    if (ctx->bits_partials)
+        clReleaseMemObject(ctx->bits_partials);
     for (int i = 0; i < KERNEL_COUNT; i++)
         if (ctx->kernels[i])
             clReleaseKernel(ctx->kernels[i]);
@@ -97,6 +157,8 @@ static void opencl_free(tdm_backend *backend)
 {
     opencl_context *ctx = ctx_of(backend);
     clFinish(ctx->queue);
+    if (ctx->profiling)
+        profile_report(ctx);
     release_context(ctx);
     free(backend);
 }
@@ -203,23 +265,22 @@ static tdm_status opencl_elementwise(tdm_backend *backend, tdm_elementwise_op op
     return tdm_cl_launch(ctx_of(backend), (kernel_id)op, count, args, 8);
 }
 
-/* Grows CLBlast's scratch buffer so GEMMs do not allocate one per call. */
-static tdm_status ensure_gemm_scratch(opencl_context *ctx, size_t bytes)
+tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size, size_t bytes,
+                                 const char *what)
 {
-    if (bytes <= ctx->gemm_scratch_size)
+    if (bytes <= *size)
         return TDM_OK;
-    if (ctx->gemm_scratch)
-        clReleaseMemObject(ctx->gemm_scratch);
-    ctx->gemm_scratch_size = 0;
+    if (*mem)
+        clReleaseMemObject(*mem);
+    *size = 0;
     cl_int err = CL_SUCCESS;
-    ctx->gemm_scratch = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    *mem = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, bytes, NULL, &err);
     if (err != CL_SUCCESS) {
-        ctx->gemm_scratch = NULL;
-        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
-                        "clCreateBuffer of a %zu-byte GEMM scratch failed: %s", bytes,
-                        tdm_cl_error_name(err));
+        *mem = NULL;
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "clCreateBuffer of a %zu-byte %s failed: %s", bytes,
+                        what, tdm_cl_error_name(err));
     }
-    ctx->gemm_scratch_size = bytes;
+    *size = bytes;
     return TDM_OK;
 }
 
@@ -238,16 +299,19 @@ static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
     if (code != CLBlastSuccess)
         return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
     if (scratch > 0)
-        TDM_TRY(ensure_gemm_scratch(ctx, scratch));
+        TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->gemm_scratch, &ctx->gemm_scratch_size, scratch,
+                                      "GEMM scratch"));
     cl_mem a = mem_of(g->a.buffer), b = mem_of(g->b.buffer), c = mem_of(g->c.buffer);
     ctx->counts->launches++;
+    cl_event event, *timed = profile_event(ctx, &event);
     code = scratch > 0 ? CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k,
                                                     g->alpha, a, g->a.offset, g->lda, b,
                                                     g->b.offset, g->ldb, g->beta, c, g->c.offset,
-                                                    g->ldc, &ctx->queue, NULL, ctx->gemm_scratch)
+                                                    g->ldc, &ctx->queue, timed, ctx->gemm_scratch)
                        : CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, a,
                                       g->a.offset, g->lda, b, g->b.offset, g->ldb, g->beta, c,
-                                      g->c.offset, g->ldc, &ctx->queue, NULL);
+                                      g->c.offset, g->ldc, &ctx->queue, timed);
+    profile_add(ctx, PROFILE_GEMM, code == CLBlastSuccess ? event : NULL);
     if (code != CLBlastSuccess)
         return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
                         g->n, g->k, ctx->info.device_name, tdm_cl_error_name(code));
@@ -388,10 +452,18 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     ctx->context = clCreateContext(properties, 1, &ctx->device, NULL, NULL, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateContext", err);
-    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device, 0, &err);
+    const char *profile = getenv("TANDEM_OPENCL_PROFILE");
+    ctx->profiling = profile && profile[0] && strcmp(profile, "0") != 0;
+    ctx->queue = clCreateCommandQueue(ctx->context, ctx->device,
+                                      ctx->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
     TDM_TRY(build_for_limits(ctx));
+    const char *parts = getenv("TANDEM_OPENCL_BITS_PARTS");
+    ctx->bits_parts = parts && parts[0]                 ? strtoul(parts, NULL, 10)
+                      : ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS
+                                                        : 1;
+    ctx->bits_parts = ctx->bits_parts ? ctx->bits_parts : 1;
     tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
     return TDM_OK;
 }

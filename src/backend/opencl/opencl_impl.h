@@ -28,6 +28,21 @@ typedef enum kernel_id {
  * kernel's limits, a power of two. Longer ranges stride over MAX_GROUPS. */
 enum { PREFERRED_GROUP_SIZE = 64, MAX_GROUPS = 1024 };
 
+/* EM's bits_sums on a GPU splits a block's rows into up to this many parts
+ * of at least BITS_PART_ROWS rows (one loop over all rows per work-item
+ * leaves most of a GPU idle), then adds the parts in order: deterministic,
+ * and the same on every run of a device. TANDEM_OPENCL_BITS_PARTS=N sets
+ * the most parts on any device (the tests split rows on PoCL this way). */
+enum { GPU_BITS_PARTS = 64, BITS_PART_ROWS = 128 };
+
+/* Rows of the kernel profile (TANDEM_OPENCL_PROFILE): the kernels, then CLBlast's GEMM. */
+enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_ROWS };
+
+typedef struct profile_row {
+    double seconds; /* device time, from the events' start to end */
+    unsigned long launches;
+} profile_row;
+
 typedef struct opencl_context {
     tdm_opencl_device_info info;
     cl_device_id device;
@@ -37,10 +52,15 @@ typedef struct opencl_context {
     cl_kernel kernels[KERNEL_COUNT];
     cl_mem gemm_scratch; /* CLBlast's temporary buffer, grown on demand */
     size_t gemm_scratch_size;
+    cl_mem bits_partials; /* bits_sums' sums per part of the rows, grown on demand */
+    size_t bits_partials_size;
+    size_t bits_parts;          /* the most parts bits_sums splits rows into */
     char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
     size_t group_size;          /* the local size of every 1-D launch */
     tdm_backend_counts *counts; /* the backend's, counted here */
     bool group_capped;          /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
+    bool profiling;             /* TANDEM_OPENCL_PROFILE: each launch timed, report at free */
+    profile_row profile[PROFILE_ROWS];
 } opencl_context;
 
 static inline opencl_context *ctx_of(const tdm_backend *backend)
@@ -62,6 +82,10 @@ typedef struct kernel_arg {
     {                                                                                              \
         sizeof(variable), &(variable)                                                              \
     }
+
+/* Grows a scratch buffer of the backend's to at least `bytes`. */
+tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size, size_t bytes,
+                                 const char *what);
 
 /* Sets the arguments and enqueues a 1-D launch covering `items` work-items
  * (capped at MAX_GROUPS groups: the kernels stride over longer ranges). */
