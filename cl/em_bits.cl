@@ -69,24 +69,28 @@ __kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong c
 TDM_BITS_SCORES_VECTORS(8)
 TDM_BITS_SCORES_VECTORS(16)
 
-// Work-items (h, c): h a run of 16 columns (16h .. 16h + 15, within one
-// word), c four components from 4c (the last index repeated past K, and
-// only the first copy stored). Over the rows in order, the run's bits, as
-// 0 or 1, times each component's weight for the row are added to its 16
-// column sums (exact products, so the sum of the weights where a bit is 1).
-// One more run, h = (cols + 15) / 16, is a column of ones: the totals.
-__kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong components,
+// Work-items (h, cp): h a run of 16 columns (16h .. 16h + 15, within one
+// word); cp = p * quads + c, c eight components from 8c (the last index
+// repeated past K, and only the first copy stored), p a part of the rows.
+// Over the part's rows in order, the run's bits, as 0 or 1, times each
+// component's weight for the row are added to its 16 column sums (exact
+// products, so the sum of the weights where a bit is 1). One more run,
+// h = (cols + 15) / 16, is a column of ones: the totals. Part p writes
+// K x (cols + 1) sums at p * K * (cols + 1); with parts > 1 (on a GPU, so
+// that enough work-items run) tdm_bits_sums_reduce adds the parts in order.
+__kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong components, ulong parts,
                             __global const ulong *bits, ulong bits_offset,
                             __global const float *weights, ulong weights_offset,
                             __global float *sums, ulong sums_offset)
 {
-    const ulong h = get_global_id(0), c = get_global_id(1), runs = (cols + 15) / 16;
-    if (h > runs || 8 * c >= components)
+    const ulong quads = (components + 7) / 8, runs = (cols + 15) / 16;
+    const ulong h = get_global_id(0), c = get_global_id(1) % quads, p = get_global_id(1) / quads;
+    if (h > runs || p >= parts)
         return;
     const bool totals = h == runs;
     __global const ulong *x = bits + bits_offset / 2 + (totals ? 0 : h / 4);
     __global const float *w = weights + weights_offset;
-    const ulong k0 = 8 * c;
+    const ulong k0 = 8 * c, first = p * rows / parts, last = (p + 1) * rows / parts;
     ulong k[8];
     for (uint i = 0; i < 8; i++)
         k[i] = min(k0 + i, components - 1);
@@ -95,7 +99,7 @@ __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong compo
     float16 acc[8];
     for (uint i = 0; i < 8; i++)
         acc[i] = (float16)(0.0f);
-    for (ulong r = 0; r < rows; r++) {
+    for (ulong r = first; r < last; r++) {
         const uint run = totals ? 1u : (uint)(x[r * row_words] >> shift) & 0xFFFFu;
         const float16 ones = convert_float16(((uint16)(run) >> lane) & 1u);
         __global const float *wr = w + r * components;
@@ -106,10 +110,23 @@ __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong compo
     float lanes[8][16];
     for (uint i = 0; i < 8; i++)
         vstore16(acc[i], 0, lanes[i]);
+    __global float *out = sums + sums_offset + p * components * (cols + 1);
     for (ulong i = 0; i < 8 && k0 + i < components; i++) {
         if (totals)
-            sums[sums_offset + components * cols + k0 + i] = lanes[i][0];
+            out[components * cols + k0 + i] = lanes[i][0];
         for (ulong j = 0; !totals && j < 16 && 16 * h + j < cols; j++)
-            sums[sums_offset + (k0 + i) * cols + 16 * h + j] = lanes[i][j];
+            out[(k0 + i) * cols + 16 * h + j] = lanes[i][j];
+    }
+}
+
+// sums[i] = the parts' partials[p * count + i] added in the order of p.
+__kernel void tdm_bits_sums_reduce(ulong count, ulong parts, __global const float *partials,
+                                   __global float *sums, ulong sums_offset)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        float acc = 0.0f;
+        for (ulong p = 0; p < parts; p++)
+            acc += partials[p * count + i];
+        sums[sums_offset + i] = acc;
     }
 }

@@ -199,14 +199,12 @@ static tdm_status place_matrix(em_device *dev, bool cached)
     return TDM_OK;
 }
 
-/* method = auto: bits on host memory (lookups beat widening to floats for
- * a GEMM), and on a device whose memory cannot hold the float matrix; else
- * the GEMM path. */
-static bool use_bits(const em_device *dev, const tdm_em_options *o, bool floats_fit)
+/* method = auto is bits: table lookups beat widening to floats for a GEMM
+ * on every device measured (docs/benchmarks.md: the cpu backend, PoCL, an
+ * H100). */
+static bool use_bits(const tdm_em_options *o)
 {
-    if (o->method != TDM_EM_METHOD_AUTO)
-        return o->method == TDM_EM_METHOD_BITS;
-    return tdm_backend_uses_host_memory(dev->backend) || !floats_fit;
+    return o->method != TDM_EM_METHOD_GEMM;
 }
 
 /* The packed rows stay on a device with its own memory when they fit. */
@@ -243,7 +241,7 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     memset(dev, 0, sizeof *dev);
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
     bool cached = keep_on_device(dev, o->cache_bytes);
-    dev->bits = use_bits(dev, o, cached);
+    dev->bits = use_bits(o);
     size_t block = o->block_rows ? o->block_rows
                    : dev->bits   ? BITS_BLOCK
                    : cached      ? CACHED_BLOCK

@@ -2,10 +2,13 @@
 # The parity harness with the OpenCL devices acting as devices of small
 # limits: work-groups of at most 16 work-items (TANDEM_OPENCL_MAX_GROUP, the
 # backend's cap for testing), so the reductions are built and launched for
-# 16 and the bits kernels' groups shrink with them. Every op must still agree.
+# 16 and the bits kernels' groups shrink with them; and EM's bits_sums split
+# over up to 7 parts of the rows added in order, as on a GPU
+# (TANDEM_OPENCL_BITS_PARTS, 7 so that parts are uneven). Every op must
+# still agree.
 # Usage: test_small_groups.sh path/to/test_parity
 set -u
-output=$(TANDEM_OPENCL_MAX_GROUP=16 "$1" 2>&1)
+output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 "$1" 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "FAILED: the parity harness with work-groups of 16 (exit $status)"

@@ -320,15 +320,38 @@ tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s,
     return tdm_cl_launch_2d(ctx_of(backend), id, across, s->rows, local, args, COUNT(args));
 }
 
+/* Parts of the rows for bits_sums: 1 on a CPU device; on a GPU as many as
+ * give each part BITS_PART_ROWS rows, up to the context's bits_parts. */
+static size_t bits_parts(const opencl_context *ctx, size_t rows)
+{
+    size_t parts = ctx->info.is_gpu_or_accelerator ? rows / BITS_PART_ROWS : ctx->bits_parts;
+    parts = parts < ctx->bits_parts ? parts : ctx->bits_parts;
+    parts = parts < rows ? parts : rows;
+    return parts > 0 ? parts : 1;
+}
+
 tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
                                 tdm_view weights, tdm_view sums)
 {
+    opencl_context *ctx = ctx_of(backend);
     cl_view x = cl_view_of(bits), w = cl_view_of(weights), y = cl_view_of(sums);
     cl_ulong rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
-    kernel_arg args[] = {ARG(rows),    ARG(cols),    ARG(words),  ARG(k),
-                         VIEW_ARGS(x), VIEW_ARGS(w), VIEW_ARGS(y)};
-    /* 16 columns by 8 components a work-item; one more run for the totals */
+    cl_ulong parts = bits_parts(ctx, s->rows), count = k * (cols + 1);
+    cl_view out = y;
+    if (parts > 1) {
+        TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->bits_partials, &ctx->bits_partials_size,
+                                      parts * count * sizeof(float), "bits_sums partials"));
+        out = (cl_view){ctx->bits_partials, 0};
+    }
+    kernel_arg args[] = {ARG(rows),  ARG(cols),    ARG(words),   ARG(k),
+                         ARG(parts), VIEW_ARGS(x), VIEW_ARGS(w), VIEW_ARGS(out)};
+    /* 16 columns by 8 components a work-item, for each part; one more run
+     * for the totals */
     size_t runs = (s->cols + 15) / 16 + 1, quads = (s->components + 7) / 8, local[2];
     bits_local_size(backend, runs, local);
-    return tdm_cl_launch_2d(ctx_of(backend), K_BITS_SUMS, runs, quads, local, args, COUNT(args));
+    TDM_TRY(tdm_cl_launch_2d(ctx, K_BITS_SUMS, runs, quads * parts, local, args, COUNT(args)));
+    if (parts == 1)
+        return TDM_OK;
+    kernel_arg reduce[] = {ARG(count), ARG(parts), ARG(out.mem), VIEW_ARGS(y)};
+    return tdm_cl_launch(ctx, K_BITS_SUMS_REDUCE, count, reduce, COUNT(reduce));
 }
