@@ -124,11 +124,36 @@ else
         "$tandem" --device opencl:0:0 selftest
     check "and agrees with the cpu backend" 0 "^max difference from the cpu backend: .*: ok$" \
         "$tandem" --device opencl:0:0 selftest
+    cp "$work"/tuning/*.tuning "$work/tuning.saved"
     sed -i 's/^driver .*/driver 0.0-elsewhere/' "$work"/tuning/*.tuning
     check "a stale tuning file is reported" 0 "tuning file ignored: .*made for another driver" \
         "$tandem" devices
     check "and ignored" 0 "^max difference from the cpu backend: .*: ok$" \
         "$tandem" --device opencl:0:0 selftest
+    # Broken files are reported and ignored, never applied: one past CLBlast's
+    # rules (MWG=7 compiled and gave GEMMs off by 100%), one whose bad line
+    # comes after a good Xgemm line, random bytes.
+    tuning=$(ls "$work"/tuning/*.tuning)
+    good_xgemm="Xgemm GEMMK=0 KREG=1 KWG=16 KWI=2 MDIMA=16 MDIMC=8 MWG=128 NDIMB=32 NDIMC=16 NWG=128 SA=0 SB=0 STRM=1 STRN=1 VWM=8 VWN=4"
+    # the saved file's header (format, platform, device, driver), then lines
+    write_tuning() { sed -n '1,4p' "$work/tuning.saved" >"$tuning"; printf '%s\n' "$@" >>"$tuning"; }
+    write_tuning "${good_xgemm/MWG=128/MWG=7}"
+    check "a tuning file past CLBlast's rules is ignored" 0 \
+        "tuning file ignored: .*:5: Xgemm parameters break CLBlast's rules: MWG, NWG and KWG" \
+        "$tandem" devices
+    check "and the GEMM stays right" 0 "^max difference from the cpu backend: .*: ok$" \
+        "$tandem" --device opencl:0:0 selftest
+    write_tuning "$good_xgemm" "Xgemm KWG=16"
+    check "a bad line after a good one" 0 \
+        "tuning file ignored: .*:6: Xgemm needs its 16 parameters, got 1" "$tandem" devices
+    check "is ignored whole" 0 "tuning file ignored: .*\]: .*GFLOP/s" \
+        "$tandem" --device opencl:0:0 selftest
+    write_tuning "${good_xgemm/MDIMC=8/MDIMC=8 MDIMC=8}"
+    check "a repeated parameter" 0 "tuning file ignored: .*:5: repeated Xgemm parameter MDIMC" \
+        "$tandem" devices
+    head -c 4096 /dev/urandom >"$tuning"
+    check "random bytes as a tuning file" 0 "tuning file ignored: .*not a tandem tuning file" \
+        "$tandem" devices
     check "tune on the cpu backend" 1 "tune: cpu backend .* is not an OpenCL device" \
         "$tandem" -q --device cpu tune
     unset TANDEM_TUNING_DIR

@@ -8,6 +8,8 @@
 #include "backend/opencl/cl_tuning.h"
 
 #include <clblast_c.h>
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,9 +89,98 @@ bool tdm_cl_tuning_path(const tdm_opencl_device_info *info, char *out, size_t si
     return written > 0 && (size_t)written < size;
 }
 
+enum { GEMMK, KREG, KWG, KWI, MDIMA, MDIMC, MWG, NDIMB, NDIMC, NWG, SA, SB, STRM, STRN, VWM, VWN };
+
+static bool is_power_of_two_at_most(size_t value, size_t most)
+{
+    return value >= 1 && value <= most && (value & (value - 1)) == 0;
+}
+
+/* Xgemm's rules, as CLBlast's tuner states them (a set that breaks one
+ * compiles and computes garbage: a tuning file with MWG=7 gave GEMMs off by
+ * 100%), for the kind tandem tune writes (GEMMK=0, KREG=1), and the device's
+ * work-group and local-memory limits. */
+static const char *xgemm_rule_broken(const size_t *p, cl_device_id device)
+{
+    for (int i = 0; i < XGEMM_PARAMETERS; i++)
+        if (p[i] > 1024)
+            return "a value above 1024";
+    if (p[GEMMK] != 0 || p[KREG] != 1)
+        return "GEMMK must be 0 and KREG 1";
+    if (p[SA] > 1 || p[SB] > 1 || p[STRM] > 1 || p[STRN] > 1)
+        return "SA, SB, STRM and STRN must be 0 or 1";
+    if (!is_power_of_two_at_most(p[VWM], 16) || !is_power_of_two_at_most(p[VWN], 16))
+        return "VWM and VWN must be 1, 2, 4, 8 or 16";
+    if (!p[KWI] || !p[MDIMA] || !p[MDIMC] || !p[NDIMB] || !p[NDIMC] || !p[KWG] || !p[MWG] ||
+        !p[NWG])
+        return "a size of 0";
+    size_t threads = p[MDIMC] * p[NDIMC];
+    if (p[MWG] % (p[MDIMC] * p[VWM]) || p[MWG] % (p[MDIMA] * p[VWM]) ||
+        p[NWG] % (p[NDIMC] * p[VWN]) || p[NWG] % (p[NDIMB] * p[VWN]) || p[KWG] % p[KWI] ||
+        threads % p[MDIMA] || threads % p[NDIMB] || p[KWG] % (threads / p[MDIMA]) ||
+        p[KWG] % (threads / p[NDIMB]))
+        return "MWG, NWG and KWG must be multiples of the thread and vector sizes";
+    size_t max_group = 0;
+    cl_ulong local_bytes = 0;
+    if (device && (clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof max_group,
+                                   &max_group, NULL) != CL_SUCCESS ||
+                   clGetDeviceInfo(device, CL_DEVICE_LOCAL_MEM_SIZE, sizeof local_bytes,
+                                   &local_bytes, NULL) != CL_SUCCESS))
+        return "the device's limits could not be read";
+    if (device && threads > max_group)
+        return "MDIMC x NDIMC work-items exceed the device's work-group limit";
+    if (device && 4 * p[KWG] * (p[SA] * p[MWG] + p[SB] * p[NWG]) > local_bytes)
+        return "the tiles exceed the device's local memory";
+    return NULL;
+}
+
+/* The parameters of an Xgemm line in xgemm_names' order: each once. */
+static tdm_status xgemm_values(const char *const *names, const size_t *values, size_t count,
+                               size_t *out, const char *path, size_t number)
+{
+    bool seen[XGEMM_PARAMETERS] = {false};
+    for (size_t i = 0; i < count; i++) {
+        int found = -1;
+        for (int j = 0; j < XGEMM_PARAMETERS && found < 0; j++)
+            found = strcmp(names[i], xgemm_names[j]) == 0 ? j : -1;
+        if (found < 0 || seen[found])
+            return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: %s Xgemm parameter %s", path, number,
+                            found < 0 ? "unknown" : "repeated", names[i]);
+        seen[found] = true;
+        out[found] = values[i];
+    }
+    if (count != XGEMM_PARAMETERS)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: Xgemm needs its %d parameters, got %zu", path,
+                        number, XGEMM_PARAMETERS, count);
+    return TDM_OK;
+}
+
+/* A line's parameters checked: Xgemm's rules, or GemmRoutine's one size. */
+static tdm_status check_parameters(const char *kernel, const char *const *names,
+                                   const size_t *values, size_t count, cl_device_id device,
+                                   const char *path, size_t number)
+{
+    if (strcmp(kernel, "GemmRoutine") == 0) {
+        if (count != 1 || strcmp(names[0], "XGEMM_MIN_INDIRECT_SIZE") != 0 || values[0] > 65536)
+            return TDM_FAIL(TDM_ERR_CONFIG,
+                            "%s:%zu: GemmRoutine takes XGEMM_MIN_INDIRECT_SIZE (at most 65536)",
+                            path, number);
+        return TDM_OK;
+    }
+    size_t p[XGEMM_PARAMETERS];
+    TDM_TRY(xgemm_values(names, values, count, p, path, number));
+    const char *broken = xgemm_rule_broken(p, device);
+    if (broken)
+        return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: Xgemm parameters break CLBlast's rules: %s", path,
+                        number, broken);
+    return TDM_OK;
+}
+
 /* "Xgemm GEMMK=0 KREG=1 ..." or "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=64",
- * handed to CLBlast for the device (NULL: only checked). */
-static tdm_status apply_line(cl_device_id device, char *line, const char *path, size_t number)
+ * checked against the rules and the device (NULL: the rules only), then
+ * handed to CLBlast for the device if `apply`. */
+static tdm_status apply_line(cl_device_id device, bool apply, char *line, const char *path,
+                             size_t number)
 {
     enum { MOST = 32 };
     const char *names[MOST];
@@ -101,13 +192,15 @@ static tdm_status apply_line(cl_device_id device, char *line, const char *path, 
             return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: expected NAME=VALUE, got '%s'", path, number,
                             word);
         *equals = '\0';
+        errno = 0;
         values[count] = strtoul(equals + 1, &end, 10);
-        if (*end || equals[1] == '\0' || equals[1] == '-')
+        if (*end || !isdigit((unsigned char)equals[1]) || errno == ERANGE)
             return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: %s is not a whole number", path, number, word);
         names[count++] = word;
     }
-    if (!device)
-        return TDM_OK; /* only reading */
+    TDM_TRY(check_parameters(kernel, names, values, count, device, path, number));
+    if (!apply)
+        return TDM_OK;
     CLBlastStatusCode code =
         CLBlastOverrideParameters(device, kernel, CLBlastPrecisionSingle, count, names, values);
     if (code != CLBlastSuccess)
@@ -135,12 +228,16 @@ static tdm_status check_header_line(const char *line, const tdm_opencl_device_in
     return TDM_FAIL(TDM_ERR_CONFIG, "%s:%zu: unexpected line", path, number);
 }
 
-static tdm_status apply_file(FILE *file, cl_device_id device, const tdm_opencl_device_info *info,
-                             const char *path, double *gflops)
+/* Reads the file; with `apply`, hands its parameters to CLBlast (only
+ * after a pass without, so a file broken past its first lines changes
+ * nothing). */
+static tdm_status read_file(FILE *file, cl_device_id device, bool apply,
+                            const tdm_opencl_device_info *info, const char *path, double *gflops)
 {
     char line[1024];
     size_t number = 0;
     int version = 0;
+    rewind(file);
     if (!fgets(line, sizeof line, file) || sscanf(line, "tandem-tuning %d", &version) != 1 ||
         version != FORMAT_VERSION)
         return TDM_FAIL(TDM_ERR_CONFIG, "%s: not a tandem tuning file of version %d", path,
@@ -149,11 +246,18 @@ static tdm_status apply_file(FILE *file, cl_device_id device, const tdm_opencl_d
         if (sscanf(line, "gflops %lf", gflops) == 1)
             continue;
         if (strncmp(line, "Xgemm ", 6) == 0 || strncmp(line, "GemmRoutine ", 12) == 0)
-            TDM_TRY(apply_line(device, line, path, number));
+            TDM_TRY(apply_line(device, apply, line, path, number));
         else
             TDM_TRY(check_header_line(line, info, path, number));
     }
     return TDM_OK;
+}
+
+static tdm_status apply_file(FILE *file, cl_device_id device, const tdm_opencl_device_info *info,
+                             const char *path, double *gflops)
+{
+    TDM_TRY(read_file(file, device, false, info, path, gflops));
+    return device ? read_file(file, device, true, info, path, gflops) : TDM_OK;
 }
 
 void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info, char *note,
@@ -186,6 +290,10 @@ void tdm_opencl_tuning_status(const tdm_opencl_device_info *info, char *out, siz
 static tdm_status override_candidate(cl_device_id device, const candidate *c)
 {
     const char *routine[] = {"XGEMM_MIN_INDIRECT_SIZE"};
+    const char *broken = xgemm_rule_broken(c->xgemm, device);
+    if (broken)
+        return TDM_FAIL(TDM_ERR_UNSUPPORTED, "candidate parameters not for this device: %s",
+                        broken);
     CLBlastStatusCode code =
         CLBlastOverrideParameters(device, "Xgemm", CLBlastPrecisionSingle, XGEMM_PARAMETERS,
                                   (const char **)xgemm_names, c->xgemm);
