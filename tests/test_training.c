@@ -187,6 +187,43 @@ static void test_idx(void **state)
         tdm_dataset_load_idx(path_in_work("liar.idx"), path_in_work("labels.idx"), 10, &set),
         TDM_ERR_DATA);
     assert_non_null(strstr(tdm_last_error(), "truncated"));
+    /* A label count of 2^32 - 1 (a count + 1 allocation once wrapped to 0):
+     * refused against the images' count before any allocation. */
+    const uint8_t many_labels[] = {0, 0, 8, 1, 0xFF, 0xFF, 0xFF, 0xFF};
+    write_idx(path_in_work("many.idx"), many_labels, 8, labels, 2, false);
+    assert_int_equal(
+        tdm_dataset_load_idx(path_in_work("images.idx.gz"), path_in_work("many.idx"), 10, &set),
+        TDM_ERR_DATA);
+    assert_non_null(strstr(tdm_last_error(), "4294967295 labels for 2 images"));
+    /* A memory cap: 2 images of 2x3 take 2 x (24 + 4) bytes. */
+    assert_int_equal(tdm_dataset_load_idx_capped(path_in_work("images.idx.gz"),
+                                                 path_in_work("labels.idx"), 10, 56, &set),
+                     TDM_OK);
+    tdm_dataset_free(&set);
+    assert_int_equal(tdm_dataset_load_idx_capped(path_in_work("images.idx.gz"),
+                                                 path_in_work("labels.idx"), 10, 55, &set),
+                     TDM_ERR_DATA);
+    assert_non_null(
+        strstr(tdm_last_error(), "2 images of 2x3 take 0.0 MiB, more than the memory cap"));
+}
+
+/* A CSV past the memory cap fails at the first row that does not fit. */
+static void test_csv_memory_cap(void **state)
+{
+    (void)state;
+    const char *text = "1,2,3\n4,5,6\n7,8,9\n"; /* 3 samples of 2 pixels: 12 bytes each */
+    write_file(path_in_work("three.csv"), text, strlen(text), false);
+    tdm_dataset set;
+    tdm_sample_shape shape = {1, 1, 2};
+    assert_int_equal(
+        tdm_dataset_load_csv_capped(path_in_work("three.csv"), shape, 16, 10, 36, &set), TDM_OK);
+    assert_int_equal(set.count, 3);
+    tdm_dataset_free(&set);
+    assert_int_equal(
+        tdm_dataset_load_csv_capped(path_in_work("three.csv"), shape, 16, 10, 35, &set),
+        TDM_ERR_DATA);
+    assert_non_null(strstr(tdm_last_error(), "three.csv:3: more samples than the memory cap"));
+    assert_null(set.pixels);
 }
 
 /* ---------- training ---------- */
@@ -438,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_csv_errors),
         cmocka_unit_test(test_csv_gzipped_equals_plain),
         cmocka_unit_test(test_idx),
+        cmocka_unit_test(test_csv_memory_cap),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_damaged_checkpoints),
         cmocka_unit_test(test_divergence_names_the_epoch),

@@ -32,6 +32,14 @@ tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float 
 tdm_status tdm_dataset_load_idx(const char *images_path, const char *labels_path, size_t classes,
                                 tdm_dataset *out);
 
+/* The same, holding at most max_bytes of samples (4 bytes a pixel and a
+ * label; 0: no cap): past it, an error naming the file (and for CSV the
+ * line) instead of growing. */
+tdm_status tdm_dataset_load_csv_capped(const char *path, tdm_sample_shape shape, float max_pixel,
+                                       size_t classes, size_t max_bytes, tdm_dataset *out);
+tdm_status tdm_dataset_load_idx_capped(const char *images_path, const char *labels_path,
+                                       size_t classes, size_t max_bytes, tdm_dataset *out);
+
 /* Copies rows [first, first + count) into out. */
 tdm_status tdm_dataset_slice(const tdm_dataset *dataset, size_t first, size_t count,
                              tdm_dataset *out);
@@ -48,6 +56,7 @@ typedef struct tdm_data_config {
     float max_pixel;        /* csv: the largest pixel value allowed */
     size_t classes;         /* labels lie in [0, classes) */
     float scale;            /* pixels are multiplied by it after loading */
+    size_t max_mb;          /* the most MiB of samples loaded (each file), 0: no cap */
     char train_images[1024], train_labels[1024], test_images[1024], test_labels[1024]; /* idx */
 } tdm_data_config;
 

@@ -40,10 +40,10 @@ static tdm_status load_binary(const cli_config *config, tdm_binary_data *out)
         return tdm_binary_load_csv(em->path, em->labels, out);
     const tdm_data_config *d = &config->data;
     tdm_dataset images = {0}, unused = {0};
-    tdm_status status =
-        strcmp(d->format, "idx") == 0
-            ? tdm_data_config_load(d, &images, &unused)
-            : tdm_dataset_load_csv(d->path, d->shape, d->max_pixel, d->classes, &images);
+    tdm_status status = strcmp(d->format, "idx") == 0
+                            ? tdm_data_config_load(d, &images, &unused)
+                            : tdm_dataset_load_csv_capped(d->path, d->shape, d->max_pixel,
+                                                          d->classes, d->max_mb << 20, &images);
     if (status == TDM_OK)
         status = tdm_binary_from_dataset(&images, config->em.threshold, out);
     tdm_dataset_free(&images);

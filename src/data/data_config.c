@@ -1,5 +1,7 @@
 /* The [data] section of a config file, and loading what it names. */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tandem/config.h"
@@ -48,6 +50,8 @@ tdm_status tdm_data_config_set(void *target, const char *key, const char *value)
         return tdm_parse_size(key, value, 1, 65536, &c->classes);
     if (strcmp(key, "scale") == 0)
         return tdm_parse_float(key, value, 1e-9, 1e9, &c->scale);
+    if (strcmp(key, "max_mb") == 0)
+        return tdm_parse_size(key, value, 0, SIZE_MAX / 2 >> 20, &c->max_mb);
     char *paths[] = {c->train_images, c->train_labels, c->test_images, c->test_labels};
     const char *names[] = {"train_images", "train_labels", "test_images", "test_labels"};
     for (size_t i = 0; i < 4; i++)
@@ -55,25 +59,47 @@ tdm_status tdm_data_config_set(void *target, const char *key, const char *value)
             return tdm_parse_string(key, value, paths[i], sizeof c->path);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "unknown key '%s' (known: format path test_rows channels height width "
-                    "max_pixel classes scale train_images train_labels test_images test_labels)",
+                    "max_pixel classes scale max_mb train_images train_labels test_images "
+                    "test_labels)",
                     key);
+}
+
+/* The first test_rows samples copied out into test; the rest moved to the
+ * front of `all` in place, which becomes the training set (no second copy
+ * of the larger part: the peak stays near the decoded data). */
+static tdm_status split_off_test(tdm_dataset *all, size_t test_rows, tdm_dataset *test)
+{
+    TDM_TRY(tdm_dataset_slice(all, 0, test_rows, test));
+    size_t size = all->shape.channels * all->shape.height * all->shape.width;
+    size_t rest = all->count - test_rows;
+    memmove(all->pixels, all->pixels + test_rows * size, rest * size * sizeof(float));
+    memmove(all->labels, all->labels + test_rows, rest * sizeof(int32_t));
+    all->count = rest;
+    float *pixels = realloc(all->pixels, rest * size * sizeof(float)); /* shrinking */
+    int32_t *labels = realloc(all->labels, rest * sizeof(int32_t));
+    all->pixels = pixels ? pixels : all->pixels;
+    all->labels = labels ? labels : all->labels;
+    return TDM_OK;
 }
 
 static tdm_status load_csv_split(const tdm_data_config *c, tdm_dataset *train, tdm_dataset *test)
 {
     tdm_dataset all;
-    TDM_TRY(tdm_dataset_load_csv(c->path, c->shape, c->max_pixel, c->classes, &all));
+    TDM_TRY(tdm_dataset_load_csv_capped(c->path, c->shape, c->max_pixel, c->classes,
+                                        c->max_mb << 20, &all));
     tdm_status status = TDM_OK;
     if (all.count <= c->test_rows)
         status =
             TDM_FAIL(TDM_ERR_DATA, "%s: %zu samples, but test_rows = %zu leaves none for training",
                      c->path, all.count, c->test_rows);
     if (status == TDM_OK)
-        status = tdm_dataset_slice(&all, 0, c->test_rows, test);
-    if (status == TDM_OK)
-        status = tdm_dataset_slice(&all, c->test_rows, all.count - c->test_rows, train);
-    tdm_dataset_free(&all);
-    return status;
+        status = split_off_test(&all, c->test_rows, test);
+    if (status != TDM_OK) {
+        tdm_dataset_free(&all);
+        return status;
+    }
+    *train = all;
+    return TDM_OK;
 }
 
 static tdm_status load_idx_pair(const tdm_data_config *c, tdm_dataset *train, tdm_dataset *test)
@@ -83,8 +109,10 @@ static tdm_status load_idx_pair(const tdm_data_config *c, tdm_dataset *train, td
     for (size_t i = 0; i < 4; i++)
         if (!paths[i][0])
             return TDM_FAIL(TDM_ERR_CONFIG, "format = idx needs %s", names[i]);
-    TDM_TRY(tdm_dataset_load_idx(c->train_images, c->train_labels, c->classes, train));
-    return tdm_dataset_load_idx(c->test_images, c->test_labels, c->classes, test);
+    TDM_TRY(tdm_dataset_load_idx_capped(c->train_images, c->train_labels, c->classes,
+                                        c->max_mb << 20, train));
+    return tdm_dataset_load_idx_capped(c->test_images, c->test_labels, c->classes, c->max_mb << 20,
+                                       test);
 }
 
 static void scale_pixels(tdm_dataset *set, float scale)

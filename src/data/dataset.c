@@ -29,6 +29,23 @@ static size_t sample_size(tdm_sample_shape shape)
     return shape.channels * shape.height * shape.width;
 }
 
+/* Bytes a sample takes: its pixels as floats and its label. */
+static size_t sample_bytes(tdm_sample_shape shape)
+{
+    return sample_size(shape) * sizeof(float) + sizeof(int32_t);
+}
+
+/* The most samples max_bytes holds (SIZE_MAX for no cap, max_bytes 0). */
+static size_t rows_within(tdm_sample_shape shape, size_t max_bytes)
+{
+    return max_bytes ? max_bytes / sample_bytes(shape) : SIZE_MAX;
+}
+
+static double mebibytes(size_t bytes)
+{
+    return (double)bytes / (1 << 20);
+}
+
 /* Room for `rows` samples. */
 static tdm_status reserve(tdm_dataset *d, size_t rows)
 {
@@ -113,6 +130,7 @@ typedef struct csv_target {
     csv_reader reader;
     tdm_dataset *dataset;
     size_t capacity;
+    size_t max_bytes, max_rows; /* the cap, 0 and SIZE_MAX without one */
 } csv_target;
 
 static tdm_status add_csv_row(void *user, char *line, size_t number)
@@ -120,8 +138,12 @@ static tdm_status add_csv_row(void *user, char *line, size_t number)
     csv_target *t = user;
     tdm_dataset *d = t->dataset;
     t->reader.line = number;
+    if (d->count == t->max_rows)
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: more samples than the memory cap of %.1f MiB holds",
+                        t->reader.path, number, mebibytes(t->max_bytes));
     if (d->count == t->capacity) {
         t->capacity = t->capacity ? 2 * t->capacity : INITIAL_ROWS;
+        t->capacity = t->capacity < t->max_rows ? t->capacity : t->max_rows;
         TDM_TRY(reserve(d, t->capacity));
     }
     TDM_TRY(parse_row(&t->reader, line, d->pixels + d->count * sample_size(d->shape),
@@ -133,6 +155,12 @@ static tdm_status add_csv_row(void *user, char *line, size_t number)
 tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float max_pixel,
                                 size_t classes, tdm_dataset *out)
 {
+    return tdm_dataset_load_csv_capped(path, shape, max_pixel, classes, 0, out);
+}
+
+tdm_status tdm_dataset_load_csv_capped(const char *path, tdm_sample_shape shape, float max_pixel,
+                                       size_t classes, size_t max_bytes, tdm_dataset *out)
+{
     memset(out, 0, sizeof *out);
     /* max_pixel becomes a long: past 1e9 the conversion could overflow */
     if (sample_size(shape) == 0 || classes == 0 || classes > INT32_MAX ||
@@ -143,7 +171,10 @@ tdm_status tdm_dataset_load_csv(const char *path, tdm_sample_shape shape, float 
                         path);
     out->shape = shape;
     out->classes = classes;
-    csv_target target = {{path, 0, sample_size(shape) + 1, max_pixel, classes}, out, 0};
+    csv_target target = {.reader = {path, 0, sample_size(shape) + 1, max_pixel, classes},
+                         .dataset = out,
+                         .max_bytes = max_bytes,
+                         .max_rows = rows_within(shape, max_bytes)};
     size_t lines = 0;
     tdm_status status = tdm_read_lines(path, add_csv_row, &target, &lines);
     if (status == TDM_OK && lines == 0)
@@ -218,7 +249,7 @@ static tdm_status read_idx_images(gzFile file, const char *path, size_t count, t
     return status;
 }
 
-static tdm_status load_idx_images(const char *path, tdm_dataset *d)
+static tdm_status load_idx_images(const char *path, size_t max_bytes, tdm_dataset *d)
 {
     gzFile file = NULL;
     uint32_t sizes[3];
@@ -231,8 +262,15 @@ static tdm_status load_idx_images(const char *path, tdm_dataset *d)
             TDM_FAIL(TDM_ERR_DATA, "%s: images of %ux%u are too large", path, sizes[1], sizes[2]);
     if (status == TDM_OK) {
         d->shape = (tdm_sample_shape){1, sizes[1], sizes[2]};
-        status = read_idx_images(file, path, sizes[0], d);
+        if (sizes[0] > rows_within(d->shape, max_bytes))
+            status = TDM_FAIL(TDM_ERR_DATA,
+                              "%s: %u images of %ux%u take %.1f MiB, more than the memory cap of "
+                              "%.1f MiB",
+                              path, sizes[0], sizes[1], sizes[2],
+                              mebibytes(sizes[0] * sample_bytes(d->shape)), mebibytes(max_bytes));
     }
+    if (status == TDM_OK)
+        status = read_idx_images(file, path, sizes[0], d);
     if (status == TDM_OK)
         d->count = sizes[0];
     gzclose(file);
@@ -268,11 +306,17 @@ static tdm_status load_idx_labels(const char *path, tdm_dataset *d)
 tdm_status tdm_dataset_load_idx(const char *images_path, const char *labels_path, size_t classes,
                                 tdm_dataset *out)
 {
+    return tdm_dataset_load_idx_capped(images_path, labels_path, classes, 0, out);
+}
+
+tdm_status tdm_dataset_load_idx_capped(const char *images_path, const char *labels_path,
+                                       size_t classes, size_t max_bytes, tdm_dataset *out)
+{
     memset(out, 0, sizeof *out);
     if (classes == 0 || classes > 256)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "IDX labels are bytes: classes must be 1..256");
     out->classes = classes;
-    tdm_status status = load_idx_images(images_path, out);
+    tdm_status status = load_idx_images(images_path, max_bytes, out);
     if (status == TDM_OK)
         status = load_idx_labels(labels_path, out);
     if (status != TDM_OK)

@@ -186,6 +186,27 @@ check_no_output o_bn "batch norm on one value per channel"
 check "a blank field (not read as 0)" 1 "blank.csv:1: value 65 is not a whole number" \
     "$tandem" -q --device cpu --config "$(data blank "$work/blank.csv")" --out "$work/o4b" train
 check_no_output o4b "a blank field"
+# Lines are read a megabyte at a time: a row across two reads is whole, and
+# blank lines (empty, spaces, CR LF) count for the line numbers.
+{ head -c $((1048576 - 3)) /dev/zero | tr '\0' '\n'; printf '0,1,2\n'; } >"$work/across.csv"
+check "a row across two reads" 1 "across.csv:1048574: 3 values, expected 65" \
+    "$tandem" -q --device cpu --config "$(data across "$work/across.csv")" --out "$work/o4c" train
+{ head -c 3000000 /dev/zero | tr '\0' '\n'; printf ' \n\r\n\t\n0,1\n'; } | gzip >"$work/blanks.csv.gz"
+check "blank lines counted" 1 "blanks.csv.gz:3000004: 2 values, expected 65" \
+    "$tandem" -q --device cpu --config "$(data blanks "$work/blanks.csv.gz")" --out "$work/o4d" train
+printf '0,1\0,2\n' >"$work/nul.csv"
+check "a NUL byte in a CSV line" 1 "nul.csv:1: a NUL byte in the line" \
+    "$tandem" -q --device cpu --config "$(data nul "$work/nul.csv")" --out "$work/o4e" train
+check_no_output o4e "a NUL byte"
+# [data] max_mb: 1 MiB holds 4032 samples of 64 pixels (260 bytes each).
+row=$(printf '0,%.0s' $(seq 64))1
+for _ in $(seq 5000); do echo "$row"; done >"$work/many.csv"
+capped=$(config capped "[data]
+path = $work/many.csv
+max_mb = 1")
+check "[data] max_mb caps the samples" 1 "many.csv:4033: more samples than the memory cap of 1.0 MiB holds" \
+    "$tandem" -q --device cpu --config "$capped" --out "$work/o4f" train
+check_no_output o4f "max_mb"
 check "corrupt gzip" 1 "corrupt.csv.gz" \
     "$tandem" -q --device cpu --config "$(data corrupt "$work/corrupt.csv.gz")" --out "$work/o5" train
 check_no_output o5 "corrupt gzip"
