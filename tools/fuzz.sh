@@ -6,11 +6,14 @@
 # timeout fails the run and leaves the input in build-fuzz/.
 #   tools/fuzz.sh             30 seconds a target (what CI runs)
 #   tools/fuzz.sh MINUTES     a longer run, MINUTES a target
+#   tools/fuzz.sh MINUTES TARGET...   only those (config image_csv idx
+#                             binary_csv npy checkpoint)
 set -eu -o pipefail
 cd "$(dirname "$0")/.."
 seconds=30
-[ $# -gt 0 ] && seconds=$(($1 * 60))
+[ $# -gt 0 ] && seconds=$(($1 * 60)) && shift
 targets=(config image_csv idx binary_csv npy checkpoint)
+[ $# -gt 0 ] && targets=("$@")
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DTANDEM_FUZZ=ON -DTANDEM_BUILD_TESTS=OFF \
     -DTANDEM_CPU_GEMM=portable -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j "$(nproc)" --target fuzz_targets >/dev/null
