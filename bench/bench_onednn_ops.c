@@ -227,7 +227,7 @@ static void conv_ops(tdm_backend *backend, onednn_op base, const char *name, tdm
 static void norm_ops(tdm_backend *backend, onednn_op base, const char *name, size_t channels,
                      size_t side)
 {
-    tdm_batchnorm_shape s = {BATCH, channels, side * side, 1e-5f, 0.1f};
+    tdm_batchnorm_shape s = {BATCH, channels, side * side, 1e-5f, 0.1f, .relu = false};
     size_t count = BATCH * channels * side * side;
     tandem_op ours = {.backend = backend, .norm = s};
     size_t sizes[9] = {count,    channels, channels, channels, channels,

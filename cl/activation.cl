@@ -11,6 +11,17 @@ __kernel void tdm_add(ulong count, __global const float *a, ulong a_offset,
         out[out_offset + i] = a[a_offset + i] + b[b_offset + i];
 }
 
+// max(a + b, 0): the residual connection and the ReLU after it, one launch
+__kernel void tdm_add_relu(ulong count, __global const float *a, ulong a_offset,
+                           __global const float *b, ulong b_offset, __global float *out,
+                           ulong out_offset, float scalar)
+{
+    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+        const float x = a[a_offset + i] + b[b_offset + i];
+        out[out_offset + i] = x < 0.0f ? 0.0f : x; // NaN is not < 0: it stays NaN
+    }
+}
+
 __kernel void tdm_relu(ulong count, __global const float *a, ulong a_offset,
                        __global const float *b, ulong b_offset, __global float *out,
                        ulong out_offset, float scalar)

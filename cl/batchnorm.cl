@@ -35,7 +35,7 @@ tdm_batchnorm_stats(ulong batch, ulong channels, ulong spatial, float eps, float
 }
 
 // y = (x - mean) * invstd * gamma + beta; in evaluation mode `scale` holds
-// the running variance and invstd = 1 / sqrt(var + eps).
+// the running variance and invstd = 1 / sqrt(var + eps); relu: max(y, 0).
 __kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial,
                                       __global const float *x, ulong x_offset,
                                       __global const float *mean, ulong mean_offset,
@@ -43,16 +43,17 @@ __kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial
                                       int scale_is_variance, float eps,
                                       __global const float *gamma, ulong gamma_offset,
                                       __global const float *beta, ulong beta_offset,
-                                      __global float *y, ulong y_offset)
+                                      int relu, __global float *y, ulong y_offset)
 {
     const ulong total = batch * channels * spatial;
     for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
         const ulong c = (id / spatial) % channels;
         const float s = scale[scale_offset + c];
         const float invstd = scale_is_variance ? 1.0f / sqrt(s + eps) : s;
-        y[y_offset + id] = (x[x_offset + id] - mean[mean_offset + c]) * invstd *
-                               gamma[gamma_offset + c] +
-                           beta[beta_offset + c];
+        const float value = (x[x_offset + id] - mean[mean_offset + c]) * invstd *
+                                gamma[gamma_offset + c] +
+                            beta[beta_offset + c];
+        y[y_offset + id] = relu && value < 0.0f ? 0.0f : value; // NaN is not < 0
     }
 }
 

@@ -280,8 +280,9 @@ static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
     for (size_t i = 0; i < NORM_SHAPE_COUNT && count < capacity; i++) {
         op_case *c = new_case(cases, &count);
         tdm_batchnorm_shape *s = &c->p.layer.norm;
-        *s = (tdm_batchnorm_shape){norm_shapes[i][0], norm_shapes[i][1], norm_shapes[i][2],
-                                   i == 2 ? 1e-3f : 1e-5f, i == 2 ? 0.3f : 0.1f};
+        *s = (tdm_batchnorm_shape){
+            norm_shapes[i][0],    norm_shapes[i][1], norm_shapes[i][2], i == 2 ? 1e-3f : 1e-5f,
+            i == 2 ? 0.3f : 0.1f, .relu = i % 2 == 1}; /* the fused ReLU on every other shape */
         size_t n = s->batch * s->channels * s->spatial, ch = s->channels;
         if (mode == NORM_BACKWARD) {
             add_tensor(c, "x", n, false, INIT_RANDOM);
@@ -304,8 +305,9 @@ static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
                 add_tensor(c, "save_invstd", ch, true, INIT_NAN);
             }
         }
-        snprintf(c->label, sizeof c->label, "N=%zu C=%zu spatial=%zu eps=%g momentum=%g", s->batch,
-                 s->channels, s->spatial, (double)s->eps, (double)s->momentum);
+        snprintf(c->label, sizeof c->label, "N=%zu C=%zu spatial=%zu eps=%g momentum=%g%s",
+                 s->batch, s->channels, s->spatial, (double)s->eps, (double)s->momentum,
+                 s->relu ? " relu" : "");
     }
     return count;
 }
@@ -336,8 +338,10 @@ static size_t norm_index(const tdm_batchnorm_shape *s, size_t c, size_t k)
 static void normalize_reference(const tdm_batchnorm_shape *s, size_t c, const double *x,
                                 double mean, double invstd, double gamma, double beta, double *y)
 {
-    for (size_t k = 0; k < s->batch * s->spatial; k++)
-        y[norm_index(s, c, k)] = (x[norm_index(s, c, k)] - mean) * invstd * gamma + beta;
+    for (size_t k = 0; k < s->batch * s->spatial; k++) {
+        double value = (x[norm_index(s, c, k)] - mean) * invstd * gamma + beta;
+        y[norm_index(s, c, k)] = s->relu && value < 0.0 ? 0.0 : value;
+    }
 }
 
 static void reference_norm_train(const op_case *c, double *const *t)

@@ -311,7 +311,7 @@ static fd_case norm_case(size_t batch, size_t channels, size_t spatial)
                  .output_size = batch * channels * spatial,
                  .forward = forward_norm,
                  .backward = backward_norm,
-                 .norm = {batch, channels, spatial, 1e-5f, 0.1f},
+                 .norm = {batch, channels, spatial, 1e-5f, 0.1f, .relu = false},
                  .count = batch * channels * spatial};
     return c;
 }

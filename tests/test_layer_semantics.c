@@ -115,7 +115,7 @@ static void test_bad_shapes_are_errors(void **state)
                  "output y overlaps an input");
     tdm_conv2d_shape huge = {1, 1, 4096, 4096, 1, 1, 1, 1, 1, 0, 0};
     expect_error(tdm_conv2d_forward(backend, &huge, v, w, none, w), "operand x needs floats");
-    tdm_batchnorm_shape single = {1, 3, 1, 1e-5f, 0.1f};
+    tdm_batchnorm_shape single = {1, 3, 1, 1e-5f, 0.1f, .relu = false};
     expect_error(tdm_batchnorm_forward_train(backend, &single, v, v, v, v, v, w, w, w),
                  "more than one value per channel");
     tdm_pool2d_shape window = {1, 1, 3, 3, 4, 4, 4, 4};

@@ -104,6 +104,19 @@ static void reference_add(const op_case *c, double *const *t)
         t[2][i] = (float)(t[0][i] + t[1][i]); /* exact in double, then one rounding */
 }
 
+static tdm_status run_add_relu(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_add_relu(backend, c->p.vector.count, v[0], v[1], v[2]);
+}
+
+static void reference_add_relu(const op_case *c, double *const *t)
+{
+    for (size_t i = 0; i < c->p.vector.count; i++) {
+        float sum = (float)(t[0][i] + t[1][i]); /* the float add's one rounding */
+        t[2][i] = sum < 0.0f ? 0.0 : sum;
+    }
+}
+
 static tdm_status run_relu(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
     return tdm_relu(backend, c->p.vector.count, v[0], v[1]);
@@ -291,6 +304,8 @@ static const parity_op ops[] = {
     {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_vector_cases, 2, run_axpy, reference_axpy, false},
     /* add and relu (forward and backward) are exact: one rounding or none. */
     {"add", TDM_OP_ADD, 0.0, 0.0, make_vector_cases, 3, run_add, reference_add, false},
+    {"add_relu", TDM_OP_ADD_RELU, 0.0, 0.0, make_vector_cases, 3, run_add_relu, reference_add_relu,
+     false},
     {"relu", TDM_OP_RELU, 0.0, 0.0, make_vector_cases, 2, run_relu, reference_relu, false},
     {"relu_backward", TDM_OP_RELU_BACKWARD, 0.0, 0.0, make_vector_cases, 3, run_relu_backward,
      reference_relu_backward, false},

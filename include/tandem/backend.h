@@ -132,6 +132,8 @@ tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args);
 
 /* z = x + y (the residual connection) */
 tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z);
+/* z = max(x + y, 0): tdm_add then tdm_relu in one launch */
+tdm_status tdm_add_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z);
 /* y = max(x, 0); NaN stays NaN, as in torch.relu */
 tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y);
 /* dx = dy where x > 0, else 0 (x: the forward input) */

@@ -74,6 +74,7 @@ typedef struct tdm_batchnorm_shape {
     size_t batch, channels, spatial; /* spatial = H * W */
     float eps;                       /* 1e-5 in PyTorch */
     float momentum;                  /* 0.1 in PyTorch: running = (1 - m) running + m batch */
+    bool relu; /* forward: y = max(y, 0), the ReLU after it in one launch; backward ignores it */
 } tdm_batchnorm_shape;
 
 /* Training mode: normalises with the batch mean and biased variance, writes

@@ -304,6 +304,11 @@ tdm_status tdm_add(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, t
     return elementwise(backend, TDM_ELEMENTWISE_ADD, count, 0.0f, x, "x", y, "y", z);
 }
 
+tdm_status tdm_add_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y, tdm_view z)
+{
+    return elementwise(backend, TDM_ELEMENTWISE_ADD_RELU, count, 0.0f, x, "x", y, "y", z);
+}
+
 tdm_status tdm_relu(tdm_backend *backend, size_t count, tdm_view x, tdm_view y)
 {
     return elementwise(backend, TDM_ELEMENTWISE_RELU, count, 0.0f, x, "x", (tdm_view){0}, NULL, y);

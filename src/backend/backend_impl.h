@@ -93,7 +93,8 @@ struct tdm_backend_iface {
     tdm_status (*batchnorm_stats)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                   const tdm_batchnorm_views *v);
     /* y = (x - mean) * invstd * gamma + beta: mean, invstd the saved ones, or
-     * in eval mode running_mean and 1 / sqrt(running_var + eps) in float. */
+     * in eval mode running_mean and 1 / sqrt(running_var + eps) in float;
+     * then max(y, 0) if shape->relu. */
     tdm_status (*batchnorm_normalize)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                       const tdm_batchnorm_views *v, bool eval);
     /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel, and their means

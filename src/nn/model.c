@@ -37,6 +37,8 @@ typedef struct node {
     size_t saved; /* mean and invstd (2C) or argmax (batch x out) */
     size_t activation, gradient;
     bool accumulate[2]; /* backward adds into that input's gradient */
+    bool relu_after;    /* an add or a norm that applies the ReLU after it */
+    bool fused;         /* a ReLU its input node applies: its view, no forward work */
 } node;
 
 struct tdm_model {
@@ -178,13 +180,38 @@ static void plan_gradients(tdm_model *m)
     }
 }
 
+static bool is_input_of_another(const tdm_model *m, int index, int except)
+{
+    for (int i = 0; i < (int)m->node_count; i++)
+        if (i != except && (m->nodes[i].inputs[0] == index || m->nodes[i].inputs[1] == index))
+            return true;
+    return false;
+}
+
+/* A ReLU that alone reads an add's or a batch norm's output is done by that
+ * node (one launch instead of two: tdm_add_relu, tdm_batchnorm_shape.relu).
+ * Its backward is unchanged: relu(v) > 0 exactly where v > 0, so the mask
+ * read from the fused output is the same. */
+static void fuse_relus(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        int input = n->inputs[0];
+        if (n->kind != NODE_RELU || input == MODEL_INPUT ||
+            (m->nodes[input].kind != NODE_ADD && m->nodes[input].kind != NODE_NORM) ||
+            is_input_of_another(m, input, i))
+            continue;
+        m->nodes[input].relu_after = true;
+        n->fused = true;
+    }
+}
+
 static void assign_views(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
         node *n = &m->nodes[i];
-        if (n->kind == NODE_FLATTEN && n->inputs[0] != MODEL_INPUT) {
+        if ((n->kind == NODE_FLATTEN || n->fused) && n->inputs[0] != MODEL_INPUT)
             n->activation = m->nodes[n->inputs[0]].activation;
-        }
         n->gradient = n->activation;
         size_t in_size = m->max_batch * tdm_nn_volume(n->in);
         m->scratch_count = in_size > m->scratch_count ? in_size : m->scratch_count;
@@ -203,6 +230,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     }
     if (m->nodes[0].kind == NODE_FLATTEN)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: the first layer cannot be flatten");
+    fuse_relus(m);
     assign_views(m);
     plan_gradients(m);
     return TDM_OK;
@@ -343,7 +371,8 @@ static tdm_batchnorm_shape norm_shape(const node *n, size_t batch)
                                  .channels = n->in.channels,
                                  .spatial = n->in.height * n->in.width,
                                  .eps = 1e-5f,
-                                 .momentum = 0.1f};
+                                 .momentum = 0.1f,
+                                 .relu = n->relu_after};
 }
 
 static tdm_linear_shape linear_shape(const node *n, size_t batch)
@@ -381,7 +410,7 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
                                   y);
     }
     case NODE_NORM: return forward_norm(m, n, x, y, train);
-    case NODE_RELU: return tdm_relu(b, count, x, y);
+    case NODE_RELU: return n->fused ? TDM_OK : tdm_relu(b, count, x, y);
     case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
     case NODE_LEAKY_RELU: return tdm_leaky_relu(b, count, n->layer.slope, x, y);
     case NODE_MAXPOOL: {
@@ -397,7 +426,9 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
         return tdm_linear_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
                                   y);
     }
-    case NODE_ADD: return tdm_add(b, count, x, activation_of(m, n->inputs[1]), y);
+    case NODE_ADD:
+        return (n->relu_after ? tdm_add_relu : tdm_add)(b, count, x, activation_of(m, n->inputs[1]),
+                                                        y);
     }
     return TDM_OK;
 }

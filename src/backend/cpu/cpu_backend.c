@@ -117,6 +117,13 @@ static tdm_status cpu_elementwise(tdm_backend *backend, tdm_elementwise_op op, s
         for (size_t i = 0; i < count; i++)
             z[i] = x[i] + y[i];
         break;
+    case TDM_ELEMENTWISE_ADD_RELU:
+#pragma omp parallel for schedule(static) num_threads(team)
+        for (size_t i = 0; i < count; i++) {
+            float sum = x[i] + y[i];
+            z[i] = sum < 0.0f ? 0.0f : sum;
+        }
+        break;
     case TDM_ELEMENTWISE_RELU: /* NaN is not < 0: it stays NaN */
 #pragma omp parallel for schedule(static) num_threads(team)
         for (size_t i = 0; i < count; i++)

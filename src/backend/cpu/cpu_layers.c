@@ -372,8 +372,10 @@ tdm_status tdm_cpu_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm
         for (size_t c = 0; c < s->channels; c++) {
             float invstd = eval ? 1.0f / sqrtf(scale[c] + s->eps) : scale[c];
             size_t first = (n * s->channels + c) * s->spatial;
-            for (size_t i = first; i < first + s->spatial; i++)
-                y[i] = (x[i] - mean[c]) * invstd * gamma[c] + beta[c];
+            for (size_t i = first; i < first + s->spatial; i++) {
+                float value = (x[i] - mean[c]) * invstd * gamma[c] + beta[c];
+                y[i] = s->relu && value < 0.0f ? 0.0f : value; /* NaN is not < 0 */
+            }
         }
     return TDM_OK;
 }

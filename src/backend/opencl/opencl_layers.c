@@ -139,7 +139,7 @@ tdm_status tdm_opencl_batchnorm_normalize(tdm_backend *backend, const tdm_batchn
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
     cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
     cl_float eps = s->eps;
-    cl_int scale_is_variance = eval;
+    cl_int scale_is_variance = eval, relu = s->relu;
     kernel_arg args[] = {ARG(n),
                          ARG(c),
                          ARG(sp),
@@ -150,6 +150,7 @@ tdm_status tdm_opencl_batchnorm_normalize(tdm_backend *backend, const tdm_batchn
                          ARG(eps),
                          VIEW_ARGS(gamma),
                          VIEW_ARGS(beta),
+                         ARG(relu),
                          VIEW_ARGS(y)};
     return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_NORMALIZE,
                          s->batch * s->channels * s->spatial, args, COUNT(args));
