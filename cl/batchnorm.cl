@@ -1,9 +1,51 @@
 // BatchNorm2d over (N, spatial) per channel, as torch.nn.BatchNorm2d; the
 // formulas are those of the cpu backend (src/backend/cpu/cpu_layers.c).
+// Training: statistics per channel (one work-group each), then the
+// normalisation, in one kernel when a channel's values are few (the
+// host decides: tdm_opencl_batchnorm_forward) or in two. Backward alike.
 
-// Training statistics, one work-group per channel: mean, biased variance
-// (two passes, so no cancellation), invstd, and the running statistics
-// updated with the unbiased variance.
+// Channel c's mean and biased variance (two passes, so no cancellation),
+// the same in every work-item of the group.
+inline float2 tdm_bn_statistics(__global const float *x, ulong c, ulong channels, ulong spatial,
+                                ulong count, __local float *partial)
+{
+    float sum = 0.0f;
+    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE)
+        sum += x[tdm_channel_index(k, c, channels, spatial)];
+    const float mean = tdm_group_sum(sum, partial) / (float)count;
+    float squares = 0.0f;
+    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const float centered = x[tdm_channel_index(k, c, channels, spatial)] - mean;
+        squares += centered * centered;
+    }
+    return (float2)(mean, tdm_group_sum(squares, partial) / (float)count);
+}
+
+// Work-item 0 saves mean and invstd and updates the running statistics
+// (unbiased variance); returns invstd.
+inline float tdm_bn_save(float2 stats, ulong c, ulong count, float eps, float momentum,
+                         __global float *running_mean, __global float *running_var,
+                         __global float *save_mean, __global float *save_invstd)
+{
+    const float invstd = 1.0f / sqrt(stats.y + eps);
+    if (get_local_id(0) == 0) {
+        save_mean[c] = stats.x;
+        save_invstd[c] = invstd;
+        const float unbiased = stats.y * ((float)count / (float)(count - 1));
+        running_mean[c] = (1.0f - momentum) * running_mean[c] + momentum * stats.x;
+        running_var[c] = (1.0f - momentum) * running_var[c] + momentum * unbiased;
+    }
+    return invstd;
+}
+
+// (x - mean) * invstd * gamma + beta, then max(., 0) with relu.
+inline float tdm_bn_value(float x, float mean, float invstd, float gamma, float beta, int relu)
+{
+    const float value = (x - mean) * invstd * gamma + beta;
+    return relu && value < 0.0f ? 0.0f : value; // NaN is not < 0
+}
+
+// Training statistics only, one work-group per channel.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_batchnorm_stats(ulong batch, ulong channels, ulong spatial, float eps, float momentum,
                     __global const float *x, ulong x_offset, __global float *running_mean,
@@ -13,29 +55,39 @@ tdm_batchnorm_stats(ulong batch, ulong channels, ulong spatial, float eps, float
 {
     __local float partial[TDM_GROUP_SIZE];
     const ulong c = get_group_id(0), count = batch * spatial;
-    float sum = 0.0f;
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE)
-        sum += x[x_offset + tdm_channel_index(k, c, channels, spatial)];
-    const float mean = tdm_group_sum(sum, partial) / (float)count;
-    float squares = 0.0f;
+    const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
+    tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
+                running_var + running_var_offset, save_mean + save_mean_offset,
+                save_invstd + save_invstd_offset);
+}
+
+// The statistics and then the channel's y, one work-group per channel: the
+// same values as tdm_batchnorm_stats then tdm_batchnorm_normalize, in one launch.
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
+tdm_batchnorm_train(ulong batch, ulong channels, ulong spatial, float eps, float momentum,
+                    __global const float *x, ulong x_offset, __global float *running_mean,
+                    ulong running_mean_offset, __global float *running_var,
+                    ulong running_var_offset, __global float *save_mean, ulong save_mean_offset,
+                    __global float *save_invstd, ulong save_invstd_offset,
+                    __global const float *gamma, ulong gamma_offset, __global const float *beta,
+                    ulong beta_offset, int relu, __global float *y, ulong y_offset)
+{
+    __local float partial[TDM_GROUP_SIZE];
+    const ulong c = get_group_id(0), count = batch * spatial;
+    const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
+    const float invstd =
+        tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
+                    running_var + running_var_offset, save_mean + save_mean_offset,
+                    save_invstd + save_invstd_offset);
+    const float g = gamma[gamma_offset + c], b = beta[beta_offset + c];
     for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const float centered = x[x_offset + tdm_channel_index(k, c, channels, spatial)] - mean;
-        squares += centered * centered;
-    }
-    const float var = tdm_group_sum(squares, partial) / (float)count;
-    if (get_local_id(0) == 0) {
-        save_mean[save_mean_offset + c] = mean;
-        save_invstd[save_invstd_offset + c] = 1.0f / sqrt(var + eps);
-        const float unbiased = var * ((float)count / (float)(count - 1));
-        __global float *rm = &running_mean[running_mean_offset + c];
-        __global float *rv = &running_var[running_var_offset + c];
-        *rm = (1.0f - momentum) * *rm + momentum * mean;
-        *rv = (1.0f - momentum) * *rv + momentum * unbiased;
+        const ulong index = tdm_channel_index(k, c, channels, spatial);
+        y[y_offset + index] = tdm_bn_value(x[x_offset + index], stats.x, invstd, g, b, relu);
     }
 }
 
-// y = (x - mean) * invstd * gamma + beta; in evaluation mode `scale` holds
-// the running variance and invstd = 1 / sqrt(var + eps); relu: max(y, 0).
+// y over all values: mean and invstd the saved ones, or in evaluation mode
+// `scale` holds the running variance and invstd = 1 / sqrt(var + eps).
 __kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial,
                                       __global const float *x, ulong x_offset,
                                       __global const float *mean, ulong mean_offset,
@@ -50,15 +102,42 @@ __kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial
         const ulong c = (id / spatial) % channels;
         const float s = scale[scale_offset + c];
         const float invstd = scale_is_variance ? 1.0f / sqrt(s + eps) : s;
-        const float value = (x[x_offset + id] - mean[mean_offset + c]) * invstd *
-                                gamma[gamma_offset + c] +
-                            beta[beta_offset + c];
-        y[y_offset + id] = relu && value < 0.0f ? 0.0f : value; // NaN is not < 0
+        y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
+                                        gamma[gamma_offset + c], beta[beta_offset + c], relu);
     }
 }
 
-// Backward, pass 1 (one work-group per channel): dgamma += sum(dy * xhat),
-// dbeta += sum(dy); means[2c], means[2c+1] = their means for pass 2.
+// Channel c's means of dy and of dy * xhat, the same in every work-item;
+// work-item 0 adds the sums to dbeta and dgamma.
+inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy, ulong c,
+                                    ulong channels, ulong spatial, ulong count, float mean,
+                                    float invstd, __global float *dgamma, __global float *dbeta,
+                                    __local float2 *partial)
+{
+    float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
+    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const ulong index = tdm_channel_index(k, c, channels, spatial);
+        const float g = dy[index];
+        sums += (float2)(g, g * ((x[index] - mean) * invstd));
+    }
+    sums = tdm_group_sum2(sums, partial);
+    if (get_local_id(0) == 0) {
+        dgamma[c] += sums.y;
+        dbeta[c] += sums.x;
+    }
+    return sums / (float)count;
+}
+
+// dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
+inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float gamma,
+                             float2 means)
+{
+    const float xhat = (x - mean) * invstd;
+    return gamma * invstd * (dy - means.x - xhat * means.y);
+}
+
+// Backward, pass 1 (one work-group per channel): dgamma, dbeta, and the
+// means into means[2c], means[2c + 1] for pass 2.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_batchnorm_backward_reduce(ulong batch, ulong channels, ulong spatial,
                               __global const float *x, ulong x_offset, __global const float *dy,
@@ -69,25 +148,16 @@ tdm_batchnorm_backward_reduce(ulong batch, ulong channels, ulong spatial,
                               __global float *means, ulong means_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
-    const ulong c = get_group_id(0), count = batch * spatial;
-    const float mean = save_mean[save_mean_offset + c];
-    const float invstd = save_invstd[save_invstd_offset + c];
-    float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const ulong index = tdm_channel_index(k, c, channels, spatial);
-        const float g = dy[dy_offset + index];
-        sums += (float2)(g, g * ((x[x_offset + index] - mean) * invstd));
-    }
-    sums = tdm_group_sum2(sums, partial);
-    if (get_local_id(0) == 0) {
-        dgamma[dgamma_offset + c] += sums.y;
-        dbeta[dbeta_offset + c] += sums.x;
-        means[means_offset + 2 * c] = sums.x / (float)count;
-        means[means_offset + 2 * c + 1] = sums.y / (float)count;
-    }
+    const ulong c = get_group_id(0);
+    const float2 m = tdm_bn_backward_means(
+        x + x_offset, dy + dy_offset, c, channels, spatial, batch * spatial,
+        save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
+        dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
+    if (get_local_id(0) == 0)
+        vstore2(m, c, means + means_offset);
 }
 
-// Backward, pass 2: dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
+// Backward, pass 2, over all values.
 __kernel void tdm_batchnorm_backward_apply(ulong batch, ulong channels, ulong spatial,
                                            __global const float *x, ulong x_offset,
                                            __global const float *dy, ulong dy_offset,
@@ -102,10 +172,33 @@ __kernel void tdm_batchnorm_backward_apply(ulong batch, ulong channels, ulong sp
     const ulong total = batch * channels * spatial;
     for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
         const ulong c = (id / spatial) % channels;
-        const float invstd = save_invstd[save_invstd_offset + c];
-        const float xhat = (x[x_offset + id] - save_mean[save_mean_offset + c]) * invstd;
-        const float scale = gamma[gamma_offset + c] * invstd;
-        dx[dx_offset + id] = scale * (dy[dy_offset + id] - means[means_offset + 2 * c] -
-                                      xhat * means[means_offset + 2 * c + 1]);
+        dx[dx_offset + id] = tdm_bn_gradient(
+            x[x_offset + id], dy[dy_offset + id], save_mean[save_mean_offset + c],
+            save_invstd[save_invstd_offset + c], gamma[gamma_offset + c],
+            vload2(c, means + means_offset));
+    }
+}
+
+// Both passes for one channel a work-group, in one launch: the same values.
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
+tdm_batchnorm_backward(ulong batch, ulong channels, ulong spatial, __global const float *x,
+                       ulong x_offset, __global const float *dy, ulong dy_offset,
+                       __global const float *save_mean, ulong save_mean_offset,
+                       __global const float *save_invstd, ulong save_invstd_offset,
+                       __global const float *gamma, ulong gamma_offset, __global float *dgamma,
+                       ulong dgamma_offset, __global float *dbeta, ulong dbeta_offset,
+                       __global float *dx, ulong dx_offset)
+{
+    __local float2 partial[TDM_GROUP_SIZE];
+    const ulong c = get_group_id(0), count = batch * spatial;
+    const float mean = save_mean[save_mean_offset + c];
+    const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];
+    const float2 m =
+        tdm_bn_backward_means(x + x_offset, dy + dy_offset, c, channels, spatial, count, mean,
+                              invstd, dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
+    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const ulong index = tdm_channel_index(k, c, channels, spatial);
+        dx[dx_offset + index] =
+            tdm_bn_gradient(x[x_offset + index], dy[dy_offset + index], mean, invstd, g, m);
     }
 }

@@ -266,9 +266,10 @@ static void reference_linear_backward_weight(const op_case *c, double *const *t)
 
 static const size_t norm_shapes[][3] = {
     /* batch, channels, spatial */
-    {1, 1, 16}, {3, 1, 5}, {2, 3, 7}, {16, 4, 4},   {128, 1, 16},
-    {7, 64, 4}, {2, 5, 1}, {1, 3, 2}, {32, 20, 64}, /* threaded on the cpu backend, a partial block
-                                                       of channels */
+    {1, 1, 16},   {3, 1, 5}, {2, 3, 7}, {16, 4, 4},   {128, 1, 16},
+    {7, 64, 4},   {2, 5, 1}, {1, 3, 2}, {32, 20, 64}, /* threaded on the cpu backend, a partial
+                                                         block of channels */
+    {64, 2, 100}, /* 6400 values a channel: OpenCL's two-launch way (fewer: one launch) */
 };
 enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
 
@@ -791,13 +792,13 @@ const parity_op parity_layer_ops[] = {
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
      * cancellation in x - mean. */
-    {"batchnorm_forward_train", TDM_OP_BATCHNORM_STATS, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
+    {"batchnorm_forward_train", TDM_OP_BATCHNORM_FORWARD, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
      run_norm_train, reference_norm_train, false},
     /* Four float operations per element plus one sqrt and division. */
-    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_NORMALIZE, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
+    {"batchnorm_forward_eval", TDM_OP_BATCHNORM_FORWARD, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
      run_norm_eval, reference_norm_eval, false},
-    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD_REDUCE, 1e-10, 1e-4, make_norm_cases,
-     NORM_BACKWARD, run_norm_backward, reference_norm_backward, false},
+    {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
+     run_norm_backward, reference_norm_backward, false},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
     {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 9
+#define TDM_BACKEND_IFACE_VERSION 10
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -88,22 +88,18 @@ struct tdm_backend_iface {
                            tdm_view bias, tdm_view y);
     tdm_status (*bias_backward)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                                 tdm_view dy, tdm_view dbias);
-    /* Per channel of x: save_mean, save_invstd = 1 / sqrt(biased var + eps),
-     * and the running statistics updated (unbiased variance). */
-    tdm_status (*batchnorm_stats)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                  const tdm_batchnorm_views *v);
-    /* y = (x - mean) * invstd * gamma + beta: mean, invstd the saved ones, or
-     * in eval mode running_mean and 1 / sqrt(running_var + eps) in float;
-     * then max(y, 0) if shape->relu. */
-    tdm_status (*batchnorm_normalize)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                      const tdm_batchnorm_views *v, bool eval);
-    /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel, and their means
-     * over the channel's values in scratch[2c], scratch[2c + 1]. */
-    tdm_status (*batchnorm_backward_reduce)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                            const tdm_batchnorm_views *v);
-    /* dx = gamma * invstd * (dy - scratch[2c] - xhat * scratch[2c + 1]) */
-    tdm_status (*batchnorm_backward_apply)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                           const tdm_batchnorm_views *v);
+    /* Training: per channel of x, save_mean and save_invstd = 1 / sqrt(biased
+     * var + eps), the running statistics updated (unbiased variance), then
+     * y = (x - mean) * invstd * gamma + beta. Evaluation: y with
+     * running_mean and 1 / sqrt(running_var + eps) in float. Then max(y, 0)
+     * if shape->relu. */
+    tdm_status (*batchnorm_forward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                    const tdm_batchnorm_views *v, bool train);
+    /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel; dx = gamma *
+     * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the
+     * channel's values (scratch: 2 * channels floats the layer lends). */
+    tdm_status (*batchnorm_backward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                     const tdm_batchnorm_views *v);
     tdm_status (*maxpool2d)(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
                             tdm_view y, tdm_view argmax);
     tdm_status (*maxpool2d_backward)(tdm_backend *backend, const tdm_pool2d_shape *shape,

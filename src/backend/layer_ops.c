@@ -397,11 +397,10 @@ tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_sha
 
 /* batchnorm2d is composed here from the backend's four batchnorm ops: the
  * statistics, normalize, and the backward pass's reduce and apply. */
-static tdm_status check_batchnorm(tdm_backend *backend, const char *op, tdm_op first, tdm_op second,
+static tdm_status check_batchnorm(tdm_backend *backend, const char *op, tdm_op id,
                                   const tdm_batchnorm_shape *s, size_t *count)
 {
-    TDM_TRY(tdm_check_supported(backend, first));
-    TDM_TRY(tdm_check_supported(backend, second));
+    TDM_TRY(tdm_check_supported(backend, id));
     TDM_TRY(require_positive(op, "channels", s->channels));
     TDM_TRY(require_positive(op, "spatial", s->spatial));
     if (!(s->eps > 0.0f) || !(s->eps < 1.0f))
@@ -430,8 +429,7 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
 {
     const char *op = "batchnorm_forward_train";
     size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_STATS, TDM_OP_BATCHNORM_NORMALIZE, s,
-                            &count));
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
     if (s->batch * s->spatial < 2)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "%s: training needs more than one value per channel (batch %zu x "
@@ -456,8 +454,7 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
                              .save_mean = save_mean,
                              .save_invstd = save_invstd,
                              .y = y};
-    TDM_TRY(backend->iface->batchnorm_stats(backend, s, &v));
-    return backend->iface->batchnorm_normalize(backend, s, &v, false);
+    return backend->iface->batchnorm_forward(backend, s, &v, true);
 }
 
 tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -466,8 +463,7 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
 {
     const char *op = "batchnorm_forward_eval";
     size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_NORMALIZE, TDM_OP_BATCHNORM_NORMALIZE, s,
-                            &count));
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
     tdm_view params[] = {gamma, beta, running_mean, running_var};
     static const char *const names[] = {"gamma", "beta", "running_mean", "running_var"};
     TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 4));
@@ -483,7 +479,7 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
                              .running_mean = running_mean,
                              .running_var = running_var,
                              .y = y};
-    return backend->iface->batchnorm_normalize(backend, s, &v, true);
+    return backend->iface->batchnorm_forward(backend, s, &v, false);
 }
 
 tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s, tdm_view x,
@@ -493,8 +489,7 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
 {
     const char *op = "batchnorm_backward";
     size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD_REDUCE,
-                            TDM_OP_BATCHNORM_BACKWARD_APPLY, s, &count));
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD, s, &count));
     tdm_view params[] = {gamma, save_mean, save_invstd};
     static const char *const names[] = {"gamma", "save_mean", "save_invstd"};
     TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 3));
@@ -516,8 +511,7 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
                              .dgamma = dgamma,
                              .dbeta = dbeta};
     TDM_TRY(borrow_scratch(backend, 0, 2 * s->channels, &v.scratch));
-    TDM_TRY(backend->iface->batchnorm_backward_reduce(backend, s, &v));
-    return backend->iface->batchnorm_backward_apply(backend, s, &v);
+    return backend->iface->batchnorm_backward(backend, s, &v);
 }
 
 /* ---------- pooling ---------- */

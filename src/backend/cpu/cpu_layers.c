@@ -332,8 +332,8 @@ static void block_sums(const tdm_batchnorm_shape *s, const float *x, size_t c0, 
 
 /* The mean, then the biased variance about it, in double; the saved and
  * running statistics from them. */
-tdm_status tdm_cpu_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                   const tdm_batchnorm_views *v)
+static tdm_status batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                  const tdm_batchnorm_views *v)
 {
     const float *x = floats(v->x);
     const double count = (double)(s->batch * s->spatial), m = s->momentum;
@@ -359,8 +359,8 @@ tdm_status tdm_cpu_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_sha
     return TDM_OK;
 }
 
-tdm_status tdm_cpu_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                       const tdm_batchnorm_views *v, bool eval)
+static tdm_status batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v, bool eval)
 {
     const float *restrict x = floats(v->x), *gamma = floats(v->gamma), *beta = floats(v->beta);
     const float *mean = floats(eval ? v->running_mean : v->save_mean);
@@ -396,8 +396,8 @@ static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xh
 
 /* sum(dy) and sum(dy * xhat) per channel in double; dgamma and dbeta take
  * them, the scratch their means. */
-tdm_status tdm_cpu_batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                             const tdm_batchnorm_views *v)
+static tdm_status batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                            const tdm_batchnorm_views *v)
 {
     const float *x = floats(v->x), *dy = floats(v->dy);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
@@ -428,8 +428,8 @@ tdm_status tdm_cpu_batchnorm_backward_reduce(tdm_backend *backend, const tdm_bat
 }
 
 /* dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
-tdm_status tdm_cpu_batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                            const tdm_batchnorm_views *v)
+static tdm_status batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                           const tdm_batchnorm_views *v)
 {
     const float *x = floats(v->x), *dy = floats(v->dy), *gamma = floats(v->gamma);
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
@@ -722,4 +722,19 @@ tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, 
                           rows - first < ROWS_PER_TASK ? rows : first + ROWS_PER_TASK, sums);
     }
     return TDM_OK;
+}
+
+tdm_status tdm_cpu_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                     const tdm_batchnorm_views *v, bool train)
+{
+    if (train)
+        TDM_TRY(batchnorm_stats(backend, s, v));
+    return batchnorm_normalize(backend, s, v, !train);
+}
+
+tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v)
+{
+    TDM_TRY(batchnorm_backward_reduce(backend, s, v));
+    return batchnorm_backward_apply(backend, s, v);
 }

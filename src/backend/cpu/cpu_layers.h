@@ -33,14 +33,10 @@ tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels,
                             tdm_view bias, tdm_view y);
 tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t channels,
                                  size_t spatial, tdm_view dy, tdm_view dbias);
-tdm_status tdm_cpu_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                   const tdm_batchnorm_views *v);
-tdm_status tdm_cpu_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                       const tdm_batchnorm_views *v, bool eval);
-tdm_status tdm_cpu_batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                             const tdm_batchnorm_views *v);
-tdm_status tdm_cpu_batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                            const tdm_batchnorm_views *v);
+tdm_status tdm_cpu_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                     const tdm_batchnorm_views *v, bool train);
+tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                      const tdm_batchnorm_views *v);
 tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                              tdm_view y, tdm_view argmax);
 tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,

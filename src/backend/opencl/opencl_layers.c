@@ -119,20 +119,38 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
 
 /* ---------- batchnorm2d ---------- */
 
-tdm_status tdm_opencl_batchnorm_stats(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                      const tdm_batchnorm_views *v)
+/* A channel's values all in one work-group, the statistics and the values
+ * in one launch, when there are at most this many a work-item (2048 values
+ * a channel in groups of 64: ResNet(C) on the digits has 128 x 16 and
+ * 128 x 4); more, and two launches spread the second pass over the whole
+ * device. The two ways give the same bits. */
+enum { FUSED_VALUES_PER_ITEM = 32 };
+
+static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_shape *s)
 {
-    cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
-            sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
-    cl_float eps = s->eps, momentum = s->momentum;
-    kernel_arg args[] = {ARG(n),       ARG(c),        ARG(sp),       ARG(eps),      ARG(momentum),
-                         VIEW_ARGS(x), VIEW_ARGS(rm), VIEW_ARGS(rv), VIEW_ARGS(sm), VIEW_ARGS(si)};
-    return tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_STATS, s->channels, args, COUNT(args));
+    return s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
 }
 
-tdm_status tdm_opencl_batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                          const tdm_batchnorm_views *v, bool eval)
+/* The statistics alone (then tdm_batchnorm_normalize), or with the values. */
+static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_shape *s,
+                                    const tdm_batchnorm_views *v, bool with_values)
+{
+    cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
+            sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd),
+            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
+    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_float eps = s->eps, momentum = s->momentum;
+    cl_int relu = s->relu;
+    kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),          ARG(eps),
+                         ARG(momentum), VIEW_ARGS(x),  VIEW_ARGS(rm),    VIEW_ARGS(rv),
+                         VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(beta),
+                         ARG(relu),     VIEW_ARGS(y)};
+    return tdm_cl_launch_groups(ctx, with_values ? K_BATCHNORM_TRAIN : K_BATCHNORM_STATS,
+                                s->channels, args, with_values ? COUNT(args) : 15);
+}
+
+static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shape *s,
+                                   const tdm_batchnorm_views *v, bool eval)
 {
     cl_view x = cl_view_of(v->x), mean = cl_view_of(eval ? v->running_mean : v->save_mean),
             scale = cl_view_of(eval ? v->running_var : v->save_invstd),
@@ -152,36 +170,48 @@ tdm_status tdm_opencl_batchnorm_normalize(tdm_backend *backend, const tdm_batchn
                          VIEW_ARGS(beta),
                          ARG(relu),
                          VIEW_ARGS(y)};
-    return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_NORMALIZE,
-                         s->batch * s->channels * s->spatial, args, COUNT(args));
+    return tdm_cl_launch(ctx, K_BATCHNORM_NORMALIZE, s->batch * s->channels * s->spatial, args,
+                         COUNT(args));
 }
 
-tdm_status tdm_opencl_batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                                const tdm_batchnorm_views *v)
+tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                        const tdm_batchnorm_views *v, bool train)
 {
-    cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
-            si = cl_view_of(v->save_invstd), dgamma = cl_view_of(v->dgamma),
-            dbeta = cl_view_of(v->dbeta), means = cl_view_of(v->scratch);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
-    kernel_arg args[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
-                         VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
-                         VIEW_ARGS(dbeta), VIEW_ARGS(means)};
-    return tdm_cl_launch_groups(ctx_of(backend), K_BATCHNORM_BACKWARD_REDUCE, s->channels, args,
-                                COUNT(args));
+    opencl_context *ctx = ctx_of(backend);
+    if (!train)
+        return launch_normalize(ctx, s, v, true);
+    if (fuse_channel_passes(ctx, s))
+        return launch_statistics(ctx, s, v, true);
+    TDM_TRY(launch_statistics(ctx, s, v, false));
+    return launch_normalize(ctx, s, v, false);
 }
 
-tdm_status tdm_opencl_batchnorm_backward_apply(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                               const tdm_batchnorm_views *v)
+tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                         const tdm_batchnorm_views *v)
 {
+    opencl_context *ctx = ctx_of(backend);
     cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
-            si = cl_view_of(v->save_invstd), means = cl_view_of(v->scratch),
-            gamma = cl_view_of(v->gamma), dx = cl_view_of(v->dx);
+            si = cl_view_of(v->save_invstd), gamma = cl_view_of(v->gamma),
+            dgamma = cl_view_of(v->dgamma), dbeta = cl_view_of(v->dbeta),
+            means = cl_view_of(v->scratch), dx = cl_view_of(v->dx);
     cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
-    kernel_arg args[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
-                         VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
-                         VIEW_ARGS(means), VIEW_ARGS(dx)};
-    return tdm_cl_launch(ctx_of(backend), K_BATCHNORM_BACKWARD_APPLY,
-                         s->batch * s->channels * s->spatial, args, COUNT(args));
+    if (fuse_channel_passes(ctx, s)) {
+        kernel_arg args[] = {ARG(n),           ARG(c),           ARG(sp),
+                             VIEW_ARGS(x),     VIEW_ARGS(dy),    VIEW_ARGS(sm),
+                             VIEW_ARGS(si),    VIEW_ARGS(gamma), VIEW_ARGS(dgamma),
+                             VIEW_ARGS(dbeta), VIEW_ARGS(dx)};
+        return tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD, s->channels, args, COUNT(args));
+    }
+    kernel_arg reduce[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
+                           VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
+                           VIEW_ARGS(dbeta), VIEW_ARGS(means)};
+    TDM_TRY(
+        tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD_REDUCE, s->channels, reduce, COUNT(reduce)));
+    kernel_arg apply[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
+                          VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
+                          VIEW_ARGS(means), VIEW_ARGS(dx)};
+    return tdm_cl_launch(ctx, K_BATCHNORM_BACKWARD_APPLY, s->batch * s->channels * s->spatial,
+                         apply, COUNT(apply));
 }
 
 /* ---------- pooling ---------- */
