@@ -2,12 +2,6 @@
 // no double. Each work-item strides through the range, so the host can cap
 // the global size and keep a fixed local size (PoCL compiles per local size).
 
-__kernel void tdm_fill(__global float *x, ulong offset, ulong count, float value)
-{
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
-        x[offset + i] = value;
-}
-
 // Fills a rows x cols block of a row-major matrix with leading dimension ld.
 __kernel void tdm_fill_matrix(__global float *x, ulong offset, ulong rows, ulong cols, ulong ld,
                               float value)

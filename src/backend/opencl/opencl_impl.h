@@ -35,8 +35,9 @@ enum { PREFERRED_GROUP_SIZE = 64, MAX_GROUPS = 1024 };
  * the most parts on any device (the tests split rows on PoCL this way). */
 enum { GPU_BITS_PARTS = 64, BITS_PART_ROWS = 128 };
 
-/* Rows of the kernel profile (TANDEM_OPENCL_PROFILE): the kernels, then CLBlast's GEMM. */
-enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_ROWS };
+/* Rows of the kernel profile (TANDEM_OPENCL_PROFILE): the kernels, then
+ * CLBlast's GEMM and the fills of clEnqueueFillBuffer. */
+enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_FILL, PROFILE_ROWS };
 
 typedef struct profile_row {
     double seconds; /* device time, from the events' start to end */
