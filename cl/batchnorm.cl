@@ -6,15 +6,15 @@
 
 // Channel c's mean and biased variance (two passes, so no cancellation),
 // the same in every work-item of the group.
-inline float2 tdm_bn_statistics(__global const float *x, ulong c, ulong channels, ulong spatial,
-                                ulong count, __local float *partial)
+inline float2 tdm_bn_statistics(__global const float *x, uint c, uint channels, uint spatial,
+                                uint count, __local float *partial)
 {
     float sum = 0.0f;
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE)
+    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE)
         sum += x[tdm_channel_index(k, c, channels, spatial)];
     const float mean = tdm_group_sum(sum, partial) / (float)count;
     float squares = 0.0f;
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
         const float centered = x[tdm_channel_index(k, c, channels, spatial)] - mean;
         squares += centered * centered;
     }
@@ -23,7 +23,7 @@ inline float2 tdm_bn_statistics(__global const float *x, ulong c, ulong channels
 
 // Work-item 0 saves mean and invstd and updates the running statistics
 // (unbiased variance); returns invstd.
-inline float tdm_bn_save(float2 stats, ulong c, ulong count, float eps, float momentum,
+inline float tdm_bn_save(float2 stats, uint c, uint count, float eps, float momentum,
                          __global float *running_mean, __global float *running_var,
                          __global float *save_mean, __global float *save_invstd)
 {
@@ -47,14 +47,14 @@ inline float tdm_bn_value(float x, float mean, float invstd, float gamma, float 
 
 // Training statistics only, one work-group per channel.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_stats(ulong batch, ulong channels, ulong spatial, float eps, float momentum,
-                    __global const float *x, ulong x_offset, __global float *running_mean,
-                    ulong running_mean_offset, __global float *running_var,
-                    ulong running_var_offset, __global float *save_mean, ulong save_mean_offset,
-                    __global float *save_invstd, ulong save_invstd_offset)
+tdm_batchnorm_stats(uint batch, uint channels, uint spatial, float eps, float momentum,
+                    __global const float *x, uint x_offset, __global float *running_mean,
+                    uint running_mean_offset, __global float *running_var,
+                    uint running_var_offset, __global float *save_mean, uint save_mean_offset,
+                    __global float *save_invstd, uint save_invstd_offset)
 {
     __local float partial[TDM_GROUP_SIZE];
-    const ulong c = get_group_id(0), count = batch * spatial;
+    const uint c = get_group_id(0), count = batch * spatial;
     const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
     tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
                 running_var + running_var_offset, save_mean + save_mean_offset,
@@ -64,42 +64,42 @@ tdm_batchnorm_stats(ulong batch, ulong channels, ulong spatial, float eps, float
 // The statistics and then the channel's y, one work-group per channel: the
 // same values as tdm_batchnorm_stats then tdm_batchnorm_normalize, in one launch.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_train(ulong batch, ulong channels, ulong spatial, float eps, float momentum,
-                    __global const float *x, ulong x_offset, __global float *running_mean,
-                    ulong running_mean_offset, __global float *running_var,
-                    ulong running_var_offset, __global float *save_mean, ulong save_mean_offset,
-                    __global float *save_invstd, ulong save_invstd_offset,
-                    __global const float *gamma, ulong gamma_offset, __global const float *beta,
-                    ulong beta_offset, int relu, __global float *y, ulong y_offset)
+tdm_batchnorm_train(uint batch, uint channels, uint spatial, float eps, float momentum,
+                    __global const float *x, uint x_offset, __global float *running_mean,
+                    uint running_mean_offset, __global float *running_var,
+                    uint running_var_offset, __global float *save_mean, uint save_mean_offset,
+                    __global float *save_invstd, uint save_invstd_offset,
+                    __global const float *gamma, uint gamma_offset, __global const float *beta,
+                    uint beta_offset, int relu, __global float *y, uint y_offset)
 {
     __local float partial[TDM_GROUP_SIZE];
-    const ulong c = get_group_id(0), count = batch * spatial;
+    const uint c = get_group_id(0), count = batch * spatial;
     const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
     const float invstd =
         tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
                     running_var + running_var_offset, save_mean + save_mean_offset,
                     save_invstd + save_invstd_offset);
     const float g = gamma[gamma_offset + c], b = beta[beta_offset + c];
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const ulong index = tdm_channel_index(k, c, channels, spatial);
+    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const uint index = tdm_channel_index(k, c, channels, spatial);
         y[y_offset + index] = tdm_bn_value(x[x_offset + index], stats.x, invstd, g, b, relu);
     }
 }
 
 // y over all values: mean and invstd the saved ones, or in evaluation mode
 // `scale` holds the running variance and invstd = 1 / sqrt(var + eps).
-__kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial,
-                                      __global const float *x, ulong x_offset,
-                                      __global const float *mean, ulong mean_offset,
-                                      __global const float *scale, ulong scale_offset,
+__kernel void tdm_batchnorm_normalize(uint batch, uint channels, uint spatial,
+                                      __global const float *x, uint x_offset,
+                                      __global const float *mean, uint mean_offset,
+                                      __global const float *scale, uint scale_offset,
                                       int scale_is_variance, float eps,
-                                      __global const float *gamma, ulong gamma_offset,
-                                      __global const float *beta, ulong beta_offset,
-                                      int relu, __global float *y, ulong y_offset)
+                                      __global const float *gamma, uint gamma_offset,
+                                      __global const float *beta, uint beta_offset,
+                                      int relu, __global float *y, uint y_offset)
 {
-    const ulong total = batch * channels * spatial;
-    for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const ulong c = (id / spatial) % channels;
+    const uint total = batch * channels * spatial;
+    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
+        const uint c = (id / spatial) % channels;
         const float s = scale[scale_offset + c];
         const float invstd = scale_is_variance ? 1.0f / sqrt(s + eps) : s;
         y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
@@ -109,14 +109,14 @@ __kernel void tdm_batchnorm_normalize(ulong batch, ulong channels, ulong spatial
 
 // Channel c's means of dy and of dy * xhat, the same in every work-item;
 // work-item 0 adds the sums to dbeta and dgamma.
-inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy, ulong c,
-                                    ulong channels, ulong spatial, ulong count, float mean,
+inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy, uint c,
+                                    uint channels, uint spatial, uint count, float mean,
                                     float invstd, __global float *dgamma, __global float *dbeta,
                                     __local float2 *partial)
 {
     float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const ulong index = tdm_channel_index(k, c, channels, spatial);
+    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const uint index = tdm_channel_index(k, c, channels, spatial);
         const float g = dy[index];
         sums += (float2)(g, g * ((x[index] - mean) * invstd));
     }
@@ -139,16 +139,16 @@ inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float 
 // Backward, pass 1 (one work-group per channel): dgamma, dbeta, and the
 // means into means[2c], means[2c + 1] for pass 2.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_backward_reduce(ulong batch, ulong channels, ulong spatial,
-                              __global const float *x, ulong x_offset, __global const float *dy,
-                              ulong dy_offset, __global const float *save_mean,
-                              ulong save_mean_offset, __global const float *save_invstd,
-                              ulong save_invstd_offset, __global float *dgamma,
-                              ulong dgamma_offset, __global float *dbeta, ulong dbeta_offset,
-                              __global float *means, ulong means_offset)
+tdm_batchnorm_backward_reduce(uint batch, uint channels, uint spatial,
+                              __global const float *x, uint x_offset, __global const float *dy,
+                              uint dy_offset, __global const float *save_mean,
+                              uint save_mean_offset, __global const float *save_invstd,
+                              uint save_invstd_offset, __global float *dgamma,
+                              uint dgamma_offset, __global float *dbeta, uint dbeta_offset,
+                              __global float *means, uint means_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
-    const ulong c = get_group_id(0);
+    const uint c = get_group_id(0);
     const float2 m = tdm_bn_backward_means(
         x + x_offset, dy + dy_offset, c, channels, spatial, batch * spatial,
         save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
@@ -158,20 +158,20 @@ tdm_batchnorm_backward_reduce(ulong batch, ulong channels, ulong spatial,
 }
 
 // Backward, pass 2, over all values.
-__kernel void tdm_batchnorm_backward_apply(ulong batch, ulong channels, ulong spatial,
-                                           __global const float *x, ulong x_offset,
-                                           __global const float *dy, ulong dy_offset,
+__kernel void tdm_batchnorm_backward_apply(uint batch, uint channels, uint spatial,
+                                           __global const float *x, uint x_offset,
+                                           __global const float *dy, uint dy_offset,
                                            __global const float *save_mean,
-                                           ulong save_mean_offset,
+                                           uint save_mean_offset,
                                            __global const float *save_invstd,
-                                           ulong save_invstd_offset, __global const float *gamma,
-                                           ulong gamma_offset, __global const float *means,
-                                           ulong means_offset, __global float *dx,
-                                           ulong dx_offset)
+                                           uint save_invstd_offset, __global const float *gamma,
+                                           uint gamma_offset, __global const float *means,
+                                           uint means_offset, __global float *dx,
+                                           uint dx_offset)
 {
-    const ulong total = batch * channels * spatial;
-    for (ulong id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const ulong c = (id / spatial) % channels;
+    const uint total = batch * channels * spatial;
+    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
+        const uint c = (id / spatial) % channels;
         dx[dx_offset + id] = tdm_bn_gradient(
             x[x_offset + id], dy[dy_offset + id], save_mean[save_mean_offset + c],
             save_invstd[save_invstd_offset + c], gamma[gamma_offset + c],
@@ -181,23 +181,23 @@ __kernel void tdm_batchnorm_backward_apply(ulong batch, ulong channels, ulong sp
 
 // Both passes for one channel a work-group, in one launch: the same values.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_backward(ulong batch, ulong channels, ulong spatial, __global const float *x,
-                       ulong x_offset, __global const float *dy, ulong dy_offset,
-                       __global const float *save_mean, ulong save_mean_offset,
-                       __global const float *save_invstd, ulong save_invstd_offset,
-                       __global const float *gamma, ulong gamma_offset, __global float *dgamma,
-                       ulong dgamma_offset, __global float *dbeta, ulong dbeta_offset,
-                       __global float *dx, ulong dx_offset)
+tdm_batchnorm_backward(uint batch, uint channels, uint spatial, __global const float *x,
+                       uint x_offset, __global const float *dy, uint dy_offset,
+                       __global const float *save_mean, uint save_mean_offset,
+                       __global const float *save_invstd, uint save_invstd_offset,
+                       __global const float *gamma, uint gamma_offset, __global float *dgamma,
+                       uint dgamma_offset, __global float *dbeta, uint dbeta_offset,
+                       __global float *dx, uint dx_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
-    const ulong c = get_group_id(0), count = batch * spatial;
+    const uint c = get_group_id(0), count = batch * spatial;
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];
     const float2 m =
         tdm_bn_backward_means(x + x_offset, dy + dy_offset, c, channels, spatial, count, mean,
                               invstd, dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
-    for (ulong k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const ulong index = tdm_channel_index(k, c, channels, spatial);
+    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
+        const uint index = tdm_channel_index(k, c, channels, spatial);
         dx[dx_offset + index] =
             tdm_bn_gradient(x[x_offset + index], dy[dy_offset + index], mean, invstd, g, m);
     }

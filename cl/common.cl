@@ -1,4 +1,8 @@
 // Helpers for the other kernel files (built first, into the same program).
+// Sizes, offsets and indices are 32-bit (uint) in every kernel: the host
+// refuses buffers past 2^31 floats (MAX_BUFFER_FLOATS), so an index, plus a
+// global size, fits; GPUs divide 64-bit integers in dozens of instructions,
+// and the kernels divide by runtime sizes for every element.
 
 // Work-group size of every reduction kernel, a power of two the host picks
 // from the device's limits (-DTDM_GROUP_SIZE=N) and launches with.
@@ -41,21 +45,21 @@ float2 tdm_group_sum2(float2 v, __local float2 *partial)
 }
 
 // Index of the k-th value of channel c in a [N][channels][spatial] tensor.
-ulong tdm_channel_index(ulong k, ulong c, ulong channels, ulong spatial)
+uint tdm_channel_index(uint k, uint c, uint channels, uint spatial)
 {
     return ((k / spatial) * channels + c) * spatial + k % spatial;
 }
 
 // log(sum_k exp(z[k])) with the maximum subtracted first; *top is the first
 // argmax (the cross-entropy's prediction).
-float tdm_log_sum_exp(__global const float *z, ulong count, ulong *top)
+float tdm_log_sum_exp(__global const float *z, uint count, uint *top)
 {
-    ulong best = 0;
-    for (ulong k = 1; k < count; k++)
+    uint best = 0;
+    for (uint k = 1; k < count; k++)
         if (z[k] > z[best])
             best = k;
     float sum = 0.0f;
-    for (ulong k = 0; k < count; k++)
+    for (uint k = 0; k < count; k++)
         sum += exp(z[k] - z[best]);
     *top = best;
     return z[best] + log(sum);

@@ -3,23 +3,23 @@
 // the global size and keep a fixed local size (PoCL compiles per local size).
 
 // Fills a rows x cols block of a row-major matrix with leading dimension ld.
-__kernel void tdm_fill_matrix(__global float *x, ulong offset, ulong rows, ulong cols, ulong ld,
+__kernel void tdm_fill_matrix(__global float *x, uint offset, uint rows, uint cols, uint ld,
                               float value)
 {
-    const ulong count = rows * cols;
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+    const uint count = rows * cols;
+    for (uint i = get_global_id(0); i < count; i += get_global_size(0))
         x[offset + (i / cols) * ld + i % cols] = value;
 }
 
-__kernel void tdm_axpy(ulong count, float alpha, __global const float *x, ulong x_offset,
-                       __global float *y, ulong y_offset)
+__kernel void tdm_axpy(uint count, float alpha, __global const float *x, uint x_offset,
+                       __global float *y, uint y_offset)
 {
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+    for (uint i = get_global_id(0); i < count; i += get_global_size(0))
         y[y_offset + i] += alpha * x[x_offset + i];
 }
 
-__kernel void tdm_scale(ulong count, float alpha, __global float *x, ulong offset)
+__kernel void tdm_scale(uint count, float alpha, __global float *x, uint offset)
 {
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0))
+    for (uint i = get_global_id(0); i < count; i += get_global_size(0))
         x[offset + i] *= alpha;
 }

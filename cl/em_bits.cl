@@ -5,27 +5,27 @@
 // SIMD registers: PoCL does not vectorise across work-items around a loop.
 
 // The table entry of group g for a row's words, from `t` on.
-inline __global const float *tdm_bits_entry(__global const float *t, ulong g, ulong word,
-                                            ulong components)
+inline __global const float *tdm_bits_entry(__global const float *t, uint g, ulong word,
+                                            uint components)
 {
     return t + (g * 256 + (uint)(word >> (8 * (g % 8)) & 255ul)) * components;
 }
 
 // K < 8: work-items (k, r). The bias, then the table entry of every group in
 // order, a word's eight groups from one read of the word.
-__kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong components,
-                              __global const ulong *bits, ulong bits_offset,
-                              __global const float *table, ulong table_offset,
-                              __global const float *bias, ulong bias_offset,
-                              __global float *scores, ulong scores_offset)
+__kernel void tdm_bits_scores(uint rows, uint row_words, uint groups, uint components,
+                              __global const ulong *bits, uint bits_offset,
+                              __global const float *table, uint table_offset,
+                              __global const float *bias, uint bias_offset,
+                              __global float *scores, uint scores_offset)
 {
-    const ulong k = get_global_id(0), r = get_global_id(1);
+    const uint k = get_global_id(0), r = get_global_id(1);
     if (k >= components || r >= rows)
         return;
     __global const ulong *words = bits + bits_offset / 2 + r * row_words;
     __global const float *t = table + table_offset + k;
     float acc = bias[bias_offset + k];
-    for (ulong g = 0; g < groups; g++)
+    for (uint g = 0; g < groups; g++)
         acc += *tdm_bits_entry(t, g, words[g / 8], components);
     scores[scores_offset + r * components + k] = acc;
 }
@@ -36,22 +36,22 @@ __kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong c
 // same order, as tdm_bits_scores.
 #define TDM_BITS_SCORES_VECTORS(N)                                                         \
     __kernel void tdm_bits_scores##N(                                                      \
-        ulong rows, ulong row_words, ulong groups, ulong components,                       \
-        __global const ulong *bits, ulong bits_offset, __global const float *table,        \
-        ulong table_offset, __global const float *bias, ulong bias_offset,                 \
-        __global float *scores, ulong scores_offset)                                       \
+        uint rows, uint row_words, uint groups, uint components,                       \
+        __global const ulong *bits, uint bits_offset, __global const float *table,        \
+        uint table_offset, __global const float *bias, uint bias_offset,                 \
+        __global float *scores, uint scores_offset)                                       \
     {                                                                                      \
-        const ulong c = get_global_id(0), r = get_global_id(1);                            \
+        const uint c = get_global_id(0), r = get_global_id(1);                            \
         if (N * c >= components || r >= rows)                                              \
             return;                                                                        \
-        const ulong k0 = min(N * c, components - N);                                       \
+        const uint k0 = min(N * c, components - N);                                       \
         __global const ulong *words = bits + bits_offset / 2 + r * row_words;              \
         __global const float *t = table + table_offset + k0;                               \
         /* the table's size is checked on the host to fit 32 bits */                       \
         const uint k_count = (uint)components, word_stride = 8 * 256 * k_count;            \
         float##N acc = vload##N(0, bias + bias_offset + k0);                               \
-        const ulong full_words = (groups - 1) / 8; /* the last group is read below */      \
-        for (ulong w = 0; w < full_words; w++, t += word_stride) {                         \
+        const uint full_words = (groups - 1) / 8; /* the last group is read below */      \
+        for (uint w = 0; w < full_words; w++, t += word_stride) {                         \
             const ulong word = words[w];                                                   \
             _Pragma("unroll") for (uint j = 0; j < 8; j++) acc +=                          \
                 vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);    \
@@ -62,7 +62,7 @@ __kernel void tdm_bits_scores(ulong rows, ulong row_words, ulong groups, ulong c
         float lanes[N];                                                                    \
         vstore##N(acc, 0, lanes);                                                          \
         __global float *out = scores + scores_offset + r * components;                     \
-        for (ulong k = N * c; k < k0 + N; k++)                                             \
+        for (uint k = N * c; k < k0 + N; k++)                                             \
             out[k] = lanes[k - k0];                                                        \
     }
 
@@ -78,20 +78,21 @@ TDM_BITS_SCORES_VECTORS(16)
 // h = (cols + 15) / 16, is a column of ones: the totals. Part p writes
 // K x (cols + 1) sums at p * K * (cols + 1); with parts > 1 (on a GPU, so
 // that enough work-items run) tdm_bits_sums_reduce adds the parts in order.
-__kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong components, ulong parts,
-                            __global const ulong *bits, ulong bits_offset,
-                            __global const float *weights, ulong weights_offset,
-                            __global float *sums, ulong sums_offset)
+__kernel void tdm_bits_sums(uint rows, uint cols, uint row_words, uint components, uint parts,
+                            __global const ulong *bits, uint bits_offset,
+                            __global const float *weights, uint weights_offset,
+                            __global float *sums, uint sums_offset)
 {
-    const ulong quads = (components + 7) / 8, runs = (cols + 15) / 16;
-    const ulong h = get_global_id(0), c = get_global_id(1) % quads, p = get_global_id(1) / quads;
+    const uint quads = (components + 7) / 8, runs = (cols + 15) / 16;
+    const uint h = get_global_id(0), y = get_global_id(1), c = y % quads, p = y / quads;
     if (h > runs || p >= parts)
         return;
     const bool totals = h == runs;
     __global const ulong *x = bits + bits_offset / 2 + (totals ? 0 : h / 4);
     __global const float *w = weights + weights_offset;
-    const ulong k0 = 8 * c, first = p * rows / parts, last = (p + 1) * rows / parts;
-    ulong k[8];
+    const uint k0 = 8 * c;
+    const uint first = (ulong)p * rows / parts, last = (ulong)(p + 1) * rows / parts;
+    uint k[8];
     for (uint i = 0; i < 8; i++)
         k[i] = min(k0 + i, components - 1);
     const uint shift = 16 * (uint)(h % 4);
@@ -99,7 +100,7 @@ __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong compo
     float16 acc[8];
     for (uint i = 0; i < 8; i++)
         acc[i] = (float16)(0.0f);
-    for (ulong r = first; r < last; r++) {
+    for (uint r = first; r < last; r++) {
         const uint run = totals ? 1u : (uint)(x[r * row_words] >> shift) & 0xFFFFu;
         const float16 ones = convert_float16(((uint16)(run) >> lane) & 1u);
         __global const float *wr = w + r * components;
@@ -111,21 +112,21 @@ __kernel void tdm_bits_sums(ulong rows, ulong cols, ulong row_words, ulong compo
     for (uint i = 0; i < 8; i++)
         vstore16(acc[i], 0, lanes[i]);
     __global float *out = sums + sums_offset + p * components * (cols + 1);
-    for (ulong i = 0; i < 8 && k0 + i < components; i++) {
+    for (uint i = 0; i < 8 && k0 + i < components; i++) {
         if (totals)
             out[components * cols + k0 + i] = lanes[i][0];
-        for (ulong j = 0; !totals && j < 16 && 16 * h + j < cols; j++)
+        for (uint j = 0; !totals && j < 16 && 16 * h + j < cols; j++)
             out[(k0 + i) * cols + 16 * h + j] = lanes[i][j];
     }
 }
 
 // sums[i] = the parts' partials[p * count + i] added in the order of p.
-__kernel void tdm_bits_sums_reduce(ulong count, ulong parts, __global const float *partials,
-                                   __global float *sums, ulong sums_offset)
+__kernel void tdm_bits_sums_reduce(uint count, uint parts, __global const float *partials,
+                                   __global float *sums, uint sums_offset)
 {
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+    for (uint i = get_global_id(0); i < count; i += get_global_size(0)) {
         float acc = 0.0f;
-        for (ulong p = 0; p < parts; p++)
+        for (uint p = 0; p < parts; p++)
             acc += partials[p * count + i];
         sums[sums_offset + i] = acc;
     }

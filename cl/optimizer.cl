@@ -1,9 +1,9 @@
 // One step of torch.optim.SGD (see tandem/layer_ops.h), elementwise.
-__kernel void tdm_sgd(ulong count, float lr, float momentum, float dampening, float weight_decay,
-                      int nesterov, int first_step, __global float *w, ulong w_offset,
-                      __global const float *g, ulong g_offset, __global float *v, ulong v_offset)
+__kernel void tdm_sgd(uint count, float lr, float momentum, float dampening, float weight_decay,
+                      int nesterov, int first_step, __global float *w, uint w_offset,
+                      __global const float *g, uint g_offset, __global float *v, uint v_offset)
 {
-    for (ulong i = get_global_id(0); i < count; i += get_global_size(0)) {
+    for (uint i = get_global_id(0); i < count; i += get_global_size(0)) {
         float d = g[g_offset + i] + weight_decay * w[w_offset + i];
         if (momentum != 0.0f) {
             const float velocity = first_step ? d

@@ -50,6 +50,11 @@ static void bad_buffers_are_refused(void **state)
         expect_failure(tdm_buffer_download(buffer, 17, host, 0), TDM_ERR_INVALID_ARGUMENT,
                        "outside");
         tdm_buffer_free(buffer);
+        /* OpenCL's kernels index in 32 bits: a buffer past 2^31 floats is
+         * refused before any allocation. */
+        if (strcmp(tdm_backend_name(backend), "opencl") == 0)
+            expect_failure(tdm_buffer_alloc(backend, ((size_t)1 << 33) + 4, &buffer),
+                           TDM_ERR_OUT_OF_MEMORY, "more than the kernels index (2^31 floats");
     }
 }
 

@@ -175,6 +175,11 @@ static tdm_status opencl_synchronize(tdm_backend *backend)
 
 static tdm_status opencl_buffer_alloc(tdm_backend *backend, tdm_buffer *buffer)
 {
+    if (buffer->size / sizeof(float) > MAX_BUFFER_FLOATS)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
+                        "opencl: a buffer of %zu bytes is more than the kernels index (2^31 "
+                        "floats, 8 GiB)",
+                        buffer->size);
     cl_int err = CL_SUCCESS;
     buffer->handle =
         clCreateBuffer(ctx_of(backend)->context, CL_MEM_READ_WRITE, buffer->size, NULL, &err);
@@ -237,7 +242,7 @@ static tdm_status fill_matrix(opencl_context *ctx, tdm_view x, size_t rows, size
     if (ld == cols)
         return fill_floats(ctx, x, rows * cols, value);
     cl_mem mem = mem_of(x.buffer);
-    cl_ulong offset = x.offset, r = rows, c = cols, l = ld;
+    cl_index offset = x.offset, r = rows, c = cols, l = ld;
     cl_float v = value;
     kernel_arg args[] = {ARG(mem), ARG(offset), ARG(r), ARG(c), ARG(l), ARG(v)};
     return tdm_cl_launch(ctx, K_FILL_MATRIX, rows * cols, args, 6);
@@ -255,7 +260,7 @@ static tdm_status opencl_axpy(tdm_backend *backend, size_t count, float alpha, t
                               tdm_view y)
 {
     cl_mem x_mem = mem_of(x.buffer), y_mem = mem_of(y.buffer);
-    cl_ulong n = count, x_offset = x.offset, y_offset = y.offset;
+    cl_index n = count, x_offset = x.offset, y_offset = y.offset;
     cl_float a = alpha;
     kernel_arg args[] = {ARG(n), ARG(a), ARG(x_mem), ARG(x_offset), ARG(y_mem), ARG(y_offset)};
     return tdm_cl_launch(ctx_of(backend), K_AXPY, count, args, 6);
@@ -264,7 +269,7 @@ static tdm_status opencl_axpy(tdm_backend *backend, size_t count, float alpha, t
 static tdm_status opencl_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x)
 {
     cl_mem mem = mem_of(x.buffer);
-    cl_ulong n = count, offset = x.offset;
+    cl_index n = count, offset = x.offset;
     cl_float a = alpha;
     kernel_arg args[] = {ARG(n), ARG(a), ARG(mem), ARG(offset)};
     return tdm_cl_launch(ctx_of(backend), K_SCALE, count, args, 4);
@@ -277,7 +282,7 @@ static tdm_status opencl_elementwise(tdm_backend *backend, tdm_elementwise_op op
 {
     tdm_view second = b.buffer ? b : a; /* unary kernels ignore it */
     cl_mem a_mem = mem_of(a.buffer), b_mem = mem_of(second.buffer), out_mem = mem_of(out.buffer);
-    cl_ulong n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
+    cl_index n = count, a_offset = a.offset, b_offset = second.offset, out_offset = out.offset;
     cl_float parameter = scalar;
     kernel_arg args[] = {ARG(n),        ARG(a_mem),   ARG(a_offset),   ARG(b_mem),
                          ARG(b_offset), ARG(out_mem), ARG(out_offset), ARG(parameter)};

@@ -28,6 +28,11 @@ typedef enum kernel_id {
  * kernel's limits, a power of two. Longer ranges stride over MAX_GROUPS. */
 enum { PREFERRED_GROUP_SIZE = 64, MAX_GROUPS = 1024 };
 
+/* Sizes, offsets and indices the kernels take: 32 bits (cl/common.cl says
+ * why), within buffers of at most MAX_BUFFER_FLOATS floats. */
+typedef cl_uint cl_index;
+#define MAX_BUFFER_FLOATS ((size_t)1 << 31)
+
 /* EM's bits_sums on a GPU splits a block's rows into up to this many parts
  * of at least BITS_PART_ROWS rows (one loop over all rows per work-item
  * leaves most of a GPU idle), then adds the parts in order: deterministic,

@@ -7,7 +7,7 @@
 /* A view as the kernels take it. */
 typedef struct cl_view {
     cl_mem mem;
-    cl_ulong offset;
+    cl_index offset;
 } cl_view;
 
 static cl_view cl_view_of(tdm_view view)
@@ -22,7 +22,7 @@ static cl_view cl_view_of(tdm_view view)
 
 /* The shape arguments shared by tdm_im2col and tdm_col2im, in kernel order. */
 typedef struct conv_args {
-    cl_ulong batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
+    cl_index batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
         out_h, out_w, out_channels;
 } conv_args;
 
@@ -93,7 +93,7 @@ tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner
                                 tdm_view src, tdm_view dst)
 {
     cl_view in = cl_view_of(src), out = cl_view_of(dst);
-    cl_ulong a = outer, b = inner, s = spatial;
+    cl_index a = outer, b = inner, s = spatial;
     kernel_arg args[] = {ARG(a), ARG(b), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), K_SWAP_AXES, outer * inner * spatial, args, COUNT(args));
 }
@@ -102,7 +102,7 @@ tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channe
                                tdm_view bias, tdm_view y)
 {
     cl_view b = cl_view_of(bias), out = cl_view_of(y);
-    cl_ulong n = batch, c = channels, s = spatial;
+    cl_index n = batch, c = channels, s = spatial;
     kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(b), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), K_BIAS_ADD, batch * channels * spatial, args,
                          COUNT(args));
@@ -112,7 +112,7 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
                                     size_t spatial, tdm_view dy, tdm_view dbias)
 {
     cl_view g = cl_view_of(dy), out = cl_view_of(dbias);
-    cl_ulong n = batch, c = channels, s = spatial;
+    cl_index n = batch, c = channels, s = spatial;
     kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(g), VIEW_ARGS(out)};
     return tdm_cl_launch_groups(ctx_of(backend), K_BIAS_BACKWARD, channels, args, COUNT(args));
 }
@@ -138,7 +138,7 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
     cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
             sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd),
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch, c = s->channels, sp = s->spatial;
     cl_float eps = s->eps, momentum = s->momentum;
     cl_int relu = s->relu;
     kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),          ARG(eps),
@@ -155,7 +155,7 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
     cl_view x = cl_view_of(v->x), mean = cl_view_of(eval ? v->running_mean : v->save_mean),
             scale = cl_view_of(eval ? v->running_var : v->save_invstd),
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch, c = s->channels, sp = s->spatial;
     cl_float eps = s->eps;
     cl_int scale_is_variance = eval, relu = s->relu;
     kernel_arg args[] = {ARG(n),
@@ -194,7 +194,7 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
             si = cl_view_of(v->save_invstd), gamma = cl_view_of(v->gamma),
             dgamma = cl_view_of(v->dgamma), dbeta = cl_view_of(v->dbeta),
             means = cl_view_of(v->scratch), dx = cl_view_of(v->dx);
-    cl_ulong n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch, c = s->channels, sp = s->spatial;
     if (fuse_channel_passes(ctx, s)) {
         kernel_arg args[] = {ARG(n),           ARG(c),           ARG(sp),
                              VIEW_ARGS(x),     VIEW_ARGS(dy),    VIEW_ARGS(sm),
@@ -217,7 +217,7 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
 /* ---------- pooling ---------- */
 
 typedef struct pool_args {
-    cl_ulong planes, height, width, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w;
+    cl_index planes, height, width, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w;
 } pool_args;
 
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
@@ -257,7 +257,7 @@ static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t plan
                                  tdm_view from, tdm_view to, size_t items)
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
-    cl_ulong p = planes, s = spatial;
+    cl_index p = planes, s = spatial;
     kernel_arg args[] = {ARG(p), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
 }
@@ -285,7 +285,7 @@ tdm_status tdm_opencl_softmax_cross_entropy(tdm_backend *backend, const tdm_cros
     cl_view z = cl_view_of(logits), y = cl_view_of(labels), l = cl_view_of(losses),
             w = cl_view_of(wrong.buffer ? wrong : losses),
             d = cl_view_of(dlogits.buffer ? dlogits : losses);
-    cl_ulong n = s->batch, k = s->classes;
+    cl_index n = s->batch, k = s->classes;
     cl_int write_wrong = wrong.buffer != NULL, write_dlogits = dlogits.buffer != NULL;
     kernel_arg args[] = {ARG(n),       ARG(k),           VIEW_ARGS(z), VIEW_ARGS(y),
                          VIEW_ARGS(l), ARG(write_wrong), VIEW_ARGS(w), ARG(write_dlogits),
@@ -298,7 +298,7 @@ tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool f
 {
     cl_view w = cl_view_of(weight), g = cl_view_of(grad),
             v = cl_view_of(velocity.buffer ? velocity : grad); /* unread when momentum == 0 */
-    cl_ulong n = count;
+    cl_index n = count;
     cl_float lr = o->lr, momentum = o->momentum, dampening = o->dampening,
              weight_decay = o->weight_decay;
     cl_int nesterov = o->nesterov, first = first_step;
@@ -312,7 +312,7 @@ tdm_status tdm_opencl_softmax_rows(tdm_backend *backend, size_t rows, size_t col
                                    tdm_view lse)
 {
     cl_view m = cl_view_of(x), l = cl_view_of(lse);
-    cl_ulong r = rows, c = cols;
+    cl_index r = rows, c = cols;
     kernel_arg args[] = {ARG(r), ARG(c), VIEW_ARGS(m), VIEW_ARGS(l)};
     return tdm_cl_launch(ctx_of(backend), K_SOFTMAX_ROWS, rows, args, COUNT(args));
 }
@@ -335,7 +335,7 @@ tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s,
 {
     cl_view x = cl_view_of(bits), t = cl_view_of(table), b = cl_view_of(bias),
             y = cl_view_of(scores);
-    cl_ulong rows = s->rows, words = s->row_words, groups = tdm_bits_groups(s), k = s->components;
+    cl_index rows = s->rows, words = s->row_words, groups = tdm_bits_groups(s), k = s->components;
     if (groups * TDM_BITS_PATTERNS * s->components > UINT32_MAX)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "bits_scores: a table of %zu x 256 x %zu floats is more than the OpenCL "
@@ -366,8 +366,8 @@ tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, t
 {
     opencl_context *ctx = ctx_of(backend);
     cl_view x = cl_view_of(bits), w = cl_view_of(weights), y = cl_view_of(sums);
-    cl_ulong rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
-    cl_ulong parts = bits_parts(ctx, s->rows), count = k * (cols + 1);
+    cl_index rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
+    cl_index parts = bits_parts(ctx, s->rows), count = k * (cols + 1);
     cl_view out = y;
     if (parts > 1) {
         TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->bits_partials, &ctx->bits_partials_size,
