@@ -43,16 +43,30 @@ esac
 cmake -S . -B "$build" "${options[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)"
 cd "$build"
+logs=(Testing/Temporary/LastTest.log Testing/Temporary/FirstTry.log)
+# The suite once; in the sanitizer build, tests that failed only because
+# LeakSanitizer's stop-the-world tracer died at exit (an intermittent fault
+# of the tool under load, google/sanitizers#1353; seen once in `tandem
+# tune`) run once more. Any other failure stands.
+run_suite() {
+    rm -f "${logs[1]}"
+    TANDEM_THREADS=$1 ctest --output-on-failure -j "$(nproc)" && return 0
+    [ "$build" = build-sanitize ] &&
+        grep -q "LeakSanitizer has encountered a fatal error" "${logs[0]}" || return 1
+    echo "LeakSanitizer's tracer failed: the failed tests once more"
+    cp "${logs[0]}" "${logs[1]}"
+    TANDEM_THREADS=$1 ctest --output-on-failure --rerun-failed
+}
 for threads in 1 2; do
     echo "== the suite with the cpu backend on $threads thread(s) =="
-    TANDEM_THREADS=$threads ctest --output-on-failure -j "$(nproc)"
+    run_suite "$threads"
     # Say which devices the backend tests really ran on (CTest hides passing output).
     echo "Devices the tests ran on:"
-    grep -h -E "^(backend [0-9]+:|also:|SKIPPING)" Testing/Temporary/LastTest.log | sort -u |
+    cat "${logs[@]}" 2>/dev/null | grep -E "^(backend [0-9]+:|also:|SKIPPING)" | sort -u |
         sed 's/^/  /'
     for platform in "${platforms[@]}"; do
         if [ "${CI:-}" = true ] &&
-            ! grep -q "^backend [0-9]*: opencl .*(platform $platform," Testing/Temporary/LastTest.log; then
+            ! cat "${logs[@]}" 2>/dev/null | grep -q "^backend [0-9]*: opencl .*(platform $platform,"; then
             echo "FAILED: CI=true but no test ran on the OpenCL platform $platform" >&2
             exit 1
         fi
