@@ -226,6 +226,28 @@ static void test_csv_memory_cap(void **state)
     assert_null(set.pixels);
 }
 
+/* The first rows copied out, the rest moved to the front in place, in order. */
+static void test_split_front(void **state)
+{
+    (void)state;
+    const char *text = "1,2,3\n4,5,6\n7,8,9\n";
+    write_file(path_in_work("split.csv"), text, strlen(text), false);
+    tdm_dataset set, front;
+    assert_int_equal(
+        tdm_dataset_load_csv(path_in_work("split.csv"), (tdm_sample_shape){1, 1, 2}, 16, 10, &set),
+        TDM_OK);
+    assert_int_equal(tdm_dataset_split_front(&set, 1, &front), TDM_OK);
+    assert_int_equal(front.count, 1);
+    assert_true(front.pixels[0] == 1.0f && front.pixels[1] == 2.0f && front.labels[0] == 3);
+    assert_int_equal(set.count, 2);
+    assert_true(set.pixels[0] == 4.0f && set.pixels[3] == 8.0f && set.labels[0] == 6 &&
+                set.labels[1] == 9);
+    tdm_dataset_free(&front);
+    assert_int_equal(tdm_dataset_split_front(&set, 3, &front), TDM_ERR_INVALID_ARGUMENT);
+    assert_int_equal(set.count, 2);
+    tdm_dataset_free(&set);
+}
+
 /* ---------- training ---------- */
 
 typedef struct history {
@@ -476,6 +498,7 @@ int main(void)
         cmocka_unit_test(test_csv_gzipped_equals_plain),
         cmocka_unit_test(test_idx),
         cmocka_unit_test(test_csv_memory_cap),
+        cmocka_unit_test(test_split_front),
         cmocka_unit_test(test_checkpoint_round_trip),
         cmocka_unit_test(test_damaged_checkpoints),
         cmocka_unit_test(test_divergence_names_the_epoch),

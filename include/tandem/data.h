@@ -44,6 +44,10 @@ tdm_status tdm_dataset_load_idx_capped(const char *images_path, const char *labe
 tdm_status tdm_dataset_slice(const tdm_dataset *dataset, size_t first, size_t count,
                              tdm_dataset *out);
 
+/* Copies the first count rows into front and keeps the rest in dataset, moved
+ * to its start in place: no second copy of the larger part. */
+tdm_status tdm_dataset_split_front(tdm_dataset *dataset, size_t count, tdm_dataset *front);
+
 void tdm_dataset_free(tdm_dataset *dataset);
 
 /* Where the training and test sets come from: the [data] section of a

@@ -1,7 +1,6 @@
 /* The [data] section of a config file, and loading what it names. */
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "tandem/config.h"
@@ -64,24 +63,6 @@ tdm_status tdm_data_config_set(void *target, const char *key, const char *value)
                     key);
 }
 
-/* The first test_rows samples copied out into test; the rest moved to the
- * front of `all` in place, which becomes the training set (no second copy
- * of the larger part: the peak stays near the decoded data). */
-static tdm_status split_off_test(tdm_dataset *all, size_t test_rows, tdm_dataset *test)
-{
-    TDM_TRY(tdm_dataset_slice(all, 0, test_rows, test));
-    size_t size = all->shape.channels * all->shape.height * all->shape.width;
-    size_t rest = all->count - test_rows;
-    memmove(all->pixels, all->pixels + test_rows * size, rest * size * sizeof(float));
-    memmove(all->labels, all->labels + test_rows, rest * sizeof(int32_t));
-    all->count = rest;
-    float *pixels = realloc(all->pixels, rest * size * sizeof(float)); /* shrinking */
-    int32_t *labels = realloc(all->labels, rest * sizeof(int32_t));
-    all->pixels = pixels ? pixels : all->pixels;
-    all->labels = labels ? labels : all->labels;
-    return TDM_OK;
-}
-
 static tdm_status load_csv_split(const tdm_data_config *c, tdm_dataset *train, tdm_dataset *test)
 {
     tdm_dataset all;
@@ -93,7 +74,7 @@ static tdm_status load_csv_split(const tdm_data_config *c, tdm_dataset *train, t
             TDM_FAIL(TDM_ERR_DATA, "%s: %zu samples, but test_rows = %zu leaves none for training",
                      c->path, all.count, c->test_rows);
     if (status == TDM_OK)
-        status = split_off_test(&all, c->test_rows, test);
+        status = tdm_dataset_split_front(&all, c->test_rows, test); /* the rest is train */
     if (status != TDM_OK) {
         tdm_dataset_free(&all);
         return status;

@@ -340,3 +340,13 @@ tdm_status tdm_dataset_slice(const tdm_dataset *d, size_t first, size_t count, t
     out->count = count;
     return TDM_OK;
 }
+
+tdm_status tdm_dataset_split_front(tdm_dataset *d, size_t count, tdm_dataset *front)
+{
+    TDM_TRY(tdm_dataset_slice(d, 0, count, front));
+    size_t size = sample_size(d->shape), rest = d->count - count;
+    memmove(d->pixels, d->pixels + count * size, rest * size * sizeof(float));
+    memmove(d->labels, d->labels + count, rest * sizeof(int32_t));
+    d->count = rest;
+    return rest ? reserve(d, rest) : TDM_OK; /* shrinking */
+}
