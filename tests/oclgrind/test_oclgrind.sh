@@ -12,14 +12,8 @@
 # Usage: test_oclgrind.sh path/to/test_parity
 set -u
 parity=$1
-if ! command -v oclgrind >/dev/null; then
-    if [ "${CI:-}" = true ]; then
-        echo "FAILED: CI=true but oclgrind is not installed"
-        exit 1
-    fi
-    echo "SKIPPED: oclgrind is not installed (Debian: oclgrind)"
-    exit 77
-fi
+source "$(dirname "$0")/../require_tool.sh"
+require_tool oclgrind "Debian: oclgrind"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # Kernels built for Oclgrind each run, not taken from tandem's binary cache.

@@ -7,15 +7,9 @@
 # Usage: test_valgrind.sh path/to/tandem path/to/source-tree
 set -u
 tandem=$1
+source "$(dirname "$0")/../require_tool.sh"
+require_tool valgrind
 cd "$2"
-if ! command -v valgrind >/dev/null; then
-    if [ "${CI:-}" = true ]; then
-        echo "FAILED: CI=true but valgrind is not installed"
-        exit 1
-    fi
-    echo "SKIPPED: valgrind is not installed"
-    exit 77
-fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 status=0
