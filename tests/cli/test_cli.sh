@@ -151,6 +151,24 @@ else
     write_tuning "${good_xgemm/MDIMC=8/MDIMC=8 MDIMC=8}"
     check "a repeated parameter" 0 "tuning file ignored: .*:5: repeated Xgemm parameter MDIMC" \
         "$tandem" devices
+    # Each of CLBlast's other rules, and the device's work-group limit
+    # (128 x 128 work-items; PoCL allows 4096).
+    bad_tuning() { # bad_tuning NAME LINE PATTERN
+        write_tuning "$2"
+        check "a tuning file with $1 is ignored" 0 "tuning file ignored: .*:5: $3" "$tandem" devices
+    }
+    bad_tuning "an unknown parameter" "${good_xgemm/VWN=4/VWX=4}" "unknown Xgemm parameter VWX"
+    bad_tuning "a value past 1024" "${good_xgemm/NWG=128/NWG=2048}" ".*rules: a value above 1024"
+    bad_tuning "GEMMK=1" "${good_xgemm/GEMMK=0/GEMMK=1}" ".*rules: GEMMK must be 0 and KREG 1"
+    bad_tuning "SA=2" "${good_xgemm/SA=0/SA=2}" ".*rules: SA, SB, STRM and STRN must be 0 or 1"
+    bad_tuning "VWM=3" "${good_xgemm/VWM=8/VWM=3}" ".*rules: VWM and VWN must be 1, 2, 4, 8 or 16"
+    bad_tuning "KWI=0" "${good_xgemm/KWI=2/KWI=0}" ".*rules: a size of 0"
+    bad_tuning "a negative value" "${good_xgemm/KWI=2/KWI=-2}" "KWI is not a whole number"
+    bad_tuning "too many work-items" \
+        "Xgemm GEMMK=0 KREG=1 KWG=128 KWI=2 MDIMA=128 MDIMC=128 MWG=128 NDIMB=128 NDIMC=128 NWG=128 SA=0 SB=0 STRM=0 STRN=0 VWM=1 VWN=1" \
+        ".*rules: MDIMC x NDIMC work-items exceed the device's work-group limit"
+    bad_tuning "a bad GemmRoutine line" "GemmRoutine XGEMM_MIN_INDIRECT_SIZE=100000" \
+        "GemmRoutine takes XGEMM_MIN_INDIRECT_SIZE \(at most 65536\)"
     head -c 4096 /dev/urandom >"$tuning"
     check "random bytes as a tuning file" 0 "tuning file ignored: .*not a tandem tuning file" \
         "$tandem" devices

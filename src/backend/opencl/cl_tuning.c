@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/opencl/cl_devices.h"
 #include "backend/opencl/kernel_cache.h"
 #include "core/clock.h"
 #include "core/error.h"
@@ -253,15 +254,17 @@ static tdm_status read_file(FILE *file, cl_device_id device, bool apply,
     return TDM_OK;
 }
 
-static tdm_status apply_file(FILE *file, cl_device_id device, const tdm_opencl_device_info *info,
-                             const char *path, double *gflops)
+static tdm_status apply_file(FILE *file, cl_device_id device, bool apply,
+                             const tdm_opencl_device_info *info, const char *path, double *gflops)
 {
     TDM_TRY(read_file(file, device, false, info, path, gflops));
-    return device ? read_file(file, device, true, info, path, gflops) : TDM_OK;
+    return apply ? read_file(file, device, true, info, path, gflops) : TDM_OK;
 }
 
-void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info, char *note,
-                         size_t size)
+/* What the device's tuning file holds, checked against the device (NULL:
+ * the rules only), and handed to CLBlast if `apply`. */
+static void tuning_note(cl_device_id device, bool apply, const tdm_opencl_device_info *info,
+                        char *note, size_t size)
 {
     char path[4096];
     double gflops = 0.0;
@@ -270,7 +273,7 @@ void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info
     if (!file)
         return; /* not tuned */
     tdm_clear_error();
-    tdm_status status = apply_file(file, device, info, path, &gflops);
+    tdm_status status = apply_file(file, device, apply, info, path, &gflops);
     fclose(file);
     if (status == TDM_OK)
         snprintf(note, size, "CLBlast tuned: %.1f GFLOP/s on tandem's GEMMs", gflops);
@@ -278,9 +281,24 @@ void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info
         snprintf(note, size, "tuning file ignored: %s", tdm_last_error_message());
 }
 
+void tdm_cl_apply_tuning(cl_device_id device, const tdm_opencl_device_info *info, char *note,
+                         size_t size)
+{
+    tuning_note(device, true, info, note, size);
+}
+
+/* Checked against the device's limits too, so that `tandem devices` says
+ * what a backend of the device would do with the file. */
 void tdm_opencl_tuning_status(const tdm_opencl_device_info *info, char *out, size_t size)
 {
-    tdm_cl_apply_tuning(NULL, info, out, size);
+    cl_platform_id platform = NULL;
+    cl_device_id device = NULL;
+    if (tdm_cl_find_device(info->platform_index, info->device_index, &platform, &device) !=
+        TDM_OK) {
+        device = NULL; /* the rules alone */
+        tdm_clear_error();
+    }
+    tuning_note(device, false, info, out, size);
     if (!out[0])
         snprintf(out, size, "not tuned");
 }
