@@ -41,6 +41,7 @@ date -u
 command -v nvidia-smi >/dev/null &&
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 lscpu | sed -n 's/^Model name: *//p'
+lscpu | awk -F': *' '/^CPU family:/ { f = $2 } /^Model:/ { m = $2 } END { print "family " f ", model " m }'
 nproc
 
 # What runs on the GPU machine, and the shorter local run.
@@ -95,7 +96,8 @@ step "training: ms per epoch ($epochs epochs), C = 1, 2, 4, 64"
 timeout 150 build-gpu/bench/bench_train data/digits.csv.gz "$epochs"
 step "the same in PyTorch on the GPU (CUDA), if this machine's python3 has it"
 if python3 -c 'import sys, torch; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
-    python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+    python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(),
+          "CUDA", torch.version.cuda, "cuDNN", torch.backends.cudnn.version())'
     TANDEM_TORCH_DEVICE=cuda timeout 120 python3 bench/pytorch_resnet.py "$epochs" "$(nproc)" 1 2 4 64
 else
     echo "no PyTorch with CUDA here"
