@@ -5,8 +5,11 @@
  * callbacks, so the first upload and the final scoring pass are not counted.
  * One line per backend:
  * `tandem <backend> <n> <D> <K> <ms per iteration> <method> <peak MB>`,
- * the peak resident memory of the process so far.
- * Usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all]] */
+ * the peak resident memory of the process so far. With `mpi` (under
+ * mpirun -np P, a build with -DTANDEM_MPI=ON) every process makes the same
+ * data, keeps its share and fits it on the cpu backend; process 0 prints
+ * `tandem mpi:P ...` and the bytes sent per iteration (its own peak memory).
+ * Usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all|mpi]] */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +44,16 @@ static void mark(void *user, size_t restart, size_t iteration, double mean_ll)
         m->first = m->last;
 }
 
-static void run(tdm_backend *backend, const char *name, const tdm_binary_data *data,
+/* Bytes sent per iteration among `size` processes: the running total of
+ * S, N and the log-likelihood (doubles) from each process to the next, then
+ * from the last to every other. */
+static double bytes_per_iteration(const tdm_binary_data *data, const tdm_em_options *o, int size)
+{
+    size_t stride = o->components * (data->cols + 1) + 1;
+    return 2.0 * (double)(size - 1) * (double)stride * 8.0;
+}
+
+static void run(tdm_backend *backend, tdm_comm *comm, const char *name, const tdm_binary_data *data,
                 tdm_em_options *o, size_t iterations, const char *method)
 {
     clock_marks marks = {0};
@@ -49,14 +61,39 @@ static void run(tdm_backend *backend, const char *name, const tdm_binary_data *d
     o->max_iter = iterations + 1;
     o->on_iteration = mark;
     o->user = &marks;
-    if (tdm_em_fit(backend, data, o, &r) != TDM_OK) {
+    if (tdm_em_fit_distributed(backend, comm, data, o, &r) != TDM_OK) {
         fprintf(stderr, "bench: %s\n", tdm_last_error());
         return;
     }
     tdm_em_result_free(&r);
-    printf("tandem %s %zu %zu %zu %.2f %s %.0f\n", name, data->rows, data->cols, o->components,
+    if (comm->rank != 0)
+        return;
+    printf("tandem %s %zu %zu %zu %.2f %s %.0f", name, data->total_rows, data->cols, o->components,
            1e3 * (marks.last - marks.first) / (double)(marks.count - 1), method, peak_megabytes());
+    if (comm->size > 1)
+        printf(" %.0f", bytes_per_iteration(data, o, comm->size));
+    putchar('\n');
     fflush(stdout);
+}
+
+/* Every process with its share of the data, on the cpu backend. */
+static int run_distributed(tdm_binary_data *data, tdm_em_options *o, size_t iterations,
+                           const char *method)
+{
+    tdm_comm *comm = NULL;
+    tdm_backend *backend = NULL;
+    if (tdm_comm_world(&comm) != TDM_OK)
+        return fprintf(stderr, "bench_em: %s\n", tdm_last_error()), 1;
+    tdm_row_share share = {o->shard_rows, comm->rank, comm->size};
+    char name[32];
+    snprintf(name, sizeof name, "mpi:%d", comm->size);
+    if (tdm_binary_keep_share(data, &share) == TDM_OK && bench_cpu_backend(&backend) == TDM_OK)
+        run(backend, comm, name, data, o, iterations, method);
+    else
+        fprintf(stderr, "bench_em: %s\n", tdm_last_error());
+    tdm_backend_free(backend);
+    tdm_comm_free(comm);
+    return 0;
 }
 
 /* Row i from component i % K: each value 1 with probability p (in 1/256
@@ -87,8 +124,8 @@ int main(int argc, char **argv)
     tdm_em_options o;
     tdm_em_options_init(&o);
     if (argc < 5 || argc > 7 || tdm_em_options_set(&o, "method", method) != TDM_OK ||
-        (strcmp(which, "cpu") != 0 && strcmp(which, "all") != 0))
-        return fputs("usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all]]\n", stderr), 2;
+        (strcmp(which, "cpu") != 0 && strcmp(which, "all") != 0 && strcmp(which, "mpi") != 0))
+        return fputs("usage: bench_em N D K ITERS [auto|bits|gemm [cpu|all|mpi]]\n", stderr), 2;
     size_t n = strtoul(argv[1], NULL, 10), d = strtoul(argv[2], NULL, 10);
     size_t k = strtoul(argv[3], NULL, 10), iterations = strtoul(argv[4], NULL, 10);
     tdm_rng rng = {42};
@@ -108,9 +145,19 @@ int main(int argc, char **argv)
     o.initial_p = p;
     o.initial_pi = pi;
     o.tol = 0.0;
+    if (strcmp(which, "mpi") == 0) {
+        int status = run_distributed(&data, &o, iterations, method);
+        free(p);
+        free(pi);
+        tdm_binary_free(&data);
+        return status;
+    }
+    tdm_comm *single = NULL;
     tdm_backend *backend = NULL;
+    if (tdm_comm_single(&single) != TDM_OK)
+        return fprintf(stderr, "bench_em: %s\n", tdm_last_error()), 1;
     if (bench_cpu_backend(&backend) == TDM_OK)
-        run(backend, "cpu", &data, &o, iterations, method);
+        run(backend, single, "cpu", &data, &o, iterations, method);
     tdm_backend_free(backend);
     tdm_opencl_device_info *devices = NULL;
     size_t count = 0;
@@ -122,10 +169,11 @@ int main(int argc, char **argv)
                  devices[i].device_index);
         if (tdm_opencl_backend_create(devices[i].platform_index, devices[i].device_index,
                                       &backend) == TDM_OK)
-            run(backend, name, &data, &o, iterations, method);
+            run(backend, single, name, &data, &o, iterations, method);
         tdm_backend_free(backend);
     }
     free(devices);
+    tdm_comm_free(single);
     free(p);
     free(pi);
     tdm_binary_free(&data);

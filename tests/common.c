@@ -1,8 +1,13 @@
 #include "common.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cmocka.h>
 
 uint64_t test_rng_next(test_rng *rng)
 {
@@ -129,4 +134,16 @@ void test_load_model(const char *path, tdm_model_spec *spec)
         fprintf(stderr, "cannot read %s: %s\n", path, tdm_last_error());
         abort();
     }
+}
+
+tdm_binary_data test_binary_digits(void)
+{
+    tdm_dataset all;
+    assert_int_equal(tdm_dataset_load_csv(TANDEM_SOURCE_DIR "/data/digits.csv.gz",
+                                          (tdm_sample_shape){1, 8, 8}, 16, 10, &all),
+                     TDM_OK);
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_from_dataset(&all, 8.0f, &d), TDM_OK);
+    tdm_dataset_free(&all);
+    return d;
 }

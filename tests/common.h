@@ -46,6 +46,9 @@ extern test_backends test_all_backends;
 int test_open_all_backends(void **state);
 int test_close_all_backends(void **state);
 
+/* The bundled digits binarised at 8, as tandem em reads them, with labels. */
+tdm_binary_data test_binary_digits(void);
+
 /* The [model] of a config file (its other sections are read and ignored). */
 void test_load_model(const char *path, tdm_model_spec *spec);
 

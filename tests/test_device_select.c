@@ -58,6 +58,30 @@ static void auto_prefers_gpu_and_falls_back_to_cpu_quietly(void **state)
     assert_false(choice.fell_back);
 }
 
+/* Processes of one machine (spread = their local rank) take the matching
+ * devices in turn; a device named outright is every process's. */
+static void spread_shares_out_the_matching_devices(void **state)
+{
+    (void)state;
+    tdm_opencl_device_info devices[4] = {
+        fake_device(0, 0, "Portable Computing Language", "pthread-znver3", "CPU"),
+        fake_device(1, 0, "NVIDIA CUDA", "NVIDIA H100 80GB HBM3", "GPU"),
+        fake_device(1, 1, "NVIDIA CUDA", "NVIDIA H100 80GB HBM3", "GPU"),
+        fake_device(1, 2, "NVIDIA CUDA", "NVIDIA H100 80GB HBM3", "GPU")};
+    tdm_device_config config;
+    tdm_device_config_init(&config);
+    size_t expected[] = {1, 2, 3, 1, 2};
+    for (size_t rank = 0; rank < 5; rank++) {
+        config.spread = rank;
+        assert_int_equal(choose_ok(&config, devices, 4).device, expected[rank]);
+    }
+    assert_int_equal(tdm_device_config_apply_string(&config, "opencl:1:2"), TDM_OK);
+    config.spread = 1;
+    assert_int_equal(choose_ok(&config, devices, 4).device, 3);
+    assert_int_equal(tdm_device_config_apply_string(&config, "opencl"), TDM_OK);
+    assert_int_equal(choose_ok(&config, devices, 4).device, 1); /* all four match */
+}
+
 static void opencl_picks_by_index_or_name(void **state)
 {
     (void)state;
@@ -201,6 +225,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(auto_prefers_gpu_and_falls_back_to_cpu_quietly),
         cmocka_unit_test(opencl_picks_by_index_or_name),
+        cmocka_unit_test(spread_shares_out_the_matching_devices),
         cmocka_unit_test(unmatched_device_follows_fallback),
         cmocka_unit_test(bad_device_strings_are_rejected),
         cmocka_unit_test(config_file_sets_every_key),

@@ -22,18 +22,6 @@ static tdm_binary_data new_data(size_t rows, size_t cols)
     return d;
 }
 
-static tdm_binary_data digits(void)
-{
-    tdm_dataset all;
-    assert_int_equal(tdm_dataset_load_csv(TANDEM_SOURCE_DIR "/data/digits.csv.gz",
-                                          (tdm_sample_shape){1, 8, 8}, 16, 10, &all),
-                     TDM_OK);
-    tdm_binary_data d;
-    assert_int_equal(tdm_binary_from_dataset(&all, 8.0f, &d), TDM_OK);
-    tdm_dataset_free(&all);
-    return d;
-}
-
 /* n rows from a known mixture (p, pi), labels = the true component. */
 static tdm_binary_data sample_mixture(size_t rows, size_t cols, size_t k_count, const double *p,
                                       const double *pi, uint64_t seed)
@@ -87,7 +75,8 @@ static void test_objective_never_decreases(void **state)
     for (size_t i = 0; i < 60; i++)
         mixture_p[i] = 0.1 + 0.8 * (double)((i * 7) % 11) / 10.0;
     const double mixture_pi[3] = {0.5, 0.3, 0.2};
-    tdm_binary_data sets[3] = {digits(), sample_mixture(3000, 20, 3, mixture_p, mixture_pi, 5),
+    tdm_binary_data sets[3] = {test_binary_digits(),
+                               sample_mixture(3000, 20, 3, mixture_p, mixture_pi, 5),
                                sample_mixture(500, 20, 2, p, pi, 6)};
     const char *names[3] = {"digits K=10", "a 3-mixture K=4", "coin flips K=2"};
     size_t ks[3] = {10, 4, 2};
@@ -111,7 +100,7 @@ static void test_objective_never_decreases(void **state)
 static void test_one_component_is_the_column_means(void **state)
 {
     (void)state;
-    tdm_binary_data d = digits();
+    tdm_binary_data d = test_binary_digits();
     for (size_t b = 0; b < test_all_backends.count; b++)
         for (int prior = 0; prior < 2; prior++) {
             tdm_em_options o;
@@ -183,7 +172,7 @@ static void test_recovers_a_known_mixture(void **state)
 static void test_responsibilities_and_scores(void **state)
 {
     (void)state;
-    tdm_binary_data d = digits();
+    tdm_binary_data d = test_binary_digits();
     tdm_backend *backend = test_all_backends.all[test_all_backends.count - 1];
     tdm_em_options o;
     tdm_em_options_init(&o);
@@ -297,7 +286,7 @@ static bool same_result(const tdm_em_result *a, const tdm_em_result *b)
 static void test_seeds_blocks_and_backends(void **state)
 {
     (void)state;
-    tdm_binary_data d = digits();
+    tdm_binary_data d = test_binary_digits();
     tdm_em_options o;
     tdm_em_options_init(&o);
     tdm_em_result cpu = fit(test_all_backends.all[0], &d, 10, &o),
@@ -384,7 +373,7 @@ static void check_methods_agree(const tdm_binary_data *d, size_t k_count, const 
 static void test_bits_and_gemm_agree(void **state)
 {
     (void)state;
-    tdm_binary_data d = digits();
+    tdm_binary_data d = test_binary_digits();
     check_methods_agree(&d, 10, "the digits");
     check_methods_agree(&d, 64, "the digits");
     check_methods_agree(&d, 1, "the digits");

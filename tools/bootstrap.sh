@@ -7,7 +7,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DTANDEM_MPI=ON >/dev/null
 cmake --build build -j "$(nproc)"
 build/tandem --config configs/resnet.ini devices
 build/tandem --config configs/resnet.ini "$@" sweep

@@ -13,6 +13,7 @@ packages=(
     libinih-dev                    # config files
     zlib1g-dev                     # gzipped data files, checkpoint checksums
     gnuplot-nox                    # the pictures of tandem sweep
+    libopenmpi-dev openmpi-bin     # Open MPI: tandem em across processes and machines (mpirun)
     libcmocka-dev                  # test bodies
     oclgrind                       # checks every kernel's memory accesses (tests)
     valgrind                       # memcheck of a short train and em (tests, portable GEMM)

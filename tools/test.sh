@@ -4,10 +4,12 @@
 # and Mesa's rusticl on llvmpipe, whose compiler front end is the one of
 # Mesa's AMD and Intel GPU drivers), twice: with the cpu backend on 1 thread
 # and on 2. With CI=true both OpenCL implementations must have run.
-#   tools/test.sh                 build in build/ (the default GEMM, oneDNN) and test
+#   tools/test.sh                 build in build/ (the default GEMM, oneDNN, and
+#                                 MPI: mpirun tests of distributed EM) and test
 #   tools/test.sh --sanitize      the same with ASan + UBSan, in build-sanitize/
+#                                 (without MPI: the build that refuses mpirun)
 #   tools/test.sh --gemm NAME     the cpu backend's GEMM: onednn, openblas or
-#                                 portable, in build-gemm-NAME/
+#                                 portable, in build-gemm-NAME/ (without MPI)
 set -eu
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -34,7 +36,7 @@ case "${1:-}" in
     build=build-gemm-$2
     options+=(-DTANDEM_CPU_GEMM="$2")
     ;;
-"") ;;
+"") options+=(-DTANDEM_MPI=ON) ;;
 *)
     echo "usage: tools/test.sh [--sanitize | --gemm onednn|openblas|portable]" >&2
     exit 2

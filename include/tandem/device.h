@@ -80,6 +80,10 @@ typedef struct tdm_device_config {
     tdm_device_type type;
     tdm_fallback fallback;
     size_t threads; /* the cpu backend's threads; 0 = tdm_cpu_default_threads() */
+    /* Of the devices that match, the one numbered spread % their count: the
+     * rank of an MPI process among those of its machine, so that they share
+     * the machine's GPUs out one each (0: the first match). */
+    size_t spread;
 } tdm_device_config;
 
 /* backend = auto, any platform and device, type = any, fallback = cpu,

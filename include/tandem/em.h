@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tandem/backend.h"
+#include "tandem/comm.h"
 #include "tandem/data.h"
 
 #ifdef __cplusplus
@@ -18,16 +19,31 @@ extern "C" {
 
 /* n binary rows of d values, packed 64 to a word: value c of row r is bit
  * c % 64 of bits[r * row_words + c / 64], so a row takes about d / 8 bytes
- * (10 million rows of 784 values: 1 GB). Bits beyond cols are 0. */
+ * (10 million rows of 784 values: 1 GB). Bits beyond cols are 0. A process
+ * of a distributed fit holds a part of the rows: rows [first_row, first_row
+ * + rows) of total_rows (whole data: 0 and rows; a part may have 0 rows). */
 typedef struct tdm_binary_data {
     size_t rows, cols;
     size_t row_words; /* (cols + 63) / 64 */
     uint64_t *bits;
     int32_t *labels; /* NULL, or one label per row (for purity and ARI) */
+    size_t first_row, total_rows;
 } tdm_binary_data;
 
 /* rows x cols zeros, without labels. */
 tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out);
+
+/* Distributed EM cuts the rows into shards of shard_rows rows and deals them
+ * out in order, as evenly as whole shards allow: process `rank` of `size`
+ * holds rows [*first, *first + *count) of total_rows. */
+void tdm_em_share(size_t total_rows, size_t shard_rows, int rank, int size, size_t *first,
+                  size_t *count);
+
+/* Which rows of a file a loader keeps: a process's share (tdm_em_share). */
+typedef struct tdm_row_share {
+    size_t shard_rows;
+    int rank, size;
+} tdm_row_share;
 
 static inline bool tdm_binary_get(const tdm_binary_data *data, size_t row, size_t col)
 {
@@ -44,12 +60,23 @@ static inline void tdm_binary_set(tdm_binary_data *data, size_t row, size_t col,
  * an integer label. Anything else (2, -1, 0.5, nan, text), a ragged row or
  * an empty file is an error naming the file and line. */
 tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out);
+/* The same, keeping only share's rows (NULL: all). Every line is counted to
+ * find the share, but only the share's lines are parsed and checked (so a
+ * bad line is reported by the process that holds it), beside the first
+ * line, which sets the columns for all. */
+tdm_status tdm_binary_load_csv_part(const char *path, bool has_labels, const tdm_row_share *share,
+                                    tdm_binary_data *out);
 /* A numpy .npy file: a 2-D C-order array of uint8 or bool holding 0/1
  * (packed_cols = 0), or the output of numpy.packbits(X, axis=1) of an X with
  * packed_cols columns. No labels. A wrong dtype, Fortran order, a shape that
  * is not 2-D, a size that differs from the header's, a value other than 0/1
  * or packing bits set beyond the last column is an error naming the file. */
 tdm_status tdm_binary_load_npy(const char *path, size_t packed_cols, tdm_binary_data *out);
+/* The same, reading only share's rows (NULL: all) from where they start. */
+tdm_status tdm_binary_load_npy_part(const char *path, size_t packed_cols,
+                                    const tdm_row_share *share, tdm_binary_data *out);
+/* Keeps only share's rows (NULL: all) of whole data, in place. */
+tdm_status tdm_binary_keep_share(tdm_binary_data *data, const tdm_row_share *share);
 /* Pixels >= threshold become 1 (SPEC section 1: the digits at 8); labels copied. */
 tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,
                                    tdm_binary_data *out);
@@ -80,6 +107,9 @@ typedef struct tdm_em_options {
     double clamp;            /* 1e-6: p is kept in [clamp, 1 - clamp] after every M step */
     size_t block_rows;       /* 0 (auto): rows per GEMM block; when streaming, 256 per host
                                 thread and at least 512, else 8192 */
+    size_t shard_rows;       /* 131072: sums over rows are taken per shard of this many rows,
+                                then the shards' sums in order, so any number of processes
+                                gives the same bits (blocks end at shard ends) */
     size_t cache_bytes;      /* 1 GiB: on a device with its own memory, the float copy of the
                                 data stays there when it fits; host-memory backends stream */
     tdm_em_method method;    /* auto */
@@ -93,7 +123,7 @@ typedef struct tdm_em_options {
 void tdm_em_options_init(tdm_em_options *options);
 /* A setter for the [em] keys of a config file (see configs/em.ini):
  * components, max_iter, tol, n_init, init, seed, prior_a, prior_b, clamp,
- * block_rows, method. */
+ * block_rows, shard_rows, method. */
 tdm_status tdm_em_options_set(void *options, const char *key, const char *value);
 
 typedef struct tdm_em_result {
@@ -111,6 +141,13 @@ typedef struct tdm_em_result {
 
 tdm_status tdm_em_fit(tdm_backend *backend, const tdm_binary_data *data,
                       const tdm_em_options *options, tdm_em_result *result);
+/* The fit of the rows all processes of comm hold together: each calls it
+ * with its share (tdm_em_share with options->shard_rows, as the _part
+ * loaders give it), its own backend and the same options, and each gets the
+ * same result, bit for bit the result of tdm_em_fit on all the rows when
+ * every process's backend computes as that one does. */
+tdm_status tdm_em_fit_distributed(tdm_backend *backend, tdm_comm *comm, const tdm_binary_data *part,
+                                  const tdm_em_options *options, tdm_em_result *result);
 void tdm_em_result_free(tdm_em_result *result);
 
 /* With a fitted result: per-sample log-likelihood, responsibilities (n x K),

@@ -18,7 +18,8 @@ typedef enum tdm_status {
     TDM_ERR_CONFIG,           /* a config file or device string is malformed */
     TDM_ERR_IO,               /* a file could not be read or written */
     TDM_ERR_DATA,             /* a data or checkpoint file is malformed or out of range */
-    TDM_ERR_NUMERIC           /* training diverged: a loss became NaN or infinite */
+    TDM_ERR_NUMERIC,          /* training diverged: a loss became NaN or infinite */
+    TDM_ERR_COMM              /* an MPI call failed, or another process reported a failure */
 } tdm_status;
 
 /* A short name such as "invalid argument". */

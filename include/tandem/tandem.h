@@ -4,6 +4,7 @@
 #define TANDEM_TANDEM_H
 
 #include "tandem/backend.h"
+#include "tandem/comm.h"
 #include "tandem/config.h"
 #include "tandem/data.h"
 #include "tandem/device.h"

@@ -191,8 +191,11 @@ tdm_status tdm_device_choose(const tdm_device_config *config, const tdm_opencl_d
     memset(choice, 0, sizeof *choice);
     if (config->backend == TDM_BACKEND_CPU)
         return TDM_OK;
-    for (size_t i = 0; i < count; i++) {
-        if (device_matches(config, &devices[i])) {
+    size_t matches = 0;
+    for (size_t i = 0; i < count; i++)
+        matches += device_matches(config, &devices[i]);
+    for (size_t i = 0, skip = matches ? config->spread % matches : 0; i < count; i++) {
+        if (device_matches(config, &devices[i]) && skip-- == 0) {
             choice->use_opencl = true;
             choice->device = i;
             return TDM_OK;

@@ -28,6 +28,7 @@ typedef struct cli_options {
     cli_override overrides[CLI_MAX_OVERRIDES];
     size_t override_count;
     const char *k_sweep; /* --k-sweep A..B */
+    tdm_comm *comm;      /* the processes of this run (one, unless started by mpirun) */
 } cli_options;
 
 /* Everything a config file holds, after the command-line overrides. */

@@ -4,6 +4,12 @@
 #include <stdio.h>
 
 static char cli_message[1024];
+static int process_rank = -1; /* -1: the only process */
+
+void cli_set_process(int rank, int size)
+{
+    process_rank = size > 1 ? rank : -1;
+}
 
 tdm_status cli_error(tdm_status status, const char *format, ...)
 {
@@ -16,7 +22,11 @@ tdm_status cli_error(tdm_status status, const char *format, ...)
 
 int cli_fail(void)
 {
-    fprintf(stderr, "tandem: error: %s\n", cli_message[0] ? cli_message : tdm_last_error());
+    const char *message = cli_message[0] ? cli_message : tdm_last_error();
+    if (process_rank >= 0)
+        fprintf(stderr, "tandem: process %d: error: %s\n", process_rank, message);
+    else
+        fprintf(stderr, "tandem: error: %s\n", message);
     return 1;
 }
 

@@ -8,7 +8,10 @@
  * returns status. */
 tdm_status cli_error(tdm_status status, const char *format, ...)
     __attribute__((format(printf, 2, 3)));
-/* Prints "tandem: error: <message>" and returns the exit status 1: the
+/* Names the process in cli_fail's messages when there are several (MPI). */
+void cli_set_process(int rank, int size);
+/* Prints "tandem: error: <message>" ("tandem: process R: error: ..." when
+ * there are several processes) and returns the exit status 1: the
  * message of cli_error if one was recorded, else the library's. */
 int cli_fail(void);
 /* The library's last message, without its source location. */

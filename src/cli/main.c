@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "cli/errors.h"
 
 static void print_usage(FILE *out)
 {
@@ -24,7 +25,8 @@ static void print_usage(FILE *out)
           "  sweep      the source's experiment: ResNet(C) for C = 1, 2, 4 and 64, then\n"
           "             error and loss pictures and summary.md in OUT/NAME\n"
           "  em         cluster binary data with a mixture of Bernoullis (EM): the digits\n"
-          "             binarised at 8 by default (see configs/em.ini)\n"
+          "             binarised at 8 by default (see configs/em.ini); across processes\n"
+          "             with mpirun -np N in a build with MPI (docs/distributed.md)\n"
           "\n"
           "options:\n"
           "  -c, --config FILE    config file (see configs/default.ini); default: built-in\n"
@@ -47,7 +49,7 @@ static void print_usage(FILE *out)
           "      --k-sweep A..B   fit K = A..B and report BIC and AIC\n"
           "  -q, --quiet          do not print the chosen device\n"
           "  -h, --help           show this help\n"
-          "  -V, --version        show the version\n",
+          "  -V, --version        show the version, and whether this build has MPI\n",
           out);
 }
 
@@ -100,17 +102,39 @@ typedef struct command {
     const char *name;
     int (*run)(const cli_options *options);
     const char *section;
+    bool distributed; /* runs across the processes mpirun starts */
 } command;
 
 static const command commands[] = {
-    {"devices", cmd_devices, "train"},
-    {"selftest", cmd_selftest, "train"},
-    {"tune", cmd_tune, "train"},
-    {"summary", cmd_summary, "train"},
-    {"train", cmd_train, "train"},
-    {"sweep", cmd_sweep, "train"},
-    {"em", cmd_em, "em"},
+    {"devices", cmd_devices, "train", false},
+    {"selftest", cmd_selftest, "train", false},
+    {"tune", cmd_tune, "train", false},
+    {"summary", cmd_summary, "train", false},
+    {"train", cmd_train, "train", false},
+    {"sweep", cmd_sweep, "train", false},
+    {"em", cmd_em, "em", true},
 };
+
+/* The command among the processes of MPI_COMM_WORLD (one without mpirun). */
+static int run_command(const command *c, cli_options *options)
+{
+    tdm_comm *comm = NULL;
+    if (tdm_comm_world(&comm) != TDM_OK)
+        return cli_fail();
+    cli_set_process(comm->rank, comm->size);
+    int code = 2;
+    if (comm->size > 1 && !c->distributed)
+        fprintf(stderr,
+                "tandem: error: %s runs in one process; of the commands, em runs across the %d "
+                "processes of mpirun\n",
+                c->name, comm->size);
+    else {
+        options->comm = comm;
+        code = c->run(options);
+    }
+    tdm_comm_free(comm);
+    return code;
+}
 
 /* Sets options from the flags; returns -1 to go on, else the exit status. */
 static int parse_flags(int argc, char **argv, cli_options *options)
@@ -148,7 +172,9 @@ static int parse_flags(int argc, char **argv, cli_options *options)
         case 'R': options->resume = true; break;
         case 'W': options->k_sweep = optarg; break;
         case 'h': print_usage(stdout); return 0;
-        case 'V': puts("tandem " TANDEM_VERSION); return 0;
+        case 'V':
+            printf("tandem " TANDEM_VERSION " (%s MPI)\n", tdm_comm_has_mpi() ? "with" : "without");
+            return 0;
         case '?': print_usage(stderr); return 2;
         default:
             if (!add_key_flag(options, option, optarg))
@@ -175,7 +201,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(name, commands[i].name) == 0) {
             options.command_section = commands[i].section;
-            return commands[i].run(&options);
+            return run_command(&commands[i], &options);
         }
     fprintf(stderr, "tandem: error: unknown command '%s' (try tandem --help)\n", name);
     return 2;

@@ -22,6 +22,7 @@ const char *tdm_status_name(tdm_status status)
     case TDM_ERR_IO: return "I/O error";
     case TDM_ERR_DATA: return "bad data";
     case TDM_ERR_NUMERIC: return "numeric failure";
+    case TDM_ERR_COMM: return "communication error";
     }
     return "unknown status";
 }

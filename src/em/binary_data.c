@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "data/text_lines.h"
-#include "tandem/em.h"
+#include "em/em_internal.h"
 
 enum { INITIAL_ROWS = 1024 };
 
@@ -20,7 +20,8 @@ tdm_status tdm_binary_alloc(size_t rows, size_t cols, tdm_binary_data *out)
     out->bits = calloc(rows * words, sizeof(uint64_t));
     if (!out->bits)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "no memory for %zu x %zu binary values", rows, cols);
-    *out = (tdm_binary_data){.rows = rows, .cols = cols, .row_words = words, .bits = out->bits};
+    *out = (tdm_binary_data){
+        .rows = rows, .cols = cols, .row_words = words, .bits = out->bits, .total_rows = rows};
     return TDM_OK;
 }
 
@@ -64,6 +65,7 @@ typedef struct csv_state {
     const char *path;
     bool has_labels;
     size_t line, capacity;
+    size_t row, first, end; /* the file's row count so far; the rows kept: [first, end) */
     tdm_binary_data *data;
 } csv_state;
 
@@ -82,20 +84,24 @@ static tdm_status grow(tdm_binary_data *d, size_t rows)
     return TDM_OK;
 }
 
-static tdm_status add_row(void *user, char *line, size_t number)
+/* The first line sets the columns (and whether there is room for labels). */
+static tdm_status set_columns(csv_state *s, const char *line)
 {
-    csv_state *s = user;
     tdm_binary_data *d = s->data;
-    s->line = number;
     size_t fields = count_fields(line), cols = s->has_labels ? fields - 1 : fields;
-    if (d->rows == 0 && d->cols == 0) {
-        if (cols == 0)
-            return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: no values before the label", s->path, s->line);
-        d->cols = cols;
-        d->row_words = tdm_bits_row_words(cols);
-        if (s->has_labels && !(d->labels = malloc(sizeof(int32_t))))
-            return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
-    }
+    if (cols == 0)
+        return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: no values before the label", s->path, s->line);
+    d->cols = cols;
+    d->row_words = tdm_bits_row_words(cols);
+    if (s->has_labels && !(d->labels = malloc(sizeof(int32_t))))
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    return TDM_OK;
+}
+
+static tdm_status parse_row(csv_state *s, char *line)
+{
+    tdm_binary_data *d = s->data;
+    size_t fields = count_fields(line), cols = s->has_labels ? fields - 1 : fields;
     if (cols != d->cols)
         return TDM_FAIL(TDM_ERR_DATA, "%s:%zu: %zu values, expected %zu as on the first row",
                         s->path, s->line, fields, d->cols + (s->has_labels ? 1 : 0));
@@ -117,17 +123,83 @@ static tdm_status add_row(void *user, char *line, size_t number)
     return TDM_OK;
 }
 
-tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out)
+static tdm_status add_row(void *user, char *line, size_t number)
+{
+    csv_state *s = user;
+    s->line = number;
+    if (s->data->cols == 0)
+        TDM_TRY(set_columns(s, line));
+    size_t row = s->row++;
+    return row >= s->first && row < s->end ? parse_row(s, line) : TDM_OK;
+}
+
+/* The first pass of a part: the rows, and the columns from the first line. */
+static tdm_status count_row(void *user, char *line, size_t number)
+{
+    csv_state *s = user;
+    s->line = number;
+    s->row++;
+    return s->data->cols == 0 ? set_columns(s, line) : TDM_OK;
+}
+
+tdm_status tdm_check_share(const tdm_row_share *share)
+{
+    if (share && (share->shard_rows == 0 || share->size < 1 || share->rank < 0 ||
+                  share->rank >= share->size))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "a share needs shard_rows >= 1 and 0 <= rank < size, got %zu, %d, %d",
+                        share->shard_rows, share->rank, share->size);
+    return TDM_OK;
+}
+
+tdm_status tdm_binary_load_csv_part(const char *path, bool has_labels, const tdm_row_share *share,
+                                    tdm_binary_data *out)
 {
     memset(out, 0, sizeof *out);
-    csv_state state = {.path = path, .has_labels = has_labels, .data = out};
+    TDM_TRY(tdm_check_share(share));
+    csv_state state = {.path = path, .has_labels = has_labels, .end = SIZE_MAX, .data = out};
     size_t lines = 0;
-    tdm_status status = tdm_read_lines(path, add_row, &state, &lines);
+    tdm_status status = TDM_OK;
+    if (share) {
+        status = tdm_read_lines(path, count_row, &state, &lines);
+        size_t count = 0;
+        if (status == TDM_OK && lines > 0)
+            tdm_em_share(lines, share->shard_rows, share->rank, share->size, &state.first, &count);
+        state.end = state.first + count;
+        state.row = 0;
+    }
+    if (status == TDM_OK)
+        status = tdm_read_lines(path, add_row, &state, &lines);
     if (status == TDM_OK && lines == 0)
         status = TDM_FAIL(TDM_ERR_DATA, "%s: no rows in the file", path);
+    out->first_row = state.first;
+    out->total_rows = lines;
     if (status != TDM_OK)
         tdm_binary_free(out);
     return status;
+}
+
+tdm_status tdm_binary_load_csv(const char *path, bool has_labels, tdm_binary_data *out)
+{
+    return tdm_binary_load_csv_part(path, has_labels, NULL, out);
+}
+
+tdm_status tdm_binary_keep_share(tdm_binary_data *data, const tdm_row_share *share)
+{
+    TDM_TRY(tdm_check_share(share));
+    if (!share)
+        return TDM_OK;
+    if (data->total_rows != data->rows || data->first_row != 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "keep_share: the data is already a part");
+    size_t first = 0, count = 0, words = data->row_words;
+    tdm_em_share(data->rows, share->shard_rows, share->rank, share->size, &first, &count);
+    memmove(data->bits, data->bits + first * words, count * words * sizeof(uint64_t));
+    if (data->labels)
+        memmove(data->labels, data->labels + first, count * sizeof(int32_t));
+    data->total_rows = data->rows;
+    data->first_row = first;
+    data->rows = count;
+    return TDM_OK;
 }
 
 tdm_status tdm_binary_from_dataset(const tdm_dataset *dataset, float threshold,

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
-#include "tandem/em.h"
+#include "em/em_internal.h"
 
 /* A header longer than this is not one numpy writes (it pads to 64 bytes). */
 enum { MAX_HEADER = 65536, CHUNK_ROWS = 4096 };
@@ -164,7 +164,8 @@ static tdm_status check_size(const char *path, FILE *file, const npy_header *h,
     return TDM_OK;
 }
 
-/* 0/1 bytes, packed as they are read, a chunk of rows at a time. */
+/* 0/1 bytes, packed as they are read, a chunk of rows at a time; the file
+ * is at out's first row. */
 static tdm_status read_values(const char *path, FILE *file, const npy_header *h,
                               tdm_binary_data *out)
 {
@@ -172,16 +173,17 @@ static tdm_status read_values(const char *path, FILE *file, const npy_header *h,
     if (!chunk)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     tdm_status status = TDM_OK;
-    for (size_t first = 0; first < h->rows && status == TDM_OK; first += CHUNK_ROWS) {
-        size_t rows = h->rows - first < CHUNK_ROWS ? h->rows - first : CHUNK_ROWS;
+    for (size_t first = 0; first < out->rows && status == TDM_OK; first += CHUNK_ROWS) {
+        size_t rows = out->rows - first < CHUNK_ROWS ? out->rows - first : CHUNK_ROWS;
         if (fread(chunk, h->cols, rows, file) != rows) {
             status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
             break;
         }
         for (size_t i = 0; i < rows * h->cols && status == TDM_OK; i++) {
             if (chunk[i] > 1)
-                status = TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1",
-                                  path, first + i / h->cols + 1, i % h->cols + 1, chunk[i]);
+                status =
+                    TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1", path,
+                             out->first_row + first + i / h->cols + 1, i % h->cols + 1, chunk[i]);
             else
                 tdm_binary_set(out, first + i / h->cols, i % h->cols, chunk[i]);
         }
@@ -200,7 +202,7 @@ static tdm_status unpack_values(const char *path, FILE *file, const npy_header *
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "%s: out of memory", path);
     tdm_status status = TDM_OK;
     size_t cols = out->cols;
-    for (size_t r = 0; r < h->rows && status == TDM_OK; r++) {
+    for (size_t r = 0; r < out->rows && status == TDM_OK; r++) {
         if (fread(row, 1, h->cols, file) != h->cols) {
             status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
             break;
@@ -210,13 +212,35 @@ static tdm_status unpack_values(const char *path, FILE *file, const npy_header *
         if (cols % 8 && (row[h->cols - 1] & (0xFFu >> (cols % 8))))
             status = TDM_FAIL(TDM_ERR_DATA,
                               "%s: row %zu has bits set beyond column %zu (is packed_cols right?)",
-                              path, r + 1, cols);
+                              path, out->first_row + r + 1, cols);
     }
     free(row);
     return status;
 }
 
-static tdm_status load(const char *path, FILE *file, size_t packed_cols, tdm_binary_data *out)
+/* A part's rows: allocated, and the file moved to the first of them. */
+static tdm_status start_part(const char *path, FILE *file, const npy_header *h, size_t cols,
+                             const tdm_row_share *share, tdm_binary_data *out)
+{
+    size_t first = 0, count = h->rows;
+    if (share)
+        tdm_em_share(h->rows, share->shard_rows, share->rank, share->size, &first, &count);
+    if (count == 0) {
+        *out = (tdm_binary_data){.cols = cols, .row_words = tdm_bits_row_words(cols)};
+    } else {
+        TDM_TRY(tdm_binary_alloc(count, cols, out));
+    }
+    out->first_row = first;
+    out->total_rows = h->rows;
+    /* check_size bounds the offset by the file's size, which fits an off_t */
+    if (fseeko(file, (off_t)(h->data_offset + first * h->cols), SEEK_SET) != 0)
+        return TDM_FAIL(TDM_ERR_IO, "%s: cannot seek to row %zu: %s", path, first + 1,
+                        strerror(errno));
+    return TDM_OK;
+}
+
+static tdm_status load(const char *path, FILE *file, size_t packed_cols, const tdm_row_share *share,
+                       tdm_binary_data *out)
 {
     npy_header h = {0};
     TDM_TRY(read_header(path, file, &h));
@@ -228,21 +252,29 @@ static tdm_status load(const char *path, FILE *file, size_t packed_cols, tdm_bin
                         path, h.cols, packed_cols, packed_cols / 8 + (packed_cols % 8 != 0),
                         packed_cols);
     TDM_TRY(check_size(path, file, &h, h.cols));
-    TDM_TRY(tdm_binary_alloc(h.rows, cols, out));
-    tdm_status status =
-        packed_cols ? unpack_values(path, file, &h, out) : read_values(path, file, &h, out);
+    tdm_status status = start_part(path, file, &h, cols, share, out);
+    if (status == TDM_OK)
+        status =
+            packed_cols ? unpack_values(path, file, &h, out) : read_values(path, file, &h, out);
     if (status != TDM_OK)
         tdm_binary_free(out);
     return status;
 }
 
-tdm_status tdm_binary_load_npy(const char *path, size_t packed_cols, tdm_binary_data *out)
+tdm_status tdm_binary_load_npy_part(const char *path, size_t packed_cols,
+                                    const tdm_row_share *share, tdm_binary_data *out)
 {
     memset(out, 0, sizeof *out);
+    TDM_TRY(tdm_check_share(share));
     FILE *file = fopen(path, "rb");
     if (!file)
         return TDM_FAIL(TDM_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    tdm_status status = load(path, file, packed_cols, out);
+    tdm_status status = load(path, file, packed_cols, share, out);
     fclose(file);
     return status;
+}
+
+tdm_status tdm_binary_load_npy(const char *path, size_t packed_cols, tdm_binary_data *out)
+{
+    return tdm_binary_load_npy_part(path, packed_cols, NULL, out);
 }

@@ -24,6 +24,7 @@ void tdm_em_options_init(tdm_em_options *o)
                           .prior_b = 2.0,
                           .clamp = 1e-6,
                           .block_rows = 0,
+                          .shard_rows = 131072,
                           .cache_bytes = (size_t)1 << 30,
                           .method = TDM_EM_METHOD_AUTO};
 }
@@ -66,6 +67,8 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
         return tdm_parse_size(key, value, 1, 100000, &o->n_init);
     if (strcmp(key, "block_rows") == 0)
         return tdm_parse_size(key, value, 0, most, &o->block_rows);
+    if (strcmp(key, "shard_rows") == 0)
+        return tdm_parse_size(key, value, 1, most, &o->shard_rows);
     if (strcmp(key, "seed") == 0) {
         size_t seed = 0;
         TDM_TRY(tdm_parse_size(key, value, 0, SIZE_MAX, &seed));
@@ -86,7 +89,7 @@ tdm_status tdm_em_options_set(void *target, const char *key, const char *value)
         return tdm_parse_double(key, value, 1e-30, 0.49, &o->clamp);
     return TDM_FAIL(TDM_ERR_CONFIG,
                     "unknown key '%s' (known: components max_iter tol n_init init seed prior_a "
-                    "prior_b clamp block_rows method)",
+                    "prior_b clamp block_rows shard_rows method)",
                     key);
 }
 
@@ -180,7 +183,7 @@ static size_t streamed_block(const tdm_backend *backend)
 static bool keep_on_device(const em_device *dev, size_t cache_bytes)
 {
     size_t rows = dev->data->rows, cols = dev->cols;
-    return !tdm_backend_uses_host_memory(dev->backend) &&
+    return !tdm_backend_uses_host_memory(dev->backend) && rows > 0 &&
            rows <= cache_bytes / sizeof(float) / cols;
 }
 
@@ -212,7 +215,8 @@ static tdm_status place_words(em_device *dev, size_t cache_bytes)
 {
     const tdm_binary_data *data = dev->data;
     size_t bytes = data->row_words * sizeof(uint64_t);
-    if (tdm_backend_uses_host_memory(dev->backend) || data->rows > cache_bytes / bytes)
+    if (tdm_backend_uses_host_memory(dev->backend) || data->rows == 0 ||
+        data->rows > cache_bytes / bytes)
         return alloc_floats(dev->backend, 2 * dev->block * data->row_words, &dev->x_block);
     TDM_TRY(tdm_buffer_alloc(dev->backend, data->rows * bytes, &dev->words_all));
     return tdm_buffer_upload(dev->words_all, 0, data->bits, data->rows * bytes);
@@ -246,7 +250,9 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
                    : dev->bits   ? BITS_BLOCK
                    : cached      ? CACHED_BLOCK
                                  : streamed_block(backend);
-    dev->block = block < data->rows ? block : data->rows;
+    if (block > o->shard_rows)
+        block = o->shard_rows; /* a block never spans two shards */
+    dev->block = block < data->rows ? block : data->rows > 0 ? data->rows : 1;
     dev->shape = (tdm_bits_shape){.rows = dev->block,
                                   .cols = data->cols,
                                   .row_words = data->row_words,
@@ -405,54 +411,76 @@ static tdm_status block_stats(em_device *dev, size_t count, tdm_view x)
     return tdm_sgemm(dev->backend, &n);
 }
 
-/* S += eta^T X and N += eta^T 1 for the block, in double. */
-static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, em_sums *sums)
+/* s += eta^T X and n += eta^T 1 for the block, in double. */
+static tdm_status m_sums_block(em_device *dev, size_t count, tdm_view x, double *s, double *n)
 {
     size_t k_count = dev->k_count, cols = dev->cols;
     TDM_TRY(block_stats(dev, count, x));
     TDM_TRY(tdm_buffer_download(dev->stats, 0, dev->host, k_count * (cols + 1) * sizeof(float)));
     for (size_t i = 0; i < k_count * cols; i++)
-        sums->s[i] += dev->host[i];
+        s[i] += dev->host[i];
     for (size_t k = 0; k < k_count; k++)
-        sums->n[k] += dev->host[k_count * cols + k];
+        n[k] += dev->host[k_count * cols + k];
     return TDM_OK;
 }
 
-/* What a pass collects; any may be NULL. */
+/* What a pass collects; any may be NULL. Per shard of this process's rows,
+ * shard_sums holds S (K x D), N (K) and the log-likelihood with `sums`,
+ * else the log-likelihood alone. */
 typedef struct pass_outputs {
-    em_sums *sums;
+    double *shard_sums;
+    bool sums;
     double *row_log_likelihood; /* n */
     float *responsibilities;    /* n x K */
 } pass_outputs;
 
-static tdm_status em_pass(em_device *dev, const double *p, const double *pi, pass_outputs *out,
-                          double *log_likelihood)
+static size_t shard_stride(size_t k_count, size_t cols, bool sums)
 {
-    size_t rows = dev->data->rows, k_count = dev->k_count;
+    return sums ? k_count * (cols + 1) + 1 : 1;
+}
+
+/* One block: the E step, its sums into `shard` (when wanted) and its rows'
+ * outputs. */
+static tdm_status pass_block(em_device *dev, size_t first, size_t count, pass_outputs *out,
+                             double *shard, float *lse)
+{
+    size_t k_count = dev->k_count;
+    tdm_view x;
+    TDM_TRY(e_step_block(dev, first, count, &x));
+    if (shard && out->sums)
+        TDM_TRY(m_sums_block(dev, count, x, shard, shard + k_count * dev->cols));
+    if (out->responsibilities)
+        TDM_TRY(tdm_buffer_download(dev->scores, 0, out->responsibilities + first * k_count,
+                                    count * k_count * sizeof(float)));
+    TDM_TRY(tdm_buffer_download(dev->lse, 0, lse, count * sizeof(float)));
+    double *log_likelihood = shard ? shard + shard_stride(k_count, dev->cols, out->sums) - 1 : NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (log_likelihood)
+            *log_likelihood += lse[i];
+        if (out->row_log_likelihood)
+            out->row_log_likelihood[first + i] = lse[i];
+    }
+    return TDM_OK;
+}
+
+/* Every row of this process, shard by shard, block by block: a block ends
+ * where its shard does. */
+static tdm_status em_pass(em_device *dev, const double *p, const double *pi, size_t shard_rows,
+                          pass_outputs *out)
+{
+    size_t rows = dev->data->rows, stride = shard_stride(dev->k_count, dev->cols, out->sums);
     float *lse = malloc(dev->block * sizeof(float));
     if (!lse)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    if (out->sums) {
-        memset(out->sums->s, 0, k_count * dev->cols * sizeof(double));
-        memset(out->sums->n, 0, k_count * sizeof(double));
-    }
     tdm_status status = upload_weights(dev, p, pi);
-    *log_likelihood = 0.0;
-    for (size_t first = 0; status == TDM_OK && first < rows; first += dev->block) {
-        size_t count = rows - first < dev->block ? rows - first : dev->block;
-        tdm_view x;
-        status = e_step_block(dev, first, count, &x);
-        if (status == TDM_OK && out->sums)
-            status = m_sums_block(dev, count, x, out->sums);
-        if (status == TDM_OK && out->responsibilities)
-            status = tdm_buffer_download(dev->scores, 0, out->responsibilities + first * k_count,
-                                         count * k_count * sizeof(float));
-        if (status == TDM_OK)
-            status = tdm_buffer_download(dev->lse, 0, lse, count * sizeof(float));
-        for (size_t i = 0; status == TDM_OK && i < count; i++) {
-            *log_likelihood += lse[i];
-            if (out->row_log_likelihood)
-                out->row_log_likelihood[first + i] = lse[i];
+    for (size_t start = 0; status == TDM_OK && start < rows; start += shard_rows) {
+        size_t end = rows - start < shard_rows ? rows : start + shard_rows;
+        double *shard = out->shard_sums ? out->shard_sums + start / shard_rows * stride : NULL;
+        if (shard)
+            memset(shard, 0, stride * sizeof(double));
+        for (size_t first = start; status == TDM_OK && first < end; first += dev->block) {
+            size_t count = end - first < dev->block ? end - first : dev->block;
+            status = pass_block(dev, first, count, out, shard, lse);
         }
     }
     free(lse);
@@ -460,25 +488,6 @@ static tdm_status em_pass(em_device *dev, const double *p, const double *pi, pas
 }
 
 /* ---------- fitting ---------- */
-
-static tdm_status check_fit(const tdm_binary_data *data, const tdm_em_options *o)
-{
-    if (data->rows == 0 || data->cols == 0)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the data has no rows or no columns");
-    if (o->components == 0)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the number of components K must be > 0");
-    if (o->components > data->rows)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "em: K = %zu components for %zu rows: K must not exceed the rows",
-                        o->components, data->rows);
-    if (o->max_iter == 0 || o->n_init == 0)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: max_iter and n_init must be > 0");
-    if (!(o->prior_a >= 1.0) || !(o->prior_b >= 1.0) || !(o->clamp > 0.0 && o->clamp < 0.5) ||
-        !(o->tol >= 0.0))
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "em: the prior needs a, b >= 1, the clamp (0, 0.5) and tol >= 0");
-    return TDM_OK;
-}
 
 static double log_prior(const double *p, size_t count, const tdm_em_options *o)
 {
@@ -488,52 +497,147 @@ static double log_prior(const double *p, size_t count, const tdm_em_options *o)
     return sum;
 }
 
-/* Empty components take the rows the model explains worst, one each. */
-static void reseed_empty(const tdm_binary_data *data, const tdm_em_options *o, const double *row_ll,
-                         const bool *empty, double *p, double *pi, size_t *reseeded)
+static tdm_status check_fit(const em_part *part, const tdm_em_options *o)
 {
-    size_t k_count = o->components, last_used = SIZE_MAX;
-    double total = 0.0, floor = -INFINITY;
-    for (size_t k = 0; k < k_count; k++) {
-        if (empty[k]) {
-            size_t worst = 0;
-            double worst_ll = INFINITY;
-            for (size_t i = 0; i < data->rows; i++) {
-                bool after = row_ll[i] > floor || (row_ll[i] == floor && i > last_used);
-                if (after && row_ll[i] < worst_ll) {
-                    worst = i;
-                    worst_ll = row_ll[i];
-                }
-            }
-            floor = worst_ll;
-            last_used = worst;
-            tdm_em_seed_component(data, worst, k, o, p, pi);
-            (*reseeded)++;
-        }
-        total += pi[k];
+    size_t rows = part->total_rows;
+    if (rows == 0 || part->data->cols == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the data has no rows or no columns");
+    if (o->components == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "em: the number of components K must be > 0");
+    if (o->components > rows)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: K = %zu components for %zu rows: K must not exceed the rows",
+                        o->components, rows);
+    if (o->max_iter == 0 || o->n_init == 0 || o->shard_rows == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: max_iter, n_init and shard_rows must be > 0");
+    if (!(o->prior_a >= 1.0) || !(o->prior_b >= 1.0) || !(o->clamp > 0.0 && o->clamp < 0.5) ||
+        !(o->tol >= 0.0))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "em: the prior needs a, b >= 1, the clamp (0, 0.5) and tol >= 0");
+    return TDM_OK;
+}
+
+enum { PART_TOTAL, PART_COLS, PART_SHARD_ROWS, PART_COMPONENTS, PART_FIRST, PART_ROWS, PART_KEYS };
+
+/* Every process must hold its own share of the same matrix and fit it with
+ * the same K and shards: checked on all of them alike, so all fail together. */
+static tdm_status check_part(const em_part *part, const tdm_em_options *o)
+{
+    const tdm_binary_data *data = part->data;
+    int size = part->comm->size;
+    double mine[PART_KEYS] = {(double)part->total_rows, (double)data->cols,
+                              (double)o->shard_rows,    (double)o->components,
+                              (double)part->first_row,  (double)data->rows};
+    double *all = malloc((size_t)size * sizeof mine);
+    if (!all)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    tdm_status status = tdm_em_allgather_doubles(part, mine, PART_KEYS, all);
+    for (int r = 0; status == TDM_OK && r < size; r++) {
+        const double *theirs = all + (size_t)r * PART_KEYS;
+        size_t first = 0, count = 0;
+        if (memcmp(theirs, all, PART_FIRST * sizeof(double)) != 0)
+            status = TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                              "em: process %d fits %.0f rows of %.0f columns in shards of %.0f "
+                              "with K = %.0f, process 0 %.0f rows of %.0f in %.0f with K = %.0f",
+                              r, theirs[0], theirs[1], theirs[2], theirs[3], all[0], all[1], all[2],
+                              all[3]);
+        if (status != TDM_OK)
+            break;
+        tdm_em_share(part->total_rows, o->shard_rows ? o->shard_rows : 1, r, size, &first, &count);
+        if (theirs[PART_FIRST] != (double)first || theirs[PART_ROWS] != (double)count)
+            status = TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                              "em: process %d holds rows %.0f..%.0f, but its share is %zu..%zu "
+                              "(tdm_em_share)",
+                              r, theirs[PART_FIRST], theirs[PART_FIRST] + theirs[PART_ROWS], first,
+                              first + count);
     }
-    for (size_t k = 0; k < k_count; k++)
-        pi[k] /= total;
+    free(all);
+    return status;
 }
 
 typedef struct fit_state {
     em_device *dev;
-    const tdm_binary_data *data;
+    em_part part;
     const tdm_em_options *options;
     double *p, *pi, *row_ll;
-    em_sums sums;
+    double *partials; /* this process's shards' sums */
+    double *totals;   /* all shards': S, N, then the log-likelihood */
+    em_sums sums;     /* into totals */
+    uint64_t *row;    /* one row's words */
     bool *empty;
 } fit_state;
+
+/* The worst-explained row after (floor, after_row) in (log-likelihood,
+ * row) order, over every process: each offers its own, the least wins. */
+static tdm_status worst_row(fit_state *f, double floor, size_t after_row, double *worst_ll,
+                            size_t *worst)
+{
+    const em_part *part = &f->part;
+    double mine[2] = {INFINITY, 0.0};
+    for (size_t i = 0; i < part->data->rows; i++) {
+        double ll = f->row_ll[i];
+        size_t row = part->first_row + i;
+        bool after = ll > floor || (ll == floor && after_row != SIZE_MAX && row > after_row);
+        if (after && ll < mine[0]) {
+            mine[0] = ll;
+            mine[1] = (double)row;
+        }
+    }
+    int size = part->comm->size;
+    double *all = malloc(2 * (size_t)size * sizeof(double));
+    if (!all)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    tdm_status status = tdm_em_allgather_doubles(part, mine, 2, all);
+    *worst_ll = INFINITY;
+    *worst = 0; /* no row left: row 0 */
+    for (int r = 0; status == TDM_OK && r < size; r++)
+        if (all[2 * r] < *worst_ll) {
+            *worst_ll = all[2 * r];
+            *worst = (size_t)all[2 * r + 1];
+        }
+    free(all);
+    return status;
+}
+
+/* Empty components take the rows the model explains worst, one each. */
+static tdm_status reseed_empty(fit_state *f, size_t *reseeded)
+{
+    const tdm_em_options *o = f->options;
+    size_t k_count = o->components, last_used = SIZE_MAX, cols = f->part.data->cols;
+    double total = 0.0, floor = -INFINITY;
+    for (size_t k = 0; k < k_count; k++) {
+        if (f->empty[k]) {
+            TDM_TRY(worst_row(f, floor, last_used, &floor, &last_used));
+            TDM_TRY(tdm_em_fetch_row(&f->part, last_used, f->row));
+            tdm_em_seed_component(f->row, cols, f->part.total_rows, k, o, f->p, f->pi);
+            (*reseeded)++;
+        }
+        total += f->pi[k];
+    }
+    for (size_t k = 0; k < k_count; k++)
+        f->pi[k] /= total;
+    return TDM_OK;
+}
+
+/* A pass over every process's rows: the shards' sums (or log-likelihood
+ * alone) added in order into f->totals. */
+static tdm_status global_pass(fit_state *f, bool sums)
+{
+    pass_outputs out = {.shard_sums = f->partials, .sums = sums, .row_log_likelihood = f->row_ll};
+    TDM_TRY(em_pass(f->dev, f->p, f->pi, f->options->shard_rows, &out));
+    size_t stride = shard_stride(f->options->components, f->part.data->cols, sums);
+    return tdm_em_sum_shards(&f->part, f->partials, stride, f->totals);
+}
 
 /* EM from the current p and pi until tol or max_iter; fills r's history. */
 static tdm_status iterate(fit_state *f, size_t restart, tdm_em_result *r)
 {
     const tdm_em_options *o = f->options;
-    size_t k_count = o->components, cols = f->data->cols, n = f->data->rows;
-    pass_outputs out = {.sums = &f->sums, .row_log_likelihood = f->row_ll};
+    size_t k_count = o->components, cols = f->part.data->cols, n = f->part.total_rows;
     for (size_t it = 0; it < o->max_iter; it++) {
-        double ll = 0.0;
-        TDM_TRY(em_pass(f->dev, f->p, f->pi, &out, &ll));
+        TDM_TRY(global_pass(f, true));
+        double ll = f->totals[k_count * (cols + 1)];
         r->history[it] = ll / (double)n;
         r->objective[it] = (ll + log_prior(f->p, k_count * cols, o)) / (double)n;
         r->iterations = it + 1;
@@ -543,14 +647,15 @@ static tdm_status iterate(fit_state *f, size_t restart, tdm_em_result *r)
             return TDM_FAIL(TDM_ERR_NUMERIC, "em: the log-likelihood is %g at iteration %zu", ll,
                             it + 1);
         if (tdm_em_m_step(&f->sums, n, k_count, cols, o, f->p, f->pi, f->empty) > 0)
-            reseed_empty(f->data, o, f->row_ll, f->empty, f->p, f->pi, &r->reseeded);
+            TDM_TRY(reseed_empty(f, &r->reseeded));
         if (it > 0 && fabs(r->history[it] - r->history[it - 1]) < o->tol) {
             r->converged = true;
             break;
         }
     }
-    pass_outputs none = {0};
-    return em_pass(f->dev, f->p, f->pi, &none, &r->log_likelihood);
+    TDM_TRY(global_pass(f, false));
+    r->log_likelihood = f->totals[0];
+    return TDM_OK;
 }
 
 static tdm_status alloc_result(size_t k_count, size_t cols, size_t max_iter, tdm_em_result *r)
@@ -581,10 +686,10 @@ static void store_parameters(const fit_state *f, tdm_em_result *r)
 static tdm_status restart(fit_state *f, size_t index, tdm_em_result *best)
 {
     tdm_em_result run;
-    TDM_TRY(alloc_result(f->options->components, f->data->cols, f->options->max_iter, &run));
+    TDM_TRY(alloc_result(f->options->components, f->part.data->cols, f->options->max_iter, &run));
     tdm_rng rng = {f->options->seed + 0x9E3779B97F4A7C15ull * (index + 1)};
     tdm_rng_next(&rng);
-    tdm_status status = tdm_em_initialize(f->data, f->options, &rng, f->p, f->pi);
+    tdm_status status = tdm_em_initialize(&f->part, f->options, &rng, f->p, f->pi);
     if (status == TDM_OK)
         status = iterate(f, index, &run);
     if (status == TDM_OK && (index == 0 || run.log_likelihood > best->log_likelihood)) {
@@ -598,34 +703,74 @@ static tdm_status restart(fit_state *f, size_t index, tdm_em_result *best)
     return status;
 }
 
-tdm_status tdm_em_fit(tdm_backend *backend, const tdm_binary_data *data, const tdm_em_options *o,
+/* The host arrays of a fit, in one allocation. */
+static tdm_status alloc_state(fit_state *f)
+{
+    const tdm_binary_data *data = f->part.data;
+    size_t k_count = f->options->components, cols = data->cols;
+    size_t stride = shard_stride(k_count, cols, true), shards = tdm_em_local_shards(&f->part);
+    size_t doubles = k_count * cols + k_count + stride + data->rows + shards * stride;
+    double *block = malloc(doubles * sizeof(double));
+    f->row = malloc(data->row_words * sizeof(uint64_t));
+    f->empty = malloc(k_count * sizeof(bool));
+    if (!block || !f->row || !f->empty) {
+        free(block);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    }
+    f->p = block;
+    f->pi = f->p + k_count * cols;
+    f->totals = f->pi + k_count;
+    f->sums = (em_sums){.s = f->totals, .n = f->totals + k_count * cols};
+    f->row_ll = f->totals + stride;
+    f->partials = f->row_ll + data->rows;
+    return TDM_OK;
+}
+
+static tdm_status fit(tdm_backend *backend, const em_part *part, const tdm_em_options *o,
                       tdm_em_result *result)
 {
     memset(result, 0, sizeof *result);
-    TDM_TRY(check_fit(data, o));
-    size_t k_count = o->components, cols = data->cols;
+    TDM_TRY(check_part(part, o));
+    TDM_TRY(check_fit(part, o));
     em_device dev;
     memset(&dev, 0, sizeof dev);
-    fit_state f = {.dev = &dev, .data = data, .options = o};
-    double *block = malloc((2 * k_count * cols + 2 * k_count + data->rows) * sizeof(double));
-    f.empty = malloc(k_count * sizeof(bool));
-    tdm_status status = block && f.empty
-                            ? open_device(backend, data, k_count, o, &dev)
-                            : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    if (block) {
-        f.p = block;
-        f.sums.s = block + k_count * cols;
-        f.pi = f.sums.s + k_count * cols;
-        f.sums.n = f.pi + k_count;
-        f.row_ll = f.sums.n + k_count;
-    }
+    fit_state f = {.dev = &dev, .part = *part, .options = o};
+    tdm_status status = alloc_state(&f);
+    if (status == TDM_OK)
+        status = open_device(backend, part->data, o->components, o, &dev);
     for (size_t r = 0; status == TDM_OK && r < o->n_init; r++)
         status = restart(&f, r, result);
     free_device(&dev);
-    free(block);
+    free(f.p);
+    free(f.row);
     free(f.empty);
     if (status != TDM_OK)
         tdm_em_result_free(result);
+    return status;
+}
+
+tdm_status tdm_em_fit_distributed(tdm_backend *backend, tdm_comm *comm, const tdm_binary_data *data,
+                                  const tdm_em_options *o, tdm_em_result *result)
+{
+    em_part part = {.data = data,
+                    .comm = comm,
+                    .first_row = data->first_row,
+                    .total_rows = data->total_rows ? data->total_rows : data->rows,
+                    .shard_rows = o->shard_rows};
+    return fit(backend, &part, o, result);
+}
+
+/* The rows of data alone, whatever larger matrix they may be part of. */
+tdm_status tdm_em_fit(tdm_backend *backend, const tdm_binary_data *data, const tdm_em_options *o,
+                      tdm_em_result *result)
+{
+    tdm_comm *single = NULL;
+    memset(result, 0, sizeof *result);
+    TDM_TRY(tdm_comm_single(&single));
+    em_part part = {
+        .data = data, .comm = single, .total_rows = data->rows, .shard_rows = o->shard_rows};
+    tdm_status status = fit(backend, &part, o, result);
+    tdm_comm_free(single);
     return status;
 }
 
@@ -645,13 +790,12 @@ static tdm_status predict_pass(tdm_backend *backend, const tdm_binary_data *data
     memset(&dev, 0, sizeof dev);
     tdm_status status = params ? open_device(backend, data, k_count, &o, &dev)
                                : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    double ll = 0.0;
     for (size_t i = 0; params && i < k_count * r->cols; i++)
         params[i] = r->p[i];
     for (size_t k = 0; params && k < k_count; k++)
         params[k_count * r->cols + k] = r->pi[k];
     if (status == TDM_OK)
-        status = em_pass(&dev, params, params + k_count * r->cols, out, &ll);
+        status = em_pass(&dev, params, params + k_count * r->cols, o.shard_rows, out);
     free_device(&dev);
     free(params);
     return status;

@@ -36,32 +36,36 @@ size_t tdm_em_m_step(const em_sums *sums, size_t rows, size_t k_count, size_t co
     return empties;
 }
 
-void tdm_em_seed_component(const tdm_binary_data *data, size_t row, size_t k,
+void tdm_em_seed_component(const uint64_t *words, size_t cols, size_t rows, size_t k,
                            const tdm_em_options *o, double *p, double *pi)
 {
     double denominator = 1.0 + o->prior_a + o->prior_b - 2.0;
-    for (size_t d = 0; d < data->cols; d++) {
-        double x = tdm_binary_get(data, row, d);
+    for (size_t d = 0; d < cols; d++) {
+        double x = (double)(words[d / 64] >> (d % 64) & 1u);
         double value = denominator > 0.0 ? (x + o->prior_a - 1.0) / denominator : x;
-        p[k * data->cols + d] = clamp(value, o->clamp, 1.0 - o->clamp);
+        p[k * cols + d] = clamp(value, o->clamp, 1.0 - o->clamp);
     }
-    pi[k] = 1.0 / (double)data->rows;
+    pi[k] = 1.0 / (double)rows;
 }
 
-/* The number of columns where rows a and b differ (padding bits are 0 in both). */
-static size_t hamming(const tdm_binary_data *data, size_t a, size_t b)
+/* The number of columns where two rows differ (padding bits are 0 in both). */
+static size_t hamming(const uint64_t *x, const uint64_t *y, size_t words)
 {
-    const uint64_t *x = data->bits + a * data->row_words, *y = data->bits + b * data->row_words;
     size_t distance = 0;
-    for (size_t w = 0; w < data->row_words; w++)
+    for (size_t w = 0; w < words; w++)
         distance += (size_t)__builtin_popcountll(x[w] ^ y[w]);
     return distance;
+}
+
+static const uint64_t *row_words(const tdm_binary_data *data, size_t row)
+{
+    return data->bits + row * data->row_words;
 }
 
 /* sums[c] += scale for every column c set in the row. */
 static void add_row_bits(const tdm_binary_data *data, size_t row, double scale, double *sums)
 {
-    const uint64_t *words = data->bits + row * data->row_words;
+    const uint64_t *words = row_words(data, row);
     for (size_t w = 0; w < data->row_words; w++)
         for (uint64_t bits = words[w]; bits; bits &= bits - 1)
             sums[w * 64 + (size_t)__builtin_ctzll(bits)] += scale;
@@ -72,62 +76,105 @@ static double uniform(tdm_rng *rng)
     return (double)(tdm_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* k-means++: the first centre uniformly, each next one with probability
- * proportional to the squared distance to the nearest centre so far. */
-static void kmeans_plus_plus(const tdm_binary_data *data, size_t k_count, tdm_rng *rng,
-                             double *nearest, size_t *centres)
+/* The first global row whose running sum of `weights` (integers: every sum
+ * is exact, so the order of addition does not matter) passes target, or
+ * the last row. Each process scans its rows from the sum of the earlier
+ * processes' weights; the first process with a row wins. */
+static tdm_status first_past(const em_part *part, const double *weights, double local_total,
+                             double target, size_t *pick)
 {
-    size_t n = data->rows;
-    centres[0] = (size_t)(tdm_rng_next(rng) % n);
+    int size = part->comm->size, rank = part->comm->rank;
+    double *all = malloc(2 * (size_t)size * sizeof(double)), before = 0.0, found = INFINITY;
+    if (!all)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    tdm_status status = tdm_em_allgather_doubles(part, &local_total, 1, all);
+    for (int r = 0; r < rank; r++)
+        before += all[r];
+    for (size_t i = 0; status == TDM_OK && i < part->data->rows; i++) {
+        before += weights[i];
+        if (before > target) {
+            found = (double)(part->first_row + i);
+            break;
+        }
+    }
+    if (status == TDM_OK)
+        status = tdm_em_allgather_doubles(part, &found, 1, all + size);
+    *pick = part->total_rows - 1;
+    for (int r = 0; status == TDM_OK && r < size; r++)
+        if (all[size + r] < INFINITY) {
+            *pick = (size_t)all[size + r];
+            break;
+        }
+    free(all);
+    return status;
+}
+
+/* The sum of every process's value; exact for integers below 2^53. */
+static tdm_status global_total(const em_part *part, double local, double *total)
+{
+    *total = local;
+    return part->comm->ops->allreduce_sum_double(part->comm, total, 1);
+}
+
+/* k-means++: the first centre uniformly, each next one with probability
+ * proportional to the squared distance to the nearest centre so far. The
+ * centres are rows' words: a centre may be another process's row. */
+static tdm_status kmeans_plus_plus(const em_part *part, size_t k_count, tdm_rng *rng,
+                                   double *nearest, uint64_t *centres)
+{
+    const tdm_binary_data *data = part->data;
+    size_t n = data->rows, words = data->row_words, total_rows = part->total_rows;
+    TDM_TRY(tdm_em_fetch_row(part, (size_t)(tdm_rng_next(rng) % total_rows), centres));
     for (size_t i = 0; i < n; i++)
         nearest[i] = INFINITY;
     for (size_t k = 1; k < k_count; k++) {
-        double total = 0.0;
+        double local = 0.0, total = 0.0;
         for (size_t i = 0; i < n; i++) {
-            double d = (double)hamming(data, i, centres[k - 1]);
+            double d = (double)hamming(row_words(data, i), centres + (k - 1) * words, words);
             nearest[i] = fmin(nearest[i], d * d);
-            total += nearest[i];
+            local += nearest[i];
         }
+        TDM_TRY(global_total(part, local, &total));
         double target = uniform(rng) * total;
-        size_t pick = (size_t)(tdm_rng_next(rng) % n); /* all rows on centres: any row */
-        for (size_t i = 0; total > 0.0 && i < n; i++) {
-            target -= nearest[i];
-            if (target < 0.0 || i == n - 1) {
-                pick = i;
-                break;
-            }
-        }
-        centres[k] = pick;
+        size_t pick = (size_t)(tdm_rng_next(rng) % total_rows); /* all rows on centres: any row */
+        if (total > 0.0)
+            TDM_TRY(first_past(part, nearest, local, target, &pick));
+        TDM_TRY(tdm_em_fetch_row(part, pick, centres + k * words));
     }
+    return TDM_OK;
 }
 
-/* k distinct rows by a partial Fisher-Yates shuffle. */
-static tdm_status random_rows(size_t n, size_t k_count, tdm_rng *rng, size_t *centres)
+/* k distinct rows by a partial Fisher-Yates shuffle of all rows (the same
+ * on every process), fetched from the processes that hold them. */
+static tdm_status random_rows(const em_part *part, size_t k_count, tdm_rng *rng, uint64_t *centres)
 {
-    size_t *order = malloc(n * sizeof(size_t));
+    size_t n = part->total_rows, *order = malloc(n * sizeof(size_t));
     if (!order)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
     for (size_t i = 0; i < n; i++)
         order[i] = i;
-    for (size_t k = 0; k < k_count; k++) {
+    tdm_status status = TDM_OK;
+    for (size_t k = 0; k < k_count && status == TDM_OK; k++) {
         size_t j = k + (size_t)(tdm_rng_next(rng) % (n - k)), swap = order[k];
         order[k] = order[j];
         order[j] = swap;
-        centres[k] = order[k];
+        status = tdm_em_fetch_row(part, order[k], centres + k * part->data->row_words);
     }
     free(order);
-    return TDM_OK;
+    return status;
 }
 
-/* Sums of a hard assignment of every row to its nearest centre (ties: the first). */
-static void assign_to_centres(const tdm_binary_data *data, const size_t *centres, size_t k_count,
-                              em_sums *sums)
+/* Sums of a hard assignment of every row to its nearest centre (ties: the
+ * first): counts and bit sums, integers, so added across processes exactly. */
+static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres, size_t k_count,
+                                    em_sums *sums)
 {
-    size_t cols = data->cols;
+    const tdm_binary_data *data = part->data;
+    size_t cols = data->cols, words = data->row_words;
     for (size_t i = 0; i < data->rows; i++) {
         size_t best = 0, best_distance = SIZE_MAX;
         for (size_t k = 0; k < k_count; k++) {
-            size_t d = hamming(data, i, centres[k]);
+            size_t d = hamming(row_words(data, i), centres + k * words, words);
             if (d < best_distance) {
                 best = k;
                 best_distance = d;
@@ -136,22 +183,34 @@ static void assign_to_centres(const tdm_binary_data *data, const size_t *centres
         sums->n[best] += 1.0;
         add_row_bits(data, i, 1.0, sums->s + best * cols);
     }
+    return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (cols + 1));
 }
 
-static void random_responsibilities(const tdm_binary_data *data, size_t k_count, tdm_rng *rng,
-                                    double *eta, em_sums *sums)
+/* Random responsibilities: K uniforms per row, from the RNG moved ahead to
+ * this process's first row (splitmix64 steps by a constant), and summed per
+ * shard as the E step's sums are. sums->s is followed by sums->n. */
+static tdm_status random_responsibilities(const em_part *part, size_t k_count, tdm_rng rng,
+                                          double *eta, em_sums *sums)
 {
-    size_t cols = data->cols;
+    const tdm_binary_data *data = part->data;
+    size_t cols = data->cols, stride = k_count * (cols + 1), shards = tdm_em_local_shards(part);
+    double *partials = calloc(shards * stride + 1, sizeof(double));
+    if (!partials)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    rng.state += 0x9E3779B97F4A7C15ull * (uint64_t)(part->first_row * k_count);
     for (size_t i = 0; i < data->rows; i++) {
-        double total = 0.0;
+        double *s = partials + i / part->shard_rows * stride, *n = s + k_count * cols, total = 0.0;
         for (size_t k = 0; k < k_count; k++)
-            total += eta[k] = uniform(rng) + 1e-12;
+            total += eta[k] = uniform(&rng) + 1e-12;
         for (size_t k = 0; k < k_count; k++) {
             double share = eta[k] / total;
-            sums->n[k] += share;
-            add_row_bits(data, i, share, sums->s + k * cols);
+            n[k] += share;
+            add_row_bits(data, i, share, s + k * cols);
         }
     }
+    tdm_status status = tdm_em_sum_shards(part, partials, stride, sums->s);
+    free(partials);
+    return status;
 }
 
 static tdm_status given_parameters(const tdm_binary_data *data, const tdm_em_options *o, double *p,
@@ -183,46 +242,60 @@ static tdm_status given_parameters(const tdm_binary_data *data, const tdm_em_opt
 }
 
 /* One M step from sums; an empty component takes its centre (or row k). */
-static void finish(const tdm_binary_data *data, const tdm_em_options *o, const size_t *centres,
-                   em_sums *sums, double *p, double *pi, bool *empty)
+static tdm_status finish(const em_part *part, const tdm_em_options *o, const uint64_t *centres,
+                         uint64_t *row, em_sums *sums, double *p, double *pi, bool *empty)
 {
-    size_t k_count = o->components;
-    if (tdm_em_m_step(sums, data->rows, k_count, data->cols, o, p, pi, empty) == 0)
-        return;
+    size_t k_count = o->components, cols = part->data->cols, words = part->data->row_words;
+    size_t n = part->total_rows;
+    if (tdm_em_m_step(sums, n, k_count, cols, o, p, pi, empty) == 0)
+        return TDM_OK;
     double total = 0.0;
     for (size_t k = 0; k < k_count; k++) {
-        if (empty[k])
-            tdm_em_seed_component(data, centres ? centres[k] : k % data->rows, k, o, p, pi);
+        if (empty[k] && centres) {
+            tdm_em_seed_component(centres + k * words, cols, n, k, o, p, pi);
+        } else if (empty[k]) {
+            TDM_TRY(tdm_em_fetch_row(part, k % n, row));
+            tdm_em_seed_component(row, cols, n, k, o, p, pi);
+        }
         total += pi[k];
     }
     for (size_t k = 0; k < k_count; k++)
         pi[k] /= total;
+    return TDM_OK;
 }
 
-tdm_status tdm_em_initialize(const tdm_binary_data *data, const tdm_em_options *o, tdm_rng *rng,
-                             double *p, double *pi)
+static tdm_status choose_centres(const em_part *part, const tdm_em_options *o, tdm_rng *rng,
+                                 double *nearest, uint64_t *centres)
+{
+    if (o->init == TDM_EM_INIT_RANDOM_ROWS)
+        return random_rows(part, o->components, rng, centres);
+    return kmeans_plus_plus(part, o->components, rng, nearest, centres);
+}
+
+tdm_status tdm_em_initialize(const em_part *part, const tdm_em_options *o, tdm_rng *rng, double *p,
+                             double *pi)
 {
     if (o->init == TDM_EM_INIT_GIVEN)
-        return given_parameters(data, o, p, pi);
-    size_t k_count = o->components, cols = data->cols, n = data->rows;
-    double *s = calloc(k_count * cols + k_count + n, sizeof(double));
-    size_t *centres = malloc(k_count * sizeof(size_t));
+        return given_parameters(part->data, o, p, pi);
+    const tdm_binary_data *data = part->data;
+    size_t k_count = o->components, cols = data->cols, words = data->row_words;
+    double *s = calloc(k_count * cols + k_count + data->rows + k_count, sizeof(double));
+    uint64_t *centres = malloc((k_count + 1) * words * sizeof(uint64_t)); /* and one row */
     bool *empty = malloc(k_count * sizeof(bool));
     tdm_status status =
         s && centres && empty ? TDM_OK : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
     em_sums sums = {.s = s, .n = s ? s + k_count * cols : NULL};
-    double *scratch = s ? s + k_count * cols + k_count : NULL; /* n values */
-    if (status == TDM_OK && o->init == TDM_EM_INIT_RANDOM_RESPONSIBILITIES)
-        random_responsibilities(data, k_count, rng, scratch, &sums);
-    else if (status == TDM_OK && o->init == TDM_EM_INIT_RANDOM_ROWS)
-        status = random_rows(n, k_count, rng, centres);
-    else if (status == TDM_OK)
-        kmeans_plus_plus(data, k_count, rng, scratch, centres);
+    double *scratch = s ? s + k_count * cols + k_count : NULL; /* rows + K values */
     bool hard = o->init != TDM_EM_INIT_RANDOM_RESPONSIBILITIES;
     if (status == TDM_OK && hard)
-        assign_to_centres(data, centres, k_count, &sums);
+        status = choose_centres(part, o, rng, scratch, centres);
+    if (status == TDM_OK && hard)
+        status = assign_to_centres(part, centres, k_count, &sums);
+    else if (status == TDM_OK)
+        status = random_responsibilities(part, k_count, *rng, scratch, &sums);
     if (status == TDM_OK)
-        finish(data, o, hard ? centres : NULL, &sums, p, pi, empty);
+        status =
+            finish(part, o, hard ? centres : NULL, centres + k_count * words, &sums, p, pi, empty);
     free(s);
     free(centres);
     free(empty);

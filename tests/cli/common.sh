@@ -31,6 +31,39 @@ config() { # config NAME CONTENT: writes a config file, prints its path
 
 is_png() { [ "$(head -c 4 "$1" 2>/dev/null | od -An -c | tr -d ' ')" = "211PNG" ]; }
 
+npy() { # npy FILE DESCR ROWS COLS DATA: a format 1.0 file as numpy.save writes it
+    local dict="{'descr': '$2', 'fortran_order': False, 'shape': ($3, $4), }"
+    local length=$(((10 + ${#dict} + 1 + 63) / 64 * 64 - 10))
+    {
+        printf '\x93NUMPY\x01\x00'
+        printf "\\x$(printf %02x $((length % 256)))\\x$(printf %02x $((length / 256)))"
+        printf '%s%*s\n' "$dict" $((length - ${#dict} - 1)) ''
+        printf "$5"
+    } >"$1"
+}
+
+# binary_rows NAME ROWS [LABELS]: ROWS x 10 made-up 0/1 rows as NAME.csv (a
+# last column of row % LABELS when given), NAME.npy (uint8) and
+# NAME-packed.npy (numpy.packbits) in $work; the bytes also in $bytes.
+binary_rows() {
+    local r c v line bits csv="" packed=""
+    bytes=""
+    for r in $(seq 0 $(($2 - 1))); do
+        line="" bits=0
+        for c in $(seq 0 9); do
+            v=$(((r * 7 + c * 3 + r * c) % 5 < 2 ? 1 : 0))
+            line="$line${line:+,}$v"
+            bytes="$bytes\\x0$v"
+            bits=$((bits | v << (15 - c)))
+        done
+        csv="$csv$line${3:+,$((r % ${3:-1}))}\n"
+        packed="$packed\\x$(printf %02x $((bits >> 8)))\\x$(printf %02x $((bits & 255)))"
+    done
+    printf "$csv" >"$work/$1.csv"
+    npy "$work/$1.npy" "|u1" "$2" 10 "$bytes"
+    npy "$work/$1-packed.npy" "|u1" "$2" 2 "$packed"
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     [ "$failed" -eq 0 ]

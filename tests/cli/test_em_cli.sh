@@ -57,6 +57,13 @@ check "a blank field (not read as 0)" 1 "blank.csv:2: value 2 is not 0 or 1" \
 no_output blank
 printf '1,0,5\n0,1,3000000000\n' >"$work/biglabel.csv"
 printf '[em]\npath = %s\nlabels = true\ncomponents = 2\n' "$work/biglabel.csv" >"$work/biglabel.ini"
+# A build without MPI started by an MPI launcher as one of several refuses:
+# each process would do the whole job and write the same files.
+if "$tandem" --version | grep -q "without MPI"; then
+    check "no MPI, yet one of 2 processes" 1 "this build of tandem has no MPI" \
+        env OMPI_COMM_WORLD_SIZE=2 "$tandem" -q --device cpu --out "$work/out-nompi" em
+    no_output nompi
+fi
 check "a label past 2^31 (not wrapped negative)" 1 \
     "biglabel.csv:2: value 3 is not a label \(a whole number in \[0, 2\^31\)\)" \
     "$tandem" -q --device cpu --config "$work/biglabel.ini" --out "$work/out-biglabel" em
@@ -93,9 +100,12 @@ image = -3x-600")" --out "$work/out-image_neg" em
 check "an image of 2^64 + 1 rows" 1 "image must be HxW with H and W in 1..65536" \
     "$tandem" -q --device cpu --config "$(config image_huge "[em]
 image = 18446744073709551617x1")" --out "$work/out-image_huge" em
+check "shard_rows = 0" 1 "shards.ini:2: \[em\] shard_rows must be a whole number in \[1," \
+    "$tandem" -q --device cpu --config "$(config shards "[em]
+shard_rows = 0")" --out "$work/out-shards" em
 check "a bad --k-sweep" 1 "--k-sweep must be A..B" \
     "$tandem" -q --device cpu --k-sweep 5..2 --out "$work/out-sweep" em
-for name in init prior bad_labels threshold method image image_neg image_huge sweep; do
+for name in init prior bad_labels threshold method image image_neg image_huge shards sweep; do
     no_output "$name"
 done
 
@@ -129,31 +139,8 @@ fi
 
 # .npy input: the same 0/1 data as a CSV, a uint8 .npy and a numpy.packbits
 # .npy (40 x 10) give the same fit.
-npy() { # npy FILE DESCR ROWS COLS DATA: a format 1.0 file as numpy.save writes it
-    local dict="{'descr': '$2', 'fortran_order': False, 'shape': ($3, $4), }"
-    local length=$(((10 + ${#dict} + 1 + 63) / 64 * 64 - 10))
-    {
-        printf '\x93NUMPY\x01\x00'
-        printf "\\x$(printf %02x $((length % 256)))\\x$(printf %02x $((length / 256)))"
-        printf '%s%*s\n' "$dict" $((length - ${#dict} - 1)) ''
-        printf "$5"
-    } >"$1"
-}
-csv="" bytes="" packed=""
-for r in $(seq 0 39); do
-    line="" bits=0
-    for c in $(seq 0 9); do
-        v=$(((r * 7 + c * 3 + r * c) % 5 < 2 ? 1 : 0))
-        line="$line${line:+,}$v"
-        bytes="$bytes\\x0$v"
-        bits=$((bits | v << (15 - c)))
-    done
-    csv="$csv$line\n"
-    packed="$packed\\x$(printf %02x $((bits >> 8)))\\x$(printf %02x $((bits & 255)))"
-done
-printf "$csv" >"$work/same.csv"
-npy "$work/same.npy" "|u1" 40 10 "$bytes"
-npy "$work/packed.npy" "|u1" 40 2 "$packed"
+binary_rows same 40
+mv "$work/same-packed.npy" "$work/packed.npy"
 npy "$work/float.npy" "<f8" 40 10 "$bytes"
 fit() { # fit NAME PATH [KEY = VALUE]: em with K = 2 into $work/npy/NAME
     printf '[em]\npath = %s\ncomponents = 2\nimage = 2x5\n%s\n' "$2" "${3:-}" >"$work/$1.ini"

@@ -1,0 +1,432 @@
+/* Distributed EM without MPI: N "processes" as threads of this test, each
+ * with its own cpu backend and its share of the rows, talking through a
+ * communicator made of a barrier, shared slots and mailboxes. Their fit must equal
+ * tdm_em_fit's on all the rows bit for bit, for every initialisation, with
+ * re-seeded components, uneven shares and processes with no rows. Shares and
+ * the part loaders are checked against whole loads. (mpirun with the real
+ * MPI communicator: tests/mpi/test_mpi_em.sh.) */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common.h"
+
+enum { MAX_THREADS = 4 };
+
+/* ---------- a communicator of threads ---------- */
+
+typedef struct thread_group {
+    int size;
+    pthread_barrier_t barrier;
+    const void *slots[MAX_THREADS];
+    void *root_data;
+    pthread_mutex_t lock; /* the mailboxes of send and receive */
+    pthread_cond_t changed;
+    void *mail[MAX_THREADS][MAX_THREADS]; /* [from][to]: a copy, or NULL */
+} thread_group;
+
+typedef struct thread_comm {
+    tdm_comm public; /* first */
+    thread_group *group;
+} thread_comm;
+
+static thread_group *group_of(tdm_comm *comm)
+{
+    return ((thread_comm *)comm)->group;
+}
+
+static void wait_all(tdm_comm *comm)
+{
+    pthread_barrier_wait(&group_of(comm)->barrier);
+}
+
+static tdm_status threads_allgather(tdm_comm *comm, const void *mine, size_t bytes, void *all)
+{
+    thread_group *g = group_of(comm);
+    g->slots[comm->rank] = mine;
+    wait_all(comm);
+    for (int r = 0; r < g->size; r++)
+        memcpy((char *)all + (size_t)r * bytes, g->slots[r], bytes);
+    wait_all(comm);
+    return TDM_OK;
+}
+
+static tdm_status threads_gather(tdm_comm *comm, const void *mine, const size_t *counts, void *all)
+{
+    thread_group *g = group_of(comm);
+    g->slots[comm->rank] = mine;
+    wait_all(comm);
+    for (int r = 0, offset = 0; comm->rank == 0 && r < g->size; offset += (int)counts[r], r++)
+        memcpy((char *)all + offset, g->slots[r], counts[r]);
+    wait_all(comm);
+    return TDM_OK;
+}
+
+static tdm_status threads_send(tdm_comm *comm, const void *data, size_t bytes, int to)
+{
+    thread_group *g = group_of(comm);
+    void *copy = malloc(bytes + 1);
+    memcpy(copy, data, bytes);
+    pthread_mutex_lock(&g->lock);
+    while (g->mail[comm->rank][to])
+        pthread_cond_wait(&g->changed, &g->lock);
+    g->mail[comm->rank][to] = copy;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->lock);
+    return TDM_OK;
+}
+
+static tdm_status threads_receive(tdm_comm *comm, void *data, size_t bytes, int from)
+{
+    thread_group *g = group_of(comm);
+    pthread_mutex_lock(&g->lock);
+    while (!g->mail[from][comm->rank])
+        pthread_cond_wait(&g->changed, &g->lock);
+    memcpy(data, g->mail[from][comm->rank], bytes);
+    free(g->mail[from][comm->rank]);
+    g->mail[from][comm->rank] = NULL;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->lock);
+    return TDM_OK;
+}
+
+static tdm_status threads_broadcast(tdm_comm *comm, void *data, size_t bytes, int root)
+{
+    thread_group *g = group_of(comm);
+    if (comm->rank == root)
+        g->root_data = data;
+    wait_all(comm);
+    if (comm->rank != root)
+        memcpy(data, g->root_data, bytes);
+    wait_all(comm);
+    return TDM_OK;
+}
+
+/* In the reverse rank order, unlike one process: only exact sums may use it. */
+static tdm_status threads_allreduce(tdm_comm *comm, double *data, size_t count)
+{
+    thread_group *g = group_of(comm);
+    double *sum = calloc(count + 1, sizeof(double));
+    g->slots[comm->rank] = data;
+    wait_all(comm);
+    for (int r = g->size - 1; r >= 0; r--)
+        for (size_t i = 0; i < count; i++)
+            sum[i] += ((const double *)g->slots[r])[i];
+    wait_all(comm);
+    memcpy(data, sum, count * sizeof(double));
+    free(sum);
+    return TDM_OK;
+}
+
+static void threads_abort(tdm_comm *comm, int code)
+{
+    (void)comm;
+    fail_msg("abort(%d) called", code);
+}
+
+static void threads_free(tdm_comm *comm)
+{
+    (void)comm;
+}
+
+static const tdm_comm_ops thread_ops = {.allgather = threads_allgather,
+                                        .gather = threads_gather,
+                                        .send = threads_send,
+                                        .receive = threads_receive,
+                                        .broadcast = threads_broadcast,
+                                        .allreduce_sum_double = threads_allreduce,
+                                        .abort = threads_abort,
+                                        .free = threads_free};
+
+/* ---------- N processes fitting one data set ---------- */
+
+typedef struct process {
+    thread_comm comm;
+    const tdm_binary_data *whole;
+    const tdm_em_options *options;
+    tdm_em_result result;
+    tdm_status status;
+} process;
+
+static void *run_process(void *arg)
+{
+    process *p = arg;
+    tdm_comm *comm = &p->comm.public;
+    tdm_row_share share = {p->options->shard_rows, comm->rank, comm->size};
+    tdm_binary_data part = *p->whole;
+    part.bits = malloc(p->whole->rows * p->whole->row_words * sizeof(uint64_t));
+    part.labels = NULL;
+    memcpy(part.bits, p->whole->bits, p->whole->rows * p->whole->row_words * sizeof(uint64_t));
+    tdm_backend *backend = NULL;
+    p->status = tdm_binary_keep_share(&part, &share);
+    if (p->status == TDM_OK)
+        p->status = tdm_cpu_backend_create_threads(1, &backend);
+    if (p->status == TDM_OK)
+        p->status = tdm_em_fit_distributed(backend, comm, &part, p->options, &p->result);
+    tdm_backend_free(backend);
+    tdm_binary_free(&part);
+    return NULL;
+}
+
+/* The fit of `size` threads; every one's result must be the same: the first is returned. */
+static tdm_em_result fit_in_threads(const tdm_binary_data *whole, const tdm_em_options *o, int size)
+{
+    thread_group group = {.size = size};
+    process procs[MAX_THREADS];
+    pthread_t threads[MAX_THREADS];
+    pthread_barrier_init(&group.barrier, NULL, (unsigned)size);
+    pthread_mutex_init(&group.lock, NULL);
+    pthread_cond_init(&group.changed, NULL);
+    for (int r = 0; r < size; r++) {
+        procs[r] = (process){.whole = whole, .options = o};
+        procs[r].comm = (thread_comm){{&thread_ops, r, size, r}, &group};
+        pthread_create(&threads[r], NULL, run_process, &procs[r]);
+    }
+    for (int r = 0; r < size; r++)
+        pthread_join(threads[r], NULL);
+    pthread_barrier_destroy(&group.barrier);
+    pthread_mutex_destroy(&group.lock);
+    pthread_cond_destroy(&group.changed);
+    for (int r = 0; r < size; r++) {
+        assert_int_equal(procs[r].status, TDM_OK);
+        const tdm_em_result *a = &procs[0].result, *b = &procs[r].result;
+        assert_int_equal(a->iterations, b->iterations);
+        assert_memory_equal(a->p, b->p, a->components * a->cols * sizeof(float));
+        assert_memory_equal(a->history, b->history, a->iterations * sizeof(double));
+    }
+    for (int r = 1; r < size; r++)
+        tdm_em_result_free(&procs[r].result);
+    return procs[0].result;
+}
+
+static void assert_same_fit(const tdm_em_result *a, const tdm_em_result *b)
+{
+    assert_int_equal(a->iterations, b->iterations);
+    assert_int_equal(a->reseeded, b->reseeded);
+    assert_int_equal(a->best_init, b->best_init);
+    assert_memory_equal(a->history, b->history, a->iterations * sizeof(double));
+    assert_memory_equal(a->objective, b->objective, a->iterations * sizeof(double));
+    assert_memory_equal(&a->log_likelihood, &b->log_likelihood, sizeof(double));
+    assert_memory_equal(a->p, b->p, a->components * a->cols * sizeof(float));
+    assert_memory_equal(a->pi, b->pi, a->components * sizeof(float));
+}
+
+/* One process on all rows, then 2, 3 and 4 threads: the same bits. */
+static void check_any_process_count(const tdm_binary_data *d, const tdm_em_options *o)
+{
+    tdm_backend *cpu = NULL;
+    assert_int_equal(tdm_cpu_backend_create_threads(1, &cpu), TDM_OK);
+    tdm_em_result one;
+    assert_int_equal(tdm_em_fit(cpu, d, o, &one), TDM_OK);
+    for (int size = 2; size <= MAX_THREADS; size++) {
+        tdm_em_result many = fit_in_threads(d, o, size);
+        assert_same_fit(&one, &many);
+        tdm_em_result_free(&many);
+    }
+    tdm_em_result_free(&one);
+    tdm_backend_free(cpu);
+}
+
+/* Shards of 300 rows and blocks of 128 (a block ends where a shard does):
+ * 6 shards, shared 3/3, 2/2/2 and 1/2/1/2. */
+static void test_every_init_on_the_digits(void **state)
+{
+    (void)state;
+    tdm_binary_data d = test_binary_digits();
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.components = 10;
+    o.n_init = 2;
+    o.max_iter = 30;
+    o.shard_rows = 300;
+    o.block_rows = 128;
+    tdm_em_init inits[] = {TDM_EM_INIT_KMEANS_PLUS_PLUS, TDM_EM_INIT_RANDOM_ROWS,
+                           TDM_EM_INIT_RANDOM_RESPONSIBILITIES};
+    for (size_t i = 0; i < 3; i++) {
+        o.init = inits[i];
+        check_any_process_count(&d, &o);
+    }
+    tdm_binary_free(&d);
+}
+
+/* 5 shards of 2 rows for 4 processes, and a component that goes empty and is
+ * re-seeded on the worst-explained row, which another process may hold. */
+static void test_reseeding_and_small_shares(void **state)
+{
+    (void)state;
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_alloc(10, 8, &d), TDM_OK);
+    for (size_t i = 0; i < 10; i++)
+        for (size_t j = 0; j < 8; j++)
+            tdm_binary_set(&d, i, j, (i + j) % 5 == 0);
+    float p[3 * 8], pi[3] = {0.998f, 0.001f, 0.001f};
+    for (size_t j = 0; j < 8; j++) {
+        p[j] = 0.2f;
+        p[8 + j] = 1.0f; /* all ones, and all zeros: no row looks like them */
+        p[16 + j] = 0.0f;
+    }
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.components = 3;
+    o.init = TDM_EM_INIT_GIVEN;
+    o.initial_p = p;
+    o.initial_pi = pi;
+    o.prior_a = o.prior_b = 1.0;
+    o.shard_rows = 2;
+    tdm_backend *cpu = NULL;
+    assert_int_equal(tdm_cpu_backend_create_threads(1, &cpu), TDM_OK);
+    tdm_em_result one;
+    assert_int_equal(tdm_em_fit(cpu, &d, &o, &one), TDM_OK);
+    assert_true(one.reseeded >= 2);
+    tdm_em_result_free(&one);
+    tdm_backend_free(cpu);
+    check_any_process_count(&d, &o);
+    o.init = TDM_EM_INIT_KMEANS_PLUS_PLUS;
+    check_any_process_count(&d, &o);
+    tdm_binary_free(&d);
+}
+
+/* Shards go out in order and whole; every row is held once. */
+static void test_shares_cover_every_row_once(void **state)
+{
+    (void)state;
+    size_t totals[] = {1, 7, 100, 1000, 1001};
+    for (size_t t = 0; t < 5; t++)
+        for (int size = 1; size <= 5; size++) {
+            size_t next = 0;
+            for (int rank = 0; rank < size; rank++) {
+                size_t first = 0, count = 0;
+                tdm_em_share(totals[t], 100, rank, size, &first, &count);
+                assert_int_equal(first, next);
+                assert_true(first % 100 == 0 || count == 0);
+                next = first + count;
+            }
+            assert_int_equal(next, totals[t]);
+        }
+    size_t first = 0, count = 0; /* 5 shards of 2 among 3: 1, 2, 2 */
+    tdm_em_share(10, 2, 0, 3, &first, &count);
+    assert_true(first == 0 && count == 2);
+    tdm_em_share(10, 2, 2, 3, &first, &count);
+    assert_true(first == 6 && count == 4);
+}
+
+/* A process whose rows are not its share is refused on every process. */
+static void test_wrong_share_is_refused(void **state)
+{
+    (void)state;
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_alloc(6, 3, &d), TDM_OK);
+    tdm_binary_set(&d, 0, 0, true);
+    tdm_comm *single = NULL;
+    assert_int_equal(tdm_comm_single(&single), TDM_OK);
+    tdm_backend *cpu = NULL;
+    assert_int_equal(tdm_cpu_backend_create_threads(1, &cpu), TDM_OK);
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.components = 2;
+    d.total_rows = 12; /* a single process must hold all 12 */
+    tdm_em_result r;
+    assert_int_equal(tdm_em_fit_distributed(cpu, single, &d, &o, &r), TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "process 0 holds rows 0..6, but its share is 0..12"));
+    d.total_rows = 6;
+    assert_int_equal(tdm_em_fit_distributed(cpu, single, &d, &o, &r), TDM_OK);
+    tdm_em_result_free(&r);
+    tdm_backend_free(cpu);
+    tdm_comm_free(single);
+    tdm_binary_free(&d);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs(text, file);
+    fclose(file);
+}
+
+/* The parts of a CSV (blank lines skipped) put together are the whole; a
+ * bad line is reported by the process that holds it, with its line number. */
+static void test_csv_parts(void **state)
+{
+    (void)state;
+    const char *path = "test_distributed_parts.csv";
+    write_text(path, "1,0,1,7\n0,0,1,8\n\n1,1,1,9\n0,1,0,1\n1,0,0,2\n");
+    tdm_binary_data whole, part;
+    assert_int_equal(tdm_binary_load_csv(path, true, &whole), TDM_OK);
+    for (int rank = 0; rank < 3; rank++) {
+        tdm_row_share share = {2, rank, 3}; /* shards of 2: rows 0-1, 2-3, 4 */
+        assert_int_equal(tdm_binary_load_csv_part(path, true, &share, &part), TDM_OK);
+        assert_int_equal(part.total_rows, 5);
+        assert_int_equal(part.first_row, 2 * (size_t)rank);
+        assert_int_equal(part.rows, rank < 2 ? 2 : 1);
+        assert_int_equal(part.cols, 3);
+        assert_memory_equal(part.bits, whole.bits + part.first_row * whole.row_words,
+                            part.rows * whole.row_words * sizeof(uint64_t));
+        assert_memory_equal(part.labels, whole.labels + part.first_row,
+                            part.rows * sizeof(int32_t));
+        tdm_binary_free(&part);
+    }
+    tdm_binary_free(&whole);
+    write_text(path, "1,0,1\n0,0,1\n1,2,1\n0,1,0\n");
+    tdm_row_share first = {2, 0, 2}, second = {2, 1, 2};
+    assert_int_equal(tdm_binary_load_csv_part(path, false, &first, &part), TDM_OK);
+    tdm_binary_free(&part);
+    assert_int_equal(tdm_binary_load_csv_part(path, false, &second, &part), TDM_ERR_DATA);
+    assert_non_null(strstr(tdm_last_error(), "test_distributed_parts.csv:3: value 2"));
+    tdm_row_share bad = {0, 0, 2};
+    assert_int_equal(tdm_binary_load_csv_part(path, false, &bad, &part), TDM_ERR_INVALID_ARGUMENT);
+    remove(path);
+}
+
+/* A .npy of bytes and a packed one: parts read from where they start. */
+static void test_npy_parts(void **state)
+{
+    (void)state;
+    const char *path = "test_distributed_parts.npy";
+    static const char header[] = "{'descr': '|u1', 'fortran_order': False, 'shape': (5, 3), }";
+    FILE *file = fopen(path, "wb");
+    assert_non_null(file);
+    unsigned char prefix[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, sizeof header - 1, 0};
+    fwrite(prefix, 1, 10, file);
+    fwrite(header, 1, sizeof header - 1, file);
+    unsigned char values[15] = {1, 0, 1, 0, 0, 1, 1, 1, 1, 0, 1, 0, 1, 0, 0};
+    fwrite(values, 1, 15, file);
+    fclose(file);
+    tdm_binary_data whole, part;
+    assert_int_equal(tdm_binary_load_npy(path, 0, &whole), TDM_OK);
+    for (int rank = 0; rank < 4; rank++) {
+        tdm_row_share share = {2, rank, 4}; /* 3 shards among 4: one process has none */
+        assert_int_equal(tdm_binary_load_npy_part(path, 0, &share, &part), TDM_OK);
+        size_t first = 0, count = 0;
+        tdm_em_share(5, 2, rank, 4, &first, &count);
+        assert_true(part.first_row == first && part.rows == count && part.total_rows == 5);
+        assert_int_equal(part.cols, 3);
+        if (count)
+            assert_memory_equal(part.bits, whole.bits + first * whole.row_words,
+                                count * whole.row_words * sizeof(uint64_t));
+        tdm_binary_free(&part);
+    }
+    tdm_binary_free(&whole);
+    remove(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shares_cover_every_row_once),
+        cmocka_unit_test(test_every_init_on_the_digits),
+        cmocka_unit_test(test_reseeding_and_small_shares),
+        cmocka_unit_test(test_wrong_share_is_refused),
+        cmocka_unit_test(test_csv_parts),
+        cmocka_unit_test(test_npy_parts),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
