@@ -147,3 +147,11 @@ tdm_binary_data test_binary_digits(void)
     tdm_dataset_free(&all);
     return d;
 }
+
+void test_load_digits(tdm_dataset *train, tdm_dataset *test)
+{
+    tdm_data_config config;
+    tdm_data_config_init(&config);
+    snprintf(config.path, sizeof config.path, "%s/data/digits.csv.gz", TANDEM_SOURCE_DIR);
+    assert_int_equal(tdm_data_config_load(&config, train, test), TDM_OK);
+}

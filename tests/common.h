@@ -46,6 +46,8 @@ extern test_backends test_all_backends;
 int test_open_all_backends(void **state);
 int test_close_all_backends(void **state);
 
+/* The bundled digits split as tandem train splits them (the [data] defaults). */
+void test_load_digits(tdm_dataset *train, tdm_dataset *test);
 /* The bundled digits binarised at 8, as tandem em reads them, with labels. */
 tdm_binary_data test_binary_digits(void);
 

@@ -1,10 +1,12 @@
-/* Distributed EM without MPI: N "processes" as threads of this test, each
- * with its own cpu backend and its share of the rows, talking through a
- * communicator made of a barrier, shared slots and mailboxes. Their fit must equal
- * tdm_em_fit's on all the rows bit for bit, for every initialisation, with
- * re-seeded components, uneven shares and processes with no rows. Shares and
- * the part loaders are checked against whole loads. (mpirun with the real
- * MPI communicator: tests/mpi/test_mpi_em.sh.) */
+/* EM and training across processes without MPI: N "processes" as threads
+ * of this test, each with its own cpu backend and its share of the rows (or
+ * of every batch), talking through a communicator made of a barrier, shared
+ * slots and mailboxes. Their EM fit must equal tdm_em_fit's on all the rows
+ * bit for bit, for every initialisation, with re-seeded components, uneven
+ * shares and processes with no rows; shares and the part loaders are checked
+ * against whole loads. Their training must follow one process's within the
+ * backends' agreement, every process with the same bits. (mpirun with the
+ * real MPI communicator: tests/mpi/test_mpi.sh.) */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <pthread.h>
@@ -149,7 +151,7 @@ static const tdm_comm_ops thread_ops = {.allgather = threads_allgather,
 /* ---------- N processes fitting one data set ---------- */
 
 typedef struct process {
-    thread_comm comm;
+    thread_comm comm; /* first: run_processes sets it */
     const tdm_binary_data *whole;
     const tdm_em_options *options;
     tdm_em_result result;
@@ -176,25 +178,34 @@ static void *run_process(void *arg)
     return NULL;
 }
 
-/* The fit of `size` threads; every one's result must be the same: the first is returned. */
-static tdm_em_result fit_in_threads(const tdm_binary_data *whole, const tdm_em_options *o, int size)
+/* body on `size` threads, thread r with record r of procs (records of
+ * `stride` bytes, each starting with its thread_comm, set here). */
+static void run_processes(int size, void *procs, size_t stride, void *(*body)(void *))
 {
     thread_group group = {.size = size};
-    process procs[MAX_THREADS];
     pthread_t threads[MAX_THREADS];
     pthread_barrier_init(&group.barrier, NULL, (unsigned)size);
     pthread_mutex_init(&group.lock, NULL);
     pthread_cond_init(&group.changed, NULL);
     for (int r = 0; r < size; r++) {
-        procs[r] = (process){.whole = whole, .options = o};
-        procs[r].comm = (thread_comm){{&thread_ops, r, size, r}, &group};
-        pthread_create(&threads[r], NULL, run_process, &procs[r]);
+        thread_comm *comm = (thread_comm *)((char *)procs + (size_t)r * stride);
+        *comm = (thread_comm){{&thread_ops, r, size, r}, &group};
+        pthread_create(&threads[r], NULL, body, comm);
     }
     for (int r = 0; r < size; r++)
         pthread_join(threads[r], NULL);
     pthread_barrier_destroy(&group.barrier);
     pthread_mutex_destroy(&group.lock);
     pthread_cond_destroy(&group.changed);
+}
+
+/* The fit of `size` threads; every one's result must be the same: the first is returned. */
+static tdm_em_result fit_in_threads(const tdm_binary_data *whole, const tdm_em_options *o, int size)
+{
+    process procs[MAX_THREADS];
+    for (int r = 0; r < size; r++)
+        procs[r] = (process){.whole = whole, .options = o};
+    run_processes(size, procs, sizeof procs[0], run_process);
     for (int r = 0; r < size; r++) {
         assert_int_equal(procs[r].status, TDM_OK);
         const tdm_em_result *a = &procs[0].result, *b = &procs[r].result;
@@ -418,6 +429,136 @@ static void test_npy_parts(void **state)
     remove(path);
 }
 
+/* ---------- data-parallel training ---------- */
+
+typedef struct history {
+    tdm_metrics rows[8];
+    size_t count;
+} history;
+
+static tdm_status record(void *user, tdm_trainer *trainer, const tdm_metrics *m)
+{
+    (void)trainer;
+    history *h = user;
+    h->rows[h->count++] = *m;
+    return TDM_OK;
+}
+
+typedef struct trainer_process {
+    thread_comm comm; /* first: run_processes sets it */
+    const tdm_dataset *train, *test;
+    const tdm_train_options *options;
+    history metrics;
+    tdm_status status;
+} trainer_process;
+
+static void *run_trainer(void *arg)
+{
+    trainer_process *p = arg;
+    tdm_backend *backend = NULL;
+    tdm_trainer *t = NULL;
+    tdm_model_spec spec;
+    p->status = tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec);
+    if (p->status == TDM_OK)
+        p->status = tdm_cpu_backend_create_threads(1, &backend);
+    if (p->status == TDM_OK)
+        p->status = tdm_trainer_create_shared(backend, &p->comm.public, &spec, p->train, p->test,
+                                              p->options, &t);
+    if (p->status == TDM_OK)
+        p->status = tdm_trainer_run(t, record, &p->metrics);
+    tdm_trainer_free(t);
+    tdm_backend_free(backend);
+    return NULL;
+}
+
+/* The metrics of `size` threads training together: every one the same bits. */
+static history train_in_threads(const tdm_dataset *train, const tdm_dataset *test,
+                                const tdm_train_options *o, int size)
+{
+    trainer_process procs[MAX_THREADS];
+    for (int r = 0; r < size; r++)
+        procs[r] = (trainer_process){.train = train, .test = test, .options = o};
+    run_processes(size, procs, sizeof procs[0], run_trainer);
+    for (int r = 0; r < size; r++) {
+        assert_int_equal(procs[r].status, TDM_OK);
+        assert_int_equal(procs[r].metrics.count, procs[0].metrics.count);
+        for (size_t e = 0; e < procs[0].metrics.count; e++) {
+            tdm_metrics a = procs[0].metrics.rows[e], b = procs[r].metrics.rows[e];
+            a.seconds = b.seconds = 0.0;
+            assert_memory_equal(&a, &b, sizeof a);
+        }
+    }
+    return procs[0].metrics;
+}
+
+/* The backends' agreement over training (tests/test_training.c): losses
+ * within 1e-4 relative, error rates within 0.5 points. */
+static void assert_same_training(const history *one, const history *many, int size)
+{
+    double worst = 0.0, error_gap = 0.0;
+    assert_int_equal(one->count, many->count);
+    for (size_t e = 0; e < one->count; e++) {
+        const tdm_metrics *x = &many->rows[e], *y = &one->rows[e];
+        worst = fmax(worst, fabs(x->train_loss - y->train_loss) / y->train_loss);
+        worst = fmax(worst, fabs(x->test_loss - y->test_loss) / y->test_loss);
+        error_gap = fmax(error_gap, fabs(x->train_error - y->train_error));
+        error_gap = fmax(error_gap, fabs(x->test_error - y->test_error));
+    }
+    printf("%d processes against 1 over %zu evaluations: loss %.2e relative, error %.2f points\n",
+           size, one->count, worst, 100 * error_gap);
+    if (worst > 1e-4 || error_gap > 0.005)
+        fail_msg("%d processes disagree with 1: loss %.3g (max 1e-4), error %.3g (max 0.005)", size,
+                 worst, error_gap);
+    assert_true(many->rows[one->count - 1].train_loss < 0.7 * many->rows[0].train_loss);
+}
+
+/* ResNet(4) on the digits (1437 training samples: the last batch of 29 is
+ * shared 14/15 and 9/10/10), in data order, then shuffled with momentum. */
+static void test_training_shares_every_batch(void **state)
+{
+    (void)state;
+    tdm_dataset train, test;
+    test_load_digits(&train, &test);
+    tdm_train_options o;
+    tdm_train_options_init(&o);
+    for (int variant = 0; variant < 2; variant++) {
+        o.epochs = variant ? 2 : 4;
+        o.shuffle = variant == 1;
+        o.sgd.momentum = variant ? 0.9f : 0.0f;
+        history one = train_in_threads(&train, &test, &o, 1);
+        for (int size = 2; size <= 3; size++) {
+            history many = train_in_threads(&train, &test, &o, size);
+            assert_same_training(&one, &many, size);
+        }
+    }
+    tdm_dataset_free(&train);
+    tdm_dataset_free(&test);
+}
+
+/* A batch too small to give every process a sample is refused up front. */
+static void test_training_batch_too_small(void **state)
+{
+    (void)state;
+    tdm_dataset train, test;
+    test_load_digits(&train, &test);
+    tdm_train_options o;
+    tdm_train_options_init(&o);
+    o.batch = 2;
+    thread_group group = {.size = 3};
+    thread_comm comm = {{&thread_ops, 0, 3, 0}, &group};
+    tdm_backend *cpu = NULL;
+    assert_int_equal(tdm_cpu_backend_create_threads(1, &cpu), TDM_OK);
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    tdm_trainer *t = NULL;
+    assert_int_equal(tdm_trainer_create_shared(cpu, &comm.public, &spec, &train, &test, &o, &t),
+                     TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "a batch of 2 samples among 3 processes"));
+    tdm_backend_free(cpu);
+    tdm_dataset_free(&train);
+    tdm_dataset_free(&test);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -427,6 +568,8 @@ int main(void)
         cmocka_unit_test(test_wrong_share_is_refused),
         cmocka_unit_test(test_csv_parts),
         cmocka_unit_test(test_npy_parts),
+        cmocka_unit_test(test_training_shares_every_batch),
+        cmocka_unit_test(test_training_batch_too_small),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -53,21 +53,13 @@ static void write_file(const char *path, const void *bytes, size_t size, bool gz
     fclose(file);
 }
 
-static void load_digits(tdm_dataset *train, tdm_dataset *test)
-{
-    tdm_data_config config;
-    tdm_data_config_init(&config);
-    snprintf(config.path, sizeof config.path, "%s/data/digits.csv.gz", TANDEM_SOURCE_DIR);
-    assert_int_equal(tdm_data_config_load(&config, train, test), TDM_OK);
-}
-
 /* ---------- data ---------- */
 
 static void test_digits_split(void **state)
 {
     (void)state;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     assert_int_equal(test.count, 180);
     assert_int_equal(train.count, 1617);
     /* The first row of the file: 0,0,5,13,9,1,0,0,... label 0; row 181 opens training. */
@@ -293,7 +285,7 @@ static void test_checkpoint_round_trip(void **state)
 {
     (void)state;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     tdm_backend *backend = test_all_backends.all[0];
     for (int shuffle = 0; shuffle < 2; shuffle++) {
         history whole = {0}, resumed = {0};
@@ -330,7 +322,7 @@ static void test_damaged_checkpoints(void **state)
 {
     (void)state;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     tdm_trainer *t = new_trainer(test_all_backends.all[0], 2, 1, false, &train, &test);
     assert_int_equal(tdm_trainer_train_epoch(t), TDM_OK);
     assert_int_equal(tdm_trainer_save(t, path_in_work("good.bin")), TDM_OK);
@@ -382,7 +374,7 @@ static void test_divergence_names_the_epoch(void **state)
 {
     (void)state;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     tdm_trainer *t = NULL;
     tdm_status status = TDM_OK;
     tdm_model_spec spec;
@@ -407,7 +399,7 @@ static void test_backends_agree_over_training(void **state)
     (void)state;
     const size_t epochs = 6;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     static history runs[TEST_MAX_BACKENDS];
     for (size_t b = 0; b < test_all_backends.count; b++) {
         memset(&runs[b], 0, sizeof runs[b]);
@@ -454,7 +446,7 @@ static void test_cpu_same_threads_same_bits(void **state)
     (void)state;
     const size_t epochs = 2;
     tdm_dataset train, test;
-    load_digits(&train, &test);
+    test_load_digits(&train, &test);
     for (size_t threads = 2; threads <= 3; threads++) {
         static history runs[2];
         tdm_backend *cpu = NULL;

@@ -48,6 +48,12 @@ struct tdm_comm {
     int local_rank; /* the rank among the processes on this machine (to choose a GPU) */
 };
 
+/* data[i] = the sum over the processes of their data[i], on every process:
+ * a running total from process 0 to the last, which sends it to all, so the
+ * additions are in rank order and every process and run gets the same bits
+ * (an MPI allreduce adds in an order of its own). */
+tdm_status tdm_comm_sum_floats(tdm_comm *comm, float *data, size_t count);
+
 /* A communicator of this process alone (rank 0 of 1). */
 tdm_status tdm_comm_single(tdm_comm **out);
 /* MPI_COMM_WORLD when an MPI launcher (mpirun, srun) started this process or

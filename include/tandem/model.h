@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "tandem/backend.h"
+#include "tandem/comm.h"
 #include "tandem/layer_ops.h"
 
 #ifdef __cplusplus
@@ -127,6 +128,18 @@ tdm_status tdm_model_set_parameters(tdm_model *model, const float *values);
 tdm_status tdm_model_get_gradients(const tdm_model *model, float *out);
 tdm_status tdm_model_get_statistics(const tdm_model *model, float *out);
 tdm_status tdm_model_set_statistics(tdm_model *model, const float *values);
+/* Training on a share of every batch, with the other processes of comm
+ * holding the rest (data parallel; NULL or one process: the batch alone).
+ * Batch norm in training then normalises with the whole batch's mean and
+ * variance and backpropagates with its sums (exchanged with the other
+ * processes at each such layer), and tdm_model_sum_gradients adds the
+ * processes' gradients; every process must call forward, backward and it in
+ * step. The loss gradient each passes to backward must be that of the
+ * whole batch's loss (a mean over the whole batch). */
+tdm_status tdm_model_share_batches(tdm_model *model, tdm_comm *comm);
+/* With a shared batch: every process's parameter gradients, added in rank
+ * order, on every process (the same bits on all). */
+tdm_status tdm_model_sum_gradients(tdm_model *model);
 /* Fails when a batch norm layer would see one value per channel in training
  * on a batch of this many samples (batch x H x W < 2), as PyTorch does. */
 tdm_status tdm_model_check_training_batch(const tdm_model *model, size_t batch);

@@ -43,6 +43,18 @@ typedef struct tdm_trainer tdm_trainer;
 tdm_status tdm_trainer_create(tdm_backend *backend, const tdm_model_spec *spec,
                               const tdm_dataset *train, const tdm_dataset *test,
                               const tdm_train_options *options, tdm_trainer **out);
+/* The same for one of the processes of comm training one model together
+ * (data parallel): every process holds both sets whole and the same
+ * options; process r of N takes samples [n r / N, n (r + 1) / N) of each
+ * batch of n, batch norm uses the whole batch's statistics, and the
+ * gradients are added across processes before each step, so every process
+ * keeps the same parameters, those of one process up to rounding. Every
+ * process evaluates both sets whole. Every share of every batch must hold at
+ * least one sample (and a batch norm layer two values per channel). */
+tdm_status tdm_trainer_create_shared(tdm_backend *backend, tdm_comm *comm,
+                                     const tdm_model_spec *spec, const tdm_dataset *train,
+                                     const tdm_dataset *test, const tdm_train_options *options,
+                                     tdm_trainer **out);
 void tdm_trainer_free(tdm_trainer *trainer); /* NULL is allowed */
 
 tdm_model *tdm_trainer_model(tdm_trainer *trainer);

@@ -97,7 +97,9 @@ tdm_status cli_open_backend(const cli_options *options, const cli_config *config
                             tdm_backend **backend)
 {
     tdm_device_choice choice;
-    TDM_TRY(tdm_backend_create_from_config(&config->device, backend, &choice));
+    tdm_device_config device = config->device;
+    device.spread = (size_t)options->comm->local_rank; /* a machine's processes share its GPUs */
+    TDM_TRY(tdm_backend_create_from_config(&device, backend, &choice));
     if (choice.fell_back)
         fprintf(stderr, "tandem: warning: %s; using the cpu backend (fallback = cpu)\n",
                 choice.why);

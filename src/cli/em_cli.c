@@ -336,29 +336,6 @@ static tdm_status k_sweep(const cli_options *options, cli_config *config, tdm_ba
     return status;
 }
 
-/* Every process learns whether all loaded their data and opened their
- * device; a process that failed says why, process 0 says who failed. */
-static tdm_status agree(tdm_comm *comm, tdm_status mine)
-{
-    if (comm->size == 1)
-        return mine;
-    int size = comm->size;
-    double failed = mine != TDM_OK, *all = malloc((size_t)size * sizeof(double));
-    if (!all)
-        return cli_error(TDM_ERR_OUT_OF_MEMORY, "out of memory");
-    tdm_status status = comm->ops->allgather(comm, &failed, sizeof failed, all);
-    int first_failed = -1;
-    for (int r = 0; status == TDM_OK && r < size && first_failed < 0; r++)
-        first_failed = all[r] != 0.0 ? r : -1;
-    free(all);
-    if (status != TDM_OK || mine != TDM_OK)
-        return mine != TDM_OK ? mine : status;
-    if (first_failed < 0)
-        return TDM_OK;
-    return cli_error(TDM_ERR_COMM, "process %d of %d failed (its message says why)", first_failed,
-                     size);
-}
-
 int cmd_em(const cli_options *options)
 {
     tdm_comm *comm = options->comm;
@@ -367,12 +344,11 @@ int cmd_em(const cli_options *options)
     tdm_backend *backend = NULL;
     tdm_status status = cli_load_config(options, &config);
     tdm_row_share share = {config.em.options.shard_rows, comm->rank, comm->size};
-    config.device.spread = (size_t)comm->local_rank; /* a machine's processes share its GPUs */
     if (status == TDM_OK)
         status = load_binary(&config, comm->size > 1 ? &share : NULL, &data);
     if (status == TDM_OK)
         status = cli_open_backend(options, &config, &backend);
-    status = agree(comm, status);
+    status = cli_agree(comm, status);
     bool agreed = status == TDM_OK;
     char dir[CLI_PATH_CAPACITY];
     cli_run_folder(&config.run, options->k_sweep ? "em-k-sweep" : "em", dir, sizeof dir);
@@ -384,10 +360,5 @@ int cmd_em(const cli_options *options)
                                   : fit_and_write(options, &config, backend, &data, dir);
     tdm_binary_free(&data);
     tdm_backend_free(backend);
-    if (status == TDM_OK)
-        return 0;
-    int code = cli_fail();
-    if (agreed && comm->size > 1)
-        comm->ops->abort(comm, code); /* the others may wait in a collective for this one */
-    return code;
+    return status == TDM_OK ? 0 : cli_fail_processes(comm, agreed);
 }

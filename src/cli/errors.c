@@ -2,6 +2,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static char cli_message[1024];
 static int process_rank = -1; /* -1: the only process */
@@ -33,4 +34,33 @@ int cli_fail(void)
 const char *cli_library_error(void)
 {
     return tdm_last_error_message();
+}
+
+tdm_status cli_agree(tdm_comm *comm, tdm_status mine)
+{
+    if (comm->size == 1)
+        return mine;
+    int size = comm->size;
+    double failed = mine != TDM_OK, *all = malloc((size_t)size * sizeof(double));
+    if (!all)
+        return cli_error(TDM_ERR_OUT_OF_MEMORY, "out of memory");
+    tdm_status status = comm->ops->allgather(comm, &failed, sizeof failed, all);
+    int first_failed = -1;
+    for (int r = 0; status == TDM_OK && r < size && first_failed < 0; r++)
+        first_failed = all[r] != 0.0 ? r : -1;
+    free(all);
+    if (status != TDM_OK || mine != TDM_OK)
+        return mine != TDM_OK ? mine : status;
+    if (first_failed < 0)
+        return TDM_OK;
+    return cli_error(TDM_ERR_COMM, "process %d of %d failed (its message says why)", first_failed,
+                     size);
+}
+
+int cli_fail_processes(tdm_comm *comm, bool agreed)
+{
+    int code = cli_fail();
+    if (agreed && comm->size > 1)
+        comm->ops->abort(comm, code); /* the others may wait in a collective for this one */
+    return code;
 }

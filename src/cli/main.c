@@ -110,7 +110,7 @@ static const command commands[] = {
     {"selftest", cmd_selftest, "train", false},
     {"tune", cmd_tune, "train", false},
     {"summary", cmd_summary, "train", false},
-    {"train", cmd_train, "train", false},
+    {"train", cmd_train, "train", true},
     {"sweep", cmd_sweep, "train", false},
     {"em", cmd_em, "em", true},
 };

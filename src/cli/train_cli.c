@@ -56,6 +56,7 @@ typedef struct run_state {
     tdm_metrics final;
     size_t rows_written; /* metrics rows this run flushed to metrics.csv */
     bool new_metrics;    /* metrics.csv was created by this run, not resumed */
+    bool leader;         /* process 0 (of mpirun's), the one that writes and prints */
 } run_state;
 
 static tdm_status save_checkpoint(run_state *run, tdm_trainer *trainer)
@@ -69,12 +70,14 @@ static tdm_status save_checkpoint(run_state *run, tdm_trainer *trainer)
 static tdm_status on_metrics(void *user, tdm_trainer *trainer, const tdm_metrics *m)
 {
     run_state *run = user;
+    run->final = *m;
+    if (!run->leader)
+        return TDM_OK;
     fprintf(run->metrics, "%zu,%.9g,%.9g,%.9g,%.9g,%.3f\n", m->epoch, m->train_loss, m->train_error,
             m->test_loss, m->test_error, m->seconds);
     if (fflush(run->metrics) != 0)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
     run->rows_written++;
-    run->final = *m;
     cli_progress_update(&run->progress, m);
     bool due = m->epoch - run->last_checkpoint >= run->config->run.checkpoint_every ||
                m->epoch == run->config->train.epochs;
@@ -94,10 +97,12 @@ static tdm_status open_outputs(run_state *run, tdm_trainer *trainer)
         if (status != TDM_OK)
             return status;
         run->last_checkpoint = tdm_trainer_epoch(trainer);
-        status = truncate_metrics(run->dir, run->last_checkpoint);
+        status = run->leader ? truncate_metrics(run->dir, run->last_checkpoint) : TDM_OK;
         if (status != TDM_OK)
             return status;
     }
+    if (!run->leader)
+        return TDM_OK;
     run->metrics = fopen(run->metrics_path, existing ? "a" : "w");
     if (!run->metrics)
         return cli_error(TDM_ERR_IO, "cannot write %s: %s", run->metrics_path, strerror(errno));
@@ -112,17 +117,17 @@ static tdm_status train_one(run_state *run, tdm_backend *backend, const tdm_mode
                             const tdm_dataset *train, const tdm_dataset *test, const char *label)
 {
     tdm_trainer *trainer = NULL;
-    tdm_status status =
-        tdm_trainer_create(backend, spec, train, test, &run->config->train, &trainer);
-    if (status == TDM_OK)
+    tdm_status status = tdm_trainer_create_shared(backend, run->options->comm, spec, train, test,
+                                                  &run->config->train, &trainer);
+    if (status == TDM_OK && run->leader)
         status = cli_make_dir(run->dir);
     snprintf(run->checkpoint, sizeof run->checkpoint, "%s/checkpoint.bin", run->dir);
     snprintf(run->metrics_path, sizeof run->metrics_path, "%s/metrics.csv", run->dir);
     if (status == TDM_OK)
         status = open_outputs(run, trainer);
     if (status == TDM_OK) {
-        cli_progress_start(&run->progress, run->options->quiet, label, tdm_trainer_epoch(trainer),
-                           run->config->train.epochs);
+        cli_progress_start(&run->progress, run->options->quiet || !run->leader, label,
+                           tdm_trainer_epoch(trainer), run->config->train.epochs);
         status = tdm_trainer_run(trainer, on_metrics, run);
         cli_progress_finish(&run->progress);
     }
@@ -173,21 +178,24 @@ static void print_final(const char *label, const tdm_metrics *m)
            m->seconds);
 }
 
+/* Across mpirun's processes, each trains on its share of every batch;
+ * process 0 writes and prints. */
 int cmd_train(const cli_options *options)
 {
     run_setup setup;
-    run_state run = {.options = options};
-    tdm_status status = prepare(options, &setup);
+    run_state run = {.options = options, .leader = options->comm->rank == 0};
+    tdm_status status = cli_agree(options->comm, prepare(options, &setup));
+    bool agreed = status == TDM_OK;
     if (status == TDM_OK) {
         run.config = &setup.config;
         cli_run_folder(&setup.config.run, "resnet", run.dir, sizeof run.dir);
         status = train_one(&run, setup.backend, &setup.config.model, &setup.train, &setup.test,
                            strrchr(run.dir, '/') + 1);
     }
-    if (status == TDM_OK)
+    if (status == TDM_OK && run.leader)
         print_final(run.dir, &run.final);
     release(&setup);
-    return status == TDM_OK ? 0 : cli_fail();
+    return status == TDM_OK ? 0 : cli_fail_processes(options->comm, agreed);
 }
 
 /* ---------- the sweep ---------- */
@@ -234,7 +242,7 @@ static tdm_status run_sweep(const cli_options *options, run_setup *setup, char *
                                                   setup->config.data.classes, &spec);
         curves[i] = (cli_curve){.channels = cfg->sweep[i], .group = cfg->sweep_group[i]};
         snprintf(curves[i].folder, sizeof curves[i].folder, "c%zu", cfg->sweep[i]);
-        run_state run = {.options = options, .config = &setup->config};
+        run_state run = {.options = options, .config = &setup->config, .leader = true};
         snprintf(run.dir, sizeof run.dir, "%s/%s", dir, curves[i].folder);
         char label[32];
         snprintf(label, sizeof label, "C=%zu", cfg->sweep[i]);

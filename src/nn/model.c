@@ -51,6 +51,10 @@ struct tdm_model {
     size_t node_count;
     size_t param_count, stats_count, saved_count, activation_count, scratch_count;
     tdm_buffer *params, *grads, *velocity, *stats, *saved, *activations, *gradients, *scratch;
+    /* Training on a share of each batch (tdm_model_share_batches): */
+    tdm_comm *comm;     /* NULL: this process's batches alone */
+    tdm_buffer *shared; /* a batch norm input's worth, then 4 x C values */
+    double *host;       /* room for the host side of a batch norm over processes */
 };
 
 static tdm_view at(tdm_buffer *buffer, size_t offset)
@@ -326,10 +330,11 @@ void tdm_model_free(tdm_model *m)
 {
     if (!m)
         return;
-    tdm_buffer *buffers[] = {m->params, m->grads,       m->velocity,  m->stats,
-                             m->saved,  m->activations, m->gradients, m->scratch};
+    tdm_buffer *buffers[] = {m->params,      m->grads,     m->velocity, m->stats, m->saved,
+                             m->activations, m->gradients, m->scratch,  m->shared};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         tdm_buffer_free(buffers[i]);
+    free(m->host);
     free(m);
 }
 
@@ -386,6 +391,160 @@ static tdm_view optional_bias(const node *n, tdm_buffer *buffer)
     return n->bias_count ? at(buffer, n->bias) : (tdm_view){0};
 }
 
+/* ---------- batch norm over the batches of several processes ----------
+ * Each process holds a share of the batch. In training, batch norm must
+ * normalise with the whole batch's mean and variance, and its input gradient
+ * must use the whole batch's sums: composed here from the layer's own ops,
+ * each process's statistics and sums exchanged on the host (2C + 1 values a
+ * process), combined in rank order so that every process has the same bits. */
+
+/* The host room of a batch norm with C channels: this process's values
+ * (a count, then two C-vectors), every process's, two C-vectors of results,
+ * and 7C floats. */
+typedef struct shared_room {
+    double *mine, *all, *first, *second;
+    float *floats;
+} shared_room;
+
+static size_t shared_room_doubles(size_t c, int size)
+{
+    return (1 + 2 * c) * ((size_t)size + 1) + 2 * c + (7 * c + 1) / 2;
+}
+
+static shared_room room_of(const tdm_model *m, size_t c)
+{
+    double *all = m->host + 1 + 2 * c, *first = all + (1 + 2 * c) * (size_t)m->comm->size;
+    return (shared_room){m->host, all, first, first + c, (float *)(first + 2 * c)};
+}
+
+/* room.all[r * (1 + 2C)...]: process r's room.mine, on every process. */
+static tdm_status gather_channel_values(tdm_model *m, size_t c, const shared_room *room)
+{
+    return m->comm->ops->allgather(m->comm, room->mine, (1 + 2 * c) * sizeof(double), room->all);
+}
+
+static tdm_status download_pair(tdm_buffer *buffer, size_t offset, size_t c, float *out)
+{
+    return tdm_buffer_download(buffer, offset * sizeof(float), out, 2 * c * sizeof(float));
+}
+
+static tdm_status upload_pair(tdm_buffer *buffer, size_t offset, size_t c, const float *values)
+{
+    return tdm_buffer_upload(buffer, offset * sizeof(float), values, 2 * c * sizeof(float));
+}
+
+/* The whole batch's mean and biased variance from each process's count,
+ * mean and variance (Chan et al.'s pairwise update, in rank order). */
+static void combine_statistics(const double *all, int size, size_t c, double *mean, double *var,
+                               double *count)
+{
+    size_t stride = 1 + 2 * c;
+    *count = 0.0;
+    for (int r = 0; r < size; r++)
+        *count += all[r * stride];
+    for (size_t k = 0; k < c; k++) {
+        double sum = 0.0, squares = 0.0;
+        for (int r = 0; r < size; r++)
+            sum += all[r * stride] * all[r * stride + 1 + k];
+        mean[k] = sum / *count;
+        for (int r = 0; r < size; r++) {
+            double d = all[r * stride + 1 + k] - mean[k];
+            squares += all[r * stride] * (all[r * stride + 1 + c + k] + d * d);
+        }
+        var[k] = squares / *count;
+    }
+}
+
+/* The layer's forward on this share gives its statistics (and a y to
+ * replace); the whole batch's go into the saved and running statistics as
+ * the one-process op computes them, and y is normalised with them. */
+static tdm_status forward_norm_shared(tdm_model *m, const node *n, tdm_view x, tdm_view y)
+{
+    tdm_batchnorm_shape s = norm_shape(n, m->batch);
+    size_t c = n->in.channels, elements = m->batch * tdm_nn_volume(n->in);
+    shared_room room = room_of(m, c);
+    float *values = room.floats, *running = values + 2 * c;
+    double *mean = room.first, *var = room.second, count = 0.0;
+    TDM_TRY(download_pair(m->stats, n->stats, c, running));
+    TDM_TRY(tdm_batchnorm_forward_train(
+        m->backend, &s, x, at(m->params, n->weight), at(m->params, n->bias), at(m->stats, n->stats),
+        at(m->stats, n->stats + c), at(m->saved, n->saved), at(m->saved, n->saved + c), y));
+    TDM_TRY(download_pair(m->saved, n->saved, c, values));
+    room.mine[0] = (double)(m->batch * s.spatial);
+    for (size_t k = 0; k < c; k++) {
+        double invstd = values[c + k];
+        room.mine[1 + k] = values[k];
+        room.mine[1 + c + k] = 1.0 / (invstd * invstd) - s.eps; /* this share's variance */
+    }
+    TDM_TRY(gather_channel_values(m, c, &room));
+    combine_statistics(room.all, m->comm->size, c, mean, var, &count);
+    double momentum = s.momentum;
+    for (size_t k = 0; k < c; k++) {
+        values[k] = (float)mean[k];
+        values[c + k] = (float)(1.0 / sqrt(var[k] + s.eps));
+        running[k] = (float)((1.0 - momentum) * running[k] + momentum * mean[k]);
+        running[c + k] =
+            (float)((1.0 - momentum) * running[c + k] + momentum * var[k] * count / (count - 1.0));
+    }
+    TDM_TRY(upload_pair(m->saved, n->saved, c, values));
+    TDM_TRY(upload_pair(m->stats, n->stats, c, running));
+    for (size_t k = 0; k < c; k++) { /* the mean and variance the eval op normalises with */
+        values[k] = (float)mean[k];
+        values[c + k] = (float)var[k];
+    }
+    TDM_TRY(upload_pair(m->shared, elements, c, values));
+    return tdm_batchnorm_forward_eval(m->backend, &s, x, at(m->params, n->weight),
+                                      at(m->params, n->bias), at(m->shared, elements),
+                                      at(m->shared, elements + c), y);
+}
+
+/* The op's dx used this share's sums of dy and dy * xhat (in dbeta and
+ * dgamma: they were zero before it); the whole batch's differ by an affine
+ * function of xhat per channel, added here:
+ *   dx += gamma invstd ((S1 / n_p - G1 / n) + xhat (S2 / n_p - G2 / n)). */
+static tdm_status correct_norm_gradient(tdm_model *m, const node *n, tdm_view x, tdm_view dx)
+{
+    tdm_batchnorm_shape s = norm_shape(n, m->batch);
+    s.relu = false;
+    size_t c = n->in.channels, elements = m->batch * tdm_nn_volume(n->in);
+    shared_room room = room_of(m, c);
+    float *values = room.floats, *saved = values + 2 * c, *gamma = saved + 2 * c;
+    float *affine = gamma + c;
+    double *all = room.all, *total = room.first; /* first and second: G2, then G1 */
+    TDM_TRY(tdm_buffer_download(m->grads, n->weight * sizeof(float), values,
+                                c * sizeof(float))); /* S2 */
+    TDM_TRY(tdm_buffer_download(m->grads, n->bias * sizeof(float), values + c,
+                                c * sizeof(float))); /* S1 */
+    TDM_TRY(download_pair(m->saved, n->saved, c, saved));
+    TDM_TRY(tdm_buffer_download(m->params, n->weight * sizeof(float), gamma, c * sizeof(float)));
+    double count = (double)(m->batch * s.spatial), all_count = 0.0;
+    room.mine[0] = count;
+    for (size_t k = 0; k < 2 * c; k++)
+        room.mine[1 + k] = values[k];
+    TDM_TRY(gather_channel_values(m, c, &room));
+    for (size_t k = 0; k < 2 * c; k++)
+        total[k] = 0.0;
+    for (int r = 0; r < m->comm->size; r++) {
+        all_count += all[r * (1 + 2 * c)];
+        for (size_t k = 0; k < 2 * c; k++)
+            total[k] += all[r * (1 + 2 * c) + 1 + k];
+    }
+    for (size_t k = 0; k < c; k++) {
+        double scale = (double)gamma[k] * saved[c + k], invstd = saved[c + k];
+        affine[k] = (float)(scale * (values[k] / count - total[k] / all_count)); /* xhat */
+        affine[c + k] = (float)(scale * (values[c + k] / count - total[c + k] / all_count)); /* 1 */
+        values[k] = saved[k];                                     /* mean */
+        values[c + k] = (float)(1.0 / (invstd * invstd) - s.eps); /* var: its invstd */
+    }
+    TDM_TRY(upload_pair(m->shared, elements, c, values));
+    TDM_TRY(upload_pair(m->shared, elements + 2 * c, c, affine));
+    tdm_view correction = at(m->shared, 0);
+    TDM_TRY(tdm_batchnorm_forward_eval(m->backend, &s, x, at(m->shared, elements + 2 * c),
+                                       at(m->shared, elements + 3 * c), at(m->shared, elements),
+                                       at(m->shared, elements + c), correction));
+    return tdm_axpy(m->backend, elements, 1.0f, correction, dx);
+}
+
 static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view y, bool train)
 {
     tdm_batchnorm_shape s = norm_shape(n, m->batch);
@@ -394,6 +553,8 @@ static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view
     tdm_view mean = at(m->stats, n->stats), var = at(m->stats, n->stats + c);
     if (!train)
         return tdm_batchnorm_forward_eval(m->backend, &s, x, gamma, beta, mean, var, y);
+    if (m->comm)
+        return forward_norm_shared(m, n, x, y);
     return tdm_batchnorm_forward_train(m->backend, &s, x, gamma, beta, mean, var,
                                        at(m->saved, n->saved), at(m->saved, n->saved + c), y);
 }
@@ -539,6 +700,8 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
     TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, at(m->params, n->weight),
                                    at(m->saved, n->saved), at(m->saved, n->saved + c), dx,
                                    at(m->grads, n->weight), at(m->grads, n->bias)));
+    if (m->comm && needs_input_gradient(m, n, 0))
+        TDM_TRY(correct_norm_gradient(m, n, x, dx));
     return needs_input_gradient(m, n, 0) ? finish_input_gradient(m, n, 0) : TDM_OK;
 }
 
@@ -625,6 +788,46 @@ tdm_status tdm_model_set_parameters(tdm_model *m, const float *values)
 tdm_status tdm_model_get_gradients(const tdm_model *m, float *out)
 {
     return download(m->grads, m->param_count, out);
+}
+
+tdm_status tdm_model_share_batches(tdm_model *m, tdm_comm *comm)
+{
+    tdm_buffer_free(m->shared);
+    free(m->host);
+    m->shared = NULL;
+    m->host = NULL;
+    m->comm = comm && comm->size > 1 ? comm : NULL;
+    size_t elements = 0, channels = 0;
+    for (size_t i = 0; m->comm && i < m->node_count; i++) {
+        const node *n = &m->nodes[i];
+        size_t volume = m->max_batch * tdm_nn_volume(n->in);
+        if (n->kind == NODE_NORM) {
+            elements = volume > elements ? volume : elements;
+            channels = n->in.channels > channels ? n->in.channels : channels;
+        }
+    }
+    if (!m->comm || channels == 0)
+        return TDM_OK;
+    m->host = malloc(shared_room_doubles(channels, comm->size) * sizeof(double));
+    if (!m->host)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    return alloc_floats(m->backend, elements + 4 * channels, &m->shared);
+}
+
+tdm_status tdm_model_sum_gradients(tdm_model *m)
+{
+    if (!m->comm || m->param_count == 0)
+        return TDM_OK;
+    float *grads = malloc(m->param_count * sizeof(float));
+    if (!grads)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "model: out of host memory");
+    tdm_status status = download(m->grads, m->param_count, grads);
+    if (status == TDM_OK)
+        status = tdm_comm_sum_floats(m->comm, grads, m->param_count);
+    if (status == TDM_OK)
+        status = upload(m->grads, m->param_count, grads);
+    free(grads);
+    return status;
 }
 
 tdm_status tdm_model_get_statistics(const tdm_model *m, float *out)

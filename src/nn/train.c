@@ -97,6 +97,31 @@ static tdm_status check_set(const tdm_dataset *set, const char *name, tdm_sample
     return TDM_OK;
 }
 
+static size_t process_count(const tdm_trainer *t)
+{
+    return t->comm ? (size_t)t->comm->size : 1;
+}
+
+/* This process's share [*first, *first + *count) of a batch of n samples. */
+static void batch_share(const tdm_trainer *t, size_t n, size_t *first, size_t *count)
+{
+    size_t rank = t->comm ? (size_t)t->comm->rank : 0, size = process_count(t);
+    *first = n * rank / size;
+    *count = n * (rank + 1) / size - *first;
+}
+
+/* The smallest share of a batch of n samples must be one the model trains on. */
+static tdm_status check_batch(const tdm_trainer *t, size_t n)
+{
+    size_t smallest = n / process_count(t);
+    if (smallest == 0)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "train: a batch of %zu samples among %zu processes leaves one without "
+                        "any (use fewer processes, or a batch size whose last batch is larger)",
+                        n, process_count(t));
+    return tdm_model_check_training_batch(t->model, smallest);
+}
+
 static tdm_status upload_set(tdm_backend *backend, const tdm_dataset *set, device_set *out)
 {
     size_t floats = set->count * sample_size(set->shape);
@@ -122,11 +147,12 @@ static tdm_status setup(tdm_trainer *t, const tdm_model_spec *spec, const tdm_da
                         out.channels, out.height, out.width);
     t->classes = out.channels;
     TDM_TRY(check_set(train, "training", spec->input, t->classes));
+    TDM_TRY(tdm_model_share_batches(t->model, t->comm));
     /* every batch an epoch trains on: the full ones and the last */
     size_t full = train->count < o->batch ? train->count : o->batch, last = train->count % o->batch;
-    TDM_TRY(tdm_model_check_training_batch(t->model, full));
+    TDM_TRY(check_batch(t, full));
     if (last)
-        TDM_TRY(tdm_model_check_training_batch(t->model, last));
+        TDM_TRY(check_batch(t, last));
     TDM_TRY(check_set(test, "test", spec->input, t->classes));
     TDM_TRY(upload_set(t->backend, train, &t->train));
     TDM_TRY(upload_set(t->backend, test, &t->test));
@@ -142,12 +168,21 @@ tdm_status tdm_trainer_create(tdm_backend *backend, const tdm_model_spec *spec,
                               const tdm_dataset *train, const tdm_dataset *test,
                               const tdm_train_options *options, tdm_trainer **out)
 {
+    return tdm_trainer_create_shared(backend, NULL, spec, train, test, options, out);
+}
+
+tdm_status tdm_trainer_create_shared(tdm_backend *backend, tdm_comm *comm,
+                                     const tdm_model_spec *spec, const tdm_dataset *train,
+                                     const tdm_dataset *test, const tdm_train_options *options,
+                                     tdm_trainer **out)
+{
     *out = NULL;
     TDM_TRY(check_options(options));
     tdm_trainer *t = calloc(1, sizeof *t);
     if (!t)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
     t->backend = backend;
+    t->comm = comm && comm->size > 1 ? comm : NULL;
     t->options = *options;
     t->spec = *spec;
     t->rng = (tdm_rng){options->seed ^ 0x5DEECE66Dull};
@@ -192,11 +227,15 @@ size_t tdm_trainer_epoch(const tdm_trainer *t)
 
 /* ---------- one pass ---------- */
 
-/* Forward (and in training, backward and a step) of samples [first, first + n). */
+/* Forward (and in training, backward and a step) of samples [first, first + n);
+ * in training, of this process's share of them. */
 static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first, size_t n,
                              bool train)
 {
-    size_t size = sample_size(t->spec.input);
+    size_t size = sample_size(t->spec.input), whole = n, offset = 0;
+    if (train)
+        batch_share(t, whole, &offset, &n);
+    first += offset;
     tdm_view x = {set->pixels, first * size};
     tdm_cross_entropy_shape s = {n, t->classes};
     TDM_TRY(tdm_model_forward(t->model, x, n, train));
@@ -206,8 +245,12 @@ static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first
         train ? (tdm_view){t->dlogits, 0} : (tdm_view){0}));
     if (!train)
         return TDM_OK;
+    if (n != whole) /* the gradient of the whole batch's mean loss */
+        TDM_TRY(tdm_scale(t->backend, n * t->classes, (float)n / (float)whole,
+                          (tdm_view){t->dlogits, 0}));
     TDM_TRY(tdm_model_zero_grad(t->model));
     TDM_TRY(tdm_model_backward(t->model, (tdm_view){t->dlogits, 0}));
+    TDM_TRY(tdm_model_sum_gradients(t->model));
     return tdm_model_sgd_step(t->model, &t->options.sgd);
 }
 
@@ -291,12 +334,19 @@ tdm_status tdm_trainer_train_epoch(tdm_trainer *t)
         TDM_TRY(shuffle_training_set(t));
         set = &t->shuffled;
     }
+    if (t->comm) /* the other processes' samples count 0 here */
+        TDM_TRY(tdm_fill(t->backend, (tdm_view){set->results, 0}, 2 * set->count, 0.0f));
     for (size_t first = 0; first < set->count; first += t->options.batch) {
         size_t n = set->count - first < t->options.batch ? set->count - first : t->options.batch;
         TDM_TRY(batch_pass(t, set, first, n, true));
     }
     double loss = 0.0, error = 0.0;
     TDM_TRY(pass_results(set, &loss, &error));
+    if (t->comm) { /* every process stops on the same loss */
+        float total = (float)loss;
+        TDM_TRY(tdm_comm_sum_floats(t->comm, &total, 1));
+        loss = total;
+    }
     t->epoch++;
     t->seconds += tdm_monotonic_seconds() - start;
     if (!isfinite(loss))

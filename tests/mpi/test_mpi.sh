@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# tandem em across MPI processes, as a user runs it with mpirun: np = 2 and 3
-# (uneven shares) give np = 1's params.csv, history.csv and assignments.csv
-# byte for byte, for every initialisation, on the cpu backend and on PoCL,
-# from the digits, a CSV with labels and a packed .npy; one process on the
-# cpu backend and one on PoCL agree with np = 1 within the backends'
-# tolerance; a bad row on one process, a failure inside the fit and a
-# command that does not run distributed end every process with the error,
-# no hang (each mpirun under a timeout) and no files.
-# Usage: test_mpi_em.sh path/to/tandem path/to/source-tree
+# tandem em and train across MPI processes, as a user runs them with mpirun.
+# em: np = 2 and 3 (uneven shares) give np = 1's params.csv, history.csv and
+# assignments.csv byte for byte, for every initialisation, on the cpu backend
+# and on PoCL, from the digits, a CSV with labels and a packed .npy; one
+# process on the cpu backend and one on PoCL agree with np = 1 within the
+# backends' tolerance. train: np = 2 and 3 follow np = 1 within the backends'
+# agreement over 5 epochs, and a run resumed with another process count too.
+# A bad row on one process, a failure inside the fit, a batch too small to
+# share and a command that does not run distributed end every process with
+# the error, no hang (each mpirun under a timeout) and no files.
+# Usage: test_mpi.sh path/to/tandem path/to/source-tree
 set -u
 tandem=$(realpath "$1")
 root=$2
@@ -116,7 +118,42 @@ check "a failure inside the fit ends every process" 1 "K = 61 components for 60 
     mpi 2 -q --device cpu --config "$csv_cfg" --k 61 --out "$work/runs" --name big em
 [ ! -e "$work/runs/big" ] && ok "the failed fit leaves no files" || bad "the failed fit left files"
 
-check "train refuses to run as several processes" 2 "train runs in one process" \
-    mpi 2 -q --device cpu --epochs 1 --out "$work/runs" --name train train
+# Training: each process takes its share of every batch of 128 (the last,
+# of 29 samples: 15/14 and 10/10/9), batch norm over the whole batch.
+train() { # train N NAME FLAGS...: ResNet(4) on the digits on N processes
+    local n=$1 name=$2
+    shift 2
+    mpi "$n" -q --device cpu --out "$work/train" --name "$name" "$@" train
+}
+# agree A B: the metrics rows of two runs within the backends' agreement
+# (tests/test_training.c): losses within 1e-4 relative, errors 0.5 points.
+agree() {
+    paste -d, "$work/train/$1/metrics.csv" "$work/train/$2/metrics.csv" | tail -n +2 | awk -F, '
+        function rel(a, b) { d = a - b; if (d < 0) d = -d; return d / b }
+        function abs(a) { return a < 0 ? -a : a }
+        $1 != $7 || rel($2, $8) > 1e-4 || rel($4, $10) > 1e-4 ||
+            abs($3 - $9) > 0.005 || abs($5 - $11) > 0.005 { bad = 1 }
+        END { exit bad || NR == 0 }'
+}
+check "train on 1 process" 0 "epoch 5: train error" train 1 np1 --epochs 5
+for n in 2 3; do
+    check "train on $n processes: one summary" 0 "^[^ ]*/np$n: epoch 5: train error" \
+        train "$n" "np$n" --epochs 5
+    [ "$(train "$n" "again$n" --epochs 1 | grep -c "epoch 1:")" -eq 1 ] &&
+        ok "only process 0 prints, $n processes" || bad "the summary printed more than once"
+    agree np1 "np$n" && ok "train on $n processes follows 1 process" ||
+        bad "train on $n processes: $(cat "$work/train/np$n/metrics.csv")"
+done
+train 2 resumed --epochs 3 >/dev/null 2>&1
+check "a run of 2 processes resumed by 3" 0 "epoch 5: train error" \
+    train 3 resumed --epochs 5 --resume
+agree np1 resumed && [ "$(wc -l <"$work/train/resumed/metrics.csv")" -eq 7 ] &&
+    ok "the resumed run follows 1 process" || bad "the resumed run"
+check "a batch too small to share ends every process" 1 "a batch of 2 samples among 3 processes" \
+    train 3 small --epochs 1 --batch 2
+[ ! -e "$work/train/small/metrics.csv" ] && ok "the batch too small leaves no metrics" ||
+    bad "the batch too small left metrics"
+check "sweep refuses to run as several processes" 2 "sweep runs in one process" \
+    mpi 2 -q --device cpu --epochs 1 --out "$work/runs" --name sweep sweep
 
 finish
