@@ -55,6 +55,15 @@ lines=$(mpi 3 -q --device cpu --config "$(digits once kmeans++)" --out "$work/ru
     grep -c "^purity")
 [ "$lines" -eq 1 ] && ok "only process 0 prints" || bad "the summary printed $lines times"
 
+# --k-sweep: the same table.
+for n in 1 3; do
+    mpi "$n" -q --device cpu --config "$(digits sweep kmeans++)" --k-sweep 2..3 \
+        --out "$work/runs" --name "sweep-$n" em >/dev/null 2>&1
+done
+cmp -s "$work/runs/sweep-1/k-sweep.csv" "$work/runs/sweep-3/k-sweep.csv" &&
+    [ -s "$work/runs/sweep-3/k-sweep.csv" ] && ok "--k-sweep on 3 processes: np = 1's table" ||
+    bad "--k-sweep on 3 processes"
+
 # PoCL in every process: the same bytes as PoCL in one.
 pocl=(--device "opencl:Portable Computing Language")
 cfg=$(digits pocl kmeans++)
@@ -149,6 +158,17 @@ check "a run of 2 processes resumed by 3" 0 "epoch 5: train error" \
     train 3 resumed --epochs 5 --resume
 agree np1 resumed && [ "$(wc -l <"$work/train/resumed/metrics.csv")" -eq 7 ] &&
     ok "the resumed run follows 1 process" || bad "the resumed run"
+# One process on the cpu backend and one on PoCL train together.
+mixed=$(timeout 120 mpirun --oversubscribe --allow-run-as-root \
+    -np 1 "$tandem" --device cpu --epochs 5 --out "$work/train" --name mixed train : \
+    -np 1 "$tandem" "${pocl[@]}" --epochs 5 --out "$work/train" --name mixed train 2>&1)
+if grep -q "device: cpu" <<<"$mixed" && grep -q "device: opencl" <<<"$mixed" &&
+    agree np1 mixed; then
+    ok "cpu and PoCL processes train together as one process"
+else
+    bad "cpu and PoCL processes training together"
+    echo "$mixed" | sed 's/^/    /'
+fi
 check "a batch too small to share ends every process" 1 "a batch of 2 samples among 3 processes" \
     train 3 small --epochs 1 --batch 2
 [ ! -e "$work/train/small/metrics.csv" ] && ok "the batch too small leaves no metrics" ||
