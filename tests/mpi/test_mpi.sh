@@ -4,8 +4,9 @@
 # assignments.csv byte for byte, for every initialisation, on the cpu backend
 # and on PoCL, from the digits, a CSV with labels and a packed .npy; one
 # process on the cpu backend and one on PoCL agree with np = 1 within the
-# backends' tolerance. train: np = 2 and 3 follow np = 1 within the backends'
-# agreement over 5 epochs, and a run resumed with another process count too.
+# backends' tolerance; --k-sweep gives np = 1's table. train: np = 2 and 3
+# follow np = 1 within the backends' agreement over 5 epochs, and so do a run
+# resumed with another process count and a cpu and a PoCL process together.
 # A bad row on one process, a failure inside the fit, a batch too small to
 # share and a command that does not run distributed end every process with
 # the error, no hang (each mpirun under a timeout) and no files.
