@@ -14,6 +14,7 @@ packages=(
     zlib1g-dev                     # gzipped data files, checkpoint checksums
     gnuplot-nox                    # the pictures of tandem sweep
     libopenmpi-dev openmpi-bin     # Open MPI: tandem em across processes and machines (mpirun)
+    python3-venv                   # the Python package's tests, in a venv from PyPI
     libcmocka-dev                  # test bodies
     oclgrind                       # checks every kernel's memory accesses (tests)
     valgrind                       # memcheck of a short train and em (tests, portable GEMM)

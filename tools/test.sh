@@ -5,7 +5,9 @@
 # Mesa's AMD and Intel GPU drivers), twice: with the cpu backend on 1 thread
 # and on 2. With CI=true both OpenCL implementations must have run.
 #   tools/test.sh                 build in build/ (the default GEMM, oneDNN, and
-#                                 MPI: mpirun tests of distributed EM) and test
+#                                 MPI: mpirun tests of distributed EM and training)
+#                                 and test, then the Python package
+#                                 (tools/test-python.sh: pip install . in a venv)
 #   tools/test.sh --sanitize      the same with ASan + UBSan, in build-sanitize/
 #                                 (without MPI: the build that refuses mpirun)
 #   tools/test.sh --gemm NAME     the cpu backend's GEMM: onednn, openblas or
@@ -74,3 +76,8 @@ for threads in 1 2; do
         fi
     done
 done
+cd ..
+if [ "$build" = build ]; then
+    echo "== the Python package (tools/test-python.sh) =="
+    tools/test-python.sh "$build"
+fi
