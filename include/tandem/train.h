@@ -48,8 +48,9 @@ tdm_status tdm_trainer_create(tdm_backend *backend, const tdm_model_spec *spec,
  * options; process r of N takes samples [n r / N, n (r + 1) / N) of each
  * batch of n, batch norm uses the whole batch's statistics, and the
  * gradients are added across processes before each step, so every process
- * keeps the same parameters, those of one process up to rounding. Every
- * process evaluates both sets whole. Every share of every batch must hold at
+ * keeps the same parameters, those of one process up to rounding. Each
+ * process evaluates its share of each set (the same split), and the sums of
+ * losses and errors are added in rank order. Every share of every batch must hold at
  * least one sample (and a batch norm layer two values per channel). */
 tdm_status tdm_trainer_create_shared(tdm_backend *backend, tdm_comm *comm,
                                      const tdm_model_spec *spec, const tdm_dataset *train,

@@ -255,32 +255,59 @@ static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first
 }
 
 /* Mean loss and error of the last pass over `set`, in double. */
-static tdm_status pass_results(const device_set *set, double *loss, double *error)
+/* sums[0..2) += every process's: the sums of each, added in rank order. */
+static tdm_status add_processes(const tdm_trainer *t, double sums[2])
+{
+    if (!t->comm)
+        return TDM_OK;
+    int size = t->comm->size;
+    double *all = malloc(2 * (size_t)size * sizeof(double));
+    if (!all)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
+    tdm_status status = t->comm->ops->allgather(t->comm, sums, 2 * sizeof(double), all);
+    sums[0] = sums[1] = 0.0;
+    for (int r = 0; status == TDM_OK && r < size; r++) {
+        sums[0] += all[2 * r];
+        sums[1] += all[2 * r + 1];
+    }
+    free(all);
+    return status;
+}
+
+/* Mean loss and error over the set of the last pass, whose samples
+ * [first, first + count) this process holds, in double. */
+static tdm_status pass_results(const tdm_trainer *t, const device_set *set, size_t first,
+                               size_t count, double *loss, double *error)
 {
     float *values = malloc(2 * set->count * sizeof(float));
     if (!values)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "train: out of host memory");
     tdm_status status =
         tdm_buffer_download(set->results, 0, values, 2 * set->count * sizeof(float));
-    double loss_sum = 0.0, wrong = 0.0;
-    for (size_t i = 0; status == TDM_OK && i < set->count; i++) {
-        loss_sum += values[i];
-        wrong += values[set->count + i];
+    double sums[2] = {0.0, 0.0}; /* loss, wrong */
+    for (size_t i = first; status == TDM_OK && i < first + count; i++) {
+        sums[0] += values[i];
+        sums[1] += values[set->count + i];
     }
     free(values);
-    *loss = loss_sum / (double)set->count;
-    *error = wrong / (double)set->count;
+    if (status == TDM_OK)
+        status = add_processes(t, sums);
+    *loss = sums[0] / (double)set->count;
+    *error = sums[1] / (double)set->count;
     return status;
 }
 
+/* Each process evaluates its share of the set. */
 static tdm_status evaluate_set(tdm_trainer *t, const device_set *set, double *loss, double *error)
 {
-    for (size_t first = 0; first < set->count; first += t->options.eval_batch) {
-        size_t n =
-            set->count - first < t->options.eval_batch ? set->count - first : t->options.eval_batch;
-        TDM_TRY(batch_pass(t, set, first, n, false));
+    size_t start = 0, count = 0;
+    batch_share(t, set->count, &start, &count);
+    for (size_t first = start; first < start + count; first += t->options.eval_batch) {
+        size_t left = start + count - first;
+        TDM_TRY(batch_pass(t, set, first,
+                           left < t->options.eval_batch ? left : t->options.eval_batch, false));
     }
-    return pass_results(set, loss, error);
+    return pass_results(t, set, start, count, loss, error);
 }
 
 tdm_status tdm_trainer_evaluate(tdm_trainer *t, tdm_metrics *m)
@@ -340,13 +367,8 @@ tdm_status tdm_trainer_train_epoch(tdm_trainer *t)
         size_t n = set->count - first < t->options.batch ? set->count - first : t->options.batch;
         TDM_TRY(batch_pass(t, set, first, n, true));
     }
-    double loss = 0.0, error = 0.0;
-    TDM_TRY(pass_results(set, &loss, &error));
-    if (t->comm) { /* every process stops on the same loss */
-        float total = (float)loss;
-        TDM_TRY(tdm_comm_sum_floats(t->comm, &total, 1));
-        loss = total;
-    }
+    double loss = 0.0, error = 0.0; /* every process's: all stop on the same loss */
+    TDM_TRY(pass_results(t, set, 0, set->count, &loss, &error));
     t->epoch++;
     t->seconds += tdm_monotonic_seconds() - start;
     if (!isfinite(loss))
