@@ -152,6 +152,14 @@ tdm_status tdm_check_share(const tdm_row_share *share)
     return TDM_OK;
 }
 
+void tdm_share_range(const tdm_row_share *share, size_t total, size_t *first, size_t *count)
+{
+    *first = 0;
+    *count = total;
+    if (share)
+        tdm_em_share(total, share->shard_rows, share->rank, share->size, first, count);
+}
+
 tdm_status tdm_binary_load_csv_part(const char *path, bool has_labels, const tdm_row_share *share,
                                     tdm_binary_data *out)
 {
@@ -163,8 +171,7 @@ tdm_status tdm_binary_load_csv_part(const char *path, bool has_labels, const tdm
     if (share) {
         status = tdm_read_lines(path, count_row, &state, &lines);
         size_t count = 0;
-        if (status == TDM_OK && lines > 0)
-            tdm_em_share(lines, share->shard_rows, share->rank, share->size, &state.first, &count);
+        tdm_share_range(share, lines, &state.first, &count);
         state.end = state.first + count;
         state.row = 0;
     }
@@ -192,7 +199,7 @@ tdm_status tdm_binary_keep_share(tdm_binary_data *data, const tdm_row_share *sha
     if (data->total_rows != data->rows || data->first_row != 0)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "keep_share: the data is already a part");
     size_t first = 0, count = 0, words = data->row_words;
-    tdm_em_share(data->rows, share->shard_rows, share->rank, share->size, &first, &count);
+    tdm_share_range(share, data->rows, &first, &count);
     memmove(data->bits, data->bits + first * words, count * words * sizeof(uint64_t));
     if (data->labels)
         memmove(data->labels, data->labels + first, count * sizeof(int32_t));

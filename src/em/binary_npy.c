@@ -222,9 +222,8 @@ static tdm_status unpack_values(const char *path, FILE *file, const npy_header *
 static tdm_status start_part(const char *path, FILE *file, const npy_header *h, size_t cols,
                              const tdm_row_share *share, tdm_binary_data *out)
 {
-    size_t first = 0, count = h->rows;
-    if (share)
-        tdm_em_share(h->rows, share->shard_rows, share->rank, share->size, &first, &count);
+    size_t first = 0, count = 0;
+    tdm_share_range(share, h->rows, &first, &count);
     if (count == 0) {
         *out = (tdm_binary_data){.cols = cols, .row_words = tdm_bits_row_words(cols)};
     } else {

@@ -578,7 +578,7 @@ static tdm_status worst_row(fit_state *f, double floor, size_t after_row, double
     for (size_t i = 0; i < part->data->rows; i++) {
         double ll = f->row_ll[i];
         size_t row = part->first_row + i;
-        bool after = ll > floor || (ll == floor && after_row != SIZE_MAX && row > after_row);
+        bool after = ll > floor || (ll == floor && row > after_row); /* SIZE_MAX: none used */
         if (after && ll < mine[0]) {
             mine[0] = ll;
             mine[1] = (double)row;
@@ -621,10 +621,12 @@ static tdm_status reseed_empty(fit_state *f, size_t *reseeded)
 }
 
 /* A pass over every process's rows: the shards' sums (or log-likelihood
- * alone) added in order into f->totals. */
+ * alone) added in order into f->totals; with sums, the rows'
+ * log-likelihoods too, for re-seeding. */
 static tdm_status global_pass(fit_state *f, bool sums)
 {
-    pass_outputs out = {.shard_sums = f->partials, .sums = sums, .row_log_likelihood = f->row_ll};
+    pass_outputs out = {
+        .shard_sums = f->partials, .sums = sums, .row_log_likelihood = sums ? f->row_ll : NULL};
     TDM_TRY(em_pass(f->dev, f->p, f->pi, f->options->shard_rows, &out));
     size_t stride = shard_stride(f->options->components, f->part.data->cols, sums);
     return tdm_em_sum_shards(&f->part, f->partials, stride, f->totals);

@@ -76,44 +76,50 @@ static double uniform(tdm_rng *rng)
     return (double)(tdm_rng_next(rng) >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* The first global row whose running sum of `weights` (integers: every sum
- * is exact, so the order of addition does not matter) passes target, or
- * the last row. Each process scans its rows from the sum of the earlier
- * processes' weights; the first process with a row wins. */
-static tdm_status first_past(const em_part *part, const double *weights, double local_total,
-                             double target, size_t *pick)
+/* Every process's `local` total (an integer: every sum below 2^53 is
+ * exact): the sum of the earlier processes' and of all. */
+static tdm_status process_totals(const em_part *part, double local, double *before, double *total)
 {
-    int size = part->comm->size, rank = part->comm->rank;
-    double *all = malloc(2 * (size_t)size * sizeof(double)), before = 0.0, found = INFINITY;
+    int size = part->comm->size;
+    double *all = malloc((size_t)size * sizeof(double));
     if (!all)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    tdm_status status = tdm_em_allgather_doubles(part, &local_total, 1, all);
-    for (int r = 0; r < rank; r++)
-        before += all[r];
-    for (size_t i = 0; status == TDM_OK && i < part->data->rows; i++) {
+    tdm_status status = tdm_em_allgather_doubles(part, &local, 1, all);
+    *before = *total = 0.0;
+    for (int r = 0; status == TDM_OK && r < size; r++) {
+        *before += r < part->comm->rank ? all[r] : 0.0;
+        *total += all[r];
+    }
+    free(all);
+    return status;
+}
+
+/* The first global row whose running sum of `weights` (integers) passes
+ * target, or the last row. Each process scans its rows from `before`, the
+ * sum of the earlier processes' weights; the first process with a row wins. */
+static tdm_status first_past(const em_part *part, const double *weights, double before,
+                             double target, size_t *pick)
+{
+    int size = part->comm->size;
+    double *all = malloc((size_t)size * sizeof(double)), found = INFINITY;
+    if (!all)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    for (size_t i = 0; i < part->data->rows; i++) {
         before += weights[i];
         if (before > target) {
             found = (double)(part->first_row + i);
             break;
         }
     }
-    if (status == TDM_OK)
-        status = tdm_em_allgather_doubles(part, &found, 1, all + size);
+    tdm_status status = tdm_em_allgather_doubles(part, &found, 1, all);
     *pick = part->total_rows - 1;
     for (int r = 0; status == TDM_OK && r < size; r++)
-        if (all[size + r] < INFINITY) {
-            *pick = (size_t)all[size + r];
+        if (all[r] < INFINITY) {
+            *pick = (size_t)all[r];
             break;
         }
     free(all);
     return status;
-}
-
-/* The sum of every process's value; exact for integers below 2^53. */
-static tdm_status global_total(const em_part *part, double local, double *total)
-{
-    *total = local;
-    return part->comm->ops->allreduce_sum_double(part->comm, total, 1);
 }
 
 /* k-means++: the first centre uniformly, each next one with probability
@@ -128,17 +134,17 @@ static tdm_status kmeans_plus_plus(const em_part *part, size_t k_count, tdm_rng 
     for (size_t i = 0; i < n; i++)
         nearest[i] = INFINITY;
     for (size_t k = 1; k < k_count; k++) {
-        double local = 0.0, total = 0.0;
+        double local = 0.0, before = 0.0, total = 0.0;
         for (size_t i = 0; i < n; i++) {
             double d = (double)hamming(row_words(data, i), centres + (k - 1) * words, words);
             nearest[i] = fmin(nearest[i], d * d);
             local += nearest[i];
         }
-        TDM_TRY(global_total(part, local, &total));
+        TDM_TRY(process_totals(part, local, &before, &total));
         double target = uniform(rng) * total;
         size_t pick = (size_t)(tdm_rng_next(rng) % total_rows); /* all rows on centres: any row */
         if (total > 0.0)
-            TDM_TRY(first_past(part, nearest, local, target, &pick));
+            TDM_TRY(first_past(part, nearest, before, target, &pick));
         TDM_TRY(tdm_em_fetch_row(part, pick, centres + k * words));
     }
     return TDM_OK;

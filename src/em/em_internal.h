@@ -23,6 +23,8 @@ typedef struct em_part {
 
 /* TDM_ERR_INVALID_ARGUMENT unless share is NULL or a valid share. */
 tdm_status tdm_check_share(const tdm_row_share *share);
+/* The rows [*first, *first + *count) of total that share keeps (NULL: all). */
+void tdm_share_range(const tdm_row_share *share, size_t total, size_t *first, size_t *count);
 /* The shards this process holds. */
 size_t tdm_em_local_shards(const em_part *part);
 /* total[0..stride) = the sum of every shard's `stride` values, the shards

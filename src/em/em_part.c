@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comm/comm_internal.h"
 #include "core/error.h"
 #include "em/em_internal.h"
 
@@ -62,24 +63,27 @@ static void add_in_order(const double *shards, size_t count, size_t stride, doub
             total[i] += shards[shard * stride + i];
 }
 
-/* The running total passes along the processes in rank order, each adding
- * its shards: the additions of one process, and one total's worth sent per
- * process whatever the rows (a gather of every shard to one process would
- * bring it all of them); the last process sends the total to all. */
+typedef struct own_shards {
+    const double *partials;
+    size_t count, stride;
+} own_shards;
+
+static void add_own_shards(void *total, void *user)
+{
+    const own_shards *own = user;
+    add_in_order(own->partials, own->count, own->stride, total);
+}
+
+/* A running total passed along the processes, each adding its shards: the
+ * additions of one process, and one total's worth sent per process whatever
+ * the rows (a gather of every shard to one process would bring it all of
+ * them). */
 tdm_status tdm_em_sum_shards(const em_part *part, const double *partials, size_t stride,
                              double *total)
 {
-    tdm_comm *comm = part->comm;
-    int rank = comm->rank, last = comm->size - 1;
-    size_t bytes = stride * sizeof(double);
-    if (rank == 0)
-        memset(total, 0, bytes);
-    else
-        TDM_TRY(comm->ops->receive(comm, total, bytes, rank - 1));
-    add_in_order(partials, tdm_em_local_shards(part), stride, total);
-    if (rank < last)
-        TDM_TRY(comm->ops->send(comm, total, bytes, rank + 1));
-    return comm->size > 1 ? comm->ops->broadcast(comm, total, bytes, last) : TDM_OK;
+    own_shards own = {partials, tdm_em_local_shards(part), stride};
+    memset(total, 0, stride * sizeof(double));
+    return tdm_comm_running_total(part->comm, total, stride * sizeof(double), add_own_shards, &own);
 }
 
 tdm_status tdm_em_fetch_row(const em_part *part, size_t row, uint64_t *words)
