@@ -284,9 +284,8 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
         return result, (p, pi)
 
     def _call(self, function, X, out):
-        check_is_fitted(self, ("means_", "weights_"))
+        result, keep = self._fitted()  # NotFittedError before any look at X
         data = self._data(X, reset=False)
-        result, keep = self._fitted()
         pointer = out.ctypes.data_as(ctypes.POINTER(np.ctypeslib.as_ctypes_type(out.dtype)))
         _native.check(
             function(
@@ -301,7 +300,6 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
 
     def predict(self, X):
         """The most likely component of each sample (ties: the first)."""
-        check_is_fitted(self, ("means_", "weights_"))
         out = np.empty(self._rows(X), dtype=np.int32)
         return self._call(_native.lib.tdm_em_predict, X, out).astype(np.intp)
 
@@ -312,7 +310,6 @@ class BernoulliMixture(DensityMixin, BaseEstimator):
 
     def score_samples(self, X):
         """The log-likelihood of each sample under the mixture."""
-        check_is_fitted(self, ("means_", "weights_"))
         out = np.empty(self._rows(X), dtype=np.float64)
         return self._call(_native.lib.tdm_em_score_samples, X, out)
 
