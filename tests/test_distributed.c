@@ -156,6 +156,7 @@ typedef struct process {
     const tdm_em_options *options;
     tdm_em_result result;
     tdm_status status;
+    char message[512]; /* the failure's, from this thread */
 } process;
 
 static void *run_process(void *arg)
@@ -173,6 +174,7 @@ static void *run_process(void *arg)
         p->status = tdm_cpu_backend_create_threads(1, &backend);
     if (p->status == TDM_OK)
         p->status = tdm_em_fit_distributed(backend, comm, &part, p->options, &p->result);
+    snprintf(p->message, sizeof p->message, "%s", p->status == TDM_OK ? "" : tdm_last_error());
     tdm_backend_free(backend);
     tdm_binary_free(&part);
     return NULL;
@@ -352,6 +354,45 @@ static void test_wrong_share_is_refused(void **state)
     tdm_em_result_free(&r);
     tdm_backend_free(cpu);
     tdm_comm_free(single);
+    tdm_binary_free(&d);
+}
+
+/* Processes that disagree on K fail alike, naming the one that differs. */
+static void test_processes_must_agree(void **state)
+{
+    (void)state;
+    tdm_binary_data d = test_binary_digits();
+    tdm_em_options two, three;
+    tdm_em_options_init(&two);
+    two.components = 2;
+    two.shard_rows = 300;
+    three = two;
+    three.components = 3;
+    process procs[2] = {{.whole = &d, .options = &two}, {.whole = &d, .options = &three}};
+    run_processes(2, procs, sizeof procs[0], run_process);
+    for (int r = 0; r < 2; r++) {
+        assert_int_equal(procs[r].status, TDM_ERR_INVALID_ARGUMENT);
+        assert_non_null(strstr(procs[r].message, "process 1 fits 1797 rows of 64 columns in shards "
+                                                 "of 300 with K = 3, process 0 1797 rows of 64 in "
+                                                 "300 with K = 2"));
+    }
+    tdm_binary_free(&d);
+}
+
+/* Shares: a bad one, and a part cut again, are refused. */
+static void test_bad_shares(void **state)
+{
+    (void)state;
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_alloc(10, 3, &d), TDM_OK);
+    tdm_row_share past = {2, 2, 2};
+    assert_int_equal(tdm_binary_keep_share(&d, &past), TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "0 <= rank < size, got 2, 2, 2"));
+    tdm_row_share second = {2, 1, 2};
+    assert_int_equal(tdm_binary_keep_share(&d, &second), TDM_OK);
+    assert_true(d.first_row == 4 && d.rows == 6 && d.total_rows == 10); /* shards 2..4 of 5 */
+    assert_int_equal(tdm_binary_keep_share(&d, &second), TDM_ERR_INVALID_ARGUMENT);
+    assert_non_null(strstr(tdm_last_error(), "the data is already a part"));
     tdm_binary_free(&d);
 }
 
@@ -566,6 +607,8 @@ int main(void)
         cmocka_unit_test(test_every_init_on_the_digits),
         cmocka_unit_test(test_reseeding_and_small_shares),
         cmocka_unit_test(test_wrong_share_is_refused),
+        cmocka_unit_test(test_processes_must_agree),
+        cmocka_unit_test(test_bad_shares),
         cmocka_unit_test(test_csv_parts),
         cmocka_unit_test(test_npy_parts),
         cmocka_unit_test(test_training_shares_every_batch),

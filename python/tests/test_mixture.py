@@ -214,6 +214,10 @@ def test_bad_shapes_and_text():
         PackedBits(np.zeros((2, 2), dtype=np.uint8), 20)
     with pytest.raises(ValueError, match="uint8"):
         PackedBits(np.zeros((2, 2)), 10)
+    with pytest.raises(ValueError, match="n_features must be a whole number >= 1"):
+        PackedBits(np.zeros((2, 0), dtype=np.uint8), 0)
+    with pytest.raises(ValueError, match="bitorder must be 'big' or 'little'"):
+        PackedBits(np.zeros((2, 2), dtype=np.uint8), 10, bitorder="middle")
 
 
 @pytest.mark.parametrize(
