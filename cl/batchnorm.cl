@@ -5,20 +5,20 @@
 // host decides: tdm_opencl_batchnorm_forward) or in two. Backward alike.
 
 // Channel c's mean and biased variance (two passes, so no cancellation),
-// the same in every work-item of the group.
-inline float2 tdm_bn_statistics(__global const float *x, uint c, uint channels, uint spatial,
-                                uint count, __local float *partial)
+// the same in every work-item of the group; x at the channel's first value.
+inline float2 tdm_bn_statistics(__global const float *x, uint batch, uint stride, uint spatial,
+                                __local float *partial)
 {
-    float sum = 0.0f;
-    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE)
-        sum += x[tdm_channel_index(k, c, channels, spatial)];
-    const float mean = tdm_group_sum(sum, partial) / (float)count;
+    const float count = (float)(batch * spatial);
+    const float mean = tdm_group_sum(tdm_channel_sum(x, batch, stride, spatial), partial) / count;
     float squares = 0.0f;
-    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const float centered = x[tdm_channel_index(k, c, channels, spatial)] - mean;
-        squares += centered * centered;
+    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
+        for (uint s = 0; s < spatial; s++) {
+            const float centered = x[n * stride + s] - mean;
+            squares += centered * centered;
+        }
     }
-    return (float2)(mean, tdm_group_sum(squares, partial) / (float)count);
+    return (float2)(mean, tdm_group_sum(squares, partial) / count);
 }
 
 // Work-item 0 saves mean and invstd and updates the running statistics
@@ -47,16 +47,17 @@ inline float tdm_bn_value(float x, float mean, float invstd, float gamma, float 
 
 // Training statistics only, one work-group per channel.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_stats(uint batch, uint channels, uint spatial, float eps, float momentum,
-                    __global const float *x, uint x_offset, __global float *running_mean,
-                    uint running_mean_offset, __global float *running_var,
-                    uint running_var_offset, __global float *save_mean, uint save_mean_offset,
-                    __global float *save_invstd, uint save_invstd_offset)
+tdm_batchnorm_stats(uint batch, tdm_divisor channels, tdm_divisor spatial, float eps,
+                    float momentum, __global const float *x, uint x_offset,
+                    __global float *running_mean, uint running_mean_offset,
+                    __global float *running_var, uint running_var_offset, __global float *save_mean,
+                    uint save_mean_offset, __global float *save_invstd, uint save_invstd_offset)
 {
     __local float partial[TDM_GROUP_SIZE];
-    const uint c = get_group_id(0), count = batch * spatial;
-    const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
-    tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
+    const uint c = get_group_id(0), stride = channels.x * spatial.x;
+    const float2 stats =
+        tdm_bn_statistics(x + x_offset + c * spatial.x, batch, stride, spatial.x, partial);
+    tdm_bn_save(stats, c, batch * spatial.x, eps, momentum, running_mean + running_mean_offset,
                 running_var + running_var_offset, save_mean + save_mean_offset,
                 save_invstd + save_invstd_offset);
 }
@@ -64,42 +65,43 @@ tdm_batchnorm_stats(uint batch, uint channels, uint spatial, float eps, float mo
 // The statistics and then the channel's y, one work-group per channel: the
 // same values as tdm_batchnorm_stats then tdm_batchnorm_normalize, in one launch.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_train(uint batch, uint channels, uint spatial, float eps, float momentum,
-                    __global const float *x, uint x_offset, __global float *running_mean,
-                    uint running_mean_offset, __global float *running_var,
-                    uint running_var_offset, __global float *save_mean, uint save_mean_offset,
-                    __global float *save_invstd, uint save_invstd_offset,
+tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float eps,
+                    float momentum, __global const float *x, uint x_offset,
+                    __global float *running_mean, uint running_mean_offset,
+                    __global float *running_var, uint running_var_offset, __global float *save_mean,
+                    uint save_mean_offset, __global float *save_invstd, uint save_invstd_offset,
                     __global const float *gamma, uint gamma_offset, __global const float *beta,
                     uint beta_offset, int relu, __global float *y, uint y_offset)
 {
     __local float partial[TDM_GROUP_SIZE];
-    const uint c = get_group_id(0), count = batch * spatial;
-    const float2 stats = tdm_bn_statistics(x + x_offset, c, channels, spatial, count, partial);
+    const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
+    const float2 stats = tdm_bn_statistics(x + x_offset + first, batch, stride, spatial.x, partial);
     const float invstd =
-        tdm_bn_save(stats, c, count, eps, momentum, running_mean + running_mean_offset,
+        tdm_bn_save(stats, c, batch * spatial.x, eps, momentum, running_mean + running_mean_offset,
                     running_var + running_var_offset, save_mean + save_mean_offset,
                     save_invstd + save_invstd_offset);
     const float g = gamma[gamma_offset + c], b = beta[beta_offset + c];
-    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const uint index = tdm_channel_index(k, c, channels, spatial);
-        y[y_offset + index] = tdm_bn_value(x[x_offset + index], stats.x, invstd, g, b, relu);
+    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
+        const uint run = first + n * stride;
+        for (uint s = 0; s < spatial.x; s++)
+            y[y_offset + run + s] =
+                tdm_bn_value(x[x_offset + run + s], stats.x, invstd, g, b, relu);
     }
 }
 
 // y over all values: mean and invstd the saved ones, or in evaluation mode
 // `scale` holds the running variance and invstd = 1 / sqrt(var + eps).
-__kernel void tdm_batchnorm_normalize(uint batch, uint channels, uint spatial,
+__kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divisor spatial,
                                       __global const float *x, uint x_offset,
                                       __global const float *mean, uint mean_offset,
                                       __global const float *scale, uint scale_offset,
-                                      int scale_is_variance, float eps,
-                                      __global const float *gamma, uint gamma_offset,
-                                      __global const float *beta, uint beta_offset,
-                                      int relu, __global float *y, uint y_offset)
+                                      int scale_is_variance, float eps, __global const float *gamma,
+                                      uint gamma_offset, __global const float *beta,
+                                      uint beta_offset, int relu, __global float *y, uint y_offset)
 {
-    const uint total = batch * channels * spatial;
+    const uint total = batch * channels.x * spatial.x;
     for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint c = (id / spatial) % channels;
+        const uint c = tdm_mod(tdm_div(id, spatial), channels);
         const float s = scale[scale_offset + c];
         const float invstd = scale_is_variance ? 1.0f / sqrt(s + eps) : s;
         y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
@@ -108,29 +110,30 @@ __kernel void tdm_batchnorm_normalize(uint batch, uint channels, uint spatial,
 }
 
 // Channel c's means of dy and of dy * xhat, the same in every work-item;
-// work-item 0 adds the sums to dbeta and dgamma.
+// work-item 0 adds the sums to dbeta and dgamma. x and dy at the channel's
+// first value, shared as in tdm_channel_sum.
 inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy, uint c,
-                                    uint channels, uint spatial, uint count, float mean,
-                                    float invstd, __global float *dgamma, __global float *dbeta,
+                                    uint batch, uint stride, uint spatial, float mean, float invstd,
+                                    __global float *dgamma, __global float *dbeta,
                                     __local float2 *partial)
 {
     float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
-    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const uint index = tdm_channel_index(k, c, channels, spatial);
-        const float g = dy[index];
-        sums += (float2)(g, g * ((x[index] - mean) * invstd));
+    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
+        for (uint s = 0; s < spatial; s++) {
+            const float g = dy[n * stride + s];
+            sums += (float2)(g, g * ((x[n * stride + s] - mean) * invstd));
+        }
     }
     sums = tdm_group_sum2(sums, partial);
     if (get_local_id(0) == 0) {
         dgamma[c] += sums.y;
         dbeta[c] += sums.x;
     }
-    return sums / (float)count;
+    return sums / (float)(batch * spatial);
 }
 
 // dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))
-inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float gamma,
-                             float2 means)
+inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float gamma, float2 means)
 {
     const float xhat = (x - mean) * invstd;
     return gamma * invstd * (dy - means.x - xhat * means.y);
@@ -139,18 +142,18 @@ inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float 
 // Backward, pass 1 (one work-group per channel): dgamma, dbeta, and the
 // means into means[2c], means[2c + 1] for pass 2.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_backward_reduce(uint batch, uint channels, uint spatial,
+tdm_batchnorm_backward_reduce(uint batch, tdm_divisor channels, tdm_divisor spatial,
                               __global const float *x, uint x_offset, __global const float *dy,
                               uint dy_offset, __global const float *save_mean,
                               uint save_mean_offset, __global const float *save_invstd,
-                              uint save_invstd_offset, __global float *dgamma,
-                              uint dgamma_offset, __global float *dbeta, uint dbeta_offset,
-                              __global float *means, uint means_offset)
+                              uint save_invstd_offset, __global float *dgamma, uint dgamma_offset,
+                              __global float *dbeta, uint dbeta_offset, __global float *means,
+                              uint means_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
-    const uint c = get_group_id(0);
+    const uint c = get_group_id(0), first = c * spatial.x;
     const float2 m = tdm_bn_backward_means(
-        x + x_offset, dy + dy_offset, c, channels, spatial, batch * spatial,
+        x + x_offset + first, dy + dy_offset + first, c, batch, channels.x * spatial.x, spatial.x,
         save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
         dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
     if (get_local_id(0) == 0)
@@ -158,47 +161,44 @@ tdm_batchnorm_backward_reduce(uint batch, uint channels, uint spatial,
 }
 
 // Backward, pass 2, over all values.
-__kernel void tdm_batchnorm_backward_apply(uint batch, uint channels, uint spatial,
+__kernel void tdm_batchnorm_backward_apply(uint batch, tdm_divisor channels, tdm_divisor spatial,
                                            __global const float *x, uint x_offset,
                                            __global const float *dy, uint dy_offset,
-                                           __global const float *save_mean,
-                                           uint save_mean_offset,
+                                           __global const float *save_mean, uint save_mean_offset,
                                            __global const float *save_invstd,
                                            uint save_invstd_offset, __global const float *gamma,
                                            uint gamma_offset, __global const float *means,
-                                           uint means_offset, __global float *dx,
-                                           uint dx_offset)
+                                           uint means_offset, __global float *dx, uint dx_offset)
 {
-    const uint total = batch * channels * spatial;
+    const uint total = batch * channels.x * spatial.x;
     for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint c = (id / spatial) % channels;
-        dx[dx_offset + id] = tdm_bn_gradient(
-            x[x_offset + id], dy[dy_offset + id], save_mean[save_mean_offset + c],
-            save_invstd[save_invstd_offset + c], gamma[gamma_offset + c],
-            vload2(c, means + means_offset));
+        const uint c = tdm_mod(tdm_div(id, spatial), channels);
+        dx[dx_offset + id] =
+            tdm_bn_gradient(x[x_offset + id], dy[dy_offset + id], save_mean[save_mean_offset + c],
+                            save_invstd[save_invstd_offset + c], gamma[gamma_offset + c],
+                            vload2(c, means + means_offset));
     }
 }
 
 // Both passes for one channel a work-group, in one launch: the same values.
-__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_batchnorm_backward(uint batch, uint channels, uint spatial, __global const float *x,
-                       uint x_offset, __global const float *dy, uint dy_offset,
-                       __global const float *save_mean, uint save_mean_offset,
-                       __global const float *save_invstd, uint save_invstd_offset,
-                       __global const float *gamma, uint gamma_offset, __global float *dgamma,
-                       uint dgamma_offset, __global float *dbeta, uint dbeta_offset,
-                       __global float *dx, uint dx_offset)
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void tdm_batchnorm_backward(
+    uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
+    __global const float *dy, uint dy_offset, __global const float *save_mean,
+    uint save_mean_offset, __global const float *save_invstd, uint save_invstd_offset,
+    __global const float *gamma, uint gamma_offset, __global float *dgamma, uint dgamma_offset,
+    __global float *dbeta, uint dbeta_offset, __global float *dx, uint dx_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
-    const uint c = get_group_id(0), count = batch * spatial;
+    const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];
-    const float2 m =
-        tdm_bn_backward_means(x + x_offset, dy + dy_offset, c, channels, spatial, count, mean,
-                              invstd, dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
-    for (uint k = get_local_id(0); k < count; k += TDM_GROUP_SIZE) {
-        const uint index = tdm_channel_index(k, c, channels, spatial);
-        dx[dx_offset + index] =
-            tdm_bn_gradient(x[x_offset + index], dy[dy_offset + index], mean, invstd, g, m);
+    const float2 m = tdm_bn_backward_means(x + x_offset + first, dy + dy_offset + first, c, batch,
+                                           stride, spatial.x, mean, invstd, dgamma + dgamma_offset,
+                                           dbeta + dbeta_offset, partial);
+    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
+        const uint run = first + n * stride;
+        for (uint s = 0; s < spatial.x; s++)
+            dx[dx_offset + run + s] =
+                tdm_bn_gradient(x[x_offset + run + s], dy[dy_offset + run + s], mean, invstd, g, m);
     }
 }

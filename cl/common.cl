@@ -44,10 +44,35 @@ float2 tdm_group_sum2(float2 v, __local float2 *partial)
     return sum;
 }
 
-// Index of the k-th value of channel c in a [N][channels][spatial] tensor.
-uint tdm_channel_index(uint k, uint c, uint channels, uint spatial)
+// A size the kernels divide by, from the host (src/backend/opencl/
+// cl_divisor.h): (d, m, s, 0) with n / d = (hi32(n * m) + n) >> s for
+// n < 2^31, as every index here is. A runtime division is a loop of dozens
+// of instructions on GPUs and has no vector form on CPUs; the high word
+// comes from a 64-bit product because PoCL calls a function for mul_hi.
+typedef uint4 tdm_divisor;
+
+uint tdm_div(uint n, tdm_divisor d)
 {
-    return ((k / spatial) * channels + c) * spatial + k % spatial;
+    return ((uint)(((ulong)n * d.y) >> 32) + n) >> d.z;
+}
+
+uint tdm_mod(uint n, tdm_divisor d)
+{
+    return n - tdm_div(n, d) * d.x;
+}
+
+// The values of one channel as the work-items of its group share them:
+// samples lid, lid + G, ..., each a run of `spatial` contiguous values (a
+// CPU device vectorises the run; strided values across work-items it does
+// not), `stride` = channels * spatial apart, from x at the channel's first.
+// Each work-item adds its values in that order, then the group's tree.
+float tdm_channel_sum(__global const float *x, uint batch, uint stride, uint spatial)
+{
+    float sum = 0.0f;
+    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE)
+        for (uint s = 0; s < spatial; s++)
+            sum += x[n * stride + s];
+    return sum;
 }
 
 // log(sum_k exp(z[k])) with the maximum subtracted first; *top is the first

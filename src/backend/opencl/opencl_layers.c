@@ -2,6 +2,7 @@
  * cl/. Every kernel takes each tensor as (buffer, offset in elements). */
 #include "backend/opencl/opencl_layers.h"
 
+#include "backend/opencl/cl_divisor.h"
 #include "backend/opencl/opencl_impl.h"
 
 /* A view as the kernels take it. */
@@ -20,27 +21,36 @@ static cl_view cl_view_of(tdm_view view)
 
 /* ---------- conv2d primitives ---------- */
 
-/* The shape arguments shared by tdm_im2col and tdm_col2im, in kernel order. */
+/* The shape every conv primitive takes after its two tensors, in kernel
+ * order (TDM_CONV_SHAPE in cl/conv.cl). */
 typedef struct conv_args {
-    cl_index batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w,
-        out_h, out_w, out_channels;
+    cl_index batch;
+    cl_divisor channels, height, width, kernel_h, kernel_w, stride_h, stride_w;
+    cl_index pad_h, pad_w, out_h;
+    cl_divisor out_w;
+    cl_index out_channels;
+    cl_divisor out_spatial, columns, in_columns;
 } conv_args;
 
 static conv_args conv_args_of(const tdm_conv2d_shape *s)
 {
+    size_t oh = tdm_conv2d_out_height(s), ow = tdm_conv2d_out_width(s);
     return (conv_args){s->batch,
-                       s->in_channels,
-                       s->in_height,
-                       s->in_width,
-                       s->kernel_h,
-                       s->kernel_w,
-                       s->stride_h,
-                       s->stride_w,
+                       tdm_cl_divisor(s->in_channels),
+                       tdm_cl_divisor(s->in_height),
+                       tdm_cl_divisor(s->in_width),
+                       tdm_cl_divisor(s->kernel_h),
+                       tdm_cl_divisor(s->kernel_w),
+                       tdm_cl_divisor(s->stride_h),
+                       tdm_cl_divisor(s->stride_w),
                        s->pad_h,
                        s->pad_w,
-                       tdm_conv2d_out_height(s),
-                       tdm_conv2d_out_width(s),
-                       s->out_channels};
+                       oh,
+                       tdm_cl_divisor(ow),
+                       s->out_channels,
+                       tdm_cl_divisor(oh * ow),
+                       tdm_cl_divisor(s->batch * oh * ow),
+                       tdm_cl_divisor(s->in_channels * s->in_height * s->in_width)};
 }
 
 static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
@@ -49,13 +59,12 @@ static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
     conv_args a = conv_args_of(s);
-    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),  ARG(a.batch),       ARG(a.channels),
-                         ARG(a.height),   ARG(a.width),    ARG(a.kernel_h),    ARG(a.kernel_w),
-                         ARG(a.stride_h), ARG(a.stride_w), ARG(a.pad_h),       ARG(a.pad_w),
-                         ARG(a.out_h),    ARG(a.out_w),    ARG(a.out_channels)};
-    /* im2col and col2im take all but the last argument. */
-    size_t count = id == K_IM2COL || id == K_COL2IM ? COUNT(args) - 1 : COUNT(args);
-    return tdm_cl_launch(ctx_of(backend), id, items, args, count);
+    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),   ARG(a.batch),        ARG(a.channels),
+                         ARG(a.height),   ARG(a.width),     ARG(a.kernel_h),     ARG(a.kernel_w),
+                         ARG(a.stride_h), ARG(a.stride_w),  ARG(a.pad_h),        ARG(a.pad_w),
+                         ARG(a.out_h),    ARG(a.out_w),     ARG(a.out_channels), ARG(a.out_spatial),
+                         ARG(a.columns),  ARG(a.in_columns)};
+    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
@@ -93,7 +102,8 @@ tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner
                                 tdm_view src, tdm_view dst)
 {
     cl_view in = cl_view_of(src), out = cl_view_of(dst);
-    cl_index a = outer, b = inner, s = spatial;
+    cl_divisor a = tdm_cl_divisor(outer), s = tdm_cl_divisor(spatial);
+    cl_index b = inner;
     kernel_arg args[] = {ARG(a), ARG(b), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), K_SWAP_AXES, outer * inner * spatial, args, COUNT(args));
 }
@@ -102,7 +112,8 @@ tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channe
                                tdm_view bias, tdm_view y)
 {
     cl_view b = cl_view_of(bias), out = cl_view_of(y);
-    cl_index n = batch, c = channels, s = spatial;
+    cl_index n = batch;
+    cl_divisor c = tdm_cl_divisor(channels), s = tdm_cl_divisor(spatial);
     kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(b), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), K_BIAS_ADD, batch * channels * spatial, args,
                          COUNT(args));
@@ -112,7 +123,8 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
                                     size_t spatial, tdm_view dy, tdm_view dbias)
 {
     cl_view g = cl_view_of(dy), out = cl_view_of(dbias);
-    cl_index n = batch, c = channels, s = spatial;
+    cl_index n = batch;
+    cl_divisor c = tdm_cl_divisor(channels), s = tdm_cl_divisor(spatial);
     kernel_arg args[] = {ARG(n), ARG(c), ARG(s), VIEW_ARGS(g), VIEW_ARGS(out)};
     return tdm_cl_launch_groups(ctx_of(backend), K_BIAS_BACKWARD, channels, args, COUNT(args));
 }
@@ -142,7 +154,8 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
     cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
             sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd),
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
-    cl_index n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch;
+    cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     cl_float eps = s->eps, momentum = s->momentum;
     cl_int relu = s->relu;
     kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),          ARG(eps),
@@ -159,7 +172,8 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
     cl_view x = cl_view_of(v->x), mean = cl_view_of(eval ? v->running_mean : v->save_mean),
             scale = cl_view_of(eval ? v->running_var : v->save_invstd),
             gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
-    cl_index n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch;
+    cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     cl_float eps = s->eps;
     cl_int scale_is_variance = eval, relu = s->relu;
     kernel_arg args[] = {ARG(n),
@@ -198,7 +212,8 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
             si = cl_view_of(v->save_invstd), gamma = cl_view_of(v->gamma),
             dgamma = cl_view_of(v->dgamma), dbeta = cl_view_of(v->dbeta),
             means = cl_view_of(v->scratch), dx = cl_view_of(v->dx);
-    cl_index n = s->batch, c = s->channels, sp = s->spatial;
+    cl_index n = s->batch;
+    cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     if (fuse_channel_passes(ctx, s)) {
         kernel_arg args[] = {ARG(n),           ARG(c),           ARG(sp),
                              VIEW_ARGS(x),     VIEW_ARGS(dy),    VIEW_ARGS(sm),
@@ -220,22 +235,26 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
 
 /* ---------- pooling ---------- */
 
+/* The shape both max-pool kernels take first (TDM_POOL_SHAPE in cl/pool.cl). */
 typedef struct pool_args {
-    cl_index planes, height, width, kernel_h, kernel_w, stride_h, stride_w, out_h, out_w;
+    cl_index planes;
+    cl_divisor height, width;
+    cl_index kernel_h, kernel_w;
+    cl_divisor stride_h, stride_w, out_h, out_w;
 } pool_args;
 
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
                               tdm_view first, tdm_view second, tdm_view third, size_t items)
 {
     pool_args p = {s->batch * s->channels,
-                   s->in_height,
-                   s->in_width,
+                   tdm_cl_divisor(s->in_height),
+                   tdm_cl_divisor(s->in_width),
                    s->kernel_h,
                    s->kernel_w,
-                   s->stride_h,
-                   s->stride_w,
-                   tdm_pool2d_out_height(s),
-                   tdm_pool2d_out_width(s)};
+                   tdm_cl_divisor(s->stride_h),
+                   tdm_cl_divisor(s->stride_w),
+                   tdm_cl_divisor(tdm_pool2d_out_height(s)),
+                   tdm_cl_divisor(tdm_pool2d_out_width(s))};
     cl_view a = cl_view_of(first), b = cl_view_of(second), c = cl_view_of(third);
     kernel_arg args[] = {ARG(p.planes),   ARG(p.height),   ARG(p.width),    ARG(p.kernel_h),
                          ARG(p.kernel_w), ARG(p.stride_h), ARG(p.stride_w), ARG(p.out_h),
@@ -261,8 +280,9 @@ static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t plan
                                  tdm_view from, tdm_view to, size_t items)
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
-    cl_index p = planes, s = spatial;
-    kernel_arg args[] = {ARG(p), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
+    cl_index p = planes;
+    cl_divisor by_spatial = tdm_cl_divisor(spatial);
+    kernel_arg args[] = {ARG(p), ARG(by_spatial), VIEW_ARGS(in), VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
 }
 
