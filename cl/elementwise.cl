@@ -2,15 +2,6 @@
 // no double. Each work-item strides through the range, so the host can cap
 // the global size and keep a fixed local size (PoCL compiles per local size).
 
-// Fills a rows x cols block of a row-major matrix with leading dimension ld.
-__kernel void tdm_fill_matrix(__global float *x, uint offset, uint rows, uint cols, uint ld,
-                              float value)
-{
-    const uint count = rows * cols;
-    for (uint i = get_global_id(0); i < count; i += get_global_size(0))
-        x[offset + (i / cols) * ld + i % cols] = value;
-}
-
 __kernel void tdm_axpy(uint count, float alpha, __global const float *x, uint x_offset,
                        __global float *y, uint y_offset)
 {

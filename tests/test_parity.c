@@ -247,6 +247,12 @@ static size_t make_gemm_cases(op_case *cases, size_t capacity, int variant)
         g.beta = 0.0f;
         set_gemm_case(&cases[count++], g, INIT_NAN);
     }
+    /* The same at 896^3, where CLBlast leaves XgemmDirect for its padded,
+     * indirect Xgemm by default (XGEMM_MIN_INDIRECT_SIZE). */
+    gemm_case large = {
+        .m = 896, .n = 896, .k = 896, .lda = 896, .ldb = 896, .ldc = 896, .alpha = 0.75f};
+    if (count < capacity)
+        set_gemm_case(&cases[count++], large, INIT_NAN);
     /* k = 0: C = beta * C, as in BLAS. */
     gemm_case empty = {
         .m = 5, .n = 7, .k = 0, .lda = 1, .ldb = 7, .ldc = 9, .alpha = 2.0f, .beta = -0.5f};
