@@ -159,8 +159,8 @@ static int tandem_run(void *context)
                                         v[6], v[7]);
         break;
     case NORM_BACKWARD:
-        s = tdm_batchnorm_backward(o->backend, &o->norm, v[0], v[7], v[1], v[5], v[6], v[8], v[2],
-                                   v[3]);
+        s = tdm_batchnorm_backward(o->backend, &o->norm, v[0], v[7], none, v[1], v[5], v[6], v[8],
+                                   v[2], v[3]);
         break;
     case POOL_FORWARD: s = tdm_maxpool2d_forward(o->backend, &o->pool, v[0], v[1], v[2]); break;
     default: s = tdm_maxpool2d_backward(o->backend, &o->pool, v[2], v[1], v[0]); break;

@@ -109,18 +109,26 @@ __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divi
     }
 }
 
+// dy[i], or 0 with relu where the fused ReLU's output y[i] is not > 0 (the
+// rule of tdm_relu_backward).
+inline float tdm_bn_dy(__global const float *dy, __global const float *y, uint i, int relu)
+{
+    return relu && !(y[i] > 0.0f) ? 0.0f : dy[i];
+}
+
 // Channel c's means of dy and of dy * xhat, the same in every work-item;
-// work-item 0 adds the sums to dbeta and dgamma. x and dy at the channel's
-// first value, shared as in tdm_channel_sum.
-inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy, uint c,
-                                    uint batch, uint stride, uint spatial, float mean, float invstd,
+// work-item 0 adds the sums to dbeta and dgamma. x, dy and y at the
+// channel's first value, shared as in tdm_channel_sum.
+inline float2 tdm_bn_backward_means(__global const float *x, __global const float *dy,
+                                    __global const float *y, int relu, uint c, uint batch,
+                                    uint stride, uint spatial, float mean, float invstd,
                                     __global float *dgamma, __global float *dbeta,
                                     __local float2 *partial)
 {
     float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
     for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
         for (uint s = 0; s < spatial; s++) {
-            const float g = dy[n * stride + s];
+            const float g = tdm_bn_dy(dy, y, n * stride + s, relu);
             sums += (float2)(g, g * ((x[n * stride + s] - mean) * invstd));
         }
     }
@@ -144,61 +152,61 @@ inline float tdm_bn_gradient(float x, float dy, float mean, float invstd, float 
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_batchnorm_backward_reduce(uint batch, tdm_divisor channels, tdm_divisor spatial,
                               __global const float *x, uint x_offset, __global const float *dy,
-                              uint dy_offset, __global const float *save_mean,
-                              uint save_mean_offset, __global const float *save_invstd,
-                              uint save_invstd_offset, __global float *dgamma, uint dgamma_offset,
-                              __global float *dbeta, uint dbeta_offset, __global float *means,
-                              uint means_offset)
+                              uint dy_offset, __global const float *y, uint y_offset, int relu,
+                              __global const float *save_mean, uint save_mean_offset,
+                              __global const float *save_invstd, uint save_invstd_offset,
+                              __global float *dgamma, uint dgamma_offset, __global float *dbeta,
+                              uint dbeta_offset, __global float *means, uint means_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
     const uint c = get_group_id(0), first = c * spatial.x;
     const float2 m = tdm_bn_backward_means(
-        x + x_offset + first, dy + dy_offset + first, c, batch, channels.x * spatial.x, spatial.x,
-        save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
-        dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
+        x + x_offset + first, dy + dy_offset + first, y + y_offset + first, relu, c, batch,
+        channels.x * spatial.x, spatial.x, save_mean[save_mean_offset + c],
+        save_invstd[save_invstd_offset + c], dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
     if (get_local_id(0) == 0)
         vstore2(m, c, means + means_offset);
 }
 
 // Backward, pass 2, over all values.
-__kernel void tdm_batchnorm_backward_apply(uint batch, tdm_divisor channels, tdm_divisor spatial,
-                                           __global const float *x, uint x_offset,
-                                           __global const float *dy, uint dy_offset,
-                                           __global const float *save_mean, uint save_mean_offset,
-                                           __global const float *save_invstd,
-                                           uint save_invstd_offset, __global const float *gamma,
-                                           uint gamma_offset, __global const float *means,
-                                           uint means_offset, __global float *dx, uint dx_offset)
+__kernel void tdm_batchnorm_backward_apply(
+    uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
+    __global const float *dy, uint dy_offset, __global const float *y, uint y_offset, int relu,
+    __global const float *save_mean, uint save_mean_offset, __global const float *save_invstd,
+    uint save_invstd_offset, __global const float *gamma, uint gamma_offset,
+    __global const float *means, uint means_offset, __global float *dx, uint dx_offset)
 {
     const uint total = batch * channels.x * spatial.x;
     for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
         const uint c = tdm_mod(tdm_div(id, spatial), channels);
         dx[dx_offset + id] =
-            tdm_bn_gradient(x[x_offset + id], dy[dy_offset + id], save_mean[save_mean_offset + c],
-                            save_invstd[save_invstd_offset + c], gamma[gamma_offset + c],
-                            vload2(c, means + means_offset));
+            tdm_bn_gradient(x[x_offset + id], tdm_bn_dy(dy + dy_offset, y + y_offset, id, relu),
+                            save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
+                            gamma[gamma_offset + c], vload2(c, means + means_offset));
     }
 }
 
 // Both passes for one channel a work-group, in one launch: the same values.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void tdm_batchnorm_backward(
     uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
-    __global const float *dy, uint dy_offset, __global const float *save_mean,
-    uint save_mean_offset, __global const float *save_invstd, uint save_invstd_offset,
-    __global const float *gamma, uint gamma_offset, __global float *dgamma, uint dgamma_offset,
-    __global float *dbeta, uint dbeta_offset, __global float *dx, uint dx_offset)
+    __global const float *dy, uint dy_offset, __global const float *y, uint y_offset, int relu,
+    __global const float *save_mean, uint save_mean_offset, __global const float *save_invstd,
+    uint save_invstd_offset, __global const float *gamma, uint gamma_offset, __global float *dgamma,
+    uint dgamma_offset, __global float *dbeta, uint dbeta_offset, __global float *dx,
+    uint dx_offset)
 {
     __local float2 partial[TDM_GROUP_SIZE];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];
-    const float2 m = tdm_bn_backward_means(x + x_offset + first, dy + dy_offset + first, c, batch,
-                                           stride, spatial.x, mean, invstd, dgamma + dgamma_offset,
-                                           dbeta + dbeta_offset, partial);
+    const float2 m = tdm_bn_backward_means(
+        x + x_offset + first, dy + dy_offset + first, y + y_offset + first, relu, c, batch, stride,
+        spatial.x, mean, invstd, dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
     for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
         const uint run = first + n * stride;
         for (uint s = 0; s < spatial.x; s++)
-            dx[dx_offset + run + s] =
-                tdm_bn_gradient(x[x_offset + run + s], dy[dy_offset + run + s], mean, invstd, g, m);
+            dx[dx_offset + run + s] = tdm_bn_gradient(
+                x[x_offset + run + s], tdm_bn_dy(dy + dy_offset, y + y_offset, run + s, relu), mean,
+                invstd, g, m);
     }
 }

@@ -9,7 +9,7 @@
 
 #include "tandem/tandem.h"
 
-enum { GUARD = 37, MAX_TENSORS = 8, MAX_CASES = 160 };
+enum { GUARD = 37, MAX_TENSORS = 9, MAX_CASES = 160 };
 
 /* How a tensor's initial values are drawn. INIT_LABELS draws integers in
  * [0, int_range) and makes an int32 tensor; INIT_INDEX marks an int32

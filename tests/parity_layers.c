@@ -294,6 +294,8 @@ static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
             add_tensor(c, "dx", n, true, INIT_NAN);
             add_tensor(c, "dgamma", ch, true, INIT_RANDOM);
             add_tensor(c, "dbeta", ch, true, INIT_RANDOM);
+            /* the forward's output, a mask about half on; never read without relu */
+            add_tensor(c, "y", n, false, s->relu ? INIT_RANDOM : INIT_NAN);
         } else {
             add_tensor(c, "x", n, false, INIT_RANDOM);
             add_tensor(c, "gamma", ch, false, INIT_RANDOM);
@@ -327,8 +329,8 @@ static tdm_status run_norm_eval(tdm_backend *backend, const op_case *c, const td
 
 static tdm_status run_norm_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
-    return tdm_batchnorm_backward(backend, &c->p.layer.norm, v[0], v[1], v[2], v[3], v[4], v[5],
-                                  v[6], v[7]);
+    return tdm_batchnorm_backward(backend, &c->p.layer.norm, v[0], v[1], v[8], v[2], v[3], v[4],
+                                  v[5], v[6], v[7]);
 }
 
 static size_t norm_index(const tdm_batchnorm_shape *s, size_t c, size_t k)
@@ -375,6 +377,12 @@ static void reference_norm_eval(const op_case *c, double *const *t)
 
 /* The gradient of y = (x - mean) * invstd * gamma + beta when mean and
  * invstd are the batch statistics of x (they are given here, as saved). */
+/* dy, or 0 with the fused ReLU where its output y (t[8]) is not > 0 */
+static double norm_dy(const tdm_batchnorm_shape *s, double *const *t, size_t i)
+{
+    return s->relu && !(t[8][i] > 0.0) ? 0.0 : t[1][i];
+}
+
 static void reference_norm_backward(const op_case *c, double *const *t)
 {
     const tdm_batchnorm_shape *s = &c->p.layer.norm;
@@ -383,13 +391,14 @@ static void reference_norm_backward(const op_case *c, double *const *t)
         double mean = t[3][ch], invstd = t[4][ch], sum_dy = 0.0, sum_dy_xhat = 0.0;
         for (size_t k = 0; k < s->batch * s->spatial; k++) {
             size_t i = norm_index(s, ch, k);
-            sum_dy += t[1][i];
-            sum_dy_xhat += t[1][i] * (t[0][i] - mean) * invstd;
+            sum_dy += norm_dy(s, t, i);
+            sum_dy_xhat += norm_dy(s, t, i) * (t[0][i] - mean) * invstd;
         }
         for (size_t k = 0; k < s->batch * s->spatial; k++) {
             size_t i = norm_index(s, ch, k);
             double xhat = (t[0][i] - mean) * invstd;
-            t[5][i] = t[2][ch] * invstd * (t[1][i] - sum_dy / count - xhat * sum_dy_xhat / count);
+            t[5][i] = t[2][ch] * invstd *
+                      (norm_dy(s, t, i) - sum_dy / count - xhat * sum_dy_xhat / count);
         }
         t[6][ch] += sum_dy_xhat;
         t[7][ch] += sum_dy;

@@ -78,6 +78,7 @@ static void forward_norm(const fd_case *c, double *const *in, double *y)
         for (size_t k = 0; k < m; k++) {
             size_t i = ((k / s->spatial) * s->channels + ch) * s->spatial + k % s->spatial;
             y[i] = (in[0][i] - mean) * invstd * in[1][ch] + in[2][ch];
+            y[i] = s->relu && y[i] < 0.0 ? 0.0 : y[i];
         }
     }
 }
@@ -183,8 +184,8 @@ static tdm_status backward_norm(tdm_backend *b, const fd_case *c, const tdm_view
         status = tdm_batchnorm_forward_train(b, &c->norm, in[0], in[1], in[2], mean, var, save_mean,
                                              save_invstd, y);
     if (!status)
-        status = tdm_batchnorm_backward(b, &c->norm, in[0], dy, in[1], save_mean, save_invstd, g[0],
-                                        g[1], g[2]);
+        status = tdm_batchnorm_backward(b, &c->norm, in[0], dy, y, in[1], save_mean, save_invstd,
+                                        g[0], g[1], g[2]);
     if (!status)
         status = tdm_backend_synchronize(b);
     tdm_buffer_free(work);
@@ -302,16 +303,17 @@ static fd_case elementwise_case(const char *name, size_t count, size_t inputs,
     return c;
 }
 
-static fd_case norm_case(size_t batch, size_t channels, size_t spatial)
+/* relu: the ReLU fused after it, forward and backward. */
+static fd_case norm_case(size_t batch, size_t channels, size_t spatial, bool relu)
 {
-    fd_case c = {.name = "batchnorm2d",
+    fd_case c = {.name = relu ? "batchnorm2d + relu" : "batchnorm2d",
                  .input_count = 3,
                  .input_names = {"x", "gamma", "beta"},
                  .input_sizes = {batch * channels * spatial, channels, channels},
                  .output_size = batch * channels * spatial,
                  .forward = forward_norm,
                  .backward = backward_norm,
-                 .norm = {batch, channels, spatial, 1e-5f, 0.1f, .relu = false},
+                 .norm = {batch, channels, spatial, 1e-5f, 0.1f, .relu = relu},
                  .count = batch * channels * spatial};
     return c;
 }
@@ -494,9 +496,11 @@ static void test_linear(void **state)
 static void test_batchnorm2d(void **state)
 {
     (void)state;
-    fd_case small = norm_case(4, 3, 5), wide = norm_case(16, 2, 4);
+    fd_case small = norm_case(4, 3, 5, false), wide = norm_case(16, 2, 4, false);
+    fd_case fused = norm_case(8, 3, 6, true);
     check_case(&small);
     check_case(&wide);
+    check_case(&fused);
 }
 
 static void test_elementwise(void **state)

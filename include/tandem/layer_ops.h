@@ -74,7 +74,9 @@ typedef struct tdm_batchnorm_shape {
     size_t batch, channels, spatial; /* spatial = H * W */
     float eps;                       /* 1e-5 in PyTorch */
     float momentum;                  /* 0.1 in PyTorch: running = (1 - m) running + m batch */
-    bool relu; /* forward: y = max(y, 0), the ReLU after it in one launch; backward ignores it */
+    /* The ReLU after it, in the same launch: forward y = max(y, 0); backward
+     * dy is the gradient of that ReLU's output, taken as 0 where y <= 0. */
+    bool relu;
 } tdm_batchnorm_shape;
 
 /* Training mode: normalises with the batch mean and biased variance, writes
@@ -89,11 +91,12 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
 tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                       tdm_view x, tdm_view gamma, tdm_view beta,
                                       tdm_view running_mean, tdm_view running_var, tdm_view y);
-/* Backward of the training-mode forward: dx =, dgamma +=, dbeta +=. */
+/* Backward of the training-mode forward: dx =, dgamma +=, dbeta +=. y is
+ * the forward's output, read only with shape->relu (else it may be empty). */
 tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *shape,
-                                  tdm_view x, tdm_view dy, tdm_view gamma, tdm_view save_mean,
-                                  tdm_view save_invstd, tdm_view dx, tdm_view dgamma,
-                                  tdm_view dbeta);
+                                  tdm_view x, tdm_view dy, tdm_view y, tdm_view gamma,
+                                  tdm_view save_mean, tdm_view save_invstd, tdm_view dx,
+                                  tdm_view dgamma, tdm_view dbeta);
 
 /* --- pooling --- */
 

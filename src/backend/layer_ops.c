@@ -483,7 +483,7 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
 }
 
 tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s, tdm_view x,
-                                  tdm_view dy, tdm_view gamma, tdm_view save_mean,
+                                  tdm_view dy, tdm_view y, tdm_view gamma, tdm_view save_mean,
                                   tdm_view save_invstd, tdm_view dx, tdm_view dgamma,
                                   tdm_view dbeta)
 {
@@ -495,15 +495,18 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
     TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 3));
     TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
     TDM_TRY(tdm_check_view(backend, dy, count, op, "dy"));
-    tdm_view inputs[] = {x, dy, gamma, save_mean, save_invstd};
-    size_t counts[] = {count, count, s->channels, s->channels, s->channels};
-    TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", inputs, counts, 5));
-    TDM_TRY(tdm_check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 5));
-    TDM_TRY(tdm_check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 5));
+    if (s->relu)
+        TDM_TRY(tdm_check_view(backend, y, count, op, "y (read with relu)"));
+    tdm_view inputs[] = {x, dy, gamma, save_mean, save_invstd, y};
+    size_t counts[] = {count, count, s->channels, s->channels, s->channels, s->relu ? count : 0};
+    TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", inputs, counts, 6));
+    TDM_TRY(tdm_check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 6));
+    TDM_TRY(tdm_check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 6));
     if (count == 0)
         return TDM_OK;
     tdm_batchnorm_views v = {.x = x,
                              .dy = dy,
+                             .y = y,
                              .gamma = gamma,
                              .save_mean = save_mean,
                              .save_invstd = save_invstd,

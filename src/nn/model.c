@@ -194,8 +194,9 @@ static bool is_input_of_another(const tdm_model *m, int index, int except)
 
 /* A ReLU that alone reads an add's or a batch norm's output is done by that
  * node (one launch instead of two: tdm_add_relu, tdm_batchnorm_shape.relu).
- * Its backward is unchanged: relu(v) > 0 exactly where v > 0, so the mask
- * read from the fused output is the same. */
+ * relu(v) > 0 exactly where v > 0, so the mask read from the fused output is
+ * the same: the ReLU's backward runs as before after an add, and inside the
+ * batch norm's backward after a batch norm. */
 static void fuse_relus(tdm_model *m)
 {
     for (int i = 0; i < (int)m->node_count; i++) {
@@ -697,9 +698,10 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
     /* Its dx is needed even for the first layer: dgamma and dbeta come with it. */
     tdm_view dx =
         needs_input_gradient(m, n, 0) ? input_gradient_target(m, n, 0) : at(m->scratch, 0);
-    TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, at(m->params, n->weight),
-                                   at(m->saved, n->saved), at(m->saved, n->saved + c), dx,
-                                   at(m->grads, n->weight), at(m->grads, n->bias)));
+    TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, at(m->activations, n->activation),
+                                   at(m->params, n->weight), at(m->saved, n->saved),
+                                   at(m->saved, n->saved + c), dx, at(m->grads, n->weight),
+                                   at(m->grads, n->bias)));
     if (m->comm && needs_input_gradient(m, n, 0))
         TDM_TRY(correct_norm_gradient(m, n, x, dx));
     return needs_input_gradient(m, n, 0) ? finish_input_gradient(m, n, 0) : TDM_OK;
@@ -707,8 +709,8 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
 
 static tdm_status backward_node(tdm_model *m, const node *n)
 {
-    if (n->kind == NODE_FLATTEN)
-        return TDM_OK;
+    if (n->kind == NODE_FLATTEN || (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM))
+        return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward */
     tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
     if (n->kind == NODE_NORM)
         return backward_norm(m, n, x, dy);

@@ -380,16 +380,23 @@ static tdm_status batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_
     return TDM_OK;
 }
 
+/* dy at i, or 0 where the fused ReLU's output y (NULL: no ReLU) is not > 0. */
+static inline float gradient_at(const float *restrict dy, const float *restrict y, size_t i)
+{
+    return y && !(y[i] > 0.0f) ? 0.0f : dy[i];
+}
+
 /* The lanes of sum(dy) and sum(dy * xhat) of one plane. */
 static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xhat_lanes,
-                               const float *restrict x, const float *restrict dy, size_t spatial,
-                               double mean, double invstd)
+                               const float *restrict x, const float *restrict dy,
+                               const float *restrict y, size_t spatial, double mean, double invstd)
 {
     for (size_t first = 0; first < spatial; first += SUM_LANES) {
         size_t count = lanes_used(spatial - first);
         for (size_t i = 0; i < count; i++) {
-            dy_lanes[i] += dy[first + i];
-            dy_xhat_lanes[i] += dy[first + i] * ((x[first + i] - mean) * invstd);
+            float g = gradient_at(dy, y, first + i);
+            dy_lanes[i] += g;
+            dy_xhat_lanes[i] += g * ((x[first + i] - mean) * invstd);
         }
     }
 }
@@ -399,7 +406,7 @@ static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xh
 static tdm_status batchnorm_backward_reduce(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                             const tdm_batchnorm_views *v)
 {
-    const float *x = floats(v->x), *dy = floats(v->dy);
+    const float *x = floats(v->x), *dy = floats(v->dy), *y = s->relu ? floats(v->y) : NULL;
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
     float *dgamma = floats(v->dgamma), *dbeta = floats(v->dbeta), *means = floats(v->scratch);
     const double count = (double)(s->batch * s->spatial);
@@ -413,7 +420,7 @@ static tdm_status batchnorm_backward_reduce(tdm_backend *backend, const tdm_batc
             for (size_t c = c0; c < c1; c++) {
                 size_t first = (n * s->channels + c) * s->spatial;
                 add_backward_plane(dy_lanes[c - c0], dy_xhat_lanes[c - c0], x + first, dy + first,
-                                   s->spatial, mean[c], invstd[c]);
+                                   y ? y + first : NULL, s->spatial, mean[c], invstd[c]);
             }
         for (size_t c = c0; c < c1; c++) {
             double sum_dy = lanes_total(dy_lanes[c - c0], s->spatial);
@@ -432,6 +439,7 @@ static tdm_status batchnorm_backward_apply(tdm_backend *backend, const tdm_batch
                                            const tdm_batchnorm_views *v)
 {
     const float *x = floats(v->x), *dy = floats(v->dy), *gamma = floats(v->gamma);
+    const float *y = s->relu ? floats(v->y) : NULL;
     const float *mean = floats(v->save_mean), *invstd = floats(v->save_invstd);
     const float *means = floats(v->scratch);
     float *dx = floats(v->dx);
@@ -442,7 +450,8 @@ static tdm_status batchnorm_backward_apply(tdm_backend *backend, const tdm_batch
             size_t first = (n * s->channels + c) * s->spatial;
             for (size_t i = first; i < first + s->spatial; i++) {
                 float xhat = (x[i] - mean[c]) * invstd[c];
-                dx[i] = gamma[c] * invstd[c] * (dy[i] - means[2 * c] - xhat * means[2 * c + 1]);
+                dx[i] = gamma[c] * invstd[c] *
+                        (gradient_at(dy, y, i) - means[2 * c] - xhat * means[2 * c + 1]);
             }
         }
     return TDM_OK;

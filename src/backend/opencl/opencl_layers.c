@@ -211,24 +211,27 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
     cl_view x = cl_view_of(v->x), dy = cl_view_of(v->dy), sm = cl_view_of(v->save_mean),
             si = cl_view_of(v->save_invstd), gamma = cl_view_of(v->gamma),
             dgamma = cl_view_of(v->dgamma), dbeta = cl_view_of(v->dbeta),
-            means = cl_view_of(v->scratch), dx = cl_view_of(v->dx);
+            means = cl_view_of(v->scratch), dx = cl_view_of(v->dx),
+            y = cl_view_of(s->relu ? v->y : v->dy); /* unread without relu */
+    cl_int relu = s->relu;
     cl_index n = s->batch;
     cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     if (fuse_channel_passes(ctx, s)) {
-        kernel_arg args[] = {ARG(n),           ARG(c),           ARG(sp),
-                             VIEW_ARGS(x),     VIEW_ARGS(dy),    VIEW_ARGS(sm),
-                             VIEW_ARGS(si),    VIEW_ARGS(gamma), VIEW_ARGS(dgamma),
-                             VIEW_ARGS(dbeta), VIEW_ARGS(dx)};
+        kernel_arg args[] = {ARG(n),        ARG(c),           ARG(sp),           VIEW_ARGS(x),
+                             VIEW_ARGS(dy), VIEW_ARGS(y),     ARG(relu),         VIEW_ARGS(sm),
+                             VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(dgamma), VIEW_ARGS(dbeta),
+                             VIEW_ARGS(dx)};
         return tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD, s->channels, args, COUNT(args));
     }
-    kernel_arg reduce[] = {ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),
-                           VIEW_ARGS(dy),    VIEW_ARGS(sm),   VIEW_ARGS(si), VIEW_ARGS(dgamma),
-                           VIEW_ARGS(dbeta), VIEW_ARGS(means)};
+    kernel_arg reduce[] = {
+        ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),  VIEW_ARGS(dy),
+        VIEW_ARGS(y),     ARG(relu),       VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(dgamma),
+        VIEW_ARGS(dbeta), VIEW_ARGS(means)};
     TDM_TRY(
         tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD_REDUCE, s->channels, reduce, COUNT(reduce)));
-    kernel_arg apply[] = {ARG(n),           ARG(c),        ARG(sp),       VIEW_ARGS(x),
-                          VIEW_ARGS(dy),    VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),
-                          VIEW_ARGS(means), VIEW_ARGS(dx)};
+    kernel_arg apply[] = {ARG(n),        ARG(c),           ARG(sp),          VIEW_ARGS(x),
+                          VIEW_ARGS(dy), VIEW_ARGS(y),     ARG(relu),        VIEW_ARGS(sm),
+                          VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(means), VIEW_ARGS(dx)};
     return tdm_cl_launch(ctx, K_BATCHNORM_BACKWARD_APPLY, s->batch * s->channels * s->spatial,
                          apply, COUNT(apply));
 }
