@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 10
+#define TDM_BACKEND_IFACE_VERSION 11
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -97,7 +97,9 @@ struct tdm_backend_iface {
                                     const tdm_batchnorm_views *v, bool train);
     /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel; dx = gamma *
      * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the
-     * channel's values (scratch: 2 * channels floats the layer lends). */
+     * channel's values (scratch: 2 * channels floats the layer lends); with
+     * shape->relu, dy is taken as 0 where v->y (the forward's output) is not
+     * > 0. */
     tdm_status (*batchnorm_backward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                      const tdm_batchnorm_views *v);
     tdm_status (*maxpool2d)(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
