@@ -127,6 +127,118 @@ static void test_bad_shapes_are_errors(void **state)
     tdm_buffer_free(buffer);
 }
 
+static void fill_random(float *values, size_t count, uint64_t seed)
+{
+    test_rng rng = {seed};
+    for (size_t i = 0; i < count; i++)
+        values[i] = test_rng_uniform(&rng, -1.0f, 1.0f);
+}
+
+/* The dense forms with a matrix built once give the plain forms' bits. */
+static void check_dense_forms(tdm_backend *backend, const tdm_conv2d_shape *s, size_t dense_floats)
+{
+    enum { X = 7 * 16 * 2 * 2, W = 5 * 16 * 3 * 3, Y = 7 * 5 * 2 * 2 };
+    float x[X], w[W], bias[5], y[Y], y_dense[Y], dx[X], dx_dense[X];
+    fill_random(x, X, 1);
+    fill_random(w, W, 2);
+    fill_random(bias, 5, 3);
+    tdm_buffer *in = upload(backend, x, X), *weight = upload(backend, w, W);
+    tdm_buffer *b = upload(backend, bias, 5), *dense = upload(backend, NULL, dense_floats);
+    tdm_buffer *out = upload(backend, NULL, Y), *grad = upload(backend, NULL, X);
+    tdm_view dense_view = {dense, 0};
+    assert_int_equal(tdm_conv2d_dense_weight(backend, s, (tdm_view){weight, 0}, dense_view),
+                     TDM_OK);
+    assert_int_equal(tdm_conv2d_forward(backend, s, (tdm_view){in, 0}, (tdm_view){weight, 0},
+                                        (tdm_view){b, 0}, (tdm_view){out, 0}),
+                     TDM_OK);
+    download(out, y, Y);
+    assert_int_equal(tdm_conv2d_forward_dense(backend, s, (tdm_view){in, 0}, dense_view,
+                                              (tdm_view){b, 0}, (tdm_view){out, 0}),
+                     TDM_OK);
+    download(out, y_dense, Y);
+    assert_memory_equal(y, y_dense, sizeof y);
+    assert_int_equal(tdm_conv2d_backward_input(backend, s, (tdm_view){weight, 0},
+                                               (tdm_view){out, 0}, (tdm_view){grad, 0}),
+                     TDM_OK);
+    download(grad, dx, X);
+    assert_int_equal(tdm_conv2d_backward_input_dense(backend, s, dense_view, (tdm_view){out, 0},
+                                                     (tdm_view){grad, 0}),
+                     TDM_OK);
+    download(grad, dx_dense, X);
+    assert_memory_equal(dx, dx_dense, sizeof dx);
+    tdm_buffer *buffers[] = {in, weight, b, dense, out, grad};
+    for (size_t i = 0; i < 6; i++)
+        tdm_buffer_free(buffers[i]);
+}
+
+/* ResNet's block conv (2x2 images, 3x3 kernel) runs with a dense matrix;
+ * the dense forms refuse a conv that does not, and a matrix too small. */
+static void test_conv_dense_forms(void **state)
+{
+    (void)state;
+    tdm_conv2d_shape block = {7, 16, 2, 2, 5, 3, 3, 1, 1, 1, 1};
+    tdm_conv2d_shape wide = {7, 16, 8, 8, 5, 3, 3, 1, 1, 1, 1};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        size_t floats = 0;
+        assert_int_equal(tdm_conv2d_dense_floats(backend, &block, &floats), TDM_OK);
+        assert_int_equal(floats, (5 * 2 * 2) * (16 * 2 * 2));
+        check_dense_forms(backend, &block, floats);
+        assert_int_equal(tdm_conv2d_dense_floats(backend, &wide, &floats), TDM_OK);
+        assert_int_equal(floats, 0);
+        tdm_buffer *buffer = upload(backend, NULL, 8192);
+        tdm_view v = {buffer, 0}, w = {buffer, 4096}, none = {0};
+        expect_error(tdm_conv2d_forward_dense(backend, &wide, v, w, none, w),
+                     "does not run with a dense matrix");
+        expect_error(
+            tdm_conv2d_backward_input_dense(backend, &block, (tdm_view){buffer, 8000}, v, w),
+            "operand dense needs");
+        tdm_buffer_free(buffer);
+    }
+}
+
+/* The model's output for a batch, in evaluation mode. */
+static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
+{
+    assert_int_equal(tdm_model_forward(model, x, batch, false), TDM_OK);
+    tdm_view y = tdm_model_output(model);
+    assert_int_equal(
+        tdm_buffer_download(y.buffer, y.offset * sizeof(float), out, batch * 10 * sizeof(float)),
+        TDM_OK);
+}
+
+/* New parameters take effect at the next pass, though the model keeps its
+ * block convs' dense matrices from one pass to the next. */
+static void test_new_parameters_take_effect(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    float input[3 * 64], before[30], after[30], fresh[30];
+    fill_random(input, 3 * 64, 4);
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_model *model = NULL, *other = NULL;
+        assert_int_equal(tdm_model_create(backend, &spec, 3, 1, &model), TDM_OK);
+        assert_int_equal(tdm_model_create(backend, &spec, 3, 2, &other), TDM_OK);
+        size_t count = tdm_model_parameter_count(model);
+        float *params = malloc(count * sizeof(float));
+        assert_non_null(params);
+        tdm_buffer *x = upload(backend, input, 3 * 64);
+        model_output(model, (tdm_view){x, 0}, 3, before);
+        assert_int_equal(tdm_model_get_parameters(other, params), TDM_OK);
+        assert_int_equal(tdm_model_set_parameters(model, params), TDM_OK);
+        model_output(model, (tdm_view){x, 0}, 3, after);
+        model_output(other, (tdm_view){x, 0}, 3, fresh);
+        assert_memory_equal(after, fresh, sizeof after);
+        assert_memory_not_equal(before, after, sizeof after);
+        free(params);
+        tdm_buffer_free(x);
+        tdm_model_free(model);
+        tdm_model_free(other);
+    }
+}
+
 static void test_model_misuse_is_an_error(void **state)
 {
     (void)state;
@@ -301,6 +413,8 @@ int main(void)
         cmocka_unit_test(test_maxpool_ties_and_nan),
         cmocka_unit_test(test_cross_entropy_bad_label),
         cmocka_unit_test(test_bad_shapes_are_errors),
+        cmocka_unit_test(test_conv_dense_forms),
+        cmocka_unit_test(test_new_parameters_take_effect),
         cmocka_unit_test(test_model_misuse_is_an_error),
         cmocka_unit_test(test_initialization),
         cmocka_unit_test(test_lenet_agrees_across_backends),

@@ -25,7 +25,6 @@ typedef struct tdm_conv2d_shape {
     size_t out_channels, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w;
 } tdm_conv2d_shape;
 
-/* floor((in + 2 pad - kernel) / stride) + 1; 0 when the kernel does not fit. */
 /* Windows of `kernel` with `stride` along an axis of `in` values padded by
  * `pad` on both sides: floor((in + 2 pad - kernel) / stride) + 1, or 0 when
  * the kernel does not fit or the stride is 0. */
@@ -43,6 +42,22 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
 /* dweight += ..., dbias += ... (dbias may be empty). */
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
+
+/* A convolution over images no larger than its kernel (ResNet's 2x2 block)
+ * runs as one GEMM with its dense matrix T [Cout*OH*OW][Cin*H*W], built
+ * from the weights by one more op. tdm_conv2d_dense_floats gives T's size, or
+ * 0 where the convolution does not run this way. A caller that runs several
+ * passes with the same weights (a training step's forward and backward, the
+ * batches of an evaluation) builds T once and passes it to the _dense forms:
+ * they give the bits of tdm_conv2d_forward and _backward_input. */
+tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                   size_t *floats);
+tdm_status tdm_conv2d_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                   tdm_view weight, tdm_view dense);
+tdm_status tdm_conv2d_forward_dense(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                                    tdm_view dense, tdm_view bias, tdm_view y);
+tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                           tdm_view dense, tdm_view dy, tdm_view dx);
 
 /* --- per-channel bias over [N][C][spatial] (linear: spatial = 1) --- */
 

@@ -68,6 +68,7 @@ size_t tdm_conv2d_out_width(const tdm_conv2d_shape *s)
 /* Element counts of a conv's tensors, validated. */
 typedef struct conv_sizes {
     size_t x, weight, y, col_rows, columns; /* col is col_rows x columns */
+    size_t dense_rows, dense_columns;       /* T (below): Cout*OH*OW x Cin*H*W */
 } conv_sizes;
 
 static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_sizes *out)
@@ -93,6 +94,8 @@ static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_
     TDM_TRY(product(op, s->batch, s->out_channels, oh, ow, &out->y));
     TDM_TRY(product(op, s->in_channels, s->kernel_h, s->kernel_w, 1, &out->col_rows));
     TDM_TRY(product(op, s->batch, oh, ow, 1, &out->columns));
+    TDM_TRY(product(op, s->out_channels, oh, ow, 1, &out->dense_rows));
+    TDM_TRY(product(op, s->in_channels, s->in_height, s->in_width, 1, &out->dense_columns));
     size_t col_floats;
     return product(op, out->col_rows, out->columns, 1, 1, &col_floats);
 }
@@ -113,43 +116,61 @@ enum { MAX_DENSE_FLOATS = 1 << 22 };
 
 static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
 {
-    size_t rows = n->y / (s->batch ? s->batch : 1), columns = n->x / (s->batch ? s->batch : 1);
-    return s->in_height * s->in_width <= s->kernel_h * s->kernel_w && s->batch > 0 &&
-           rows <= MAX_DENSE_FLOATS / columns &&
+    return s->in_height * s->in_width <= s->kernel_h * s->kernel_w &&
+           n->dense_rows <= MAX_DENSE_FLOATS / n->dense_columns &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_BACKWARD);
 }
 
-/* T of the convolution into scratch slot 0; rows and columns per sample. */
-static tdm_status dense_matrix(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
-                               tdm_view weight, tdm_view *dense, size_t *rows, size_t *columns)
+tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                   size_t *floats)
 {
-    *rows = n->y / s->batch;
-    *columns = n->x / s->batch;
-    TDM_TRY(borrow_scratch(backend, 0, *rows * *columns, dense));
+    conv_sizes n = {0};
+    *floats = 0;
+    TDM_TRY(conv_sizes_of("conv2d_dense_floats", shape, &n));
+    *floats = use_dense(backend, shape, &n) ? n.dense_rows * n.dense_columns : 0;
+    return TDM_OK;
+}
+
+static tdm_status require_dense(const tdm_backend *backend, const char *op,
+                                const tdm_conv2d_shape *s, const conv_sizes *n)
+{
+    if (!use_dense(backend, s, n))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: this convolution does not run with a dense matrix on this backend "
+                        "(tdm_conv2d_dense_floats gives 0)",
+                        op);
+    return TDM_OK;
+}
+
+/* T of the convolution into scratch slot 0. */
+static tdm_status scratch_dense(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                const conv_sizes *n, tdm_view weight, tdm_view *dense)
+{
+    TDM_TRY(borrow_scratch(backend, 0, n->dense_rows * n->dense_columns, dense));
     return backend->iface->conv_dense_weight(backend, s, weight, *dense);
 }
 
+/* y [N][Cout*OH*OW] = x [N][Cin*H*W] * T^T, then the bias */
 static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                const conv_sizes *n, tdm_view x, tdm_view weight, tdm_view y)
+                                const conv_sizes *n, tdm_view x, tdm_view dense, tdm_view bias,
+                                tdm_view y)
 {
-    tdm_view dense;
-    size_t rows, columns;
-    TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
-    /* y [N][Cout*OH*OW] = x [N][Cin*H*W] * T^T */
+    size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_sgemm_args forward = tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, rows, columns, x,
                                            columns, dense, columns, 0.0f, y, rows);
-    return tdm_sgemm(backend, &forward);
+    TDM_TRY(tdm_sgemm(backend, &forward));
+    return given(bias) ? backend->iface->bias_add(backend, s->batch, s->out_channels,
+                                                  n->columns / s->batch, bias, y)
+                       : TDM_OK;
 }
 
+/* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T */
 static tdm_status dense_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                       const conv_sizes *n, tdm_view weight, tdm_view dy,
+                                       const conv_sizes *n, tdm_view dense, tdm_view dy,
                                        tdm_view dx)
 {
-    tdm_view dense;
-    size_t rows, columns;
-    TDM_TRY(dense_matrix(backend, s, n, weight, &dense, &rows, &columns));
-    /* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T */
+    size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_sgemm_args backward = tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, columns, rows, dy,
                                             rows, dense, columns, 0.0f, dx, columns);
     return tdm_sgemm(backend, &backward);
@@ -159,7 +180,7 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
                                         const conv_sizes *n, tdm_view x, tdm_view dy,
                                         tdm_view dweight)
 {
-    size_t rows = n->y / s->batch, columns = n->x / s->batch;
+    size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
     /* dT [Cout*OH*OW][Cin*H*W] = dy^T * x, then each tap sums its entries */
@@ -169,29 +190,38 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
     return backend->iface->conv_dense_weight_backward(backend, s, dense_grad, dweight);
 }
 
+/* The checks of a convolution's forward, with its weights as they are or as
+ * T (dense); n gets the sizes. */
+static tdm_status check_conv_forward(tdm_backend *backend, const char *op,
+                                     const tdm_conv2d_shape *s, tdm_view x, tdm_view w, bool dense,
+                                     tdm_view bias, tdm_view y, conv_sizes *n)
+{
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, s, n));
+    TDM_TRY(dense ? require_dense(backend, op, s, n) : TDM_OK);
+    TDM_TRY(tdm_check_view(backend, x, n->x, op, "x"));
+    size_t w_count = dense ? n->dense_rows * n->dense_columns : n->weight;
+    TDM_TRY(tdm_check_view(backend, w, w_count, op, dense ? "dense" : "weight"));
+    if (given(bias))
+        TDM_TRY(tdm_check_view(backend, bias, s->out_channels, op, "bias"));
+    tdm_view inputs[] = {x, w, bias};
+    size_t counts[] = {n->x, w_count, given(bias) ? s->out_channels : 0};
+    return tdm_check_output(backend, op, y, n->y, "y", inputs, counts, 3);
+}
+
 tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
                               tdm_view weight, tdm_view bias, tdm_view y)
 {
-    const char *op = "conv2d_forward";
     conv_sizes n = {0};
-    TDM_TRY(check_conv_support(backend));
-    TDM_TRY(conv_sizes_of(op, shape, &n));
-    TDM_TRY(tdm_check_view(backend, x, n.x, op, "x"));
-    TDM_TRY(tdm_check_view(backend, weight, n.weight, op, "weight"));
-    if (given(bias))
-        TDM_TRY(tdm_check_view(backend, bias, shape->out_channels, op, "bias"));
-    tdm_view inputs[] = {x, weight, bias};
-    size_t counts[] = {n.x, n.weight, given(bias) ? shape->out_channels : 0};
-    TDM_TRY(tdm_check_output(backend, op, y, n.y, "y", inputs, counts, 3));
+    TDM_TRY(check_conv_forward(backend, "conv2d_forward", shape, x, weight, false, bias, y, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    size_t spatial = n.columns / shape->batch;
     if (use_dense(backend, shape, &n)) {
-        TDM_TRY(dense_forward(backend, shape, &n, x, weight, y));
-        return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
-                                                      spatial, bias, y)
-                           : TDM_OK;
+        tdm_view dense;
+        TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
+        return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
+    size_t spatial = n.columns / shape->batch;
     tdm_view col, y_by_channel;
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
     TDM_TRY(borrow_scratch(backend, 1, n.y, &y_by_channel));
@@ -209,6 +239,29 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
     return TDM_OK;
 }
 
+tdm_status tdm_conv2d_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                   tdm_view weight, tdm_view dense)
+{
+    const char *op = "conv2d_dense_weight";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, shape, &n));
+    TDM_TRY(require_dense(backend, op, shape, &n));
+    TDM_TRY(tdm_check_view(backend, weight, n.weight, op, "weight"));
+    TDM_TRY(tdm_check_output(backend, op, dense, n.dense_rows * n.dense_columns, "dense", &weight,
+                             &n.weight, 1));
+    return backend->iface->conv_dense_weight(backend, shape, weight, dense);
+}
+
+tdm_status tdm_conv2d_forward_dense(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                                    tdm_view dense, tdm_view bias, tdm_view y)
+{
+    conv_sizes n = {0};
+    TDM_TRY(
+        check_conv_forward(backend, "conv2d_forward_dense", shape, x, dense, true, bias, y, &n));
+    return shape->batch ? dense_forward(backend, shape, &n, x, dense, bias, y) : TDM_OK;
+}
+
 /* dy [N][Cout][P] into scratch slot 1 as [Cout][N*P], the GEMM's layout. */
 static tdm_status dy_by_channel(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                 const conv_sizes *n, tdm_view dy, tdm_view *out)
@@ -218,22 +271,36 @@ static tdm_status dy_by_channel(tdm_backend *backend, const tdm_conv2d_shape *sh
                                      n->columns / shape->batch, dy, *out);
 }
 
+/* The checks of a convolution's backward_input, with its weights as they
+ * are or as T (dense); n gets the sizes. */
+static tdm_status check_conv_backward_input(tdm_backend *backend, const char *op,
+                                            const tdm_conv2d_shape *s, tdm_view w, bool dense,
+                                            tdm_view dy, tdm_view dx, conv_sizes *n)
+{
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, s, n));
+    TDM_TRY(dense ? require_dense(backend, op, s, n) : TDM_OK);
+    size_t w_count = dense ? n->dense_rows * n->dense_columns : n->weight;
+    TDM_TRY(tdm_check_view(backend, w, w_count, op, dense ? "dense" : "weight"));
+    TDM_TRY(tdm_check_view(backend, dy, n->y, op, "dy"));
+    tdm_view inputs[] = {w, dy};
+    size_t counts[] = {w_count, n->y};
+    return tdm_check_output(backend, op, dx, n->x, "dx", inputs, counts, 2);
+}
+
 tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                      tdm_view weight, tdm_view dy, tdm_view dx)
 {
-    const char *op = "conv2d_backward_input";
     conv_sizes n = {0};
-    TDM_TRY(check_conv_support(backend));
-    TDM_TRY(conv_sizes_of(op, shape, &n));
-    TDM_TRY(tdm_check_view(backend, weight, n.weight, op, "weight"));
-    TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
-    tdm_view inputs[] = {weight, dy};
-    size_t counts[] = {n.weight, n.y};
-    TDM_TRY(tdm_check_output(backend, op, dx, n.x, "dx", inputs, counts, 2));
+    TDM_TRY(check_conv_backward_input(backend, "conv2d_backward_input", shape, weight, false, dy,
+                                      dx, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    if (use_dense(backend, shape, &n))
-        return dense_backward_input(backend, shape, &n, weight, dy, dx);
+    if (use_dense(backend, shape, &n)) {
+        tdm_view dense;
+        TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
+        return dense_backward_input(backend, shape, &n, dense, dy, dx);
+    }
     tdm_view dy_t, dcol;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &dcol));
@@ -243,6 +310,15 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
                       n.col_rows, dy_t, n.columns, 0.0f, dcol, n.columns);
     TDM_TRY(tdm_sgemm(backend, &backward));
     return backend->iface->col2im(backend, shape, dcol, dx);
+}
+
+tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                           tdm_view dense, tdm_view dy, tdm_view dx)
+{
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_backward_input(backend, "conv2d_backward_input_dense", shape, dense, true,
+                                      dy, dx, &n));
+    return shape->batch ? dense_backward_input(backend, shape, &n, dense, dy, dx) : TDM_OK;
 }
 
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,

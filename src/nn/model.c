@@ -36,9 +36,10 @@ typedef struct node {
     size_t stats; /* running mean at stats + 0, variance at + C */
     size_t saved; /* mean and invstd (2C) or argmax (batch x out) */
     size_t activation, gradient;
-    bool accumulate[2]; /* backward adds into that input's gradient */
-    bool relu_after;    /* an add or a norm that applies the ReLU after it */
-    bool fused;         /* a ReLU its input node applies: its view, no forward work */
+    bool accumulate[2];         /* backward adds into that input's gradient */
+    bool relu_after;            /* an add or a norm that applies the ReLU after it */
+    bool fused;                 /* a ReLU its input node applies: its view, no forward work */
+    size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
 } node;
 
 struct tdm_model {
@@ -51,6 +52,11 @@ struct tdm_model {
     size_t node_count;
     size_t param_count, stats_count, saved_count, activation_count, scratch_count;
     tdm_buffer *params, *grads, *velocity, *stats, *saved, *activations, *gradients, *scratch;
+    /* The dense matrices of the convs that run with one (tdm_conv2d_dense_floats),
+     * built once for each version of the parameters, not once a pass. */
+    tdm_buffer *dense;
+    size_t dense_count;
+    unsigned long params_version, dense_version;
     /* Training on a share of each batch (tdm_model_share_batches): */
     tdm_comm *comm;     /* NULL: this process's batches alone */
     tdm_buffer *shared; /* a batch norm input's worth, then 4 x C values */
@@ -243,6 +249,24 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
 
 /* ---------- storage and initialisation ---------- */
 
+static tdm_conv2d_shape conv_shape(const node *n, size_t batch);
+
+/* Room for the dense matrix of each conv that runs with one. */
+static tdm_status plan_dense(tdm_model *m)
+{
+    for (size_t i = 0; i < m->node_count; i++) {
+        node *n = &m->nodes[i];
+        if (n->kind != NODE_CONV)
+            continue;
+        tdm_conv2d_shape s = conv_shape(n, m->max_batch);
+        TDM_TRY(tdm_conv2d_dense_floats(m->backend, &s, &n->dense_floats));
+        n->dense = m->dense_count;
+        m->dense_count += n->dense_floats;
+    }
+    m->params_version = 1; /* built at the first pass */
+    return TDM_OK;
+}
+
 static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **out)
 {
     *out = NULL;
@@ -311,10 +335,12 @@ tdm_status tdm_model_create(tdm_backend *backend, const tdm_model_spec *spec, si
     m->input_shape = spec->input;
     m->max_batch = max_batch;
     tdm_status status = build_nodes(m, spec);
-    tdm_buffer **buffers[] = {&m->params,      &m->grads,     &m->stats,  &m->saved,
-                              &m->activations, &m->gradients, &m->scratch};
-    size_t counts[] = {m->param_count,      m->param_count,      m->stats_count,  m->saved_count,
-                       m->activation_count, m->activation_count, m->scratch_count};
+    if (status == TDM_OK)
+        status = plan_dense(m);
+    tdm_buffer **buffers[] = {&m->params,      &m->grads,     &m->stats,   &m->saved,
+                              &m->activations, &m->gradients, &m->scratch, &m->dense};
+    size_t counts[] = {m->param_count,      m->param_count,      m->stats_count,   m->saved_count,
+                       m->activation_count, m->activation_count, m->scratch_count, m->dense_count};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0] && status == TDM_OK; i++)
         status = alloc_floats(backend, counts[i], buffers[i]);
     if (status == TDM_OK)
@@ -331,8 +357,8 @@ void tdm_model_free(tdm_model *m)
 {
     if (!m)
         return;
-    tdm_buffer *buffers[] = {m->params,      m->grads,     m->velocity, m->stats, m->saved,
-                             m->activations, m->gradients, m->scratch,  m->shared};
+    tdm_buffer *buffers[] = {m->params,      m->grads,     m->velocity, m->stats,  m->saved,
+                             m->activations, m->gradients, m->scratch,  m->shared, m->dense};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         tdm_buffer_free(buffers[i]);
     free(m->host);
@@ -568,6 +594,9 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
+        if (n->dense_floats)
+            return tdm_conv2d_forward_dense(b, &s, x, at(m->dense, n->dense),
+                                            optional_bias(n, m->params), y);
         return tdm_conv2d_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
                                   y);
     }
@@ -595,6 +624,23 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     return TDM_OK;
 }
 
+/* The dense matrices, if the parameters changed since they were built. */
+static tdm_status build_dense(tdm_model *m)
+{
+    if (m->dense_version == m->params_version)
+        return TDM_OK;
+    for (size_t i = 0; i < m->node_count; i++) {
+        const node *n = &m->nodes[i];
+        if (!n->dense_floats)
+            continue;
+        tdm_conv2d_shape s = conv_shape(n, m->max_batch);
+        TDM_TRY(tdm_conv2d_dense_weight(m->backend, &s, at(m->params, n->weight),
+                                        at(m->dense, n->dense)));
+    }
+    m->dense_version = m->params_version;
+    return TDM_OK;
+}
+
 tdm_status tdm_model_forward(tdm_model *m, tdm_view x, size_t batch, bool train)
 {
     if (batch == 0 || batch > m->max_batch)
@@ -608,6 +654,7 @@ tdm_status tdm_model_forward(tdm_model *m, tdm_view x, size_t batch, bool train)
                         "model forward: the input must hold %zu floats (batch %zu of %zux%zux%zu)",
                         needed, batch, m->input_shape.channels, m->input_shape.height,
                         m->input_shape.width);
+    TDM_TRY(build_dense(m));
     m->input = x;
     m->batch = batch;
     m->trained_forward = false;
@@ -666,6 +713,8 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
+        if (n->dense_floats)
+            return tdm_conv2d_backward_input_dense(b, &s, at(m->dense, n->dense), dy, dx);
         return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);
     }
     case NODE_RELU: return tdm_relu_backward(b, count, x, dy, dx);
@@ -730,6 +779,7 @@ tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
     if (!m->trained_forward)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "model backward: needs a forward pass in training mode first");
+    TDM_TRY(build_dense(m)); /* the parameters may have changed since the forward */
     const node *last = &m->nodes[last_node(m)];
     size_t count = m->batch * tdm_nn_volume(last->out);
     tdm_view gradient = at(m->gradients, m->nodes[gradient_owner(m, last_node(m))].gradient);
@@ -749,6 +799,7 @@ tdm_status tdm_model_sgd_step(tdm_model *m, const tdm_sgd_options *options)
     if (options->momentum != 0.0f && !m->velocity)
         TDM_TRY(alloc_floats(m->backend, m->param_count, &m->velocity));
     bool first = options->momentum != 0.0f && !m->momentum_started;
+    m->params_version++;
     TDM_TRY(tdm_sgd_step(m->backend, options, first, m->param_count, at(m->params, 0),
                          at(m->grads, 0), m->velocity ? at(m->velocity, 0) : (tdm_view){0}));
     m->momentum_started = m->momentum_started || options->momentum != 0.0f;
@@ -784,6 +835,7 @@ tdm_status tdm_model_get_parameters(const tdm_model *m, float *out)
 
 tdm_status tdm_model_set_parameters(tdm_model *m, const float *values)
 {
+    m->params_version++;
     return upload(m->params, m->param_count, values);
 }
 
