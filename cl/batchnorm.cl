@@ -11,10 +11,12 @@ inline float2 tdm_bn_statistics(__global const float *x, uint batch, uint stride
 {
     const float count = (float)(batch * spatial);
     const float mean = tdm_group_sum(tdm_channel_sum(x, batch, stride, spatial), partial) / count;
+    const uint parts = tdm_channel_parts(batch);
     float squares = 0.0f;
-    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
-        for (uint s = 0; s < spatial; s++) {
-            const float centered = x[n * stride + s] - mean;
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
+        for (uint i = piece.x; i < piece.y; i++) {
+            const float centered = x[i] - mean;
             squares += centered * centered;
         }
     }
@@ -81,11 +83,11 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     running_var + running_var_offset, save_mean + save_mean_offset,
                     save_invstd + save_invstd_offset);
     const float g = gamma[gamma_offset + c], b = beta[beta_offset + c];
-    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
-        const uint run = first + n * stride;
-        for (uint s = 0; s < spatial.x; s++)
-            y[y_offset + run + s] =
-                tdm_bn_value(x[x_offset + run + s], stats.x, invstd, g, b, relu);
+    const uint parts = tdm_channel_parts(batch);
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = first + tdm_channel_piece(u, parts, stride, spatial.x);
+        for (uint i = piece.x; i < piece.y; i++)
+            y[y_offset + i] = tdm_bn_value(x[x_offset + i], stats.x, invstd, g, b, relu);
     }
 }
 
@@ -125,11 +127,13 @@ inline float2 tdm_bn_backward_means(__global const float *x, __global const floa
                                     __global float *dgamma, __global float *dbeta,
                                     __local float2 *partial)
 {
+    const uint parts = tdm_channel_parts(batch);
     float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
-    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
-        for (uint s = 0; s < spatial; s++) {
-            const float g = tdm_bn_dy(dy, y, n * stride + s, relu);
-            sums += (float2)(g, g * ((x[n * stride + s] - mean) * invstd));
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
+        for (uint i = piece.x; i < piece.y; i++) {
+            const float g = tdm_bn_dy(dy, y, i, relu);
+            sums += (float2)(g, g * ((x[i] - mean) * invstd));
         }
     }
     sums = tdm_group_sum2(sums, partial);
@@ -202,11 +206,12 @@ __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void tdm_ba
     const float2 m = tdm_bn_backward_means(
         x + x_offset + first, dy + dy_offset + first, y + y_offset + first, relu, c, batch, stride,
         spatial.x, mean, invstd, dgamma + dgamma_offset, dbeta + dbeta_offset, partial);
-    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE) {
-        const uint run = first + n * stride;
-        for (uint s = 0; s < spatial.x; s++)
-            dx[dx_offset + run + s] = tdm_bn_gradient(
-                x[x_offset + run + s], tdm_bn_dy(dy + dy_offset, y + y_offset, run + s, relu), mean,
-                invstd, g, m);
+    const uint parts = tdm_channel_parts(batch);
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = first + tdm_channel_piece(u, parts, stride, spatial.x);
+        for (uint i = piece.x; i < piece.y; i++)
+            dx[dx_offset + i] =
+                tdm_bn_gradient(x[x_offset + i], tdm_bn_dy(dy + dy_offset, y + y_offset, i, relu),
+                                mean, invstd, g, m);
     }
 }

@@ -61,17 +61,35 @@ uint tdm_mod(uint n, tdm_divisor d)
     return n - tdm_div(n, d) * d.x;
 }
 
-// The values of one channel as the work-items of its group share them:
-// samples lid, lid + G, ..., each a run of `spatial` contiguous values (a
-// CPU device vectorises the run; strided values across work-items it does
-// not), `stride` = channels * spatial apart, from x at the channel's first.
-// Each work-item adds its values in that order, then the group's tree.
+// The values of one channel, as the work-items of its group share them:
+// each sample's run of `spatial` contiguous values (a CPU device vectorises
+// a run; values strided across work-items it does not), cut into `parts`
+// pieces when the batch is too small to give every work-item a sample.
+// Work-item lid takes pieces lid, lid + G, ... in order; samples are
+// `stride` = channels * spatial apart. tdm_channel_parts gives `parts`.
+uint tdm_channel_parts(uint batch)
+{
+    return batch < TDM_GROUP_SIZE ? TDM_GROUP_SIZE / batch : 1;
+}
+
+// Piece u's first and end index from the channel's first value.
+uint2 tdm_channel_piece(uint u, uint parts, uint stride, uint spatial)
+{
+    const uint n = u / parts, len = (spatial + parts - 1) / parts;
+    const uint first = min(spatial, (u - n * parts) * len);
+    return (uint2)(n * stride + first, n * stride + min(spatial, first + len));
+}
+
+// This work-item's sum of its pieces; x at the channel's first value.
 float tdm_channel_sum(__global const float *x, uint batch, uint stride, uint spatial)
 {
+    const uint parts = tdm_channel_parts(batch);
     float sum = 0.0f;
-    for (uint n = get_local_id(0); n < batch; n += TDM_GROUP_SIZE)
-        for (uint s = 0; s < spatial; s++)
-            sum += x[n * stride + s];
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
+        for (uint i = piece.x; i < piece.y; i++)
+            sum += x[i];
+    }
     return sum;
 }
 
