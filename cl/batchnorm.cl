@@ -91,8 +91,10 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
     }
 }
 
-// y over all values: mean and invstd the saved ones, or in evaluation mode
-// `scale` holds the running variance and invstd = 1 / sqrt(var + eps).
+// y over all values, one work-item each: (s, plane), plane = n * C + c, so
+// that a CPU device runs a plane's values as one vector loop. mean and
+// invstd the saved ones, or in evaluation mode `scale` holds the running
+// variance and invstd = 1 / sqrt(var + eps).
 __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divisor spatial,
                                       __global const float *x, uint x_offset,
                                       __global const float *mean, uint mean_offset,
@@ -101,21 +103,23 @@ __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divi
                                       uint gamma_offset, __global const float *beta,
                                       uint beta_offset, int relu, __global float *y, uint y_offset)
 {
-    const uint total = batch * channels.x * spatial.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint c = tdm_mod(tdm_div(id, spatial), channels);
-        const float s = scale[scale_offset + c];
-        const float invstd = scale_is_variance ? 1.0f / sqrt(s + eps) : s;
-        y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
-                                        gamma[gamma_offset + c], beta[beta_offset + c], relu);
-    }
+    const uint s = get_global_id(0), plane = get_global_id(1);
+    if (s >= spatial.x || plane >= batch * channels.x)
+        return;
+    const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
+    const float v = scale[scale_offset + c];
+    const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
+    y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
+                                    gamma[gamma_offset + c], beta[beta_offset + c], relu);
 }
 
 // dy[i], or 0 with relu where the fused ReLU's output y[i] is not > 0 (the
-// rule of tdm_relu_backward).
+// rule of tdm_relu_backward). y is read either way (without relu the host
+// passes dy again), so the loop has no conditional load and vectorises.
 inline float tdm_bn_dy(__global const float *dy, __global const float *y, uint i, int relu)
 {
-    return relu && !(y[i] > 0.0f) ? 0.0f : dy[i];
+    const float out = y[i], gradient = dy[i];
+    return relu && !(out > 0.0f) ? 0.0f : gradient;
 }
 
 // Channel c's means of dy and of dy * xhat, the same in every work-item;
@@ -172,7 +176,8 @@ tdm_batchnorm_backward_reduce(uint batch, tdm_divisor channels, tdm_divisor spat
         vstore2(m, c, means + means_offset);
 }
 
-// Backward, pass 2, over all values.
+// Backward, pass 2, over all values, one work-item each as in
+// tdm_batchnorm_normalize.
 __kernel void tdm_batchnorm_backward_apply(
     uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
     __global const float *dy, uint dy_offset, __global const float *y, uint y_offset, int relu,
@@ -180,14 +185,14 @@ __kernel void tdm_batchnorm_backward_apply(
     uint save_invstd_offset, __global const float *gamma, uint gamma_offset,
     __global const float *means, uint means_offset, __global float *dx, uint dx_offset)
 {
-    const uint total = batch * channels.x * spatial.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint c = tdm_mod(tdm_div(id, spatial), channels);
-        dx[dx_offset + id] =
-            tdm_bn_gradient(x[x_offset + id], tdm_bn_dy(dy + dy_offset, y + y_offset, id, relu),
-                            save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
-                            gamma[gamma_offset + c], vload2(c, means + means_offset));
-    }
+    const uint s = get_global_id(0), plane = get_global_id(1);
+    if (s >= spatial.x || plane >= batch * channels.x)
+        return;
+    const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
+    dx[dx_offset + id] =
+        tdm_bn_gradient(x[x_offset + id], tdm_bn_dy(dy + dy_offset, y + y_offset, id, relu),
+                        save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
+                        gamma[gamma_offset + c], vload2(c, means + means_offset));
 }
 
 // Both passes for one channel a work-group, in one launch: the same values.

@@ -166,6 +166,18 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
                                 s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
 }
 
+/* A work-item a value, (s, plane): work-groups a power of two wide along
+ * the plane's values, up to the group size, and as many planes as fill it. */
+static tdm_status launch_planes(opencl_context *ctx, kernel_id id, const tdm_batchnorm_shape *s,
+                                const kernel_arg *args, size_t arg_count)
+{
+    size_t local[2] = {1, 1};
+    while (local[0] < s->spatial && local[0] < ctx->group_size)
+        local[0] *= 2;
+    local[1] = ctx->group_size / local[0];
+    return tdm_cl_launch_2d(ctx, id, s->spatial, s->batch * s->channels, local, args, arg_count);
+}
+
 static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shape *s,
                                    const tdm_batchnorm_views *v, bool eval)
 {
@@ -188,8 +200,7 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          VIEW_ARGS(beta),
                          ARG(relu),
                          VIEW_ARGS(y)};
-    return tdm_cl_launch(ctx, K_BATCHNORM_NORMALIZE, s->batch * s->channels * s->spatial, args,
-                         COUNT(args));
+    return launch_planes(ctx, K_BATCHNORM_NORMALIZE, s, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -232,8 +243,7 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
     kernel_arg apply[] = {ARG(n),        ARG(c),           ARG(sp),          VIEW_ARGS(x),
                           VIEW_ARGS(dy), VIEW_ARGS(y),     ARG(relu),        VIEW_ARGS(sm),
                           VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(means), VIEW_ARGS(dx)};
-    return tdm_cl_launch(ctx, K_BATCHNORM_BACKWARD_APPLY, s->batch * s->channels * s->spatial,
-                         apply, COUNT(apply));
+    return launch_planes(ctx, K_BATCHNORM_BACKWARD_APPLY, s, apply, COUNT(apply));
 }
 
 /* ---------- pooling ---------- */
