@@ -166,16 +166,18 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
                                 s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
 }
 
-/* A work-item a value, (s, plane): work-groups a power of two wide along
- * the plane's values, up to the group size, and as many planes as fill it. */
-static tdm_status launch_planes(opencl_context *ctx, kernel_id id, const tdm_batchnorm_shape *s,
+/* A work-item a value of `values` in each of `planes` planes, (value,
+ * plane): work-groups a power of two wide along a plane, up to the group
+ * size, and as many planes as fill it (a CPU device runs the values of a
+ * plane as one vector loop; no index is divided to find its plane). */
+static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values, size_t planes,
                                 const kernel_arg *args, size_t arg_count)
 {
     size_t local[2] = {1, 1};
-    while (local[0] < s->spatial && local[0] < ctx->group_size)
+    while (local[0] < values && local[0] < ctx->group_size)
         local[0] *= 2;
     local[1] = ctx->group_size / local[0];
-    return tdm_cl_launch_2d(ctx, id, s->spatial, s->batch * s->channels, local, args, arg_count);
+    return tdm_cl_launch_2d(ctx, id, values, planes, local, args, arg_count);
 }
 
 static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shape *s,
@@ -200,7 +202,8 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          VIEW_ARGS(beta),
                          ARG(relu),
                          VIEW_ARGS(y)};
-    return launch_planes(ctx, K_BATCHNORM_NORMALIZE, s, args, COUNT(args));
+    return launch_planes(ctx, K_BATCHNORM_NORMALIZE, s->spatial, s->batch * s->channels, args,
+                         COUNT(args));
 }
 
 tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -243,7 +246,8 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
     kernel_arg apply[] = {ARG(n),        ARG(c),           ARG(sp),          VIEW_ARGS(x),
                           VIEW_ARGS(dy), VIEW_ARGS(y),     ARG(relu),        VIEW_ARGS(sm),
                           VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(means), VIEW_ARGS(dx)};
-    return launch_planes(ctx, K_BATCHNORM_BACKWARD_APPLY, s, apply, COUNT(apply));
+    return launch_planes(ctx, K_BATCHNORM_BACKWARD_APPLY, s->spatial, s->batch * s->channels, apply,
+                         COUNT(apply));
 }
 
 /* ---------- pooling ---------- */
@@ -257,7 +261,7 @@ typedef struct pool_args {
 } pool_args;
 
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
-                              tdm_view first, tdm_view second, tdm_view third, size_t items)
+                              tdm_view first, tdm_view second, tdm_view third, size_t values)
 {
     pool_args p = {s->batch * s->channels,
                    tdm_cl_divisor(s->in_height),
@@ -272,21 +276,21 @@ static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool
     kernel_arg args[] = {ARG(p.planes),   ARG(p.height),   ARG(p.width),    ARG(p.kernel_h),
                          ARG(p.kernel_w), ARG(p.stride_h), ARG(p.stride_w), ARG(p.out_h),
                          ARG(p.out_w),    VIEW_ARGS(a),    VIEW_ARGS(b),    VIEW_ARGS(c)};
-    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
+    return launch_planes(ctx_of(backend), id, values, s->batch * s->channels, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                                 tdm_view y, tdm_view argmax)
 {
-    size_t items = s->batch * s->channels * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
-    return launch_pool(backend, K_MAXPOOL2D, s, x, y, argmax, items);
+    size_t outputs = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+    return launch_pool(backend, K_MAXPOOL2D, s, x, y, argmax, outputs);
 }
 
 tdm_status tdm_opencl_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                          tdm_view argmax, tdm_view dy, tdm_view dx)
 {
-    size_t items = s->batch * s->channels * s->in_height * s->in_width;
-    return launch_pool(backend, K_MAXPOOL2D_BACKWARD, s, argmax, dy, dx, items);
+    return launch_pool(backend, K_MAXPOOL2D_BACKWARD, s, argmax, dy, dx,
+                       s->in_height * s->in_width);
 }
 
 static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t planes, size_t spatial,
