@@ -116,17 +116,16 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
     }
 }
 
-// dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial].
-__kernel void tdm_swap_axes(tdm_divisor outer, uint inner, tdm_divisor spatial,
-                            __global const float *src, uint src_offset, __global float *dst,
-                            uint dst_offset)
+// dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]: a work-item
+// a value, (s, plane of dst).
+__kernel void tdm_swap_axes(tdm_divisor outer, uint inner, uint spatial, __global const float *src,
+                            uint src_offset, __global float *dst, uint dst_offset)
 {
-    const uint total = outer.x * inner * spatial.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint q = tdm_div(id, spatial), s = id - q * spatial.x;
-        const uint b = tdm_div(q, outer), a = q - b * outer.x;
-        dst[dst_offset + id] = src[src_offset + (a * inner + b) * spatial.x + s];
-    }
+    const uint s = get_global_id(0), q = get_global_id(1);
+    if (s >= spatial || q >= outer.x * inner)
+        return;
+    const uint b = tdm_div(q, outer), a = q - b * outer.x;
+    dst[dst_offset + q * spatial + s] = src[src_offset + (a * inner + b) * spatial + s];
 }
 
 __kernel void tdm_bias_add(uint batch, tdm_divisor channels, tdm_divisor spatial,

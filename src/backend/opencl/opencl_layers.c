@@ -19,6 +19,20 @@ static cl_view cl_view_of(tdm_view view)
 #define VIEW_ARGS(v) ARG((v).mem), ARG((v).offset)
 #define COUNT(args) (sizeof(args) / sizeof((args)[0]))
 
+/* A work-item a value of `values` in each of `planes` planes, (value,
+ * plane): work-groups a power of two wide along a plane, up to the group
+ * size, and as many planes as fill it (a CPU device runs the values of a
+ * plane as one vector loop; no index is divided to find its plane). */
+static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values, size_t planes,
+                                const kernel_arg *args, size_t arg_count)
+{
+    size_t local[2] = {1, 1};
+    while (local[0] < values && local[0] < ctx->group_size)
+        local[0] *= 2;
+    local[1] = ctx->group_size / local[0];
+    return tdm_cl_launch_2d(ctx, id, values, planes, local, args, arg_count);
+}
+
 /* ---------- conv2d primitives ---------- */
 
 /* The shape every conv primitive takes after its two tensors, in kernel
@@ -102,10 +116,10 @@ tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner
                                 tdm_view src, tdm_view dst)
 {
     cl_view in = cl_view_of(src), out = cl_view_of(dst);
-    cl_divisor a = tdm_cl_divisor(outer), s = tdm_cl_divisor(spatial);
-    cl_index b = inner;
+    cl_divisor a = tdm_cl_divisor(outer);
+    cl_index b = inner, s = spatial;
     kernel_arg args[] = {ARG(a), ARG(b), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
-    return tdm_cl_launch(ctx_of(backend), K_SWAP_AXES, outer * inner * spatial, args, COUNT(args));
+    return launch_planes(ctx_of(backend), K_SWAP_AXES, spatial, outer * inner, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
@@ -164,20 +178,6 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
                          ARG(relu),     VIEW_ARGS(y)};
     return tdm_cl_launch_groups(ctx, with_values ? K_BATCHNORM_TRAIN : K_BATCHNORM_STATS,
                                 s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
-}
-
-/* A work-item a value of `values` in each of `planes` planes, (value,
- * plane): work-groups a power of two wide along a plane, up to the group
- * size, and as many planes as fill it (a CPU device runs the values of a
- * plane as one vector loop; no index is divided to find its plane). */
-static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values, size_t planes,
-                                const kernel_arg *args, size_t arg_count)
-{
-    size_t local[2] = {1, 1};
-    while (local[0] < values && local[0] < ctx->group_size)
-        local[0] *= 2;
-    local[1] = ctx->group_size / local[0];
-    return tdm_cl_launch_2d(ctx, id, values, planes, local, args, arg_count);
 }
 
 static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shape *s,
