@@ -22,7 +22,9 @@ static cl_view cl_view_of(tdm_view view)
 /* A work-item a value of `values` in each of `planes` planes, (value,
  * plane): work-groups a power of two wide along a plane, up to the group
  * size, and as many planes as fill it (a CPU device runs the values of a
- * plane as one vector loop; no index is divided to find its plane). */
+ * plane as one vector loop; no index is divided to find its plane). At
+ * most MAX_GROUPS groups of planes (a GPU may allow few along its second
+ * axis: CUDA grids 65535): the kernels stride over more. */
 static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values, size_t planes,
                                 const kernel_arg *args, size_t arg_count)
 {
@@ -30,7 +32,8 @@ static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values
     while (local[0] < values && local[0] < ctx->group_size)
         local[0] *= 2;
     local[1] = ctx->group_size / local[0];
-    return tdm_cl_launch_2d(ctx, id, values, planes, local, args, arg_count);
+    size_t most = MAX_GROUPS * local[1];
+    return tdm_cl_launch_2d(ctx, id, values, planes < most ? planes : most, local, args, arg_count);
 }
 
 /* ---------- conv2d primitives ---------- */
