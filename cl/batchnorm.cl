@@ -103,15 +103,14 @@ __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divi
                                       uint gamma_offset, __global const float *beta,
                                       uint beta_offset, int relu, __global float *y, uint y_offset)
 {
-    const uint s = get_global_id(0);
-    for (uint plane = get_global_id(1); s < spatial.x && plane < batch * channels.x;
-         plane += get_global_size(1)) {
-        const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
-        const float v = scale[scale_offset + c];
-        const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
-        y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
-                                        gamma[gamma_offset + c], beta[beta_offset + c], relu);
-    }
+    const uint s = get_global_id(0), plane = tdm_plane();
+    if (s >= spatial.x || plane >= batch * channels.x)
+        return;
+    const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
+    const float v = scale[scale_offset + c];
+    const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
+    y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
+                                    gamma[gamma_offset + c], beta[beta_offset + c], relu);
 }
 
 // dy[i], or 0 with relu where the fused ReLU's output y[i] is not > 0 (the
@@ -186,15 +185,14 @@ __kernel void tdm_batchnorm_backward_apply(
     uint save_invstd_offset, __global const float *gamma, uint gamma_offset,
     __global const float *means, uint means_offset, __global float *dx, uint dx_offset)
 {
-    const uint s = get_global_id(0);
-    for (uint plane = get_global_id(1); s < spatial.x && plane < batch * channels.x;
-         plane += get_global_size(1)) {
-        const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
-        dx[dx_offset + id] =
-            tdm_bn_gradient(x[x_offset + id], tdm_bn_dy(dy + dy_offset, y + y_offset, id, relu),
-                            save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
-                            gamma[gamma_offset + c], vload2(c, means + means_offset));
-    }
+    const uint s = get_global_id(0), plane = tdm_plane();
+    if (s >= spatial.x || plane >= batch * channels.x)
+        return;
+    const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
+    dx[dx_offset + id] =
+        tdm_bn_gradient(x[x_offset + id], tdm_bn_dy(dy + dy_offset, y + y_offset, id, relu),
+                        save_mean[save_mean_offset + c], save_invstd[save_invstd_offset + c],
+                        gamma[gamma_offset + c], vload2(c, means + means_offset));
 }
 
 // Both passes for one channel a work-group, in one launch: the same values.

@@ -61,6 +61,14 @@ uint tdm_mod(uint n, tdm_divisor d)
     return n - tdm_div(n, d) * d.x;
 }
 
+// The plane of a (value, plane) work-item (launch_planes in
+// src/backend/opencl/opencl_layers.c): planes past the second axis of the
+// range continue along the third.
+uint tdm_plane(void)
+{
+    return get_global_id(1) + get_global_id(2) * get_global_size(1);
+}
+
 // The values of one channel, as the work-items of its group share them:
 // each sample's run of `spatial` contiguous values (a CPU device vectorises
 // a run; values strided across work-items it does not), cut into `parts`

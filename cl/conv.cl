@@ -121,11 +121,11 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
 __kernel void tdm_swap_axes(tdm_divisor outer, uint inner, uint spatial, __global const float *src,
                             uint src_offset, __global float *dst, uint dst_offset)
 {
-    const uint s = get_global_id(0);
-    for (uint q = get_global_id(1); s < spatial && q < outer.x * inner; q += get_global_size(1)) {
-        const uint b = tdm_div(q, outer), a = q - b * outer.x;
-        dst[dst_offset + q * spatial + s] = src[src_offset + (a * inner + b) * spatial + s];
-    }
+    const uint s = get_global_id(0), q = tdm_plane();
+    if (s >= spatial || q >= outer.x * inner)
+        return;
+    const uint b = tdm_div(q, outer), a = q - b * outer.x;
+    dst[dst_offset + q * spatial + s] = src[src_offset + (a * inner + b) * spatial + s];
 }
 
 __kernel void tdm_bias_add(uint batch, tdm_divisor channels, tdm_divisor spatial,

@@ -13,25 +13,25 @@ __kernel void tdm_maxpool2d(TDM_POOL_SHAPE, __global const float *x, uint x_offs
                             __global float *y, uint y_offset, __global int *argmax,
                             uint argmax_offset)
 {
-    const uint o = get_global_id(0);
-    for (uint p = get_global_id(1); o < out_h.x * out_w.x && p < planes; p += get_global_size(1)) {
-        const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x, id = p * out_h.x * out_w.x + o;
-        const uint h0 = oh * stride_h.x, w0 = ow * stride_w.x;
-        __global const float *plane = x + x_offset + p * height.x * width.x;
-        float best = -INFINITY;
-        uint best_index = h0 * width.x + w0;
-        for (uint i = 0; i < kernel_h; i++) {
-            for (uint j = 0; j < kernel_w; j++) {
-                const uint index = (h0 + i) * width.x + w0 + j;
-                const float value = plane[index];
-                const bool wins = value > best || isnan(value);
-                best = wins ? value : best;
-                best_index = wins ? index : best_index;
-            }
+    const uint o = get_global_id(0), p = tdm_plane();
+    if (o >= out_h.x * out_w.x || p >= planes)
+        return;
+    const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x, id = p * out_h.x * out_w.x + o;
+    const uint h0 = oh * stride_h.x, w0 = ow * stride_w.x;
+    __global const float *plane = x + x_offset + p * height.x * width.x;
+    float best = -INFINITY;
+    uint best_index = h0 * width.x + w0;
+    for (uint i = 0; i < kernel_h; i++) {
+        for (uint j = 0; j < kernel_w; j++) {
+            const uint index = (h0 + i) * width.x + w0 + j;
+            const float value = plane[index];
+            const bool wins = value > best || isnan(value);
+            best = wins ? value : best;
+            best_index = wins ? index : best_index;
         }
-        y[y_offset + id] = best;
-        argmax[argmax_offset + id] = (int)best_index;
     }
+    y[y_offset + id] = best;
+    argmax[argmax_offset + id] = (int)best_index;
 }
 
 // One work-item per input: the sum of dy over the windows whose argmax it is,
@@ -40,20 +40,21 @@ __kernel void tdm_maxpool2d_backward(TDM_POOL_SHAPE, __global const int *argmax,
                                      __global const float *dy, uint dy_offset, __global float *dx,
                                      uint dx_offset)
 {
-    const uint i = get_global_id(0), h = tdm_div(i, width), w = i - h * width.x;
+    const uint i = get_global_id(0), p = tdm_plane();
+    if (i >= height.x * width.x || p >= planes)
+        return;
+    const uint h = tdm_div(i, width), w = i - h * width.x;
     const uint oh0 = h + 1 > kernel_h ? tdm_div(h + 1 - kernel_h + stride_h.x - 1, stride_h) : 0;
     const uint ow0 = w + 1 > kernel_w ? tdm_div(w + 1 - kernel_w + stride_w.x - 1, stride_w) : 0;
     const uint oh1 = min(tdm_div(h, stride_h) + 1, out_h.x);
     const uint ow1 = min(tdm_div(w, stride_w) + 1, out_w.x);
-    for (uint p = get_global_id(1); i < height.x * width.x && p < planes; p += get_global_size(1)) {
-        const uint base = p * out_h.x * out_w.x;
-        float sum = 0.0f;
-        for (uint oh = oh0; oh < oh1; oh++)
-            for (uint ow = ow0; ow < ow1; ow++)
-                if ((uint)argmax[argmax_offset + base + oh * out_w.x + ow] == i)
-                    sum += dy[dy_offset + base + oh * out_w.x + ow];
-        dx[dx_offset + p * height.x * width.x + i] = sum;
-    }
+    const uint base = p * out_h.x * out_w.x;
+    float sum = 0.0f;
+    for (uint oh = oh0; oh < oh1; oh++)
+        for (uint ow = ow0; ow < ow1; ow++)
+            if ((uint)argmax[argmax_offset + base + oh * out_w.x + ow] == i)
+                sum += dy[dy_offset + base + oh * out_w.x + ow];
+    dx[dx_offset + p * height.x * width.x + i] = sum;
 }
 
 // One work-item per plane, summing in index order like the cpu backend.

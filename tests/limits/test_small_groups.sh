@@ -4,11 +4,15 @@
 # backend's cap for testing), so the reductions are built and launched for
 # 16 and the bits kernels' groups shrink with them; and EM's bits_sums split
 # over up to 7 parts of the rows added in order, as on a GPU
-# (TANDEM_OPENCL_BITS_PARTS, 7 so that parts are uneven). Every op must
-# still agree.
+# (TANDEM_OPENCL_BITS_PARTS, 7 so that parts are uneven); and the kernels
+# launched over (value, plane) with at most 3 groups of planes along the
+# range's second axis, the rest along its third (TANDEM_OPENCL_PLANE_GROUPS,
+# as a GPU whose grid is small for the planes would). Every op must still
+# agree.
 # Usage: test_small_groups.sh path/to/test_parity
 set -u
-output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 "$1" 2>&1)
+output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 TANDEM_OPENCL_PLANE_GROUPS=3 \
+    "$1" 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "FAILED: the parity harness with work-groups of 16 (exit $status)"

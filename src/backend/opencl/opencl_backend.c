@@ -113,14 +113,22 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
 tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t y,
                             const size_t local[2], const kernel_arg *args, size_t arg_count)
 {
-    if (x == 0 || y == 0)
-        return TDM_OK;
+    const size_t size[2] = {x, y};
+    return tdm_cl_launch_nd(ctx, id, 2, size, local, args, arg_count);
+}
+
+tdm_status tdm_cl_launch_nd(opencl_context *ctx, kernel_id id, unsigned dims, const size_t *size,
+                            const size_t *local, const kernel_arg *args, size_t arg_count)
+{
+    size_t global[3] = {1, 1, 1};
+    for (unsigned d = 0; d < dims; d++) {
+        if (size[d] == 0)
+            return TDM_OK;
+        global[d] = local ? (size[d] + local[d] - 1) / local[d] * local[d] : size[d];
+    }
     TDM_TRY(set_args(ctx, id, args, arg_count));
-    size_t global[2] = {x, y};
-    for (int d = 0; local && d < 2; d++)
-        global[d] = (global[d] + local[d] - 1) / local[d] * local[d];
     cl_event event;
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 2, NULL, global, local, 0,
+    cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], dims, NULL, global, local, 0,
                                         NULL, profile_event(ctx, &event));
     ctx->counts->launches++;
     profile_add(ctx, id, event);
@@ -472,6 +480,9 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
                       : ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS
                                                         : 1;
     ctx->bits_parts = ctx->bits_parts ? ctx->bits_parts : 1;
+    const char *sides = getenv("TANDEM_OPENCL_PLANE_GROUPS");
+    ctx->plane_groups = sides && sides[0] ? strtoul(sides, NULL, 10) : MAX_PLANE_GROUPS;
+    ctx->plane_groups = ctx->plane_groups ? ctx->plane_groups : 1;
     tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
     return TDM_OK;
 }

@@ -40,6 +40,12 @@ typedef cl_uint cl_index;
  * the most parts on any device (the tests split rows on PoCL this way). */
 enum { GPU_BITS_PARTS = 64, BITS_PART_ROWS = 128 };
 
+/* The (value, plane) kernels launch at most this many work-groups of planes
+ * along the second axis (CUDA grids hold 65535 a side), the rest along the
+ * third. TANDEM_OPENCL_PLANE_GROUPS=N sets fewer (the tests spill planes into
+ * the third axis on PoCL this way). */
+enum { MAX_PLANE_GROUPS = 65535 };
+
 /* Rows of the kernel profile (TANDEM_OPENCL_PROFILE): the kernels, then
  * CLBlast's GEMM and the fills of clEnqueueFillBuffer. */
 enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_FILL, PROFILE_ROWS };
@@ -61,6 +67,7 @@ typedef struct opencl_context {
     cl_mem bits_partials; /* bits_sums' sums per part of the rows, grown on demand */
     size_t bits_partials_size;
     size_t bits_parts;          /* the most parts bits_sums splits rows into */
+    size_t plane_groups;        /* MAX_PLANE_GROUPS, or what the tests set */
     char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
     size_t group_size;          /* the local size of every 1-D launch */
     tdm_backend_counts *counts; /* the backend's, counted here */
@@ -106,5 +113,9 @@ tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups
  * implementation picks. */
 tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t y,
                             const size_t local[2], const kernel_arg *args, size_t arg_count);
+/* The same in `dims` (1 to 3) dimensions: at least size[d] work-items along
+ * each, in groups of local[d] (local NULL: exactly size[d]). */
+tdm_status tdm_cl_launch_nd(opencl_context *ctx, kernel_id id, unsigned dims, const size_t *size,
+                            const size_t *local, const kernel_arg *args, size_t arg_count);
 
 #endif

@@ -22,18 +22,20 @@ static cl_view cl_view_of(tdm_view view)
 /* A work-item a value of `values` in each of `planes` planes, (value,
  * plane): work-groups a power of two wide along a plane, up to the group
  * size, and as many planes as fill it (a CPU device runs the values of a
- * plane as one vector loop; no index is divided to find its plane). At
- * most MAX_GROUPS groups of planes (a GPU may allow few along its second
- * axis: CUDA grids 65535): the kernels stride over more. */
+ * plane as one vector loop; no index is divided to find its plane, and no
+ * work-item loops, which would stop PoCL's vectorising). Planes beyond
+ * the context's plane_groups groups along the second axis go along the
+ * third: tdm_plane in cl/common.cl. */
 static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values, size_t planes,
                                 const kernel_arg *args, size_t arg_count)
 {
-    size_t local[2] = {1, 1};
+    size_t local[3] = {1, 1, 1};
     while (local[0] < values && local[0] < ctx->group_size)
         local[0] *= 2;
     local[1] = ctx->group_size / local[0];
-    size_t most = MAX_GROUPS * local[1];
-    return tdm_cl_launch_2d(ctx, id, values, planes < most ? planes : most, local, args, arg_count);
+    size_t side = ctx->plane_groups * local[1];
+    size_t size[3] = {values, planes < side ? planes : side, (planes + side - 1) / side};
+    return tdm_cl_launch_nd(ctx, id, 3, size, local, args, arg_count);
 }
 
 /* ---------- conv2d primitives ---------- */
