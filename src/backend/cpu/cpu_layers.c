@@ -4,7 +4,9 @@
 #include "backend/cpu/cpu_layers.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend/cpu/cpu_vector_math.h"
 #include "core/error.h"
@@ -380,24 +382,62 @@ static tdm_status batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_
     return TDM_OK;
 }
 
-/* dy at i, or 0 where the fused ReLU's output y (NULL: no ReLU) is not > 0. */
-static inline float gradient_at(const float *restrict dy, const float *restrict y, size_t i)
+/* dy at i, or with `masked` 0 where the fused ReLU's output y is not > 0.
+ * The loops below are written once and inlined with masked a constant, so
+ * each form vectorises (a test of y inside the loop would stop it: 40% on
+ * ResNet(64)'s epoch). */
+static inline float gradient_at(const float *restrict dy, const float *restrict y, size_t i,
+                                bool masked)
 {
-    return y && !(y[i] > 0.0f) ? 0.0f : dy[i];
+    float gradient = dy[i];
+    if (!masked)
+        return gradient;
+    uint32_t bits; /* gradient & (y[i] > 0 ? ~0 : 0): +0.0 where masked, and no branch */
+    memcpy(&bits, &gradient, sizeof bits);
+    bits &= -(uint32_t)(y[i] > 0.0f);
+    memcpy(&gradient, &bits, sizeof bits);
+    return gradient;
 }
 
 /* The lanes of sum(dy) and sum(dy * xhat) of one plane. */
-static void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xhat_lanes,
-                               const float *restrict x, const float *restrict dy,
-                               const float *restrict y, size_t spatial, double mean, double invstd)
+static inline void add_backward_plane(double *restrict dy_lanes, double *restrict dy_xhat_lanes,
+                                      const float *restrict x, const float *restrict dy,
+                                      const float *restrict y, size_t spatial, double mean,
+                                      double invstd, bool masked)
 {
     for (size_t first = 0; first < spatial; first += SUM_LANES) {
         size_t count = lanes_used(spatial - first);
         for (size_t i = 0; i < count; i++) {
-            float g = gradient_at(dy, y, first + i);
+            float g = gradient_at(dy, y, first + i, masked);
             dy_lanes[i] += g;
             dy_xhat_lanes[i] += g * ((x[first + i] - mean) * invstd);
         }
+    }
+}
+
+/* The lanes of a block of channels [c0, c1) over the batch. */
+static inline void add_backward_block(const tdm_batchnorm_shape *s, const float *restrict x,
+                                      const float *restrict dy, const float *restrict y,
+                                      const float *mean, const float *invstd, size_t c0, size_t c1,
+                                      double (*dy_lanes)[SUM_LANES],
+                                      double (*dy_xhat_lanes)[SUM_LANES], bool masked)
+{
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t c = c0; c < c1; c++) {
+            size_t first = (n * s->channels + c) * s->spatial;
+            add_backward_plane(dy_lanes[c - c0], dy_xhat_lanes[c - c0], x + first, dy + first,
+                               masked ? y + first : NULL, s->spatial, mean[c], invstd[c], masked);
+        }
+}
+
+/* dx of one plane's values [first, first + spatial) of channel c. */
+static inline void apply_run(float *restrict dx, const float *restrict x, const float *restrict dy,
+                             const float *restrict y, size_t first, size_t spatial, float mean,
+                             float invstd, float gamma, const float *restrict means, bool masked)
+{
+    for (size_t i = first; i < first + spatial; i++) {
+        float xhat = (x[i] - mean) * invstd;
+        dx[i] = gamma * invstd * (gradient_at(dy, y, i, masked) - means[0] - xhat * means[1]);
     }
 }
 
@@ -416,12 +456,10 @@ static tdm_status batchnorm_backward_reduce(tdm_backend *backend, const tdm_batc
         size_t c0 = block * CHANNEL_BLOCK, c1 = block_end(block, s->channels);
         double dy_lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
         double dy_xhat_lanes[CHANNEL_BLOCK][SUM_LANES] = {{0.0}};
-        for (size_t n = 0; n < s->batch; n++)
-            for (size_t c = c0; c < c1; c++) {
-                size_t first = (n * s->channels + c) * s->spatial;
-                add_backward_plane(dy_lanes[c - c0], dy_xhat_lanes[c - c0], x + first, dy + first,
-                                   y ? y + first : NULL, s->spatial, mean[c], invstd[c]);
-            }
+        if (y)
+            add_backward_block(s, x, dy, y, mean, invstd, c0, c1, dy_lanes, dy_xhat_lanes, true);
+        else
+            add_backward_block(s, x, dy, y, mean, invstd, c0, c1, dy_lanes, dy_xhat_lanes, false);
         for (size_t c = c0; c < c1; c++) {
             double sum_dy = lanes_total(dy_lanes[c - c0], s->spatial);
             double sum_dy_xhat = lanes_total(dy_xhat_lanes[c - c0], s->spatial);
@@ -448,11 +486,12 @@ static tdm_status batchnorm_backward_apply(tdm_backend *backend, const tdm_batch
     for (size_t n = 0; n < s->batch; n++)
         for (size_t c = 0; c < s->channels; c++) {
             size_t first = (n * s->channels + c) * s->spatial;
-            for (size_t i = first; i < first + s->spatial; i++) {
-                float xhat = (x[i] - mean[c]) * invstd[c];
-                dx[i] = gamma[c] * invstd[c] *
-                        (gradient_at(dy, y, i) - means[2 * c] - xhat * means[2 * c + 1]);
-            }
+            if (y)
+                apply_run(dx, x, dy, y, first, s->spatial, mean[c], invstd[c], gamma[c],
+                          means + 2 * c, true);
+            else
+                apply_run(dx, x, dy, y, first, s->spatial, mean[c], invstd[c], gamma[c],
+                          means + 2 * c, false);
         }
     return TDM_OK;
 }
