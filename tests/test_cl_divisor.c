@@ -67,6 +67,13 @@ static void every_index_for_awkward_divisors(void **state)
     }
 }
 
+static void zero_is_no_crash(void **state)
+{
+    (void)state;
+    cl_divisor zero = tdm_cl_divisor(0);
+    assert_true(zero.s[0] == 0 && zero.s[1] == 0 && zero.s[2] == 0);
+}
+
 static void random_pairs(void **state)
 {
     (void)state;
@@ -88,6 +95,7 @@ int main(void)
         cmocka_unit_test(powers_of_two_and_neighbours),
         cmocka_unit_test(every_index_for_awkward_divisors),
         cmocka_unit_test(random_pairs),
+        cmocka_unit_test(zero_is_no_crash),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

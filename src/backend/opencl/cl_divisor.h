@@ -12,9 +12,12 @@
 
 typedef cl_uint4 cl_divisor;
 
-/* d's multiplier and shift; d from 1 to 2^31. */
+/* d's multiplier and shift; d from 1 to 2^31. A size of 0 (an empty tensor,
+ * where no work-item divides) gives all zeros rather than a host crash. */
 static inline cl_divisor tdm_cl_divisor(uint32_t d)
 {
+    if (d == 0)
+        return (cl_divisor){{0, 0, 0, 0}};
     uint32_t shift = 0;
     while (((uint64_t)1 << shift) < d)
         shift++;
