@@ -7,8 +7,16 @@
     uint planes, tdm_divisor height, tdm_divisor width, uint kernel_h, uint kernel_w,              \
         tdm_divisor stride_h, tdm_divisor stride_w, tdm_divisor out_h, tdm_divisor out_w
 
-// One work-item per output; argmax = h * W + w of the first maximum, where a
-// later value wins if greater or NaN (PyTorch's rule).
+// One value of a window, in window order: it wins if greater or NaN
+// (PyTorch's rule).
+inline void tdm_max_step(float value, uint index, float *best, uint *best_index)
+{
+    const bool wins = value > *best || isnan(value);
+    *best = wins ? value : *best;
+    *best_index = wins ? index : *best_index;
+}
+
+// One work-item per output; argmax = h * W + w of the first maximum.
 __kernel void tdm_maxpool2d(TDM_POOL_SHAPE, __global const float *x, uint x_offset,
                             __global float *y, uint y_offset, __global int *argmax,
                             uint argmax_offset)
@@ -21,15 +29,32 @@ __kernel void tdm_maxpool2d(TDM_POOL_SHAPE, __global const float *x, uint x_offs
     __global const float *plane = x + x_offset + p * height.x * width.x;
     float best = -INFINITY;
     uint best_index = h0 * width.x + w0;
-    for (uint i = 0; i < kernel_h; i++) {
-        for (uint j = 0; j < kernel_w; j++) {
-            const uint index = (h0 + i) * width.x + w0 + j;
-            const float value = plane[index];
-            const bool wins = value > best || isnan(value);
-            best = wins ? value : best;
-            best_index = wins ? index : best_index;
-        }
-    }
+    for (uint i = 0; i < kernel_h; i++)
+        for (uint j = 0; j < kernel_w; j++)
+            tdm_max_step(plane[(h0 + i) * width.x + w0 + j], (h0 + i) * width.x + w0 + j, &best,
+                         &best_index);
+    y[y_offset + id] = best;
+    argmax[argmax_offset + id] = (int)best_index;
+}
+
+// The same for 2x2 windows at stride 2 (ResNet's and LeNet's) without a
+// loop: PoCL vectorises across work-items only around loop-free code.
+__kernel void tdm_maxpool2d_2x2(TDM_POOL_SHAPE, __global const float *x, uint x_offset,
+                                __global float *y, uint y_offset, __global int *argmax,
+                                uint argmax_offset)
+{
+    const uint o = get_global_id(0), p = tdm_plane();
+    if (o >= out_h.x * out_w.x || p >= planes)
+        return;
+    const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x, id = p * out_h.x * out_w.x + o;
+    const uint first = 2 * oh * width.x + 2 * ow;
+    __global const float *plane = x + x_offset + p * height.x * width.x;
+    float best = -INFINITY;
+    uint best_index = first;
+    tdm_max_step(plane[first], first, &best, &best_index);
+    tdm_max_step(plane[first + 1], first + 1, &best, &best_index);
+    tdm_max_step(plane[first + width.x], first + width.x, &best, &best_index);
+    tdm_max_step(plane[first + width.x + 1], first + width.x + 1, &best, &best_index);
     y[y_offset + id] = best;
     argmax[argmax_offset + id] = (int)best_index;
 }
@@ -55,6 +80,24 @@ __kernel void tdm_maxpool2d_backward(TDM_POOL_SHAPE, __global const int *argmax,
             if ((uint)argmax[argmax_offset + base + oh * out_w.x + ow] == i)
                 sum += dy[dy_offset + base + oh * out_w.x + ow];
     dx[dx_offset + p * height.x * width.x + i] = sum;
+}
+
+// The same for 2x2 windows at stride 2, without a loop: each input lies in
+// at most one window (none past the floor-mode edge); the window index is
+// clamped so every read is in range. 0 + dy as the sum above gives it.
+__kernel void tdm_maxpool2d_backward_2x2(TDM_POOL_SHAPE, __global const int *argmax,
+                                         uint argmax_offset, __global const float *dy,
+                                         uint dy_offset, __global float *dx, uint dx_offset)
+{
+    const uint i = get_global_id(0), p = tdm_plane();
+    if (i >= height.x * width.x || p >= planes)
+        return;
+    const uint h = tdm_div(i, width), w = i - h * width.x, oh = h / 2, ow = w / 2;
+    const uint window =
+        p * out_h.x * out_w.x + min(oh, out_h.x - 1) * out_w.x + min(ow, out_w.x - 1);
+    const bool mine = oh < out_h.x && ow < out_w.x && (uint)argmax[argmax_offset + window] == i;
+    const float gradient = 0.0f + dy[dy_offset + window];
+    dx[dx_offset + p * height.x * width.x + i] = mine ? gradient : 0.0f;
 }
 
 // One work-item per plane, summing in index order like the cpu backend.

@@ -284,18 +284,25 @@ static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool
     return launch_planes(ctx_of(backend), id, values, s->batch * s->channels, args, COUNT(args));
 }
 
+/* 2x2 windows at stride 2 have kernels of their own, without loops. */
+static bool windows_2x2(const tdm_pool2d_shape *s)
+{
+    return s->kernel_h == 2 && s->kernel_w == 2 && s->stride_h == 2 && s->stride_w == 2;
+}
+
 tdm_status tdm_opencl_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                                 tdm_view y, tdm_view argmax)
 {
     size_t outputs = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
-    return launch_pool(backend, K_MAXPOOL2D, s, x, y, argmax, outputs);
+    return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_2X2 : K_MAXPOOL2D, s, x, y, argmax,
+                       outputs);
 }
 
 tdm_status tdm_opencl_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                          tdm_view argmax, tdm_view dy, tdm_view dx)
 {
-    return launch_pool(backend, K_MAXPOOL2D_BACKWARD, s, argmax, dy, dx,
-                       s->in_height * s->in_width);
+    return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_BACKWARD_2X2 : K_MAXPOOL2D_BACKWARD, s,
+                       argmax, dy, dx, s->in_height * s->in_width);
 }
 
 static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t planes, size_t spatial,
