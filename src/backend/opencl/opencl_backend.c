@@ -95,19 +95,8 @@ static void profile_report(const opencl_context *ctx)
 tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups,
                                 const kernel_arg *args, size_t arg_count)
 {
-    if (groups == 0)
-        return TDM_OK;
-    TDM_TRY(set_args(ctx, id, args, arg_count));
-    size_t global = groups * ctx->group_size, local = ctx->group_size;
-    cl_event event;
-    cl_int err = clEnqueueNDRangeKernel(ctx->queue, ctx->kernels[id], 1, NULL, &global, &local, 0,
-                                        NULL, profile_event(ctx, &event));
-    ctx->counts->launches++;
-    profile_add(ctx, id, event);
-    if (err != CL_SUCCESS)
-        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueNDRangeKernel(%s) failed: %s", kernel_names[id],
-                        tdm_cl_error_name(err));
-    return TDM_OK;
+    size_t size = groups * ctx->group_size;
+    return tdm_cl_launch_nd(ctx, id, 1, &size, &ctx->group_size, args, arg_count);
 }
 
 tdm_status tdm_cl_launch_2d(opencl_context *ctx, kernel_id id, size_t x, size_t y,
@@ -456,6 +445,15 @@ static tdm_status build_for_limits(opencl_context *ctx)
                     ctx->group_size, ctx->info.device_name);
 }
 
+/* A count the tests may set through the environment: `fallback` when unset,
+ * at least 1. */
+static size_t count_from_environment(const char *name, size_t fallback)
+{
+    const char *text = getenv(name);
+    size_t count = text && text[0] ? strtoul(text, NULL, 10) : fallback;
+    return count ? count : 1;
+}
+
 static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t device_index)
 {
     cl_platform_id platform = NULL;
@@ -475,14 +473,9 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
     TDM_TRY(build_for_limits(ctx));
-    const char *parts = getenv("TANDEM_OPENCL_BITS_PARTS");
-    ctx->bits_parts = parts && parts[0]                 ? strtoul(parts, NULL, 10)
-                      : ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS
-                                                        : 1;
-    ctx->bits_parts = ctx->bits_parts ? ctx->bits_parts : 1;
-    const char *sides = getenv("TANDEM_OPENCL_PLANE_GROUPS");
-    ctx->plane_groups = sides && sides[0] ? strtoul(sides, NULL, 10) : MAX_PLANE_GROUPS;
-    ctx->plane_groups = ctx->plane_groups ? ctx->plane_groups : 1;
+    ctx->bits_parts = count_from_environment("TANDEM_OPENCL_BITS_PARTS",
+                                             ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS : 1);
+    ctx->plane_groups = count_from_environment("TANDEM_OPENCL_PLANE_GROUPS", MAX_PLANE_GROUPS);
     tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
     return TDM_OK;
 }
