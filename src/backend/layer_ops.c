@@ -190,17 +190,27 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
     return backend->iface->conv_dense_weight_backward(backend, s, dense_grad, dweight);
 }
 
-/* The checks of a convolution's forward, with its weights as they are or as
- * T (dense); n gets the sizes. */
-static tdm_status check_conv_forward(tdm_backend *backend, const char *op,
-                                     const tdm_conv2d_shape *s, tdm_view x, tdm_view w, bool dense,
-                                     tdm_view bias, tdm_view y, conv_sizes *n)
+/* The checks a convolution's forward and backward_input start with: the
+ * shape, and with dense that it runs with T; n gets the sizes, *w_count
+ * those of the weights as the op takes them (as they are, or as T). */
+static tdm_status check_conv_shape(tdm_backend *backend, const char *op, const tdm_conv2d_shape *s,
+                                   bool dense, conv_sizes *n, size_t *w_count)
 {
     TDM_TRY(check_conv_support(backend));
     TDM_TRY(conv_sizes_of(op, s, n));
     TDM_TRY(dense ? require_dense(backend, op, s, n) : TDM_OK);
+    *w_count = dense ? n->dense_rows * n->dense_columns : n->weight;
+    return TDM_OK;
+}
+
+/* The checks of a convolution's forward; n gets the sizes. */
+static tdm_status check_conv_forward(tdm_backend *backend, const char *op,
+                                     const tdm_conv2d_shape *s, tdm_view x, tdm_view w, bool dense,
+                                     tdm_view bias, tdm_view y, conv_sizes *n)
+{
+    size_t w_count = 0;
+    TDM_TRY(check_conv_shape(backend, op, s, dense, n, &w_count));
     TDM_TRY(tdm_check_view(backend, x, n->x, op, "x"));
-    size_t w_count = dense ? n->dense_rows * n->dense_columns : n->weight;
     TDM_TRY(tdm_check_view(backend, w, w_count, op, dense ? "dense" : "weight"));
     if (given(bias))
         TDM_TRY(tdm_check_view(backend, bias, s->out_channels, op, "bias"));
@@ -271,16 +281,13 @@ static tdm_status dy_by_channel(tdm_backend *backend, const tdm_conv2d_shape *sh
                                      n->columns / shape->batch, dy, *out);
 }
 
-/* The checks of a convolution's backward_input, with its weights as they
- * are or as T (dense); n gets the sizes. */
+/* The checks of a convolution's backward_input; n gets the sizes. */
 static tdm_status check_conv_backward_input(tdm_backend *backend, const char *op,
                                             const tdm_conv2d_shape *s, tdm_view w, bool dense,
                                             tdm_view dy, tdm_view dx, conv_sizes *n)
 {
-    TDM_TRY(check_conv_support(backend));
-    TDM_TRY(conv_sizes_of(op, s, n));
-    TDM_TRY(dense ? require_dense(backend, op, s, n) : TDM_OK);
-    size_t w_count = dense ? n->dense_rows * n->dense_columns : n->weight;
+    size_t w_count = 0;
+    TDM_TRY(check_conv_shape(backend, op, s, dense, n, &w_count));
     TDM_TRY(tdm_check_view(backend, w, w_count, op, dense ? "dense" : "weight"));
     TDM_TRY(tdm_check_view(backend, dy, n->y, op, "dy"));
     tdm_view inputs[] = {w, dy};
