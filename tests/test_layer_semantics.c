@@ -115,6 +115,12 @@ static void test_bad_shapes_are_errors(void **state)
                  "output y overlaps an input");
     tdm_conv2d_shape huge = {1, 1, 4096, 4096, 1, 1, 1, 1, 1, 0, 0};
     expect_error(tdm_conv2d_forward(backend, &huge, v, w, none, w), "operand x needs floats");
+    tdm_batchnorm_shape fused = {2, 3, 4, 1e-5f, 0.1f, .relu = true}; /* reads y */
+    expect_error(tdm_batchnorm_backward(backend, &fused, v, (tdm_view){buffer, 100}, none,
+                                        (tdm_view){buffer, 200}, (tdm_view){buffer, 210},
+                                        (tdm_view){buffer, 220}, (tdm_view){buffer, 300},
+                                        (tdm_view){buffer, 400}, (tdm_view){buffer, 410}),
+                 "operand y (read with relu) has no buffer");
     tdm_batchnorm_shape single = {1, 3, 1, 1e-5f, 0.1f, .relu = false};
     expect_error(tdm_batchnorm_forward_train(backend, &single, v, v, v, v, v, w, w, w),
                  "more than one value per channel");
@@ -186,13 +192,23 @@ static void test_conv_dense_forms(void **state)
         check_dense_forms(backend, &block, floats);
         assert_int_equal(tdm_conv2d_dense_floats(backend, &wide, &floats), TDM_OK);
         assert_int_equal(floats, 0);
+        tdm_conv2d_shape no_conv = {7, 16, 2, 2, 5, 7, 7, 1, 1, 1, 1};
+        expect_error(tdm_conv2d_dense_floats(backend, &no_conv, &floats),
+                     "kernel is larger than the padded 4x4 input");
         tdm_buffer *buffer = upload(backend, NULL, 8192);
-        tdm_view v = {buffer, 0}, w = {buffer, 4096}, none = {0};
+        tdm_view v = {buffer, 0}, w = {buffer, 4096}, short_dense = {buffer, 8000}, none = {0};
+        expect_error(tdm_conv2d_dense_weight(backend, &wide, v, w),
+                     "does not run with a dense matrix");
         expect_error(tdm_conv2d_forward_dense(backend, &wide, v, w, none, w),
                      "does not run with a dense matrix");
-        expect_error(
-            tdm_conv2d_backward_input_dense(backend, &block, (tdm_view){buffer, 8000}, v, w),
-            "operand dense needs");
+        expect_error(tdm_conv2d_backward_input_dense(backend, &wide, w, v, w),
+                     "does not run with a dense matrix");
+        expect_error(tdm_conv2d_dense_weight(backend, &block, v, short_dense),
+                     "operand dense needs");
+        expect_error(tdm_conv2d_forward_dense(backend, &block, v, short_dense, none, w),
+                     "operand dense needs");
+        expect_error(tdm_conv2d_backward_input_dense(backend, &block, short_dense, v, w),
+                     "operand dense needs");
         tdm_buffer_free(buffer);
     }
 }
