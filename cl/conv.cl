@@ -15,19 +15,19 @@ __kernel void tdm_im2col(__global const float *x, uint x_offset, __global float 
                          uint col_offset, TDM_CONV_SHAPE)
 {
     const uint total = channels.x * kernel_h.x * kernel_w.x * columns.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint row = tdm_div(id, columns), column = id - row * columns.x;
-        const uint tap = tdm_div(row, kernel_w), j = row - tap * kernel_w.x;
-        const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
-        const uint n = tdm_div(column, out_spatial), p = column - n * out_spatial.x;
-        const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
-        const uint h = oh * stride_h.x + i, w = ow * stride_w.x + j;
-        const bool inside = h >= pad_h && h - pad_h < height.x && w >= pad_w && w - pad_w < width.x;
-        col[col_offset + id] =
-            inside
-                ? x[x_offset + ((n * channels.x + c) * height.x + h - pad_h) * width.x + w - pad_w]
-                : 0.0f;
-    }
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    const uint row = tdm_div(id, columns), column = id - row * columns.x;
+    const uint tap = tdm_div(row, kernel_w), j = row - tap * kernel_w.x;
+    const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
+    const uint n = tdm_div(column, out_spatial), p = column - n * out_spatial.x;
+    const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
+    const uint h = oh * stride_h.x + i, w = ow * stride_w.x + j;
+    const bool inside = h >= pad_h && h - pad_h < height.x && w >= pad_w && w - pad_w < width.x;
+    col[col_offset + id] =
+        inside ? x[x_offset + ((n * channels.x + c) * height.x + h - pad_h) * width.x + w - pad_w]
+               : 0.0f;
 }
 
 // Output index o with in + pad = o * stride + k, or out_size when there is none.
@@ -44,25 +44,26 @@ __kernel void tdm_col2im(__global const float *col, uint col_offset, __global fl
                          uint x_offset, TDM_CONV_SHAPE)
 {
     const uint total = batch * channels.x * height.x * width.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint row = tdm_div(id, width), w = id - row * width.x;
-        const uint plane = tdm_div(row, height), h = row - plane * height.x;
-        const uint n = tdm_div(plane, channels), c = plane - n * channels.x;
-        float sum = 0.0f;
-        for (uint i = 0; i < kernel_h.x; i++) {
-            const uint oh = tdm_meeting_output(h, pad_h, i, stride_h, out_h);
-            if (oh == out_h)
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    const uint row = tdm_div(id, width), w = id - row * width.x;
+    const uint plane = tdm_div(row, height), h = row - plane * height.x;
+    const uint n = tdm_div(plane, channels), c = plane - n * channels.x;
+    float sum = 0.0f;
+    for (uint i = 0; i < kernel_h.x; i++) {
+        const uint oh = tdm_meeting_output(h, pad_h, i, stride_h, out_h);
+        if (oh == out_h)
+            continue;
+        for (uint j = 0; j < kernel_w.x; j++) {
+            const uint ow = tdm_meeting_output(w, pad_w, j, stride_w, out_w.x);
+            if (ow == out_w.x)
                 continue;
-            for (uint j = 0; j < kernel_w.x; j++) {
-                const uint ow = tdm_meeting_output(w, pad_w, j, stride_w, out_w.x);
-                if (ow == out_w.x)
-                    continue;
-                const uint tap = (c * kernel_h.x + i) * kernel_w.x + j;
-                sum += col[col_offset + tap * columns.x + n * out_spatial.x + oh * out_w.x + ow];
-            }
+            const uint tap = (c * kernel_h.x + i) * kernel_w.x + j;
+            sum += col[col_offset + tap * columns.x + n * out_spatial.x + oh * out_w.x + ow];
         }
-        x[x_offset + id] = sum;
     }
+    x[x_offset + id] = sum;
 }
 
 // The dense matrix of a convolution over small images, one entry per
@@ -72,20 +73,20 @@ __kernel void tdm_conv_dense_weight(__global const float *weight, uint weight_of
                                     __global float *dense, uint dense_offset, TDM_CONV_SHAPE)
 {
     const uint total = out_channels * out_spatial.x * in_columns.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint row = tdm_div(id, in_columns), column = id - row * in_columns.x;
-        const uint co = tdm_div(row, out_spatial), p = row - co * out_spatial.x;
-        const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
-        const uint line = tdm_div(column, width), w = column - line * width.x;
-        const uint ci = tdm_div(line, height), h = line - ci * height.x;
-        const uint i = h + pad_h - oh * stride_h.x, j = w + pad_w - ow * stride_w.x;
-        const bool linked = h + pad_h >= oh * stride_h.x && w + pad_w >= ow * stride_w.x &&
-                            i < kernel_h.x && j < kernel_w.x;
-        dense[dense_offset + id] =
-            linked
-                ? weight[weight_offset + ((co * channels.x + ci) * kernel_h.x + i) * kernel_w.x + j]
-                : 0.0f;
-    }
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    const uint row = tdm_div(id, in_columns), column = id - row * in_columns.x;
+    const uint co = tdm_div(row, out_spatial), p = row - co * out_spatial.x;
+    const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
+    const uint line = tdm_div(column, width), w = column - line * width.x;
+    const uint ci = tdm_div(line, height), h = line - ci * height.x;
+    const uint i = h + pad_h - oh * stride_h.x, j = w + pad_w - ow * stride_w.x;
+    const bool linked = h + pad_h >= oh * stride_h.x && w + pad_w >= ow * stride_w.x &&
+                        i < kernel_h.x && j < kernel_w.x;
+    dense[dense_offset + id] =
+        linked ? weight[weight_offset + ((co * channels.x + ci) * kernel_h.x + i) * kernel_w.x + j]
+               : 0.0f;
 }
 
 // dweight += the sum, over output positions in order, of each tap's entries
@@ -95,25 +96,26 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
                                              TDM_CONV_SHAPE)
 {
     const uint total = out_channels * channels.x * kernel_h.x * kernel_w.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0)) {
-        const uint tap = tdm_div(id, kernel_w), j = id - tap * kernel_w.x;
-        const uint pair = tdm_div(tap, kernel_h), i = tap - pair * kernel_h.x;
-        const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
-        float sum = 0.0f;
-        for (uint oh = 0; oh < out_h; oh++) {
-            const uint h = oh * stride_h.x + i;
-            if (h < pad_h || h - pad_h >= height.x)
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    const uint tap = tdm_div(id, kernel_w), j = id - tap * kernel_w.x;
+    const uint pair = tdm_div(tap, kernel_h), i = tap - pair * kernel_h.x;
+    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
+    float sum = 0.0f;
+    for (uint oh = 0; oh < out_h; oh++) {
+        const uint h = oh * stride_h.x + i;
+        if (h < pad_h || h - pad_h >= height.x)
+            continue;
+        for (uint ow = 0; ow < out_w.x; ow++) {
+            const uint w = ow * stride_w.x + j;
+            if (w < pad_w || w - pad_w >= width.x)
                 continue;
-            for (uint ow = 0; ow < out_w.x; ow++) {
-                const uint w = ow * stride_w.x + j;
-                if (w < pad_w || w - pad_w >= width.x)
-                    continue;
-                sum += grad[grad_offset + (co * out_spatial.x + oh * out_w.x + ow) * in_columns.x +
-                            (ci * height.x + h - pad_h) * width.x + w - pad_w];
-            }
+            sum += grad[grad_offset + (co * out_spatial.x + oh * out_w.x + ow) * in_columns.x +
+                        (ci * height.x + h - pad_h) * width.x + w - pad_w];
         }
-        dweight[dweight_offset + id] += sum;
     }
+    dweight[dweight_offset + id] += sum;
 }
 
 // dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]: a work-item
@@ -133,8 +135,10 @@ __kernel void tdm_bias_add(uint batch, tdm_divisor channels, tdm_divisor spatial
                            uint y_offset)
 {
     const uint total = batch * channels.x * spatial.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0))
-        y[y_offset + id] += bias[bias_offset + tdm_mod(tdm_div(id, spatial), channels)];
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    y[y_offset + id] += bias[bias_offset + tdm_mod(tdm_div(id, spatial), channels)];
 }
 
 // One work-group per channel.

@@ -16,8 +16,8 @@ inline __global const float *tdm_bits_entry(__global const float *t, uint g, ulo
 __kernel void tdm_bits_scores(uint rows, uint row_words, uint groups, uint components,
                               __global const ulong *bits, uint bits_offset,
                               __global const float *table, uint table_offset,
-                              __global const float *bias, uint bias_offset,
-                              __global float *scores, uint scores_offset)
+                              __global const float *bias, uint bias_offset, __global float *scores,
+                              uint scores_offset)
 {
     const uint k = get_global_id(0), r = get_global_id(1);
     if (k >= components || r >= rows)
@@ -34,36 +34,35 @@ __kernel void tdm_bits_scores(uint rows, uint row_words, uint groups, uint compo
 // k0 = min(Nc, K - N): the last chunk overlaps the one before it rather than
 // read past the table, and stores only its own lanes. The same sums, in the
 // same order, as tdm_bits_scores.
-#define TDM_BITS_SCORES_VECTORS(N)                                                         \
-    __kernel void tdm_bits_scores##N(                                                      \
-        uint rows, uint row_words, uint groups, uint components,                       \
-        __global const ulong *bits, uint bits_offset, __global const float *table,        \
-        uint table_offset, __global const float *bias, uint bias_offset,                 \
-        __global float *scores, uint scores_offset)                                       \
-    {                                                                                      \
-        const uint c = get_global_id(0), r = get_global_id(1);                            \
-        if (N * c >= components || r >= rows)                                              \
-            return;                                                                        \
-        const uint k0 = min(N * c, components - N);                                       \
-        __global const ulong *words = bits + bits_offset / 2 + r * row_words;              \
-        __global const float *t = table + table_offset + k0;                               \
-        /* the table's size is checked on the host to fit 32 bits */                       \
-        const uint k_count = (uint)components, word_stride = 8 * 256 * k_count;            \
-        float##N acc = vload##N(0, bias + bias_offset + k0);                               \
-        const uint full_words = (groups - 1) / 8; /* the last group is read below */      \
-        for (uint w = 0; w < full_words; w++, t += word_stride) {                         \
-            const ulong word = words[w];                                                   \
-            _Pragma("unroll") for (uint j = 0; j < 8; j++) acc +=                          \
-                vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);    \
-        }                                                                                  \
-        const ulong word = words[full_words];                                              \
-        for (uint j = 0; j < groups - 8 * full_words; j++)                                 \
-            acc += vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count); \
-        float lanes[N];                                                                    \
-        vstore##N(acc, 0, lanes);                                                          \
-        __global float *out = scores + scores_offset + r * components;                     \
-        for (uint k = N * c; k < k0 + N; k++)                                             \
-            out[k] = lanes[k - k0];                                                        \
+#define TDM_BITS_SCORES_VECTORS(N)                                                                 \
+    __kernel void tdm_bits_scores##N(                                                              \
+        uint rows, uint row_words, uint groups, uint components, __global const ulong *bits,       \
+        uint bits_offset, __global const float *table, uint table_offset,                          \
+        __global const float *bias, uint bias_offset, __global float *scores, uint scores_offset)  \
+    {                                                                                              \
+        const uint c = get_global_id(0), r = get_global_id(1);                                     \
+        if (N * c >= components || r >= rows)                                                      \
+            return;                                                                                \
+        const uint k0 = min(N * c, components - N);                                                \
+        __global const ulong *words = bits + bits_offset / 2 + r * row_words;                      \
+        __global const float *t = table + table_offset + k0;                                       \
+        /* the table's size is checked on the host to fit 32 bits */                               \
+        const uint k_count = (uint)components, word_stride = 8 * 256 * k_count;                    \
+        float##N acc = vload##N(0, bias + bias_offset + k0);                                       \
+        const uint full_words = (groups - 1) / 8; /* the last group is read below */               \
+        for (uint w = 0; w < full_words; w++, t += word_stride) {                                  \
+            const ulong word = words[w];                                                           \
+            _Pragma("unroll") for (uint j = 0; j < 8; j++) acc +=                                  \
+                vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);            \
+        }                                                                                          \
+        const ulong word = words[full_words];                                                      \
+        for (uint j = 0; j < groups - 8 * full_words; j++)                                         \
+            acc += vload##N(0, t + (j * 256 + (uint)(word >> (8 * j) & 255ul)) * k_count);         \
+        float lanes[N];                                                                            \
+        vstore##N(acc, 0, lanes);                                                                  \
+        __global float *out = scores + scores_offset + r * components;                             \
+        for (uint k = N * c; k < k0 + N; k++)                                                      \
+            out[k] = lanes[k - k0];                                                                \
     }
 
 TDM_BITS_SCORES_VECTORS(8)
@@ -124,10 +123,11 @@ __kernel void tdm_bits_sums(uint rows, uint cols, uint row_words, uint component
 __kernel void tdm_bits_sums_reduce(uint count, uint parts, __global const float *partials,
                                    __global float *sums, uint sums_offset)
 {
-    for (uint i = get_global_id(0); i < count; i += get_global_size(0)) {
-        float acc = 0.0f;
-        for (uint p = 0; p < parts; p++)
-            acc += partials[p * count + i];
-        sums[sums_offset + i] = acc;
-    }
+    const uint i = get_global_id(0);
+    if (i >= count)
+        return;
+    float acc = 0.0f;
+    for (uint p = 0; p < parts; p++)
+        acc += partials[p * count + i];
+    sums[sums_offset + i] = acc;
 }

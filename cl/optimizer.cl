@@ -3,15 +3,14 @@ __kernel void tdm_sgd(uint count, float lr, float momentum, float dampening, flo
                       int nesterov, int first_step, __global float *w, uint w_offset,
                       __global const float *g, uint g_offset, __global float *v, uint v_offset)
 {
-    for (uint i = get_global_id(0); i < count; i += get_global_size(0)) {
-        float d = g[g_offset + i] + weight_decay * w[w_offset + i];
-        if (momentum != 0.0f) {
-            const float velocity = first_step ? d
-                                              : momentum * v[v_offset + i] +
-                                                    (1.0f - dampening) * d;
-            v[v_offset + i] = velocity;
-            d = nesterov ? d + momentum * velocity : velocity;
-        }
-        w[w_offset + i] -= lr * d;
+    const uint i = get_global_id(0);
+    if (i >= count)
+        return;
+    float d = g[g_offset + i] + weight_decay * w[w_offset + i];
+    if (momentum != 0.0f) {
+        const float velocity = first_step ? d : momentum * v[v_offset + i] + (1.0f - dampening) * d;
+        v[v_offset + i] = velocity;
+        d = nesterov ? d + momentum * velocity : velocity;
     }
+    w[w_offset + i] -= lr * d;
 }

@@ -1,7 +1,9 @@
 // Max-pool (no padding, floor mode) and global average pool, as PyTorch.
 
 // The shape both max-pool kernels take first; tdm_divisor for the sizes
-// divided by. Both run a work-item a value, (value, plane), launched as
+// divided by. Forward runs a work-item an output, over all planes' outputs
+// (a plane's outputs, 2x2 in ResNet's block, are too few for a vector loop
+// over a plane); backward a work-item an input, (input, plane), launched as
 // batch norm's elementwise passes are.
 #define TDM_POOL_SHAPE                                                                             \
     uint planes, tdm_divisor height, tdm_divisor width, uint kernel_h, uint kernel_w,              \
@@ -21,10 +23,11 @@ __kernel void tdm_maxpool2d(TDM_POOL_SHAPE, __global const float *x, uint x_offs
                             __global float *y, uint y_offset, __global int *argmax,
                             uint argmax_offset)
 {
-    const uint o = get_global_id(0), p = tdm_plane();
-    if (o >= out_h.x * out_w.x || p >= planes)
+    const uint id = get_global_id(0);
+    const uint row = tdm_div(id, out_w), ow = id - row * out_w.x;
+    const uint p = tdm_div(row, out_h), oh = row - p * out_h.x;
+    if (p >= planes)
         return;
-    const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x, id = p * out_h.x * out_w.x + o;
     const uint h0 = oh * stride_h.x, w0 = ow * stride_w.x;
     __global const float *plane = x + x_offset + p * height.x * width.x;
     float best = -INFINITY;
@@ -43,10 +46,11 @@ __kernel void tdm_maxpool2d_2x2(TDM_POOL_SHAPE, __global const float *x, uint x_
                                 __global float *y, uint y_offset, __global int *argmax,
                                 uint argmax_offset)
 {
-    const uint o = get_global_id(0), p = tdm_plane();
-    if (o >= out_h.x * out_w.x || p >= planes)
+    const uint id = get_global_id(0);
+    const uint row = tdm_div(id, out_w), ow = id - row * out_w.x;
+    const uint p = tdm_div(row, out_h), oh = row - p * out_h.x;
+    if (p >= planes)
         return;
-    const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x, id = p * out_h.x * out_w.x + o;
     const uint first = 2 * oh * width.x + 2 * ow;
     __global const float *plane = x + x_offset + p * height.x * width.x;
     float best = -INFINITY;
@@ -105,12 +109,13 @@ __kernel void tdm_maxpool2d_backward_2x2(TDM_POOL_SHAPE, __global const int *arg
 __kernel void tdm_global_avgpool(uint planes, tdm_divisor spatial, __global const float *x,
                                  uint x_offset, __global float *y, uint y_offset)
 {
-    for (uint p = get_global_id(0); p < planes; p += get_global_size(0)) {
-        float sum = 0.0f;
-        for (uint i = 0; i < spatial.x; i++)
-            sum += x[x_offset + p * spatial.x + i];
-        y[y_offset + p] = sum / (float)spatial.x;
-    }
+    const uint p = get_global_id(0);
+    if (p >= planes)
+        return;
+    float sum = 0.0f;
+    for (uint i = 0; i < spatial.x; i++)
+        sum += x[x_offset + p * spatial.x + i];
+    y[y_offset + p] = sum / (float)spatial.x;
 }
 
 __kernel void tdm_global_avgpool_backward(uint planes, tdm_divisor spatial,
@@ -118,6 +123,8 @@ __kernel void tdm_global_avgpool_backward(uint planes, tdm_divisor spatial,
                                           __global float *dx, uint dx_offset)
 {
     const uint total = planes * spatial.x;
-    for (uint id = get_global_id(0); id < total; id += get_global_size(0))
-        dx[dx_offset + id] = dy[dy_offset + tdm_div(id, spatial)] / (float)spatial.x;
+    const uint id = get_global_id(0);
+    if (id >= total)
+        return;
+    dx[dx_offset + id] = dy[dy_offset + tdm_div(id, spatial)] / (float)spatial.x;
 }

@@ -130,9 +130,7 @@ tdm_status tdm_cl_launch_nd(opencl_context *ctx, kernel_id id, unsigned dims, co
 tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
                          size_t arg_count)
 {
-    size_t groups = (items + ctx->group_size - 1) / ctx->group_size;
-    return tdm_cl_launch_groups(ctx, id, groups < MAX_GROUPS ? groups : MAX_GROUPS, args,
-                                arg_count);
+    return tdm_cl_launch_nd(ctx, id, 1, &items, &ctx->group_size, args, arg_count);
 }
 
 static void release_context(opencl_context *ctx)

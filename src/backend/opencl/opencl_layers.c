@@ -265,8 +265,10 @@ typedef struct pool_args {
     cl_divisor stride_h, stride_w, out_h, out_w;
 } pool_args;
 
+/* Forward: a work-item an output, over all planes; backward: (input,
+ * plane) (cl/pool.cl says why). */
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
-                              tdm_view first, tdm_view second, tdm_view third, size_t values)
+                              tdm_view first, tdm_view second, tdm_view third, bool forward)
 {
     pool_args p = {s->batch * s->channels,
                    tdm_cl_divisor(s->in_height),
@@ -281,7 +283,12 @@ static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool
     kernel_arg args[] = {ARG(p.planes),   ARG(p.height),   ARG(p.width),    ARG(p.kernel_h),
                          ARG(p.kernel_w), ARG(p.stride_h), ARG(p.stride_w), ARG(p.out_h),
                          ARG(p.out_w),    VIEW_ARGS(a),    VIEW_ARGS(b),    VIEW_ARGS(c)};
-    return launch_planes(ctx_of(backend), id, values, s->batch * s->channels, args, COUNT(args));
+    opencl_context *ctx = ctx_of(backend);
+    if (forward)
+        return tdm_cl_launch(ctx, id,
+                             (size_t)p.planes * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s),
+                             args, COUNT(args));
+    return launch_planes(ctx, id, s->in_height * s->in_width, p.planes, args, COUNT(args));
 }
 
 /* 2x2 windows at stride 2 have kernels of their own, without loops. */
@@ -293,16 +300,15 @@ static bool windows_2x2(const tdm_pool2d_shape *s)
 tdm_status tdm_opencl_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                                 tdm_view y, tdm_view argmax)
 {
-    size_t outputs = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
     return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_2X2 : K_MAXPOOL2D, s, x, y, argmax,
-                       outputs);
+                       true);
 }
 
 tdm_status tdm_opencl_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                          tdm_view argmax, tdm_view dy, tdm_view dx)
 {
     return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_BACKWARD_2X2 : K_MAXPOOL2D_BACKWARD, s,
-                       argmax, dy, dx, s->in_height * s->in_width);
+                       argmax, dy, dx, false);
 }
 
 static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t planes, size_t spatial,
