@@ -4,6 +4,23 @@
 // normalisation, in one kernel when a channel's values are few (the
 // host decides: tdm_opencl_batchnorm_forward) or in two. Backward alike.
 
+// The sum of (x[i] - mean)^2 over [first, end), in the order of tdm_run_sum.
+inline float tdm_run_squares(__global const float *x, uint first, uint end, float mean)
+{
+    float4 sums = (float4)(0.0f);
+    uint i = first;
+    for (; i + 4 <= end; i += 4) {
+        const float4 centered = vload4(0, x + i) - mean;
+        sums += centered * centered;
+    }
+    float sum = (sums.x + sums.y) + (sums.z + sums.w);
+    for (; i < end; i++) {
+        const float centered = x[i] - mean;
+        sum += centered * centered;
+    }
+    return sum;
+}
+
 // Channel c's mean and biased variance (two passes, so no cancellation),
 // the same in every work-item of the group; x at the channel's first value.
 inline float2 tdm_bn_statistics(__global const float *x, uint batch, uint stride, uint spatial,
@@ -15,10 +32,7 @@ inline float2 tdm_bn_statistics(__global const float *x, uint batch, uint stride
     float squares = 0.0f;
     for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
         const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
-        for (uint i = piece.x; i < piece.y; i++) {
-            const float centered = x[i] - mean;
-            squares += centered * centered;
-        }
+        squares += tdm_run_squares(x, piece.x, piece.y, mean);
     }
     return (float2)(mean, tdm_group_sum(squares, partial) / count);
 }
@@ -122,6 +136,30 @@ inline float tdm_bn_dy(__global const float *dy, __global const float *y, uint i
     return relu && !(out > 0.0f) ? 0.0f : gradient;
 }
 
+// The sums of dy and of dy * xhat over [first, end) (dy as tdm_bn_dy
+// gives it), in the order of tdm_run_sum.
+inline float2 tdm_run_backward_sums(__global const float *x, __global const float *dy,
+                                    __global const float *y, int relu, uint first, uint end,
+                                    float mean, float invstd)
+{
+    float4 dy_sums = (float4)(0.0f), dy_xhat_sums = (float4)(0.0f);
+    uint i = first;
+    for (; i + 4 <= end; i += 4) {
+        const float4 gradient = vload4(0, dy + i);
+        const int4 kept = vload4(0, y + i) > (float4)(0.0f); // NaN is not > 0
+        const float4 g = relu ? select((float4)(0.0f), gradient, kept) : gradient;
+        dy_sums += g;
+        dy_xhat_sums += g * ((vload4(0, x + i) - mean) * invstd);
+    }
+    float2 sums = (float2)((dy_sums.x + dy_sums.y) + (dy_sums.z + dy_sums.w),
+                           (dy_xhat_sums.x + dy_xhat_sums.y) + (dy_xhat_sums.z + dy_xhat_sums.w));
+    for (; i < end; i++) {
+        const float g = tdm_bn_dy(dy, y, i, relu);
+        sums += (float2)(g, g * ((x[i] - mean) * invstd));
+    }
+    return sums;
+}
+
 // Channel c's means of dy and of dy * xhat, the same in every work-item;
 // work-item 0 adds the sums to dbeta and dgamma. x, dy and y at the
 // channel's first value, shared as in tdm_channel_sum.
@@ -135,10 +173,7 @@ inline float2 tdm_bn_backward_means(__global const float *x, __global const floa
     float2 sums = (float2)(0.0f, 0.0f); // sum(dy), sum(dy * xhat)
     for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
         const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
-        for (uint i = piece.x; i < piece.y; i++) {
-            const float g = tdm_bn_dy(dy, y, i, relu);
-            sums += (float2)(g, g * ((x[i] - mean) * invstd));
-        }
+        sums += tdm_run_backward_sums(x, dy, y, relu, piece.x, piece.y, mean, invstd);
     }
     sums = tdm_group_sum2(sums, partial);
     if (get_local_id(0) == 0) {

@@ -88,6 +88,22 @@ uint2 tdm_channel_piece(uint u, uint parts, uint stride, uint spatial)
     return (uint2)(n * stride + first, n * stride + min(spatial, first + len));
 }
 
+// The sum of x[first .. end) in four interleaved partial sums, added
+// pairwise, then the last values: four chains of additions a work-item
+// instead of one (a compiler may not reorder a float sum itself; PoCL ran
+// one chain, latency-bound).
+float tdm_run_sum(__global const float *x, uint first, uint end)
+{
+    float4 sums = (float4)(0.0f);
+    uint i = first;
+    for (; i + 4 <= end; i += 4)
+        sums += vload4(0, x + i);
+    float sum = (sums.x + sums.y) + (sums.z + sums.w);
+    for (; i < end; i++)
+        sum += x[i];
+    return sum;
+}
+
 // This work-item's sum of its pieces; x at the channel's first value.
 float tdm_channel_sum(__global const float *x, uint batch, uint stride, uint spatial)
 {
@@ -95,8 +111,7 @@ float tdm_channel_sum(__global const float *x, uint batch, uint stride, uint spa
     float sum = 0.0f;
     for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
         const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
-        for (uint i = piece.x; i < piece.y; i++)
-            sum += x[i];
+        sum += tdm_run_sum(x, piece.x, piece.y);
     }
     return sum;
 }
