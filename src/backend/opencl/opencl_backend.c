@@ -290,32 +290,57 @@ tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size,
     return TDM_OK;
 }
 
+/* tandem's row-major C = op(A) op(B) (m x n) as the column-major product
+ * C^T = op(B)^T op(A)^T (n x m), the same memory: CLBlast's indirect GEMM
+ * writes column-major C directly, but transposes a row-major C through a
+ * scratch matrix (a TransposeMatrix launch after every GEMM). */
+typedef struct column_major_gemm {
+    CLBlastTranspose ta, tb;
+    size_t m, n, k;
+    tdm_view a, b;
+    size_t lda, ldb;
+} column_major_gemm;
+
+static column_major_gemm column_major_of(const tdm_sgemm_args *g)
+{
+    return (column_major_gemm){
+        .ta = g->trans_b == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo,
+        .tb = g->trans_a == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo,
+        .m = g->n,
+        .n = g->m,
+        .k = g->k,
+        .a = g->b,
+        .b = g->a,
+        .lda = g->ldb,
+        .ldb = g->lda};
+}
+
 static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
 {
     opencl_context *ctx = ctx_of(backend);
     /* C needs no zeroing when beta == 0: CLBlast's GEMM kernels do not read it
      * then (since 0.9), so NaN there does not leak in (test_parity checks). */
-    CLBlastTranspose ta = g->trans_a == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo;
-    CLBlastTranspose tb = g->trans_b == TDM_TRANS ? CLBlastTransposeYes : CLBlastTransposeNo;
+    const column_major_gemm t = column_major_of(g);
+    const CLBlastLayout layout = CLBlastLayoutColMajor;
     size_t scratch = 0;
-    CLBlastStatusCode code = CLBlastSGemmTempBufferSize(
-        CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->a.offset, g->lda, g->b.offset, g->ldb,
-        g->c.offset, g->ldc, &ctx->queue, &scratch);
+    CLBlastStatusCode code =
+        CLBlastSGemmTempBufferSize(layout, t.ta, t.tb, t.m, t.n, t.k, t.a.offset, t.lda, t.b.offset,
+                                   t.ldb, g->c.offset, g->ldc, &ctx->queue, &scratch);
     if (code != CLBlastSuccess)
         return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
     if (scratch > 0)
         TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->gemm_scratch, &ctx->gemm_scratch_size, scratch,
                                       "GEMM scratch"));
-    cl_mem a = mem_of(g->a.buffer), b = mem_of(g->b.buffer), c = mem_of(g->c.buffer);
+    cl_mem a = mem_of(t.a.buffer), b = mem_of(t.b.buffer), c = mem_of(g->c.buffer);
     ctx->counts->launches++;
     cl_event event, *timed = profile_event(ctx, &event);
-    code = scratch > 0 ? CLBlastSgemmWithTempBuffer(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k,
-                                                    g->alpha, a, g->a.offset, g->lda, b,
-                                                    g->b.offset, g->ldb, g->beta, c, g->c.offset,
-                                                    g->ldc, &ctx->queue, timed, ctx->gemm_scratch)
-                       : CLBlastSgemm(CLBlastLayoutRowMajor, ta, tb, g->m, g->n, g->k, g->alpha, a,
-                                      g->a.offset, g->lda, b, g->b.offset, g->ldb, g->beta, c,
-                                      g->c.offset, g->ldc, &ctx->queue, timed);
+    code =
+        scratch > 0
+            ? CLBlastSgemmWithTempBuffer(layout, t.ta, t.tb, t.m, t.n, t.k, g->alpha, a, t.a.offset,
+                                         t.lda, b, t.b.offset, t.ldb, g->beta, c, g->c.offset,
+                                         g->ldc, &ctx->queue, timed, ctx->gemm_scratch)
+            : CLBlastSgemm(layout, t.ta, t.tb, t.m, t.n, t.k, g->alpha, a, t.a.offset, t.lda, b,
+                           t.b.offset, t.ldb, g->beta, c, g->c.offset, g->ldc, &ctx->queue, timed);
     profile_add(ctx, PROFILE_GEMM, code == CLBlastSuccess ? event : NULL);
     if (code != CLBlastSuccess)
         return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
