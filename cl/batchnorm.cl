@@ -69,7 +69,7 @@ tdm_batchnorm_stats(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     __global float *running_var, uint running_var_offset, __global float *save_mean,
                     uint save_mean_offset, __global float *save_invstd, uint save_invstd_offset)
 {
-    __local float partial[TDM_GROUP_SIZE];
+    __local float partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x;
     const float2 stats =
         tdm_bn_statistics(x + x_offset + c * spatial.x, batch, stride, spatial.x, partial);
@@ -89,7 +89,7 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     __global const float *gamma, uint gamma_offset, __global const float *beta,
                     uint beta_offset, int relu, __global float *y, uint y_offset)
 {
-    __local float partial[TDM_GROUP_SIZE];
+    __local float partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
     const float2 stats = tdm_bn_statistics(x + x_offset + first, batch, stride, spatial.x, partial);
     const float invstd =
@@ -201,7 +201,7 @@ tdm_batchnorm_backward_reduce(uint batch, tdm_divisor channels, tdm_divisor spat
                               __global float *dgamma, uint dgamma_offset, __global float *dbeta,
                               uint dbeta_offset, __global float *means, uint means_offset)
 {
-    __local float2 partial[TDM_GROUP_SIZE];
+    __local float2 partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), first = c * spatial.x;
     const float2 m = tdm_bn_backward_means(
         x + x_offset + first, dy + dy_offset + first, y + y_offset + first, relu, c, batch,
@@ -239,7 +239,7 @@ __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void tdm_ba
     uint dgamma_offset, __global float *dbeta, uint dbeta_offset, __global float *dx,
     uint dx_offset)
 {
-    __local float2 partial[TDM_GROUP_SIZE];
+    __local float2 partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];

@@ -10,36 +10,44 @@
 #define TDM_GROUP_SIZE 64
 #endif
 
-// The sum of v over the work-group, by a fixed tree: the same bits every run.
-// Every work-item must call it; partial holds TDM_GROUP_SIZE floats.
+// The sum of v over the work-group in a fixed order: the same bits every
+// run. Work-item 0 adds the values in index order; three barriers, where a
+// tree takes one per level (PoCL runs a CPU device's work-group as one
+// loop over the work-items per stretch between barriers, so a barrier costs
+// a pass over the group). Every work-item must call it; partial holds
+// TDM_GROUP_SIZE floats.
 float tdm_group_sum(float v, __local float *partial)
 {
     const uint lid = get_local_id(0);
     partial[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = TDM_GROUP_SIZE / 2; width > 0; width >>= 1) {
-        if (lid < width)
-            partial[lid] += partial[lid + width];
-        barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        float sum = 0.0f;
+        for (uint i = 0; i < TDM_GROUP_SIZE; i++)
+            sum += partial[i];
+        partial[TDM_GROUP_SIZE] = sum;
     }
-    const float sum = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float sum = partial[TDM_GROUP_SIZE];
     barrier(CLK_LOCAL_MEM_FENCE); // partial may be reused right after
     return sum;
 }
 
-// The same for two sums at once (one tree, half the barriers): each
-// component gets the bits tdm_group_sum would give it.
+// The same for two sums at once: each component gets the bits
+// tdm_group_sum would give it. partial holds TDM_GROUP_SIZE + 1 float2.
 float2 tdm_group_sum2(float2 v, __local float2 *partial)
 {
     const uint lid = get_local_id(0);
     partial[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint width = TDM_GROUP_SIZE / 2; width > 0; width >>= 1) {
-        if (lid < width)
-            partial[lid] += partial[lid + width];
-        barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid == 0) {
+        float2 sum = (float2)(0.0f);
+        for (uint i = 0; i < TDM_GROUP_SIZE; i++)
+            sum += partial[i];
+        partial[TDM_GROUP_SIZE] = sum;
     }
-    const float2 sum = partial[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float2 sum = partial[TDM_GROUP_SIZE];
     barrier(CLK_LOCAL_MEM_FENCE);
     return sum;
 }

@@ -146,7 +146,7 @@ __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_bias_backward(uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *dy,
                   uint dy_offset, __global float *dbias, uint dbias_offset)
 {
-    __local float partial[TDM_GROUP_SIZE];
+    __local float partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0);
     const float sum = tdm_group_sum(
         tdm_channel_sum(dy + dy_offset + c * spatial.x, batch, channels.x * spatial.x, spatial.x),
