@@ -4,8 +4,10 @@
 // global size, fits; GPUs divide 64-bit integers in dozens of instructions,
 // and the kernels divide by runtime sizes for every element.
 
-// Work-group size of every reduction kernel, a power of two the host picks
-// from the device's limits (-DTDM_GROUP_SIZE=N) and launches with.
+// Work-group size of every reduction kernel (-DTDM_GROUP_SIZE=N), which the
+// host launches them with: one work-item on a CPU device, on a GPU the
+// group size the device's limits allow (reduction_group_of in
+// src/backend/opencl/opencl_backend.c).
 #ifndef TDM_GROUP_SIZE
 #define TDM_GROUP_SIZE 64
 #endif

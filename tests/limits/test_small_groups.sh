@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The parity harness with the OpenCL devices acting as devices of small
 # limits: work-groups of at most 16 work-items (TANDEM_OPENCL_MAX_GROUP, the
-# backend's cap for testing), so the reductions are built and launched for
-# 16 and the bits kernels' groups shrink with them; and EM's bits_sums split
-# over up to 7 parts of the rows added in order, as on a GPU
+# backend's cap for testing), and the reductions built and launched for 16
+# as on a GPU (TANDEM_OPENCL_REDUCTION_GROUP: a CPU device takes one
+# work-item), and the bits kernels' groups shrink with them; and EM's
+# bits_sums split over up to 7 parts of the rows added in order, as on a GPU
 # (TANDEM_OPENCL_BITS_PARTS, 7 so that parts are uneven); and the kernels
 # launched over (value, plane) with at most 3 groups of planes along the
 # range's second axis, the rest along its third (TANDEM_OPENCL_PLANE_GROUPS,
@@ -11,8 +12,8 @@
 # agree.
 # Usage: test_small_groups.sh path/to/test_parity
 set -u
-output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 TANDEM_OPENCL_PLANE_GROUPS=3 \
-    "$1" 2>&1)
+output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_REDUCTION_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 \
+    TANDEM_OPENCL_PLANE_GROUPS=3 "$1" 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "FAILED: the parity harness with work-groups of 16 (exit $status)"

@@ -10,14 +10,14 @@
 
 /* "-cl-std=CL1.2" from "OpenCL C 1.2 pocl" (the device's version, never the
  * platform's), and the reductions' work-group size. */
-static void build_options(const tdm_opencl_device_info *info, size_t group_size, char *out,
+static void build_options(const tdm_opencl_device_info *info, size_t reduction_group, char *out,
                           size_t capacity)
 {
     int major = 0, minor = 0;
     int used = 0;
     if (sscanf(info->opencl_c_version, "OpenCL C %d.%d", &major, &minor) == 2)
         used = snprintf(out, capacity, "-cl-std=CL%d.%d ", major, minor);
-    snprintf(out + used, capacity - (size_t)used, "-DTDM_GROUP_SIZE=%zu", group_size);
+    snprintf(out + used, capacity - (size_t)used, "-DTDM_GROUP_SIZE=%zu", reduction_group);
 }
 
 /* PoCL and NVIDIA cache compiled kernels themselves; asking PoCL for program
@@ -134,14 +134,14 @@ static void store_in_cache(cl_program program, const char *directory, uint64_t k
 }
 
 tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
-                                const tdm_opencl_device_info *info, size_t group_size,
+                                const tdm_opencl_device_info *info, size_t reduction_group,
                                 cl_program *program)
 {
     char options[96], directory[4096];
     const char *texts[MAX_KERNEL_FILES];
     size_t count = 0;
     TDM_TRY(embedded_texts(texts, &count));
-    build_options(info, group_size, options, sizeof options);
+    build_options(info, reduction_group, options, sizeof options);
     bool use_cache =
         !driver_caches_itself(info) && tdm_kernel_cache_directory(directory, sizeof directory);
     uint64_t key = use_cache ? cache_key(texts, count, info, options) : 0;

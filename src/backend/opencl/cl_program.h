@@ -6,10 +6,10 @@
 
 /* Builds every embedded kernel file into one program for the device, with
  * -cl-std taken from the device's OpenCL C version and the reductions built
- * for work-groups of group_size (a power of two). Goes through the disk
+ * for work-groups of reduction_group work-items. Goes through the disk
  * binary cache only where the driver keeps no cache of its own. */
 tdm_status tdm_cl_build_program(cl_context context, cl_device_id device,
-                                const tdm_opencl_device_info *info, size_t group_size,
+                                const tdm_opencl_device_info *info, size_t reduction_group,
                                 cl_program *program);
 
 /* Builds the given OpenCL C texts; a compile error returns

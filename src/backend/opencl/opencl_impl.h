@@ -70,6 +70,7 @@ typedef struct opencl_context {
     size_t plane_groups;        /* MAX_PLANE_GROUPS, or what the tests set */
     char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
     size_t group_size;          /* the local size of every 1-D launch */
+    size_t reduction_group;     /* that of the per-channel reductions (TDM_GROUP_SIZE) */
     tdm_backend_counts *counts; /* the backend's, counted here */
     bool group_capped;          /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
     bool profiling;             /* TANDEM_OPENCL_PROFILE: each launch timed, report at free */
@@ -106,7 +107,8 @@ tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size,
  * only around loop-free code (a grid-stride loop made im2col 2.6x slower). */
 tdm_status tdm_cl_launch(opencl_context *ctx, kernel_id id, size_t items, const kernel_arg *args,
                          size_t arg_count);
-/* The same with exactly `groups` work-groups (one per channel, say). */
+/* The same with exactly `groups` work-groups of the reduction group (one per
+ * channel, say). */
 tdm_status tdm_cl_launch_groups(opencl_context *ctx, kernel_id id, size_t groups,
                                 const kernel_arg *args, size_t arg_count);
 /* A 2-D launch of at least x by y work-items, in work-groups of local[0] by

@@ -151,10 +151,11 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
 /* ---------- batchnorm2d ---------- */
 
 /* A channel's values all in one work-group, the statistics and the values
- * in one launch, when there are at most this many a work-item (2048 values
- * a channel in groups of 64: ResNet(C) on the digits has 128 x 16 and
- * 128 x 4); more, and two launches spread the second pass over the whole
- * device. The two ways give the same bits. */
+ * in one launch, when there are at most this many a work-item of the group
+ * size (2048 values a channel with groups of 64, however many work-items
+ * the reductions take: ResNet(C) on the digits has 128 x 16 and 128 x 4);
+ * more, and two launches spread the second pass over the whole device. The
+ * two ways give the same bits. */
 enum { FUSED_VALUES_PER_ITEM = 32 };
 
 static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_shape *s)
