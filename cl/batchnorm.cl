@@ -61,6 +61,34 @@ inline float tdm_bn_value(float x, float mean, float invstd, float gamma, float 
     return relu && value < 0.0f ? 0.0f : value; // NaN is not < 0
 }
 
+// y[i] = tdm_bn_value(x[i]) over [first, end), four values at a time (the
+// same formula a lane: the same bits).
+inline void tdm_bn_values(__global const float *x, __global float *y, uint first, uint end,
+                          float mean, float invstd, float gamma, float beta, int relu)
+{
+    uint i = first;
+    for (; i + 4 <= end; i += 4) {
+        const float4 value = (vload4(0, x + i) - mean) * invstd * gamma + beta;
+        const int4 negative = value < (float4)(0.0f); // NaN is not < 0
+        vstore4(relu ? select(value, (float4)(0.0f), negative) : value, 0, y + i);
+    }
+    for (; i < end; i++)
+        y[i] = tdm_bn_value(x[i], mean, invstd, gamma, beta, relu);
+}
+
+// The channel's y, the work-items sharing its values as in tdm_channel_sum;
+// x and y at the channel's first value.
+inline void tdm_bn_channel_values(__global const float *x, __global float *y, uint batch,
+                                  uint stride, uint spatial, float mean, float invstd, float gamma,
+                                  float beta, int relu)
+{
+    const uint parts = tdm_channel_parts(batch);
+    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
+        const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
+        tdm_bn_values(x, y, piece.x, piece.y, mean, invstd, gamma, beta, relu);
+    }
+}
+
 // Training statistics only, one work-group per channel.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_batchnorm_stats(uint batch, tdm_divisor channels, tdm_divisor spatial, float eps,
@@ -96,13 +124,8 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
         tdm_bn_save(stats, c, batch * spatial.x, eps, momentum, running_mean + running_mean_offset,
                     running_var + running_var_offset, save_mean + save_mean_offset,
                     save_invstd + save_invstd_offset);
-    const float g = gamma[gamma_offset + c], b = beta[beta_offset + c];
-    const uint parts = tdm_channel_parts(batch);
-    for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
-        const uint2 piece = first + tdm_channel_piece(u, parts, stride, spatial.x);
-        for (uint i = piece.x; i < piece.y; i++)
-            y[y_offset + i] = tdm_bn_value(x[x_offset + i], stats.x, invstd, g, b, relu);
-    }
+    tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, stride, spatial.x,
+                          stats.x, invstd, gamma[gamma_offset + c], beta[beta_offset + c], relu);
 }
 
 // y over all values, one work-item each: (s, plane), plane = n * C + c, so
@@ -125,6 +148,24 @@ __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divi
     const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
     y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
                                     gamma[gamma_offset + c], beta[beta_offset + c], relu);
+}
+
+// The same values, one work-group a channel (a CPU device: one work-item,
+// which takes the channel's runs of values in order).
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
+tdm_batchnorm_normalize_channels(uint batch, tdm_divisor channels, tdm_divisor spatial,
+                                 __global const float *x, uint x_offset, __global const float *mean,
+                                 uint mean_offset, __global const float *scale, uint scale_offset,
+                                 int scale_is_variance, float eps, __global const float *gamma,
+                                 uint gamma_offset, __global const float *beta, uint beta_offset,
+                                 int relu, __global float *y, uint y_offset)
+{
+    const uint c = get_group_id(0), first = c * spatial.x;
+    const float v = scale[scale_offset + c];
+    const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
+    tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, channels.x * spatial.x,
+                          spatial.x, mean[mean_offset + c], invstd, gamma[gamma_offset + c],
+                          beta[beta_offset + c], relu);
 }
 
 // dy[i], or 0 with relu where the fused ReLU's output y[i] is not > 0 (the

@@ -158,9 +158,19 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
  * two ways give the same bits. */
 enum { FUSED_VALUES_PER_ITEM = 32 };
 
+/* Reductions of one work-item (a CPU device: reduction_group_of) take every
+ * pass over a channel's values in that work-item, at any size: the core
+ * runs its runs of values as vector loops, where PoCL gathered the
+ * per-channel values of a (value, plane) launch (evaluation's normalize:
+ * 420 -> 263 us a launch). */
+static bool whole_channels(const opencl_context *ctx)
+{
+    return ctx->reduction_group == 1;
+}
+
 static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_shape *s)
 {
-    return s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
+    return whole_channels(ctx) || s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
 }
 
 /* The statistics alone (then tdm_batchnorm_normalize), or with the values.
@@ -208,6 +218,9 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          VIEW_ARGS(beta),
                          ARG(relu),
                          VIEW_ARGS(y)};
+    if (whole_channels(ctx))
+        return tdm_cl_launch_groups(ctx, K_BATCHNORM_NORMALIZE_CHANNELS, s->channels, args,
+                                    COUNT(args));
     return launch_planes(ctx, K_BATCHNORM_NORMALIZE, s->spatial, s->batch * s->channels, args,
                          COUNT(args));
 }
