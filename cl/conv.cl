@@ -66,9 +66,20 @@ __kernel void tdm_col2im(__global const float *col, uint col_offset, __global fl
     x[x_offset + id] = sum;
 }
 
-// The dense matrix of a convolution over small images, one entry per
-// work-item: T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap
-// linking output (oh, ow) and input (h, w), or 0.
+// The dense matrix of a convolution over small images:
+// T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap linking output
+// (oh, ow) and input (h, w), or 0; w_pair at weight[co][ci][0][0].
+inline float tdm_dense_entry(__global const float *w_pair, uint oh, uint ow, uint h, uint w,
+                             uint stride_h, uint stride_w, uint pad_h, uint pad_w, uint kernel_h,
+                             uint kernel_w)
+{
+    const uint i = h + pad_h - oh * stride_h, j = w + pad_w - ow * stride_w;
+    const bool linked =
+        h + pad_h >= oh * stride_h && w + pad_w >= ow * stride_w && i < kernel_h && j < kernel_w;
+    return linked ? w_pair[i * kernel_w + j] : 0.0f;
+}
+
+// T one entry a work-item (a GPU).
 __kernel void tdm_conv_dense_weight(__global const float *weight, uint weight_offset,
                                     __global float *dense, uint dense_offset, TDM_CONV_SHAPE)
 {
@@ -81,16 +92,58 @@ __kernel void tdm_conv_dense_weight(__global const float *weight, uint weight_of
     const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
     const uint line = tdm_div(column, width), w = column - line * width.x;
     const uint ci = tdm_div(line, height), h = line - ci * height.x;
-    const uint i = h + pad_h - oh * stride_h.x, j = w + pad_w - ow * stride_w.x;
-    const bool linked = h + pad_h >= oh * stride_h.x && w + pad_w >= ow * stride_w.x &&
-                        i < kernel_h.x && j < kernel_w.x;
     dense[dense_offset + id] =
-        linked ? weight[weight_offset + ((co * channels.x + ci) * kernel_h.x + i) * kernel_w.x + j]
-               : 0.0f;
+        tdm_dense_entry(weight + weight_offset + (co * channels.x + ci) * kernel_h.x * kernel_w.x,
+                        oh, ow, h, w, stride_h.x, stride_w.x, pad_h, pad_w, kernel_h.x, kernel_w.x);
 }
 
-// dweight += the sum, over output positions in order, of each tap's entries
-// of a gradient of the dense matrix; one work-item per weight.
+// T one (co, ci) block of OH*OW rows by H*W columns a work-item, its entries
+// in order (a CPU device: the entry kernel's gathers and divisions cost PoCL
+// more than the block's loops).
+__kernel void tdm_conv_dense_weight_blocks(__global const float *weight, uint weight_offset,
+                                           __global float *dense, uint dense_offset, TDM_CONV_SHAPE)
+{
+    const uint pair = get_global_id(0);
+    if (pair >= out_channels * channels.x)
+        return;
+    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
+    __global const float *w_pair = weight + weight_offset + pair * kernel_h.x * kernel_w.x;
+    for (uint oh = 0; oh < out_h; oh++)
+        for (uint ow = 0; ow < out_w.x; ow++) {
+            __global float *row = dense + dense_offset +
+                                  (co * out_spatial.x + oh * out_w.x + ow) * in_columns.x +
+                                  ci * height.x * width.x;
+            for (uint h = 0; h < height.x; h++)
+                for (uint w = 0; w < width.x; w++)
+                    row[h * width.x + w] =
+                        tdm_dense_entry(w_pair, oh, ow, h, w, stride_h.x, stride_w.x, pad_h, pad_w,
+                                        kernel_h.x, kernel_w.x);
+        }
+}
+
+// The sum, over output positions in order, of tap (i, j)'s entries in a
+// gradient of T; grad at the (co, ci) block's first entry.
+inline float tdm_dense_tap_sum(__global const float *grad, uint i, uint j, uint out_h, uint out_w,
+                               uint stride_h, uint stride_w, uint pad_h, uint pad_w, uint height,
+                               uint width, uint in_columns)
+{
+    float sum = 0.0f;
+    for (uint oh = 0; oh < out_h; oh++) {
+        const uint h = oh * stride_h + i;
+        if (h < pad_h || h - pad_h >= height)
+            continue;
+        for (uint ow = 0; ow < out_w; ow++) {
+            const uint w = ow * stride_w + j;
+            if (w < pad_w || w - pad_w >= width)
+                continue;
+            sum += grad[(oh * out_w + ow) * in_columns + (h - pad_h) * width + w - pad_w];
+        }
+    }
+    return sum;
+}
+
+// dweight += each tap's sum over a gradient of T, one weight a work-item
+// (a GPU).
 __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint grad_offset,
                                              __global float *dweight, uint dweight_offset,
                                              TDM_CONV_SHAPE)
@@ -102,20 +155,28 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
     const uint tap = tdm_div(id, kernel_w), j = id - tap * kernel_w.x;
     const uint pair = tdm_div(tap, kernel_h), i = tap - pair * kernel_h.x;
     const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
-    float sum = 0.0f;
-    for (uint oh = 0; oh < out_h; oh++) {
-        const uint h = oh * stride_h.x + i;
-        if (h < pad_h || h - pad_h >= height.x)
-            continue;
-        for (uint ow = 0; ow < out_w.x; ow++) {
-            const uint w = ow * stride_w.x + j;
-            if (w < pad_w || w - pad_w >= width.x)
-                continue;
-            sum += grad[grad_offset + (co * out_spatial.x + oh * out_w.x + ow) * in_columns.x +
-                        (ci * height.x + h - pad_h) * width.x + w - pad_w];
-        }
-    }
-    dweight[dweight_offset + id] += sum;
+    dweight[dweight_offset + id] += tdm_dense_tap_sum(
+        grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x, i, j,
+        out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x, in_columns.x);
+}
+
+// The same, one (co, ci) pair's weights a work-item, in order (a CPU device).
+__kernel void tdm_conv_dense_weight_backward_blocks(__global const float *grad, uint grad_offset,
+                                                    __global float *dweight, uint dweight_offset,
+                                                    TDM_CONV_SHAPE)
+{
+    const uint pair = get_global_id(0);
+    if (pair >= out_channels * channels.x)
+        return;
+    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
+    __global const float *block =
+        grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x;
+    __global float *dw = dweight + dweight_offset + pair * kernel_h.x * kernel_w.x;
+    for (uint i = 0; i < kernel_h.x; i++)
+        for (uint j = 0; j < kernel_w.x; j++)
+            dw[i * kernel_w.x + j] +=
+                tdm_dense_tap_sum(block, i, j, out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w,
+                                  height.x, width.x, in_columns.x);
 }
 
 // dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]: a work-item

@@ -38,6 +38,18 @@ static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values
     return tdm_cl_launch_nd(ctx, id, 3, size, local, args, arg_count);
 }
 
+/* Where the reductions take one work-item (a CPU device: reduction_group_of),
+ * some ops run a work-item over a whole channel or block, in order, where a
+ * GPU spreads them a value a work-item: PoCL runs the work-item's loops as
+ * vector loops over contiguous values, and gathers and divides in the spread
+ * form (evaluation's batch norm 420 -> 263 us a launch, the dense conv
+ * matrix's gradient 132-162 -> 67-79, the matrix 77-89 -> 60-74). The tests
+ * take the spread forms on PoCL too, through TANDEM_OPENCL_REDUCTION_GROUP. */
+static bool loops_in_items(const opencl_context *ctx)
+{
+    return ctx->reduction_group == 1;
+}
+
 /* ---------- conv2d primitives ---------- */
 
 /* The shape every conv primitive takes after its two tensors, in kernel
@@ -104,6 +116,9 @@ tdm_status tdm_opencl_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, td
 tdm_status tdm_opencl_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
                                         tdm_view weight, tdm_view dense)
 {
+    if (loops_in_items(ctx_of(backend)))
+        return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BLOCKS, s, weight, dense,
+                                     s->out_channels * s->in_channels);
     size_t items = s->out_channels * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s) *
                    s->in_channels * s->in_height * s->in_width;
     return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT, s, weight, dense, items);
@@ -112,6 +127,9 @@ tdm_status tdm_opencl_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_s
 tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                                  tdm_view dense_grad, tdm_view dweight)
 {
+    if (loops_in_items(ctx_of(backend)))
+        return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD_BLOCKS, s, dense_grad,
+                                     dweight, s->out_channels * s->in_channels);
     size_t items = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
     return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD, s, dense_grad, dweight,
                                  items);
@@ -158,19 +176,9 @@ tdm_status tdm_opencl_bias_backward(tdm_backend *backend, size_t batch, size_t c
  * two ways give the same bits. */
 enum { FUSED_VALUES_PER_ITEM = 32 };
 
-/* Reductions of one work-item (a CPU device: reduction_group_of) take every
- * pass over a channel's values in that work-item, at any size: the core
- * runs its runs of values as vector loops, where PoCL gathered the
- * per-channel values of a (value, plane) launch (evaluation's normalize:
- * 420 -> 263 us a launch). */
-static bool whole_channels(const opencl_context *ctx)
-{
-    return ctx->reduction_group == 1;
-}
-
 static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_shape *s)
 {
-    return whole_channels(ctx) || s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
+    return loops_in_items(ctx) || s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
 }
 
 /* The statistics alone (then tdm_batchnorm_normalize), or with the values.
@@ -218,7 +226,7 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          VIEW_ARGS(beta),
                          ARG(relu),
                          VIEW_ARGS(y)};
-    if (whole_channels(ctx))
+    if (loops_in_items(ctx))
         return tdm_cl_launch_groups(ctx, K_BATCHNORM_NORMALIZE_CHANNELS, s->channels, args,
                                     COUNT(args));
     return launch_planes(ctx, K_BATCHNORM_NORMALIZE, s->spatial, s->batch * s->channels, args,
