@@ -4,7 +4,8 @@
 // divided by. Forward runs a work-item an output, over all planes' outputs
 // (a plane's outputs, 2x2 in ResNet's block, are too few for a vector loop
 // over a plane); backward a work-item an input, (input, plane), launched as
-// batch norm's elementwise passes are.
+// batch norm's elementwise passes are, or on a CPU device a plane a
+// work-item.
 #define TDM_POOL_SHAPE                                                                             \
     uint planes, tdm_divisor height, tdm_divisor width, uint kernel_h, uint kernel_w,              \
         tdm_divisor stride_h, tdm_divisor stride_w, tdm_divisor out_h, tdm_divisor out_w
@@ -102,6 +103,24 @@ __kernel void tdm_maxpool2d_backward_2x2(TDM_POOL_SHAPE, __global const int *arg
     const bool mine = oh < out_h.x && ow < out_w.x && (uint)argmax[argmax_offset + window] == i;
     const float gradient = 0.0f + dy[dy_offset + window];
     dx[dx_offset + p * height.x * width.x + i] = mine ? gradient : 0.0f;
+}
+
+// Backward one work-item per plane (a CPU device): dx = 0, then each
+// output's dy added at its argmax, in window order: the sums the input
+// work-items above make, in the same order.
+__kernel void tdm_maxpool2d_backward_planes(TDM_POOL_SHAPE, __global const int *argmax,
+                                            uint argmax_offset, __global const float *dy,
+                                            uint dy_offset, __global float *dx, uint dx_offset)
+{
+    const uint p = get_global_id(0);
+    if (p >= planes)
+        return;
+    __global float *plane = dx + dx_offset + p * height.x * width.x;
+    for (uint i = 0; i < height.x * width.x; i++)
+        plane[i] = 0.0f;
+    const uint first = p * out_h.x * out_w.x;
+    for (uint o = first; o < first + out_h.x * out_w.x; o++)
+        plane[argmax[argmax_offset + o]] += dy[dy_offset + o];
 }
 
 // One work-item per plane, summing in index order like the cpu backend.
