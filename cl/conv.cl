@@ -191,6 +191,25 @@ __kernel void tdm_swap_axes(tdm_divisor outer, uint inner, uint spatial, __globa
     dst[dst_offset + q * spatial + s] = src[src_offset + (a * inner + b) * spatial + s];
 }
 
+// The same, a plane of dst a work-item, its run copied four values at a time
+// (a CPU device).
+__kernel void tdm_swap_axes_planes(tdm_divisor outer, uint inner, uint spatial,
+                                   __global const float *src, uint src_offset, __global float *dst,
+                                   uint dst_offset)
+{
+    const uint q = get_global_id(0);
+    if (q >= outer.x * inner)
+        return;
+    const uint b = tdm_div(q, outer), a = q - b * outer.x;
+    __global const float *from = src + src_offset + (a * inner + b) * spatial;
+    __global float *to = dst + dst_offset + q * spatial;
+    uint s = 0;
+    for (; s + 4 <= spatial; s += 4)
+        vstore4(vload4(0, from + s), 0, to + s);
+    for (; s < spatial; s++)
+        to[s] = from[s];
+}
+
 __kernel void tdm_bias_add(uint batch, tdm_divisor channels, tdm_divisor spatial,
                            __global const float *bias, uint bias_offset, __global float *y,
                            uint y_offset)

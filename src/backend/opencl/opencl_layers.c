@@ -142,6 +142,8 @@ tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner
     cl_divisor a = tdm_cl_divisor(outer);
     cl_index b = inner, s = spatial;
     kernel_arg args[] = {ARG(a), ARG(b), ARG(s), VIEW_ARGS(in), VIEW_ARGS(out)};
+    if (loops_in_items(ctx_of(backend)))
+        return tdm_cl_launch(ctx_of(backend), K_SWAP_AXES_PLANES, outer * inner, args, COUNT(args));
     return launch_planes(ctx_of(backend), K_SWAP_AXES, spatial, outer * inner, args, COUNT(args));
 }
 
