@@ -64,6 +64,54 @@ __kernel void tdm_maxpool2d_2x2(TDM_POOL_SHAPE, __global const float *x, uint x_
     argmax[argmax_offset + id] = (int)best_index;
 }
 
+// tdm_max_step for two windows at once (the same comparisons).
+inline void tdm_max_step2(float2 value, uint2 index, float2 *best, uint2 *best_index)
+{
+    const int2 wins = value > *best || isnan(value);
+    *best = select(*best, value, wins);
+    *best_index = select(*best_index, index, wins);
+}
+
+// 2x2 windows at stride 2, an output row of a plane a work-item (a CPU
+// device), two windows at a time from four-float loads of its two input
+// rows: the even and odd columns are the windows' left and right values.
+__kernel void tdm_maxpool2d_2x2_rows(TDM_POOL_SHAPE, __global const float *x, uint x_offset,
+                                     __global float *y, uint y_offset, __global int *argmax,
+                                     uint argmax_offset)
+{
+    const uint row = get_global_id(0);
+    const uint p = tdm_div(row, out_h), oh = row - p * out_h.x;
+    if (p >= planes)
+        return;
+    const uint top = 2 * oh * width.x, bottom = top + width.x;
+    __global const float *plane = x + x_offset + p * height.x * width.x;
+    __global float *y_row = y + y_offset + row * out_w.x;
+    __global int *argmax_row = argmax + argmax_offset + row * out_w.x;
+    uint ow = 0;
+    for (; ow + 2 <= out_w.x; ow += 2) {
+        const float4 upper = vload4(0, plane + top + 2 * ow);
+        const float4 lower = vload4(0, plane + bottom + 2 * ow);
+        const uint2 left = top + 2 * ow + (uint2)(0, 2);
+        float2 best = upper.even;
+        uint2 best_index = left;
+        tdm_max_step2(upper.odd, left + 1, &best, &best_index);
+        tdm_max_step2(lower.even, left + width.x, &best, &best_index);
+        tdm_max_step2(lower.odd, left + width.x + 1, &best, &best_index);
+        vstore2(best, 0, y_row + ow);
+        vstore2(as_int2(best_index), 0, argmax_row + ow);
+    }
+    for (; ow < out_w.x; ow++) {
+        const uint first = top + 2 * ow;
+        float best = plane[first];
+        uint best_index = first;
+        tdm_max_step(plane[first + 1], first + 1, &best, &best_index);
+        tdm_max_step(plane[first + width.x], first + width.x, &best, &best_index);
+        tdm_max_step(plane[first + width.x + 1], first + width.x + 1, &best, &best_index);
+        y_row[ow] = best;
+        argmax_row[ow] = (int)best_index;
+    }
+}
+
 // One work-item per input: the sum of dy over the windows whose argmax it is,
 // in window order (no atomics).
 __kernel void tdm_maxpool2d_backward(TDM_POOL_SHAPE, __global const int *argmax, uint argmax_offset,

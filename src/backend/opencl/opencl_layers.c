@@ -289,10 +289,10 @@ typedef struct pool_args {
     cl_divisor stride_h, stride_w, out_h, out_w;
 } pool_args;
 
-/* Forward: a work-item an output, over all planes; backward: (input,
- * plane), or a plane a work-item where work-items loop (a CPU device:
- * 135-155 -> 29 us a launch on PoCL; forward that way was 2x slower)
- * (cl/pool.cl says why). */
+/* Forward: a work-item an output, over all planes, or for 2x2 windows an
+ * output row a work-item where work-items loop (a CPU device: 174-183 ->
+ * 68-105 us a launch on PoCL); backward: (input, plane), or there a plane a
+ * work-item (135-155 -> 29 us) (cl/pool.cl says why). */
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
                               tdm_view first, tdm_view second, tdm_view third, bool forward)
 {
@@ -312,6 +312,9 @@ static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool
     opencl_context *ctx = ctx_of(backend);
     if (!forward && loops_in_items(ctx))
         return tdm_cl_launch(ctx, K_MAXPOOL2D_BACKWARD_PLANES, p.planes, args, COUNT(args));
+    if (id == K_MAXPOOL2D_2X2 && loops_in_items(ctx))
+        return tdm_cl_launch(ctx, K_MAXPOOL2D_2X2_ROWS, (size_t)p.planes * tdm_pool2d_out_height(s),
+                             args, COUNT(args));
     if (forward)
         return tdm_cl_launch(ctx, id,
                              (size_t)p.planes * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s),
