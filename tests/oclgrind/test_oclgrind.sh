@@ -3,8 +3,9 @@
 # memory accesses: out of bounds (always on), data races between work-items
 # (--data-races) and misuse of the OpenCL API (--check-api). Any report fails
 # the test. Shapes are cut to 1024 elements a tensor (a simulator is slow),
-# at least one case per op. Two passes: tandem's own kernels alone, then the
-# ops that also run CLBlast's GEMM.
+# at least one case per op. Tandem's own kernels alone, then the ops that
+# also run CLBlast's GEMM; each as Oclgrind's device (a GPU) runs them, then
+# with the forms a CPU device takes (TANDEM_OPENCL_REDUCTION_GROUP=1).
 # Not --uninitialized: Debian's Oclgrind 21.10 cannot follow LLVM's `freeze`
 # instruction in optimised kernels, and without optimisation it flags values
 # the harness shows correct (batch norm backward's per-channel means, read
@@ -38,5 +39,7 @@ run() { # run NAME GEMM-SELECTION CHECKS...
     fi
 }
 run "tandem's kernels" none --data-races --check-api
+TANDEM_OPENCL_REDUCTION_GROUP=1 run "tandem's kernels, CPU forms" none --data-races --check-api
 run "the GEMM ops" only --data-races --check-api
+TANDEM_OPENCL_REDUCTION_GROUP=1 run "the GEMM ops, CPU forms" only --data-races --check-api
 exit $status
