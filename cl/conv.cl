@@ -6,11 +6,23 @@
 // tensors; tdm_divisor for the sizes divided by. out_spatial = OH * OW,
 // columns = N * OH * OW, in_columns = Cin * H * W.
 #define TDM_CONV_SHAPE                                                                             \
-    uint batch, tdm_divisor channels, tdm_divisor height, tdm_divisor width, tdm_divisor kernel_h, \
-        tdm_divisor kernel_w, tdm_divisor stride_h, tdm_divisor stride_w, uint pad_h, uint pad_w,  \
-        uint out_h, tdm_divisor out_w, uint out_channels, tdm_divisor out_spatial,                 \
-        tdm_divisor columns, tdm_divisor in_columns
+    tdm_divisor batch, tdm_divisor channels, tdm_divisor height, tdm_divisor width,                \
+        tdm_divisor kernel_h, tdm_divisor kernel_w, tdm_divisor stride_h, tdm_divisor stride_w,    \
+        uint pad_h, uint pad_w, uint out_h, tdm_divisor out_w, uint out_channels,                  \
+        tdm_divisor out_spatial, tdm_divisor columns, tdm_divisor in_columns
 
+// col's entry for tap (i, j) of channel c and output (oh, ow) of sample n:
+// x at that input, or 0 in the padding; plane at x[n][c][0][0].
+inline float tdm_col_entry(__global const float *plane, uint i, uint j, uint oh, uint ow,
+                           uint stride_h, uint stride_w, uint pad_h, uint pad_w, uint height,
+                           uint width)
+{
+    const uint h = oh * stride_h + i, w = ow * stride_w + j;
+    const bool inside = h >= pad_h && h - pad_h < height && w >= pad_w && w - pad_w < width;
+    return inside ? plane[(h - pad_h) * width + w - pad_w] : 0.0f;
+}
+
+// One entry of col a work-item (a GPU).
 __kernel void tdm_im2col(__global const float *x, uint x_offset, __global float *col,
                          uint col_offset, TDM_CONV_SHAPE)
 {
@@ -23,11 +35,28 @@ __kernel void tdm_im2col(__global const float *x, uint x_offset, __global float 
     const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
     const uint n = tdm_div(column, out_spatial), p = column - n * out_spatial.x;
     const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
-    const uint h = oh * stride_h.x + i, w = ow * stride_w.x + j;
-    const bool inside = h >= pad_h && h - pad_h < height.x && w >= pad_w && w - pad_w < width.x;
     col[col_offset + id] =
-        inside ? x[x_offset + ((n * channels.x + c) * height.x + h - pad_h) * width.x + w - pad_w]
-               : 0.0f;
+        tdm_col_entry(x + x_offset + (n * channels.x + c) * height.x * width.x, i, j, oh, ow,
+                      stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x);
+}
+
+// A row of col's entries for one sample a work-item, (row, n), in order (a
+// CPU device).
+__kernel void tdm_im2col_runs(__global const float *x, uint x_offset, __global float *col,
+                              uint col_offset, TDM_CONV_SHAPE)
+{
+    const uint id = get_global_id(0);
+    const uint row = tdm_div(id, batch), n = id - row * batch.x;
+    if (row >= channels.x * kernel_h.x * kernel_w.x)
+        return;
+    const uint tap = tdm_div(row, kernel_w), j = row - tap * kernel_w.x;
+    const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
+    __global const float *plane = x + x_offset + (n * channels.x + c) * height.x * width.x;
+    __global float *run = col + col_offset + row * columns.x + n * out_spatial.x;
+    for (uint oh = 0; oh < out_h; oh++)
+        for (uint ow = 0; ow < out_w.x; ow++)
+            run[oh * out_w.x + ow] = tdm_col_entry(plane, i, j, oh, ow, stride_h.x, stride_w.x,
+                                                   pad_h, pad_w, height.x, width.x);
 }
 
 // Output index o with in + pad = o * stride + k, or out_size when there is none.
@@ -43,7 +72,7 @@ uint tdm_meeting_output(uint in, uint pad, uint k, tdm_divisor stride, uint out_
 __kernel void tdm_col2im(__global const float *col, uint col_offset, __global float *x,
                          uint x_offset, TDM_CONV_SHAPE)
 {
-    const uint total = batch * channels.x * height.x * width.x;
+    const uint total = batch.x * channels.x * height.x * width.x;
     const uint id = get_global_id(0);
     if (id >= total)
         return;

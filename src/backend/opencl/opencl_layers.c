@@ -55,7 +55,7 @@ static bool loops_in_items(const opencl_context *ctx)
 /* The shape every conv primitive takes after its two tensors, in kernel
  * order (TDM_CONV_SHAPE in cl/conv.cl). */
 typedef struct conv_args {
-    cl_index batch;
+    cl_divisor batch;
     cl_divisor channels, height, width, kernel_h, kernel_w, stride_h, stride_w;
     cl_index pad_h, pad_w, out_h;
     cl_divisor out_w;
@@ -66,7 +66,7 @@ typedef struct conv_args {
 static conv_args conv_args_of(const tdm_conv2d_shape *s)
 {
     size_t oh = tdm_conv2d_out_height(s), ow = tdm_conv2d_out_width(s);
-    return (conv_args){s->batch,
+    return (conv_args){tdm_cl_divisor(s->batch),
                        tdm_cl_divisor(s->in_channels),
                        tdm_cl_divisor(s->in_height),
                        tdm_cl_divisor(s->in_width),
@@ -101,8 +101,10 @@ static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
 tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
                              tdm_view col)
 {
-    size_t items = s->in_channels * s->kernel_h * s->kernel_w * s->batch *
-                   tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    size_t rows = s->in_channels * s->kernel_h * s->kernel_w;
+    if (loops_in_items(ctx_of(backend)))
+        return launch_conv_primitive(backend, K_IM2COL_RUNS, s, x, col, rows * s->batch);
+    size_t items = rows * s->batch * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
     return launch_conv_primitive(backend, K_IM2COL, s, x, col, items);
 }
 
