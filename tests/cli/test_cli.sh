@@ -190,7 +190,7 @@ path = $(dirname "$configs")/data/digits.csv.gz")
     profile=$(env TANDEM_OPENCL_PROFILE=1 "$tandem" -q --device opencl:0:0 --config "$digits" \
         --epochs 1 --channels 1 --out "$work/profile" train 2>&1)
     check "TANDEM_OPENCL_PROFILE reports each kernel's device time" 0 \
-        "^  tdm_im2col +[1-9][0-9]* +[0-9.]+ +[0-9.]+ +[0-9.]+%$" echo "$profile"
+        "^  tdm_im2col(_runs)? +[1-9][0-9]* +[0-9.]+ +[0-9.]+ +[0-9.]+%$" echo "$profile"
     check "and CLBlast's GEMM" 0 "^  CLBlast GEMM +[1-9][0-9]* " echo "$profile"
     # The first word of platform 0's name, lower-cased: "portable" for PoCL.
     platform=$("$tandem" devices | sed -n 's/^ *platform \([^ ]*\).*/\1/p' | head -1 |
