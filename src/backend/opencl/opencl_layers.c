@@ -291,12 +291,11 @@ typedef struct pool_args {
     cl_divisor stride_h, stride_w, out_h, out_w;
 } pool_args;
 
-/* Forward: a work-item an output, over all planes, or for 2x2 windows an
- * output row a work-item where work-items loop (a CPU device: 174-183 ->
- * 68-105 us a launch on PoCL); backward: (input, plane), or there a plane a
- * work-item (135-155 -> 29 us) (cl/pool.cl says why). */
+/* `per_plane` work-items for each plane: 1-D over all of them, or with
+ * by_plane over (value, plane). */
 static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool2d_shape *s,
-                              tdm_view first, tdm_view second, tdm_view third, bool forward)
+                              tdm_view first, tdm_view second, tdm_view third, size_t per_plane,
+                              bool by_plane)
 {
     pool_args p = {s->batch * s->channels,
                    tdm_cl_divisor(s->in_height),
@@ -312,16 +311,9 @@ static tdm_status launch_pool(tdm_backend *backend, kernel_id id, const tdm_pool
                          ARG(p.kernel_w), ARG(p.stride_h), ARG(p.stride_w), ARG(p.out_h),
                          ARG(p.out_w),    VIEW_ARGS(a),    VIEW_ARGS(b),    VIEW_ARGS(c)};
     opencl_context *ctx = ctx_of(backend);
-    if (!forward && loops_in_items(ctx))
-        return tdm_cl_launch(ctx, K_MAXPOOL2D_BACKWARD_PLANES, p.planes, args, COUNT(args));
-    if (id == K_MAXPOOL2D_2X2 && loops_in_items(ctx))
-        return tdm_cl_launch(ctx, K_MAXPOOL2D_2X2_ROWS, (size_t)p.planes * tdm_pool2d_out_height(s),
-                             args, COUNT(args));
-    if (forward)
-        return tdm_cl_launch(ctx, id,
-                             (size_t)p.planes * tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s),
-                             args, COUNT(args));
-    return launch_planes(ctx, id, s->in_height * s->in_width, p.planes, args, COUNT(args));
+    if (by_plane)
+        return launch_planes(ctx, id, per_plane, p.planes, args, COUNT(args));
+    return tdm_cl_launch(ctx, id, (size_t)p.planes * per_plane, args, COUNT(args));
 }
 
 /* 2x2 windows at stride 2 have kernels of their own, without loops. */
@@ -330,18 +322,29 @@ static bool windows_2x2(const tdm_pool2d_shape *s)
     return s->kernel_h == 2 && s->kernel_w == 2 && s->stride_h == 2 && s->stride_w == 2;
 }
 
+/* A work-item an output, over all planes; for 2x2 windows where work-items
+ * loop (a CPU device) an output row a work-item (174-183 -> 68-105 us a
+ * launch on PoCL). cl/pool.cl says why. */
 tdm_status tdm_opencl_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, tdm_view x,
                                 tdm_view y, tdm_view argmax)
 {
-    return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_2X2 : K_MAXPOOL2D, s, x, y, argmax,
-                       true);
+    size_t rows = tdm_pool2d_out_height(s), outputs = rows * tdm_pool2d_out_width(s);
+    if (!windows_2x2(s))
+        return launch_pool(backend, K_MAXPOOL2D, s, x, y, argmax, outputs, false);
+    if (loops_in_items(ctx_of(backend)))
+        return launch_pool(backend, K_MAXPOOL2D_2X2_ROWS, s, x, y, argmax, rows, false);
+    return launch_pool(backend, K_MAXPOOL2D_2X2, s, x, y, argmax, outputs, false);
 }
 
+/* A work-item an input, over (input, plane); where work-items loop a plane a
+ * work-item (135-155 -> 29 us a launch on PoCL). */
 tdm_status tdm_opencl_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                          tdm_view argmax, tdm_view dy, tdm_view dx)
 {
+    if (loops_in_items(ctx_of(backend)))
+        return launch_pool(backend, K_MAXPOOL2D_BACKWARD_PLANES, s, argmax, dy, dx, 1, false);
     return launch_pool(backend, windows_2x2(s) ? K_MAXPOOL2D_BACKWARD_2X2 : K_MAXPOOL2D_BACKWARD, s,
-                       argmax, dy, dx, false);
+                       argmax, dy, dx, s->in_height * s->in_width, true);
 }
 
 static tdm_status launch_avgpool(tdm_backend *backend, kernel_id id, size_t planes, size_t spatial,
