@@ -19,14 +19,32 @@ inline void tdm_max_step(float value, uint index, float *best, uint *best_index)
     *best_index = wins ? index : *best_index;
 }
 
+// Output id of all planes' outputs as (plane, oh, ow).
+inline uint3 tdm_pool_output(uint id, tdm_divisor out_h, tdm_divisor out_w)
+{
+    const uint row = tdm_div(id, out_w), p = tdm_div(row, out_h);
+    return (uint3)(p, row - p * out_h.x, id - row * out_w.x);
+}
+
+// The 2x2 window whose first value is plane[first], in window order.
+inline void tdm_window_2x2(__global const float *plane, uint first, uint width, float *best,
+                           uint *best_index)
+{
+    *best = plane[first];
+    *best_index = first;
+    tdm_max_step(plane[first + 1], first + 1, best, best_index);
+    tdm_max_step(plane[first + width], first + width, best, best_index);
+    tdm_max_step(plane[first + width + 1], first + width + 1, best, best_index);
+}
+
 // One work-item per output; argmax = h * W + w of the first maximum.
 __kernel void tdm_maxpool2d(TDM_POOL_SHAPE, __global const float *x, uint x_offset,
                             __global float *y, uint y_offset, __global int *argmax,
                             uint argmax_offset)
 {
     const uint id = get_global_id(0);
-    const uint row = tdm_div(id, out_w), ow = id - row * out_w.x;
-    const uint p = tdm_div(row, out_h), oh = row - p * out_h.x;
+    const uint3 o = tdm_pool_output(id, out_h, out_w);
+    const uint p = o.x, oh = o.y, ow = o.z;
     if (p >= planes)
         return;
     const uint h0 = oh * stride_h.x, w0 = ow * stride_w.x;
@@ -48,18 +66,13 @@ __kernel void tdm_maxpool2d_2x2(TDM_POOL_SHAPE, __global const float *x, uint x_
                                 uint argmax_offset)
 {
     const uint id = get_global_id(0);
-    const uint row = tdm_div(id, out_w), ow = id - row * out_w.x;
-    const uint p = tdm_div(row, out_h), oh = row - p * out_h.x;
-    if (p >= planes)
+    const uint3 o = tdm_pool_output(id, out_h, out_w);
+    if (o.x >= planes)
         return;
-    const uint first = 2 * oh * width.x + 2 * ow;
-    __global const float *plane = x + x_offset + p * height.x * width.x;
-    float best = -INFINITY;
-    uint best_index = first;
-    tdm_max_step(plane[first], first, &best, &best_index);
-    tdm_max_step(plane[first + 1], first + 1, &best, &best_index);
-    tdm_max_step(plane[first + width.x], first + width.x, &best, &best_index);
-    tdm_max_step(plane[first + width.x + 1], first + width.x + 1, &best, &best_index);
+    float best;
+    uint best_index;
+    tdm_window_2x2(x + x_offset + o.x * height.x * width.x, 2 * o.y * width.x + 2 * o.z, width.x,
+                   &best, &best_index);
     y[y_offset + id] = best;
     argmax[argmax_offset + id] = (int)best_index;
 }
@@ -101,12 +114,9 @@ __kernel void tdm_maxpool2d_2x2_rows(TDM_POOL_SHAPE, __global const float *x, ui
         vstore2(as_int2(best_index), 0, argmax_row + ow);
     }
     for (; ow < out_w.x; ow++) {
-        const uint first = top + 2 * ow;
-        float best = plane[first];
-        uint best_index = first;
-        tdm_max_step(plane[first + 1], first + 1, &best, &best_index);
-        tdm_max_step(plane[first + width.x], first + width.x, &best, &best_index);
-        tdm_max_step(plane[first + width.x + 1], first + width.x + 1, &best, &best_index);
+        float best;
+        uint best_index;
+        tdm_window_2x2(plane, top + 2 * ow, width.x, &best, &best_index);
         y_row[ow] = best;
         argmax_row[ow] = (int)best_index;
     }
