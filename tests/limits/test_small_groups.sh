@@ -9,11 +9,13 @@
 # launched over (value, plane) with at most 3 groups of planes along the
 # range's second axis, the rest along its third (TANDEM_OPENCL_PLANE_GROUPS,
 # as a GPU whose grid is small for the planes would). Every op must still
-# agree.
-# Usage: test_small_groups.sh path/to/test_parity
+# agree. Then test_layer_semantics the same way, so the GPU forms also meet
+# what random inputs cannot reach (max-pool's ties and NaN).
+# Usage: test_small_groups.sh path/to/test_parity path/to/test_layer_semantics
 set -u
-output=$(TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_REDUCTION_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 \
-    TANDEM_OPENCL_PLANE_GROUPS=3 "$1" 2>&1)
+export TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_REDUCTION_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 \
+    TANDEM_OPENCL_PLANE_GROUPS=3
+output=$("$1" 2>&1)
 status=$?
 if [ "$status" -ne 0 ]; then
     echo "FAILED: the parity harness with work-groups of 16 (exit $status)"
@@ -31,3 +33,9 @@ if ! grep -q "^backend [0-9]*: opencl .*capped by TANDEM_OPENCL_MAX_GROUP" <<<"$
 fi
 grep -E "^backend [0-9]+:" <<<"$output"
 echo "ok: every op agrees with work-groups of at most 16"
+if ! semantics=$("$2" 2>&1); then
+    echo "FAILED: test_layer_semantics with work-groups of 16"
+    echo "$semantics"
+    exit 1
+fi
+echo "ok: test_layer_semantics with work-groups of 16"
