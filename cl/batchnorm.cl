@@ -128,6 +128,13 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                           stats.x, invstd, gamma[gamma_offset + c], beta[beta_offset + c], relu);
 }
 
+// The normalize kernels' invstd: `scale` itself, or in evaluation mode the
+// running variance it holds made 1 / sqrt(var + eps).
+inline float tdm_bn_invstd(float scale, int scale_is_variance, float eps)
+{
+    return scale_is_variance ? 1.0f / sqrt(scale + eps) : scale;
+}
+
 // y over all values, one work-item each: (s, plane), plane = n * C + c, so
 // that a CPU device runs a plane's values as one vector loop. mean and
 // invstd the saved ones, or in evaluation mode `scale` holds the running
@@ -144,8 +151,7 @@ __kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divi
     if (s >= spatial.x || plane >= batch * channels.x)
         return;
     const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
-    const float v = scale[scale_offset + c];
-    const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
+    const float invstd = tdm_bn_invstd(scale[scale_offset + c], scale_is_variance, eps);
     y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
                                     gamma[gamma_offset + c], beta[beta_offset + c], relu);
 }
@@ -161,8 +167,7 @@ tdm_batchnorm_normalize_channels(uint batch, tdm_divisor channels, tdm_divisor s
                                  int relu, __global float *y, uint y_offset)
 {
     const uint c = get_group_id(0), first = c * spatial.x;
-    const float v = scale[scale_offset + c];
-    const float invstd = scale_is_variance ? 1.0f / sqrt(v + eps) : v;
+    const float invstd = tdm_bn_invstd(scale[scale_offset + c], scale_is_variance, eps);
     tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, channels.x * spatial.x,
                           spatial.x, mean[mean_offset + c], invstd, gamma[gamma_offset + c],
                           beta[beta_offset + c], relu);
