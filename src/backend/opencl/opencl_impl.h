@@ -23,9 +23,9 @@ typedef enum kernel_id {
 } kernel_id;
 
 /* Every 1-D launch uses one local size, group_size (PoCL compiles once per
- * local size; the reduction kernels are built for it: TDM_GROUP_SIZE in
- * cl/common.cl): at most PREFERRED_GROUP_SIZE, within the device's and every
- * kernel's limits, a power of two. */
+ * local size): at most PREFERRED_GROUP_SIZE, within the device's and every
+ * kernel's limits, a power of two. The reduction kernels are built for
+ * reduction_group (TDM_GROUP_SIZE in cl/common.cl), at most that. */
 enum { PREFERRED_GROUP_SIZE = 64 };
 
 /* Sizes, offsets and indices the kernels take: 32 bits (cl/common.cl says
