@@ -9,7 +9,10 @@
 
 #include "tandem/tandem.h"
 
-enum { GUARD = 37, MAX_TENSORS = 9, MAX_CASES = 160 };
+/* A tensor starts GUARD floats into its buffer, or ALIGNED_LEAD floats
+ * (4 KiB, a multiple of every device's base address alignment) where the
+ * case asks for an aligned start. */
+enum { GUARD = 37, ALIGNED_LEAD = 1024, MAX_TENSORS = 9, MAX_CASES = 160 };
 
 /* How a tensor's initial values are drawn. INIT_LABELS draws integers in
  * [0, int_range) and makes an int32 tensor; INIT_INDEX marks an int32
@@ -31,6 +34,7 @@ typedef struct tensor_spec {
     tensor_init init;
     size_t cols, ld;  /* a strided matrix: only cols of every ld values are the op's */
     size_t int_range; /* INIT_LABELS; INIT_BITS: the columns */
+    bool aligned;     /* starts ALIGNED_LEAD floats into its buffer */
 } tensor_spec;
 
 static inline bool is_integer_tensor(const tensor_spec *t)

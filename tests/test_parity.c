@@ -253,6 +253,27 @@ static size_t make_gemm_cases(op_case *cases, size_t capacity, int variant)
         .m = 896, .n = 896, .k = 896, .lda = 896, .ldb = 896, .ldc = 896, .alpha = 0.75f};
     if (count < capacity)
         set_gemm_case(&cases[count++], large, INIT_NAN);
+    /* Operands at an aligned offset, which the OpenCL backend hands CLBlast as
+     * sub-buffers: read, and C written, in place where the orientation and
+     * sizes suit its kernel (A transposed, B not, sizes its tiles divide). */
+    for (int transposes = 0; transposes < 4 && count < capacity; transposes++) {
+        gemm_case g = {.trans_a = transposes & 1 ? TDM_TRANS : TDM_NO_TRANS,
+                       .trans_b = transposes & 2 ? TDM_TRANS : TDM_NO_TRANS,
+                       .m = 128,
+                       .n = 256,
+                       .k = 64,
+                       .alpha = 1.25f,
+                       .beta = transposes < 2 ? 0.0f : -0.5f};
+        g.lda = g.trans_a == TDM_TRANS ? g.m : g.k;
+        g.ldb = g.trans_b == TDM_TRANS ? g.k : g.n;
+        g.ldc = g.n;
+        set_gemm_case(&cases[count], g, g.beta == 0.0f ? INIT_NAN : INIT_RANDOM);
+        for (size_t t = 0; t < 3; t++)
+            cases[count].tensors[t].aligned = true;
+        strncat(cases[count].label, " aligned",
+                sizeof cases[count].label - strlen(cases[count].label) - 1);
+        count++;
+    }
     /* k = 0: C = beta * C, as in BLAS. */
     gemm_case empty = {
         .m = 5, .n = 7, .k = 0, .lda = 1, .ldb = 7, .ldc = 9, .alpha = 2.0f, .beta = -0.5f};
@@ -350,15 +371,18 @@ static float sentinel(void)
 }
 
 /* Where a tensor starts in its buffer: after the guard, and on a 64-bit word
- * for packed bits (other tensors start odd, to catch alignment assumptions). */
+ * for packed bits (other tensors start odd, to catch alignment assumptions),
+ * or ALIGNED_LEAD floats in where the case asks. */
 static size_t lead(const tensor_spec *t)
 {
+    if (t->aligned)
+        return ALIGNED_LEAD;
     return t->init == INIT_BITS ? GUARD + 1 : GUARD;
 }
 
 static size_t padded(const tensor_spec *t)
 {
-    return t->count + 2 * GUARD + 1;
+    return lead(t) + t->count + GUARD + 1;
 }
 
 static uint64_t case_seed(const parity_op *op, size_t case_index)

@@ -316,37 +316,89 @@ static column_major_gemm column_major_of(const tdm_sgemm_args *g)
         .ldb = g->lda};
 }
 
+/* A, B and C as CLBlast gets them (in its column-major order): a cl_mem and
+ * an offset each, and the sub-buffers made for them (NULL where none). */
+typedef struct gemm_operands {
+    cl_mem mem[3], owned[3];
+    size_t offset[3];
+} gemm_operands;
+
+static void release_operands(gemm_operands *ops)
+{
+    for (int i = 0; i < 3; i++)
+        if (ops->owned[i])
+            clReleaseMemObject(ops->owned[i]);
+}
+
+/* CLBlast's indirect GEMM copies an operand that does not start its buffer
+ * (its kernels take no offsets), so a view at an offset the device's
+ * alignment allows becomes a sub-buffer from that float on: CLBlast then
+ * reads it, or writes C, in place when its orientation and sizes suit the
+ * kernel (on PoCL the weight gradient of a dense convolution loses both
+ * copies). */
+static tdm_status place_operand(const opencl_context *ctx, tdm_view v, gemm_operands *ops, int i)
+{
+    size_t origin = v.offset * sizeof(float);
+    ops->mem[i] = mem_of(v.buffer);
+    ops->offset[i] = v.offset;
+    if (origin == 0 || origin % ctx->sub_buffer_align != 0)
+        return TDM_OK;
+    cl_buffer_region region = {origin, tdm_buffer_size(v.buffer) - origin};
+    cl_int err = CL_SUCCESS;
+    ops->owned[i] = clCreateSubBuffer(ops->mem[i], 0, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+    if (err != CL_SUCCESS)
+        return TDM_CL_FAIL("clCreateSubBuffer", err);
+    ops->mem[i] = ops->owned[i];
+    ops->offset[i] = 0;
+    return TDM_OK;
+}
+
+static tdm_status enqueue_sgemm(opencl_context *ctx, const tdm_sgemm_args *g,
+                                const column_major_gemm *t, const gemm_operands *ops)
+{
+    const CLBlastLayout layout = CLBlastLayoutColMajor;
+    const size_t *at = ops->offset;
+    size_t scratch = 0;
+    CLBlastStatusCode code =
+        CLBlastSGemmTempBufferSize(layout, t->ta, t->tb, t->m, t->n, t->k, at[0], t->lda, at[1],
+                                   t->ldb, at[2], g->ldc, &ctx->queue, &scratch);
+    if (code != CLBlastSuccess)
+        return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
+    if (scratch > 0)
+        TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->gemm_scratch, &ctx->gemm_scratch_size, scratch,
+                                      "GEMM scratch"));
+    const cl_mem *mem = ops->mem;
+    ctx->counts->launches++;
+    cl_event event, *timed = profile_event(ctx, &event);
+    code = scratch > 0 ? CLBlastSgemmWithTempBuffer(layout, t->ta, t->tb, t->m, t->n, t->k,
+                                                    g->alpha, mem[0], at[0], t->lda, mem[1], at[1],
+                                                    t->ldb, g->beta, mem[2], at[2], g->ldc,
+                                                    &ctx->queue, timed, ctx->gemm_scratch)
+                       : CLBlastSgemm(layout, t->ta, t->tb, t->m, t->n, t->k, g->alpha, mem[0],
+                                      at[0], t->lda, mem[1], at[1], t->ldb, g->beta, mem[2], at[2],
+                                      g->ldc, &ctx->queue, timed);
+    profile_add(ctx, PROFILE_GEMM, code == CLBlastSuccess ? event : NULL);
+    if (code != CLBlastSuccess)
+        return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
+                        g->n, g->k, ctx->info.device_name, tdm_cl_error_name(code));
+    return TDM_OK;
+}
+
 static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
 {
     opencl_context *ctx = ctx_of(backend);
     /* C needs no zeroing when beta == 0: CLBlast's GEMM kernels do not read it
      * then (since 0.9), so NaN there does not leak in (test_parity checks). */
     const column_major_gemm t = column_major_of(g);
-    const CLBlastLayout layout = CLBlastLayoutColMajor;
-    size_t scratch = 0;
-    CLBlastStatusCode code =
-        CLBlastSGemmTempBufferSize(layout, t.ta, t.tb, t.m, t.n, t.k, t.a.offset, t.lda, t.b.offset,
-                                   t.ldb, g->c.offset, g->ldc, &ctx->queue, &scratch);
-    if (code != CLBlastSuccess)
-        return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
-    if (scratch > 0)
-        TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->gemm_scratch, &ctx->gemm_scratch_size, scratch,
-                                      "GEMM scratch"));
-    cl_mem a = mem_of(t.a.buffer), b = mem_of(t.b.buffer), c = mem_of(g->c.buffer);
-    ctx->counts->launches++;
-    cl_event event, *timed = profile_event(ctx, &event);
-    code =
-        scratch > 0
-            ? CLBlastSgemmWithTempBuffer(layout, t.ta, t.tb, t.m, t.n, t.k, g->alpha, a, t.a.offset,
-                                         t.lda, b, t.b.offset, t.ldb, g->beta, c, g->c.offset,
-                                         g->ldc, &ctx->queue, timed, ctx->gemm_scratch)
-            : CLBlastSgemm(layout, t.ta, t.tb, t.m, t.n, t.k, g->alpha, a, t.a.offset, t.lda, b,
-                           t.b.offset, t.ldb, g->beta, c, g->c.offset, g->ldc, &ctx->queue, timed);
-    profile_add(ctx, PROFILE_GEMM, code == CLBlastSuccess ? event : NULL);
-    if (code != CLBlastSuccess)
-        return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
-                        g->n, g->k, ctx->info.device_name, tdm_cl_error_name(code));
-    return TDM_OK;
+    const tdm_view views[3] = {t.a, t.b, g->c};
+    gemm_operands ops = {0};
+    tdm_status status = TDM_OK;
+    for (int i = 0; i < 3 && status == TDM_OK; i++)
+        status = place_operand(ctx, views[i], &ops, i);
+    if (status == TDM_OK)
+        status = enqueue_sgemm(ctx, g, &t, &ops);
+    release_operands(&ops); /* an enqueued GEMM holds its own references */
+    return status;
 }
 
 static const struct tdm_backend_iface opencl_iface = {
@@ -518,6 +570,10 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
     TDM_TRY(build_for_limits(ctx));
+    cl_uint align_bits = 0;
+    TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
+                               &align_bits, NULL));
+    ctx->sub_buffer_align = align_bits >= 8 ? align_bits / 8 : 1;
     ctx->bits_parts = count_from_environment("TANDEM_OPENCL_BITS_PARTS",
                                              ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS : 1);
     ctx->plane_groups = count_from_environment("TANDEM_OPENCL_PLANE_GROUPS", MAX_PLANE_GROUPS);

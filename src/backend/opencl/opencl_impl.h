@@ -71,6 +71,7 @@ typedef struct opencl_context {
     char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
     size_t group_size;          /* the local size of every 1-D launch */
     size_t reduction_group;     /* that of the per-channel reductions (TDM_GROUP_SIZE) */
+    size_t sub_buffer_align;    /* CL_DEVICE_MEM_BASE_ADDR_ALIGN, in bytes */
     tdm_backend_counts *counts; /* the backend's, counted here */
     bool group_capped;          /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
     bool profiling;             /* TANDEM_OPENCL_PROFILE: each launch timed, report at free */
