@@ -108,46 +108,24 @@ inline float tdm_dense_entry(__global const float *w_pair, uint oh, uint ow, uin
     return linked ? w_pair[i * kernel_w + j] : 0.0f;
 }
 
-// T one entry a work-item (a GPU).
+// T one entry a work-item, over (column, row of T): a row's entries are
+// contiguous, and its output position (co, oh, ow) is the same for the
+// whole row. One form for every device: on PoCL 54-63 us a launch for
+// ResNet(64)'s, against 97-100 with a work-item a (co, ci) block and 79-91
+// with the index of the entry divided five ways.
 __kernel void tdm_conv_dense_weight(__global const float *weight, uint weight_offset,
                                     __global float *dense, uint dense_offset, TDM_CONV_SHAPE)
 {
-    const uint total = out_channels * out_spatial.x * in_columns.x;
-    const uint id = get_global_id(0);
-    if (id >= total)
+    const uint column = get_global_id(0), row = tdm_plane();
+    if (column >= in_columns.x || row >= out_channels * out_spatial.x)
         return;
-    const uint row = tdm_div(id, in_columns), column = id - row * in_columns.x;
     const uint co = tdm_div(row, out_spatial), p = row - co * out_spatial.x;
     const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
     const uint line = tdm_div(column, width), w = column - line * width.x;
     const uint ci = tdm_div(line, height), h = line - ci * height.x;
-    dense[dense_offset + id] =
+    dense[dense_offset + row * in_columns.x + column] =
         tdm_dense_entry(weight + weight_offset + (co * channels.x + ci) * kernel_h.x * kernel_w.x,
                         oh, ow, h, w, stride_h.x, stride_w.x, pad_h, pad_w, kernel_h.x, kernel_w.x);
-}
-
-// T one (co, ci) block of OH*OW rows by H*W columns a work-item, its entries
-// in order (a CPU device: the entry kernel's gathers and divisions cost PoCL
-// more than the block's loops).
-__kernel void tdm_conv_dense_weight_blocks(__global const float *weight, uint weight_offset,
-                                           __global float *dense, uint dense_offset, TDM_CONV_SHAPE)
-{
-    const uint pair = get_global_id(0);
-    if (pair >= out_channels * channels.x)
-        return;
-    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
-    __global const float *w_pair = weight + weight_offset + pair * kernel_h.x * kernel_w.x;
-    for (uint oh = 0; oh < out_h; oh++)
-        for (uint ow = 0; ow < out_w.x; ow++) {
-            __global float *row = dense + dense_offset +
-                                  (co * out_spatial.x + oh * out_w.x + ow) * in_columns.x +
-                                  ci * height.x * width.x;
-            for (uint h = 0; h < height.x; h++)
-                for (uint w = 0; w < width.x; w++)
-                    row[h * width.x + w] =
-                        tdm_dense_entry(w_pair, oh, ow, h, w, stride_h.x, stride_w.x, pad_h, pad_w,
-                                        kernel_h.x, kernel_w.x);
-        }
 }
 
 // The sum, over output positions in order, of tap (i, j)'s entries in a
