@@ -330,20 +330,29 @@ static void release_operands(gemm_operands *ops)
             clReleaseMemObject(ops->owned[i]);
 }
 
+/* The floats a row-major matrix of `rows` rows spans with leading dimension
+ * ld. */
+static size_t matrix_floats(size_t rows, size_t cols, size_t ld)
+{
+    return rows && cols ? (rows - 1) * ld + cols : 0;
+}
+
 /* CLBlast's indirect GEMM copies an operand that does not start its buffer
  * (its kernels take no offsets), so a view at an offset the device's
- * alignment allows becomes a sub-buffer from that float on: CLBlast then
+ * alignment allows becomes a sub-buffer of the operand's floats: CLBlast then
  * reads it, or writes C, in place when its orientation and sizes suit the
  * kernel (on PoCL the weight gradient of a dense convolution loses both
- * copies). */
-static tdm_status place_operand(const opencl_context *ctx, tdm_view v, gemm_operands *ops, int i)
+ * copies). The sub-buffers span only their operands, so that C's never
+ * overlaps another (OpenCL leaves writing overlapping sub-buffers undefined). */
+static tdm_status place_operand(const opencl_context *ctx, tdm_view v, size_t floats,
+                                gemm_operands *ops, int i)
 {
     size_t origin = v.offset * sizeof(float);
     ops->mem[i] = mem_of(v.buffer);
     ops->offset[i] = v.offset;
-    if (origin == 0 || origin % ctx->sub_buffer_align != 0)
+    if (origin == 0 || floats == 0 || origin % ctx->sub_buffer_align != 0)
         return TDM_OK;
-    cl_buffer_region region = {origin, tdm_buffer_size(v.buffer) - origin};
+    cl_buffer_region region = {origin, floats * sizeof(float)};
     cl_int err = CL_SUCCESS;
     ops->owned[i] = clCreateSubBuffer(ops->mem[i], 0, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
     if (err != CL_SUCCESS)
@@ -390,11 +399,15 @@ static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
     /* C needs no zeroing when beta == 0: CLBlast's GEMM kernels do not read it
      * then (since 0.9), so NaN there does not leak in (test_parity checks). */
     const column_major_gemm t = column_major_of(g);
+    const bool ta = g->trans_a == TDM_TRANS, tb = g->trans_b == TDM_TRANS;
     const tdm_view views[3] = {t.a, t.b, g->c};
+    const size_t floats[3] = {matrix_floats(tb ? g->n : g->k, tb ? g->k : g->n, g->ldb),
+                              matrix_floats(ta ? g->k : g->m, ta ? g->m : g->k, g->lda),
+                              matrix_floats(g->m, g->n, g->ldc)};
     gemm_operands ops = {0};
     tdm_status status = TDM_OK;
     for (int i = 0; i < 3 && status == TDM_OK; i++)
-        status = place_operand(ctx, views[i], &ops, i);
+        status = place_operand(ctx, views[i], floats[i], &ops, i);
     if (status == TDM_OK)
         status = enqueue_sgemm(ctx, g, &t, &ops);
     release_operands(&ops); /* an enqueued GEMM holds its own references */
