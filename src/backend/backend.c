@@ -232,17 +232,30 @@ tdm_status tdm_scale(tdm_backend *backend, size_t count, float alpha, tdm_view x
     return count ? backend->iface->scale(backend, count, alpha, x) : TDM_OK;
 }
 
-/* Floats spanned by a rows x cols row-major matrix with leading dimension ld. */
-static tdm_status check_matrix(const tdm_backend *backend, tdm_view view, size_t rows, size_t cols,
-                               size_t ld, const char *operand)
+tdm_matrix tdm_sgemm_operand(const tdm_sgemm_args *args, char operand)
 {
-    if (ld < cols || ld == 0)
+    bool ta = args->trans_a == TDM_TRANS, tb = args->trans_b == TDM_TRANS;
+    switch (operand) {
+    case 'A': return (tdm_matrix){ta ? args->k : args->m, ta ? args->m : args->k, args->lda};
+    case 'B': return (tdm_matrix){tb ? args->n : args->k, tb ? args->k : args->n, args->ldb};
+    default: return (tdm_matrix){args->m, args->n, args->ldc};
+    }
+}
+
+/* The operand's leading dimension holds its columns, and the floats it spans
+ * lie in its view. */
+static tdm_status check_matrix(const tdm_backend *backend, const tdm_sgemm_args *args,
+                               tdm_view view, char operand)
+{
+    tdm_matrix m = tdm_sgemm_operand(args, operand);
+    const char name[] = {operand, '\0'};
+    if (m.ld < m.cols || m.ld == 0)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "sgemm: leading dimension of %s is %zu, smaller than its %zu columns",
-                        operand, ld, cols);
-    if (rows != 0 && (rows - 1) > (SIZE_MAX - cols) / ld)
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "sgemm: %s is too large", operand);
-    return tdm_check_view(backend, view, rows == 0 ? 0 : (rows - 1) * ld + cols, "sgemm", operand);
+                        "sgemm: leading dimension of %s is %zu, smaller than its %zu columns", name,
+                        m.ld, m.cols);
+    if (m.rows != 0 && (m.rows - 1) > (SIZE_MAX - m.cols) / m.ld)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "sgemm: %s is too large", name);
+    return tdm_check_view(backend, view, tdm_matrix_floats(m), "sgemm", name);
 }
 
 /* BLAS semantics for k == 0: C = beta * C, and C = 0 when beta == 0. */
@@ -259,12 +272,9 @@ static tdm_status scale_rows_of_c(tdm_backend *backend, const tdm_sgemm_args *ar
 tdm_status tdm_sgemm(tdm_backend *backend, const tdm_sgemm_args *args)
 {
     TDM_TRY(tdm_check_supported(backend, TDM_OP_SGEMM));
-    bool ta = args->trans_a == TDM_TRANS, tb = args->trans_b == TDM_TRANS;
-    TDM_TRY(check_matrix(backend, args->a, ta ? args->k : args->m, ta ? args->m : args->k,
-                         args->lda, "A"));
-    TDM_TRY(check_matrix(backend, args->b, tb ? args->n : args->k, tb ? args->k : args->n,
-                         args->ldb, "B"));
-    TDM_TRY(check_matrix(backend, args->c, args->m, args->n, args->ldc, "C"));
+    TDM_TRY(check_matrix(backend, args, args->a, 'A'));
+    TDM_TRY(check_matrix(backend, args, args->b, 'B'));
+    TDM_TRY(check_matrix(backend, args, args->c, 'C'));
     if (args->m == 0 || args->n == 0)
         return TDM_OK;
     if (args->k == 0)

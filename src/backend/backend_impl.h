@@ -165,6 +165,17 @@ tdm_status tdm_check_output(const tdm_backend *backend, const char *op, tdm_view
                             size_t out_count, const char *name, const tdm_view *inputs,
                             const size_t *input_counts, size_t input_count);
 
+/* An sgemm operand ('A', 'B' or 'C') as stored: a row-major matrix of rows
+ * x cols floats with leading dimension ld, and the floats it spans. */
+typedef struct tdm_matrix {
+    size_t rows, cols, ld;
+} tdm_matrix;
+tdm_matrix tdm_sgemm_operand(const tdm_sgemm_args *args, char operand);
+static inline size_t tdm_matrix_floats(tdm_matrix m)
+{
+    return m.rows == 0 ? 0 : (m.rows - 1) * m.ld + m.cols;
+}
+
 /* Pointer to the first float of a view on a host-memory backend. */
 static inline float *tdm_view_host_floats(tdm_view view)
 {

@@ -330,13 +330,6 @@ static void release_operands(gemm_operands *ops)
             clReleaseMemObject(ops->owned[i]);
 }
 
-/* The floats a row-major matrix of `rows` rows spans with leading dimension
- * ld. */
-static size_t matrix_floats(size_t rows, size_t cols, size_t ld)
-{
-    return rows && cols ? (rows - 1) * ld + cols : 0;
-}
-
 /* CLBlast's indirect GEMM copies an operand that does not start its buffer
  * (its kernels take no offsets), so a view at an offset the device's
  * alignment allows becomes a sub-buffer of the operand's floats: CLBlast then
@@ -350,7 +343,7 @@ static tdm_status place_operand(const opencl_context *ctx, tdm_view v, size_t fl
     size_t origin = v.offset * sizeof(float);
     ops->mem[i] = mem_of(v.buffer);
     ops->offset[i] = v.offset;
-    if (origin == 0 || floats == 0 || origin % ctx->sub_buffer_align != 0)
+    if (origin == 0 || origin % ctx->sub_buffer_align != 0)
         return TDM_OK;
     cl_buffer_region region = {origin, floats * sizeof(float)};
     cl_int err = CL_SUCCESS;
@@ -399,11 +392,11 @@ static tdm_status opencl_sgemm(tdm_backend *backend, const tdm_sgemm_args *g)
     /* C needs no zeroing when beta == 0: CLBlast's GEMM kernels do not read it
      * then (since 0.9), so NaN there does not leak in (test_parity checks). */
     const column_major_gemm t = column_major_of(g);
-    const bool ta = g->trans_a == TDM_TRANS, tb = g->trans_b == TDM_TRANS;
     const tdm_view views[3] = {t.a, t.b, g->c};
-    const size_t floats[3] = {matrix_floats(tb ? g->n : g->k, tb ? g->k : g->n, g->ldb),
-                              matrix_floats(ta ? g->k : g->m, ta ? g->m : g->k, g->lda),
-                              matrix_floats(g->m, g->n, g->ldc)};
+    /* tdm_sgemm passes no empty product, so each operand spans floats */
+    const size_t floats[3] = {tdm_matrix_floats(tdm_sgemm_operand(g, 'B')),
+                              tdm_matrix_floats(tdm_sgemm_operand(g, 'A')),
+                              tdm_matrix_floats(tdm_sgemm_operand(g, 'C'))};
     gemm_operands ops = {0};
     tdm_status status = TDM_OK;
     for (int i = 0; i < 3 && status == TDM_OK; i++)
