@@ -17,7 +17,7 @@
 // tree takes one per level (PoCL runs a CPU device's work-group as one
 // loop over the work-items per stretch between barriers, so a barrier costs
 // a pass over the group). Every work-item must call it; partial holds
-// TDM_GROUP_SIZE floats.
+// TDM_GROUP_SIZE + 1 floats (the last for the sum).
 float tdm_group_sum(float v, __local float *partial)
 {
     const uint lid = get_local_id(0);
