@@ -182,6 +182,14 @@ inline float tdm_bn_dy(__global const float *dy, __global const float *y, uint i
     return relu && !(out > 0.0f) ? 0.0f : gradient;
 }
 
+// The same for dy[i .. i + 4).
+inline float4 tdm_bn_dy4(__global const float *dy, __global const float *y, uint i, int relu)
+{
+    const float4 gradient = vload4(0, dy + i);
+    const int4 kept = vload4(0, y + i) > (float4)(0.0f); // NaN is not > 0
+    return relu ? select((float4)(0.0f), gradient, kept) : gradient;
+}
+
 // The sums of dy and of dy * xhat over [first, end) (dy as tdm_bn_dy
 // gives it), in the order of tdm_run_sum.
 inline float2 tdm_run_backward_sums(__global const float *x, __global const float *dy,
@@ -191,9 +199,7 @@ inline float2 tdm_run_backward_sums(__global const float *x, __global const floa
     float4 dy_sums = (float4)(0.0f), dy_xhat_sums = (float4)(0.0f);
     uint i = first;
     for (; i + 4 <= end; i += 4) {
-        const float4 gradient = vload4(0, dy + i);
-        const int4 kept = vload4(0, y + i) > (float4)(0.0f); // NaN is not > 0
-        const float4 g = relu ? select((float4)(0.0f), gradient, kept) : gradient;
+        const float4 g = tdm_bn_dy4(dy, y, i, relu);
         dy_sums += g;
         dy_xhat_sums += g * ((vload4(0, x + i) - mean) * invstd);
     }
@@ -244,9 +250,7 @@ inline void tdm_bn_gradients(__global const float *x, __global const float *dy,
 {
     uint i = first;
     for (; i + 4 <= end; i += 4) {
-        const float4 gradient = vload4(0, dy + i);
-        const int4 kept = vload4(0, y + i) > (float4)(0.0f); // NaN is not > 0
-        const float4 g = relu ? select((float4)(0.0f), gradient, kept) : gradient;
+        const float4 g = tdm_bn_dy4(dy, y, i, relu);
         const float4 xhat = (vload4(0, x + i) - mean) * invstd;
         vstore4(gamma * invstd * (g - means.x - xhat * means.y), 0, dx + i);
     }

@@ -22,6 +22,14 @@ inline float tdm_col_entry(__global const float *plane, uint i, uint j, uint oh,
     return inside ? plane[(h - pad_h) * width + w - pad_w] : 0.0f;
 }
 
+// (c * KH + i) * KW + j (a row of col, a weight of a (co, ci) pair c) as
+// (c, i, j).
+inline uint3 tdm_tap_of(uint index, tdm_divisor kernel_h, tdm_divisor kernel_w)
+{
+    const uint tap = tdm_div(index, kernel_w), c = tdm_div(tap, kernel_h);
+    return (uint3)(c, tap - c * kernel_h.x, index - tap * kernel_w.x);
+}
+
 // One entry of col a work-item (a GPU).
 __kernel void tdm_im2col(__global const float *x, uint x_offset, __global float *col,
                          uint col_offset, TDM_CONV_SHAPE)
@@ -31,13 +39,12 @@ __kernel void tdm_im2col(__global const float *x, uint x_offset, __global float 
     if (id >= total)
         return;
     const uint row = tdm_div(id, columns), column = id - row * columns.x;
-    const uint tap = tdm_div(row, kernel_w), j = row - tap * kernel_w.x;
-    const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
+    const uint3 tap = tdm_tap_of(row, kernel_h, kernel_w);
     const uint n = tdm_div(column, out_spatial), p = column - n * out_spatial.x;
     const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
     col[col_offset + id] =
-        tdm_col_entry(x + x_offset + (n * channels.x + c) * height.x * width.x, i, j, oh, ow,
-                      stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x);
+        tdm_col_entry(x + x_offset + (n * channels.x + tap.x) * height.x * width.x, tap.y, tap.z,
+                      oh, ow, stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x);
 }
 
 // A row of col's entries for one sample a work-item, (row, n), in order (a
@@ -49,14 +56,13 @@ __kernel void tdm_im2col_runs(__global const float *x, uint x_offset, __global f
     const uint row = tdm_div(id, batch), n = id - row * batch.x;
     if (row >= channels.x * kernel_h.x * kernel_w.x)
         return;
-    const uint tap = tdm_div(row, kernel_w), j = row - tap * kernel_w.x;
-    const uint c = tdm_div(tap, kernel_h), i = tap - c * kernel_h.x;
-    __global const float *plane = x + x_offset + (n * channels.x + c) * height.x * width.x;
+    const uint3 tap = tdm_tap_of(row, kernel_h, kernel_w);
+    __global const float *plane = x + x_offset + (n * channels.x + tap.x) * height.x * width.x;
     __global float *run = col + col_offset + row * columns.x + n * out_spatial.x;
     for (uint oh = 0; oh < out_h; oh++)
         for (uint ow = 0; ow < out_w.x; ow++)
-            run[oh * out_w.x + ow] = tdm_col_entry(plane, i, j, oh, ow, stride_h.x, stride_w.x,
-                                                   pad_h, pad_w, height.x, width.x);
+            run[oh * out_w.x + ow] = tdm_col_entry(plane, tap.y, tap.z, oh, ow, stride_h.x,
+                                                   stride_w.x, pad_h, pad_w, height.x, width.x);
 }
 
 // Output index o with in + pad = o * stride + k, or out_size when there is none.
@@ -159,12 +165,12 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
     const uint id = get_global_id(0);
     if (id >= total)
         return;
-    const uint tap = tdm_div(id, kernel_w), j = id - tap * kernel_w.x;
-    const uint pair = tdm_div(tap, kernel_h), i = tap - pair * kernel_h.x;
-    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
+    const uint3 tap = tdm_tap_of(id, kernel_h, kernel_w);
+    const uint co = tdm_div(tap.x, channels), ci = tap.x - co * channels.x;
     dweight[dweight_offset + id] += tdm_dense_tap_sum(
-        grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x, i, j,
-        out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x, in_columns.x);
+        grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x, tap.y,
+        tap.z, out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x,
+        in_columns.x);
 }
 
 // The same, one (co, ci) pair's weights a work-item, in order (a CPU device).
