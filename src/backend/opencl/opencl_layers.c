@@ -43,8 +43,8 @@ static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values
  * GPU spreads them a value a work-item: PoCL runs the work-item's loops as
  * vector loops over contiguous values, and gathers and divides in the spread
  * form (evaluation's batch norm 420 -> 263 us a launch, the dense conv
- * matrix's gradient 132-162 -> 67-79). The tests
- * take the spread forms on PoCL too, through TANDEM_OPENCL_REDUCTION_GROUP. */
+ * matrix's gradient 132-162 -> 67-79). The tests take the spread forms on
+ * PoCL too, through TANDEM_OPENCL_REDUCTION_GROUP. */
 static bool loops_in_items(const opencl_context *ctx)
 {
     return ctx->reduction_group == 1;
@@ -84,33 +84,23 @@ static conv_args conv_args_of(const tdm_conv2d_shape *s)
                        tdm_cl_divisor(s->in_channels * s->in_height * s->in_width)};
 }
 
-/* The arguments of a conv primitive: its two tensors, then the shape. */
-#define CONV_ARGS(in, out, a)                                                                      \
-    {                                                                                              \
-        VIEW_ARGS(in), VIEW_ARGS(out), ARG(a.batch), ARG(a.channels), ARG(a.height), ARG(a.width), \
-            ARG(a.kernel_h), ARG(a.kernel_w), ARG(a.stride_h), ARG(a.stride_w), ARG(a.pad_h),      \
-            ARG(a.pad_w), ARG(a.out_h), ARG(a.out_w), ARG(a.out_channels), ARG(a.out_spatial),     \
-            ARG(a.columns), ARG(a.in_columns)                                                      \
-    }
-
+/* A conv primitive's two tensors, then the shape: `values` work-items over
+ * all of them, or with by_plane `values` in each of `planes` planes over
+ * (value, plane). */
 static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
                                         const tdm_conv2d_shape *s, tdm_view from, tdm_view to,
-                                        size_t items)
+                                        size_t values, size_t planes, bool by_plane)
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
     conv_args a = conv_args_of(s);
-    kernel_arg args[] = CONV_ARGS(in, out, a);
-    return tdm_cl_launch(ctx_of(backend), id, items, args, COUNT(args));
-}
-
-/* The same over (value, plane). */
-static tdm_status launch_conv_planes(tdm_backend *backend, kernel_id id, const tdm_conv2d_shape *s,
-                                     tdm_view from, tdm_view to, size_t values, size_t planes)
-{
-    cl_view in = cl_view_of(from), out = cl_view_of(to);
-    conv_args a = conv_args_of(s);
-    kernel_arg args[] = CONV_ARGS(in, out, a);
-    return launch_planes(ctx_of(backend), id, values, planes, args, COUNT(args));
+    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),   ARG(a.batch),        ARG(a.channels),
+                         ARG(a.height),   ARG(a.width),     ARG(a.kernel_h),     ARG(a.kernel_w),
+                         ARG(a.stride_h), ARG(a.stride_w),  ARG(a.pad_h),        ARG(a.pad_w),
+                         ARG(a.out_h),    ARG(a.out_w),     ARG(a.out_channels), ARG(a.out_spatial),
+                         ARG(a.columns),  ARG(a.in_columns)};
+    if (by_plane)
+        return launch_planes(ctx_of(backend), id, values, planes, args, COUNT(args));
+    return tdm_cl_launch(ctx_of(backend), id, values * planes, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
@@ -118,24 +108,24 @@ tdm_status tdm_opencl_im2col(tdm_backend *backend, const tdm_conv2d_shape *s, td
 {
     size_t rows = s->in_channels * s->kernel_h * s->kernel_w;
     if (loops_in_items(ctx_of(backend)))
-        return launch_conv_primitive(backend, K_IM2COL_RUNS, s, x, col, rows * s->batch);
+        return launch_conv_primitive(backend, K_IM2COL_RUNS, s, x, col, rows * s->batch, 1, false);
     size_t items = rows * s->batch * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
-    return launch_conv_primitive(backend, K_IM2COL, s, x, col, items);
+    return launch_conv_primitive(backend, K_IM2COL, s, x, col, items, 1, false);
 }
 
 tdm_status tdm_opencl_col2im(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view col,
                              tdm_view x)
 {
     size_t items = s->batch * s->in_channels * s->in_height * s->in_width;
-    return launch_conv_primitive(backend, K_COL2IM, s, col, x, items);
+    return launch_conv_primitive(backend, K_COL2IM, s, col, x, items, 1, false);
 }
 
 tdm_status tdm_opencl_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
                                         tdm_view weight, tdm_view dense)
 {
     size_t rows = s->out_channels * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
-    return launch_conv_planes(backend, K_CONV_DENSE_WEIGHT, s, weight, dense,
-                              s->in_channels * s->in_height * s->in_width, rows);
+    return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT, s, weight, dense,
+                                 s->in_channels * s->in_height * s->in_width, rows, true);
 }
 
 tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
@@ -143,10 +133,10 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
 {
     if (loops_in_items(ctx_of(backend)))
         return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD_BLOCKS, s, dense_grad,
-                                     dweight, s->out_channels * s->in_channels);
+                                     dweight, s->out_channels * s->in_channels, 1, false);
     size_t items = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
     return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD, s, dense_grad, dweight,
-                                 items);
+                                 items, 1, false);
 }
 
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
