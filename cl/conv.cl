@@ -223,6 +223,35 @@ __kernel void tdm_swap_axes_planes(tdm_divisor outer, uint inner, uint spatial,
         to[s] = from[s];
 }
 
+// dst[b][c][r] = src[b][r][c] for src [batch][rows][cols]: a 4 x 4 block
+// a work-item over (block column, plane = b * row_blocks + block row), four
+// vload4 and four vstore4 inside the matrix, a value at a time along its
+// right and bottom edges.
+__kernel void tdm_transpose(uint rows, uint cols, tdm_divisor row_blocks, uint planes,
+                            __global const float *src, uint src_offset, __global float *dst,
+                            uint dst_offset)
+{
+    const uint c = get_global_id(0) * 4, plane = tdm_plane();
+    if (c >= cols || plane >= planes)
+        return;
+    const uint b = tdm_div(plane, row_blocks), r = (plane - b * row_blocks.x) * 4;
+    __global const float *in = src + src_offset + b * rows * cols;
+    __global float *out = dst + dst_offset + b * rows * cols;
+    if (r + 4 <= rows && c + 4 <= cols) {
+        const float4 r0 = vload4(0, in + r * cols + c), r1 = vload4(0, in + (r + 1) * cols + c);
+        const float4 r2 = vload4(0, in + (r + 2) * cols + c),
+                     r3 = vload4(0, in + (r + 3) * cols + c);
+        vstore4((float4)(r0.x, r1.x, r2.x, r3.x), 0, out + c * rows + r);
+        vstore4((float4)(r0.y, r1.y, r2.y, r3.y), 0, out + (c + 1) * rows + r);
+        vstore4((float4)(r0.z, r1.z, r2.z, r3.z), 0, out + (c + 2) * rows + r);
+        vstore4((float4)(r0.w, r1.w, r2.w, r3.w), 0, out + (c + 3) * rows + r);
+        return;
+    }
+    for (uint i = r; i < min(r + 4, rows); i++)
+        for (uint j = c; j < min(c + 4, cols); j++)
+            out[j * rows + i] = in[i * cols + j];
+}
+
 __kernel void tdm_bias_add(uint batch, tdm_divisor channels, tdm_divisor spatial,
                            __global const float *bias, uint bias_offset, __global float *y,
                            uint y_offset)

@@ -66,6 +66,10 @@ typedef struct vector_case {
     float alpha;
 } vector_case;
 
+typedef struct transpose_case {
+    size_t batch, rows, cols;
+} transpose_case;
+
 /* The shapes and options of one layer-op case; each op uses its own. */
 typedef struct layer_case {
     tdm_conv2d_shape conv;
@@ -85,6 +89,7 @@ typedef struct op_case {
     union {
         gemm_case gemm;
         vector_case vector;
+        transpose_case transpose;
         layer_case layer;
     } p;
 } op_case;

@@ -69,6 +69,50 @@ static void reference_copy(const op_case *c, double *const *t)
     memcpy(t[1], t[0], c->p.vector.count * sizeof(double));
 }
 
+/* (batch, rows, cols): edges of every width past the 4 x 4 blocks of the
+ * OpenCL kernel, single rows and columns, conv1's col (9 x 2048) and its
+ * dy (128 samples of 64 x 16). */
+static const size_t transpose_shapes[][3] = {{1, 1, 1},    {1, 1, 7},    {1, 6, 1},  {1, 4, 4},
+                                             {2, 5, 3},    {3, 7, 9},    {4, 8, 12}, {2, 13, 30},
+                                             {1, 9, 2048}, {128, 64, 16}};
+
+static size_t make_transpose_cases(op_case *cases, size_t capacity, int unused)
+{
+    (void)unused;
+    size_t count = 0;
+    for (size_t i = 0; i < sizeof transpose_shapes / sizeof transpose_shapes[0] && count < capacity;
+         i++) {
+        op_case *c = &cases[count++];
+        memset(c, 0, sizeof *c);
+        transpose_case *t = &c->p.transpose;
+        *t = (transpose_case){transpose_shapes[i][0], transpose_shapes[i][1],
+                              transpose_shapes[i][2]};
+        size_t floats = t->batch * t->rows * t->cols;
+        c->tensor_count = 2;
+        c->tensors[0] = (tensor_spec){.name = "src", .count = floats};
+        c->tensors[1] =
+            (tensor_spec){.name = "dst", .count = floats, .written = true, .init = INIT_NAN};
+        snprintf(c->label, sizeof c->label, "batch=%zu rows=%zu cols=%zu", t->batch, t->rows,
+                 t->cols);
+    }
+    return count;
+}
+
+static tdm_status run_transpose(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    const transpose_case *t = &c->p.transpose;
+    return tdm_matrix_transpose(backend, t->batch, t->rows, t->cols, v[0], v[1]);
+}
+
+static void reference_transpose(const op_case *c, double *const *t)
+{
+    const transpose_case *s = &c->p.transpose;
+    for (size_t b = 0; b < s->batch; b++)
+        for (size_t r = 0; r < s->rows; r++)
+            for (size_t col = 0; col < s->cols; col++)
+                t[1][(b * s->cols + col) * s->rows + r] = t[0][(b * s->rows + r) * s->cols + col];
+}
+
 static tdm_status run_scale(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
     return tdm_scale(backend, c->p.vector.count, c->p.vector.alpha, v[0]);
@@ -326,6 +370,9 @@ static const parity_op ops[] = {
     {"fill", TDM_OP_FILL, 0.0, 0.0, make_vector_cases, 1, run_fill, reference_fill, false},
     {"copy", TDM_OP_COPY, 0.0, 0.0, make_vector_cases, 2, run_copy, reference_copy, false},
     {"scale", TDM_OP_SCALE, 0.0, 0.0, make_vector_cases, 1, run_scale, reference_scale, false},
+    /* data movement: the same bits */
+    {"transpose", TDM_OP_TRANSPOSE, 0.0, 0.0, make_transpose_cases, 0, run_transpose,
+     reference_transpose, false},
     /* y + alpha*x: a compiler may fuse it into one FMA (one rounding) or not
      * (two), so results differ by at most an ulp or two of the operands. */
     {"axpy", TDM_OP_AXPY, 1e-12, 1e-6, make_vector_cases, 2, run_axpy, reference_axpy, false},

@@ -121,6 +121,10 @@ tdm_status tdm_buffer_download(const tdm_buffer *src, size_t src_offset, void *d
 tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value);
 /* dst[0..count) = src[0..count); the ranges must not overlap */
 tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count);
+/* dst[b][c][r] = src[b][r][c]: each of `batch` rows x cols matrices
+ * transposed; the ranges must not overlap */
+tdm_status tdm_matrix_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                                tdm_view src, tdm_view dst);
 /* y += alpha * x */
 tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y);
 /* x *= alpha */

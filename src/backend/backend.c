@@ -215,6 +215,22 @@ tdm_status tdm_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t cou
     return count ? backend->iface->copy(backend, src, dst, count) : TDM_OK;
 }
 
+tdm_status tdm_matrix_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                                tdm_view src, tdm_view dst)
+{
+    TDM_TRY(tdm_check_supported(backend, TDM_OP_TRANSPOSE));
+    if (rows && cols && batch > SIZE_MAX / sizeof(float) / rows / cols)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "transpose: %zu matrices of %zu x %zu floats are too large", batch, rows,
+                        cols);
+    size_t count = batch * rows * cols;
+    TDM_TRY(tdm_check_view(backend, src, count, "transpose", "src"));
+    TDM_TRY(tdm_check_view(backend, dst, count, "transpose", "dst"));
+    if (tdm_views_overlap(src, count, dst, count))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "transpose: source and destination overlap");
+    return count ? backend->iface->transpose(backend, batch, rows, cols, src, dst) : TDM_OK;
+}
+
 tdm_status tdm_axpy(tdm_backend *backend, size_t count, float alpha, tdm_view x, tdm_view y)
 {
     TDM_TRY(tdm_check_supported(backend, TDM_OP_AXPY));

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 11
+#define TDM_BACKEND_IFACE_VERSION 12
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -84,6 +84,9 @@ struct tdm_backend_iface {
     /* dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]. */
     tdm_status (*swap_axes)(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                             tdm_view src, tdm_view dst);
+    /* dst[b][c][r] = src[b][r][c] for src [batch][rows][cols]. */
+    tdm_status (*transpose)(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                            tdm_view src, tdm_view dst);
     tdm_status (*bias_add)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                            tdm_view bias, tdm_view y);
     tdm_status (*bias_backward)(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
@@ -124,18 +127,23 @@ struct tdm_backend_iface {
                             tdm_view weights, tdm_view sums);
 };
 
-/* Scratch buffers the generic layer lends to composite ops (conv2d's col
- * and its swapped GEMM output). Ops run in issue order on every backend, so
- * consecutive ops may reuse them. */
-enum { TDM_SCRATCH_SLOTS = 2 };
+/* Scratch buffers the generic layer lends to composite ops (conv2d's col,
+ * its swapped GEMM output, col transposed). Ops run in issue order on every
+ * backend, so consecutive ops may reuse them. */
+enum { TDM_SCRATCH_SLOTS = 3 };
 
 struct tdm_backend {
     const struct tdm_backend_iface *iface;
     void *context;
     const char *name;
     char description[512];
-    bool host_memory;          /* set by the backend: see tdm_backend_uses_host_memory */
-    size_t threads;            /* set by the backend: see tdm_backend_host_threads */
+    bool host_memory; /* set by the backend: see tdm_backend_uses_host_memory */
+    size_t threads;   /* set by the backend: see tdm_backend_host_threads */
+    /* Set by the backend when its sgemm reads op(A) = A^T and op(B) = B, both
+     * stored k-major, in place but copies other orientations first (CLBlast's
+     * indirect GEMM): layers then transpose an operand themselves where that
+     * replaces a transposition they make anyway. */
+    bool gemm_prefers_tn;
     tdm_backend_counts counts; /* kept by the backend: see tdm_backend_get_counts */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };

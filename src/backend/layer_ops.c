@@ -102,8 +102,9 @@ static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_
 
 static tdm_status check_conv_support(const tdm_backend *backend)
 {
-    static const tdm_op needed[] = {TDM_OP_IM2COL,   TDM_OP_COL2IM,        TDM_OP_SWAP_AXES,
-                                    TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD, TDM_OP_SGEMM};
+    static const tdm_op needed[] = {TDM_OP_IM2COL,    TDM_OP_COL2IM,   TDM_OP_SWAP_AXES,
+                                    TDM_OP_TRANSPOSE, TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD,
+                                    TDM_OP_SGEMM};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
         TDM_TRY(tdm_check_supported(backend, needed[i]));
     return TDM_OK;
@@ -328,6 +329,28 @@ tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2
     return shape->batch ? dense_backward_input(backend, shape, &n, dense, dy, dx) : TDM_OK;
 }
 
+/* dweight [Cout][Cin*KH*KW] += dy_rows^T * col_rows, both operands stored
+ * k-major for a backend whose GEMM reads them so in place
+ * (gemm_prefers_tn): dy [N][Cout][P] as dy_rows [N*P][Cout], each sample
+ * transposed (where the other form swaps whole planes, and the GEMM then
+ * transposes again), and col transposed to col_rows [N*P][Cin*KH*KW]. */
+static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                     const conv_sizes *n, tdm_view x, tdm_view dy, tdm_view dweight)
+{
+    tdm_view dy_rows, col, col_rows;
+    TDM_TRY(borrow_scratch(backend, 1, n->y, &dy_rows));
+    TDM_TRY(backend->iface->transpose(backend, s->batch, s->out_channels, n->columns / s->batch, dy,
+                                      dy_rows));
+    TDM_TRY(borrow_scratch(backend, 0, n->col_rows * n->columns, &col));
+    TDM_TRY(borrow_scratch(backend, 2, n->col_rows * n->columns, &col_rows));
+    TDM_TRY(backend->iface->im2col(backend, s, x, col));
+    TDM_TRY(backend->iface->transpose(backend, 1, n->col_rows, n->columns, col, col_rows));
+    tdm_sgemm_args backward =
+        tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, s->out_channels, n->col_rows, n->columns, dy_rows,
+                      s->out_channels, col_rows, n->col_rows, 1.0f, dweight, n->col_rows);
+    return tdm_sgemm(backend, &backward);
+}
+
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias)
 {
@@ -350,6 +373,8 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                               n.columns / shape->batch, dy, dbias));
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
+    if (backend->gemm_prefers_tn)
+        return backward_weight_tn(backend, shape, &n, x, dy, dweight);
     tdm_view dy_t, col;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));

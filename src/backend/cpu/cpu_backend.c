@@ -184,6 +184,7 @@ static const struct tdm_backend_iface cpu_iface = {
     .im2col = tdm_cpu_im2col,
     .col2im = tdm_cpu_col2im,
     .swap_axes = tdm_cpu_swap_axes,
+    .transpose = tdm_cpu_transpose,
     .conv_dense_weight = tdm_cpu_conv_dense_weight,
     .conv_dense_weight_backward = tdm_cpu_conv_dense_weight_backward,
     .bias_add = tdm_cpu_bias_add,

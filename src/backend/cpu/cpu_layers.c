@@ -229,6 +229,32 @@ tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, s
     return TDM_OK;
 }
 
+/* The side of the square tiles tdm_cpu_transpose moves: a tile's rows and
+ * columns stay in cache while it is read across and written down. */
+enum { TRANSPOSE_TILE = 16 };
+
+tdm_status tdm_cpu_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                             tdm_view src, tdm_view dst)
+{
+    const float *in_all = floats(src);
+    float *out_all = floats(dst);
+    int team = tdm_cpu_team(backend, batch * rows * cols);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t b = 0; b < batch; b++)
+        for (size_t c0 = 0; c0 < cols; c0 += TRANSPOSE_TILE) {
+            const float *in = in_all + b * rows * cols;
+            float *out = out_all + b * rows * cols;
+            size_t c_end = c0 + TRANSPOSE_TILE < cols ? c0 + TRANSPOSE_TILE : cols;
+            for (size_t r0 = 0; r0 < rows; r0 += TRANSPOSE_TILE) {
+                size_t r_end = r0 + TRANSPOSE_TILE < rows ? r0 + TRANSPOSE_TILE : rows;
+                for (size_t c = c0; c < c_end; c++)
+                    for (size_t r = r0; r < r_end; r++)
+                        out[c * rows + r] = in[r * cols + c];
+            }
+        }
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                             tdm_view bias, tdm_view y)
 {

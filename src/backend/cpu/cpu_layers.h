@@ -29,6 +29,8 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
                                               tdm_view dense_grad, tdm_view dweight);
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst);
+tdm_status tdm_cpu_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                             tdm_view src, tdm_view dst);
 tdm_status tdm_cpu_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                             tdm_view bias, tdm_view y);
 tdm_status tdm_cpu_bias_backward(tdm_backend *backend, size_t batch, size_t channels,

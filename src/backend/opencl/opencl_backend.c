@@ -424,6 +424,7 @@ static const struct tdm_backend_iface opencl_iface = {
     .im2col = tdm_opencl_im2col,
     .col2im = tdm_opencl_col2im,
     .swap_axes = tdm_opencl_swap_axes,
+    .transpose = tdm_opencl_transpose,
     .conv_dense_weight = tdm_opencl_conv_dense_weight,
     .conv_dense_weight_backward = tdm_opencl_conv_dense_weight_backward,
     .bias_add = tdm_opencl_bias_add,
@@ -634,6 +635,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     }
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
+    backend->gemm_prefers_tn = true;              /* CLBlast's Xgemm (GEMMK=0, column-major) */
     describe(backend, ctx);
     *out = backend;
     return TDM_OK;

@@ -151,6 +151,18 @@ tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner
     return launch_planes(ctx_of(backend), K_SWAP_AXES, spatial, outer * inner, args, COUNT(args));
 }
 
+/* A 4 x 4 block a work-item over (block column, b * row blocks + block row). */
+tdm_status tdm_opencl_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                                tdm_view src, tdm_view dst)
+{
+    cl_view in = cl_view_of(src), out = cl_view_of(dst);
+    size_t row_blocks = (rows + 3) / 4;
+    cl_index r = rows, c = cols, planes = batch * row_blocks;
+    cl_divisor blocks = tdm_cl_divisor(row_blocks);
+    kernel_arg args[] = {ARG(r), ARG(c), ARG(blocks), ARG(planes), VIEW_ARGS(in), VIEW_ARGS(out)};
+    return launch_planes(ctx_of(backend), K_TRANSPOSE, (cols + 3) / 4, planes, args, COUNT(args));
+}
+
 tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
                                tdm_view bias, tdm_view y)
 {

@@ -14,6 +14,8 @@ tdm_status tdm_opencl_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_s
                                         tdm_view weight, tdm_view dense);
 tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                                  tdm_view dense_grad, tdm_view dweight);
+tdm_status tdm_opencl_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
+                                tdm_view src, tdm_view dst);
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                                 tdm_view src, tdm_view dst);
 tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,
