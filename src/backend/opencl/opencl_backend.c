@@ -158,6 +158,11 @@ static void opencl_free(tdm_backend *backend)
     clFinish(ctx->queue);
     if (ctx->profiling)
         profile_report(ctx);
+    /* CLBlast keeps its compiled programs in static caches, which would
+     * otherwise release them at exit, after the OpenCL runtime's own static
+     * state may be gone (Oclgrind then corrupted the heap). Clearing them
+     * here costs other live backends a rebuild, on their next GEMM only. */
+    CLBlastClearCache();
     release_context(ctx);
     free(backend);
 }
