@@ -44,21 +44,40 @@ static cl_event *profile_event(opencl_context *ctx, cl_event *event)
     return ctx->profiling ? event : NULL;
 }
 
-static void profile_add(opencl_context *ctx, int row, cl_event event)
+/* The device time from the start of `first` (NULL: of `last`) to the end of
+ * `last` into the row; releases both events. */
+static void profile_add_span(opencl_context *ctx, int row, cl_event first, cl_event last)
 {
     cl_ulong start = 0, end = 0;
-    if (!event)
-        return;
-    if (clWaitForEvents(1, &event) == CL_SUCCESS &&
-        clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_START, sizeof start, &start, NULL) ==
-            CL_SUCCESS &&
-        clGetEventProfilingInfo(event, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) ==
+    if (last && clWaitForEvents(1, &last) == CL_SUCCESS &&
+        clGetEventProfilingInfo(first ? first : last, CL_PROFILING_COMMAND_START, sizeof start,
+                                &start, NULL) == CL_SUCCESS &&
+        clGetEventProfilingInfo(last, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL) ==
             CL_SUCCESS &&
         end >= start) {
         ctx->profile[row].seconds += 1e-9 * (double)(end - start);
         ctx->profile[row].launches++;
     }
-    clReleaseEvent(event);
+    if (first)
+        clReleaseEvent(first);
+    if (last)
+        clReleaseEvent(last);
+}
+
+static void profile_add(opencl_context *ctx, int row, cl_event event)
+{
+    profile_add_span(ctx, row, NULL, event);
+}
+
+/* In profiling mode, a marker enqueued before a CLBlast GEMM, whose own
+ * event is its last kernel's: the span from the marker covers the copy,
+ * pad and transpose kernels before it too. */
+static cl_event profile_marker(opencl_context *ctx)
+{
+    cl_event marker = NULL;
+    if (ctx->profiling && clEnqueueMarkerWithWaitList(ctx->queue, 0, NULL, &marker) != CL_SUCCESS)
+        marker = NULL;
+    return marker;
 }
 
 static int by_seconds_descending(const void *a, const void *b)
@@ -376,7 +395,7 @@ static tdm_status enqueue_sgemm(opencl_context *ctx, const tdm_sgemm_args *g,
                                       "GEMM scratch"));
     const cl_mem *mem = ops->mem;
     ctx->counts->launches++;
-    cl_event event, *timed = profile_event(ctx, &event);
+    cl_event marker = profile_marker(ctx), event, *timed = profile_event(ctx, &event);
     code = scratch > 0 ? CLBlastSgemmWithTempBuffer(layout, t->ta, t->tb, t->m, t->n, t->k,
                                                     g->alpha, mem[0], at[0], t->lda, mem[1], at[1],
                                                     t->ldb, g->beta, mem[2], at[2], g->ldc,
@@ -384,7 +403,7 @@ static tdm_status enqueue_sgemm(opencl_context *ctx, const tdm_sgemm_args *g,
                        : CLBlastSgemm(layout, t->ta, t->tb, t->m, t->n, t->k, g->alpha, mem[0],
                                       at[0], t->lda, mem[1], at[1], t->ldb, g->beta, mem[2], at[2],
                                       g->ldc, &ctx->queue, timed);
-    profile_add(ctx, PROFILE_GEMM, code == CLBlastSuccess ? event : NULL);
+    profile_add_span(ctx, PROFILE_GEMM, marker, code == CLBlastSuccess ? event : NULL);
     if (code != CLBlastSuccess)
         return TDM_FAIL(TDM_ERR_OPENCL, "CLBlastSgemm (%zu x %zu x %zu) on '%s' failed: %s", g->m,
                         g->n, g->k, ctx->info.device_name, tdm_cl_error_name(code));
