@@ -74,6 +74,13 @@ static void bad_views_are_refused(void **state)
                        "overlap");
         expect_failure(tdm_axpy(backend, 4, 1.0f, whole, (tdm_view){x, 2}),
                        TDM_ERR_INVALID_ARGUMENT, "partially overlap");
+        expect_failure(tdm_matrix_transpose(backend, 1, 2, 2, whole, (tdm_view){x, 2}),
+                       TDM_ERR_INVALID_ARGUMENT, "transpose: source and destination overlap");
+        expect_failure(tdm_matrix_transpose(backend, 1, 3, 3, whole, tail),
+                       TDM_ERR_INVALID_ARGUMENT,
+                       "transpose: operand dst needs floats [6, 6+9) but its buffer holds 10");
+        expect_failure(tdm_matrix_transpose(backend, SIZE_MAX / 8, 2, 2, whole, tail),
+                       TDM_ERR_INVALID_ARGUMENT, "matrices of 2 x 2 floats are too large");
         expect_failure(tdm_scale(backend, 1, 2.0f, (tdm_view){NULL, 0}), TDM_ERR_INVALID_ARGUMENT,
                        "has no buffer");
         if (other != backend)
