@@ -134,13 +134,13 @@ __kernel void tdm_conv_dense_weight(__global const float *weight, uint weight_of
                         oh, ow, h, w, stride_h.x, stride_w.x, pad_h, pad_w, kernel_h.x, kernel_w.x);
 }
 
-// The sum, over output positions in order, of tap (i, j)'s entries in a
-// gradient of T; grad at the (co, ci) block's first entry.
-inline float tdm_dense_tap_sum(__global const float *grad, uint i, uint j, uint out_h, uint out_w,
-                               uint stride_h, uint stride_w, uint pad_h, uint pad_w, uint height,
-                               uint width, uint in_columns)
+// start plus, over output positions in order, each of tap (i, j)'s
+// entries in a gradient of T; grad at the (co, ci) block's first entry.
+inline float tdm_dense_tap_add(float start, __global const float *grad, uint i, uint j, uint out_h,
+                               uint out_w, uint stride_h, uint stride_w, uint pad_h, uint pad_w,
+                               uint height, uint width, uint in_columns)
 {
-    float sum = 0.0f;
+    float sum = start;
     for (uint oh = 0; oh < out_h; oh++) {
         const uint h = oh * stride_h + i;
         if (h < pad_h || h - pad_h >= height)
@@ -155,8 +155,8 @@ inline float tdm_dense_tap_sum(__global const float *grad, uint i, uint j, uint 
     return sum;
 }
 
-// dweight += each tap's sum over a gradient of T, one weight a work-item
-// (a GPU).
+// dweight += a gradient of T, each weight taking its tap's entries one by
+// one in output position order; one weight a work-item (a GPU).
 __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint grad_offset,
                                              __global float *dweight, uint dweight_offset,
                                              TDM_CONV_SHAPE)
@@ -167,13 +167,17 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
         return;
     const uint3 tap = tdm_tap_of(id, kernel_h, kernel_w);
     const uint co = tdm_div(tap.x, channels), ci = tap.x - co * channels.x;
-    dweight[dweight_offset + id] += tdm_dense_tap_sum(
+    dweight[dweight_offset + id] = tdm_dense_tap_add(
+        dweight[dweight_offset + id],
         grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x, tap.y,
         tap.z, out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w, height.x, width.x,
         in_columns.x);
 }
 
-// The same, one (co, ci) pair's weights a work-item, in order (a CPU device).
+// The same sums, one (co, ci) pair's weights a work-item (a CPU device):
+// the block's entries read once, in output position order, each added to
+// its tap's weight (ResNet(64)'s block on PoCL: 40-50 us, against 67-73
+// with a loop over the taps, each scanning the positions).
 __kernel void tdm_conv_dense_weight_backward_blocks(__global const float *grad, uint grad_offset,
                                                     __global float *dweight, uint dweight_offset,
                                                     TDM_CONV_SHAPE)
@@ -185,11 +189,18 @@ __kernel void tdm_conv_dense_weight_backward_blocks(__global const float *grad, 
     __global const float *block =
         grad + grad_offset + co * out_spatial.x * in_columns.x + ci * height.x * width.x;
     __global float *dw = dweight + dweight_offset + pair * kernel_h.x * kernel_w.x;
-    for (uint i = 0; i < kernel_h.x; i++)
-        for (uint j = 0; j < kernel_w.x; j++)
-            dw[i * kernel_w.x + j] +=
-                tdm_dense_tap_sum(block, i, j, out_h, out_w.x, stride_h.x, stride_w.x, pad_h, pad_w,
-                                  height.x, width.x, in_columns.x);
+    for (uint oh = 0; oh < out_h; oh++)
+        for (uint ow = 0; ow < out_w.x; ow++, block += in_columns.x)
+            for (uint h = 0; h < height.x; h++) {
+                const uint i = h + pad_h - oh * stride_h.x;
+                if (h + pad_h < oh * stride_h.x || i >= kernel_h.x)
+                    continue;
+                for (uint w = 0; w < width.x; w++) {
+                    const uint j = w + pad_w - ow * stride_w.x;
+                    if (w + pad_w >= ow * stride_w.x && j < kernel_w.x)
+                        dw[i * kernel_w.x + j] += block[h * width.x + w];
+                }
+            }
 }
 
 // dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]: a work-item

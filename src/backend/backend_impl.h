@@ -75,8 +75,8 @@ struct tdm_backend_iface {
     /* For small images conv2d is one GEMM with the dense matrix T of the
      * convolution: T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap
      * linking them, or 0. conv_dense_weight writes T from the weights;
-     * conv_dense_weight_backward adds to each weight the sum of its taps'
-     * entries of a gradient of T, in (oh, ow) order. */
+     * conv_dense_weight_backward adds to each weight its tap's entries of a
+     * gradient of T one by one, in (oh, ow) order. */
     tdm_status (*conv_dense_weight)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                     tdm_view weight, tdm_view dense);
     tdm_status (*conv_dense_weight_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,

@@ -184,7 +184,7 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
     size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
-    /* dT [Cout*OH*OW][Cin*H*W] = dy^T * x, then each tap sums its entries */
+    /* dT [Cout*OH*OW][Cin*H*W] = dy^T * x, then each weight adds its tap's entries */
     tdm_sgemm_args backward = tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, rows, columns, s->batch, dy,
                                             rows, x, columns, 0.0f, dense_grad, columns);
     TDM_TRY(tdm_sgemm(backend, &backward));

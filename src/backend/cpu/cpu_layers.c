@@ -181,8 +181,8 @@ tdm_status tdm_cpu_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shap
     return TDM_OK;
 }
 
-/* Each tap sums its entries in output-position order, like the OpenCL
- * kernel; one task per weight pair (co, ci). */
+/* Each weight takes its tap's entries one by one in output-position order,
+ * as the OpenCL kernels do; one task per weight pair (co, ci). */
 tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                               tdm_view dense_grad, tdm_view dweight)
 {
@@ -200,10 +200,10 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
             const float *g = grad + co * d.spatial * columns + ci * plane;
             float *dw = dweights + (co * s->in_channels + ci) * taps_per_pair;
             for (size_t k = 0; k < taps_per_pair; k++) {
-                float sum = 0.0f;
+                float sum = dw[k];
                 for (size_t e = start[k]; e < start[k + 1]; e++)
                     sum += g[offsets[e]];
-                dw[k] += sum;
+                dw[k] = sum;
             }
         }
     free(offsets);

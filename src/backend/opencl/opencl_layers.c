@@ -43,7 +43,7 @@ static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values
  * GPU spreads them a value a work-item: PoCL runs the work-item's loops as
  * vector loops over contiguous values, and gathers and divides in the spread
  * form (evaluation's batch norm 420 -> 263 us a launch, the dense conv
- * matrix's gradient 132-162 -> 67-79). The tests take the spread forms on
+ * matrix's gradient 88-94 -> 40-50). The tests take the spread forms on
  * PoCL too, through TANDEM_OPENCL_REDUCTION_GROUP. */
 static bool loops_in_items(const opencl_context *ctx)
 {
