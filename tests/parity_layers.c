@@ -23,8 +23,10 @@ static op_case *new_case(op_case *cases, size_t *count)
 }
 
 /* ---------- conv2d ----------
- * Images with H*W <= KH*KW take the dense-matrix path, the others im2col:
- * both are among the shapes. */
+ * Images with H*W <= KH*KW take the dense-matrix path, the others im2col,
+ * whose col meets the weights in a GEMM, or without one for at most 16 taps
+ * a sample (Cin*KH*KW: conv_col_product, conv_col_weight_gradient): all
+ * three are among the shapes. */
 
 static const tdm_conv2d_shape conv_shapes[] = {
     /* batch, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW */
@@ -42,6 +44,8 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},    /* padding wider than the kernel's half */
     {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},     /* stride 3 */
     {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},     /* small image, unequal strides: dense path */
+    {128, 1, 8, 8, 64, 3, 3, 2, 2, 1, 1},  /* ResNet(64) stem, a training batch */
+    {40, 1, 6, 6, 8, 4, 4, 2, 2, 1, 1},    /* 16 taps, the most without a GEMM; 3x3 outputs */
 };
 enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
 

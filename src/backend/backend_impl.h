@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 12
+#define TDM_BACKEND_IFACE_VERSION 13
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -81,6 +81,18 @@ struct tdm_backend_iface {
                                     tdm_view weight, tdm_view dense);
     tdm_status (*conv_dense_weight_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                              tdm_view dense_grad, tdm_view dweight);
+    /* For few taps a sample (Cin*KH*KW <= TDM_CONV_COL_MAX_TAPS, a first
+     * layer's), the products with col without a GEMM: conv_col_product
+     * writes y in NCHW, y[n][co][p] = the sum over taps k in order of
+     * weight[co][k] * col[k][n*P + p] (P = OH*OW); conv_col_weight_gradient
+     * adds to dweight[co][k] the sum over n and p of dy[n][co][p] *
+     * col[k][n*P + p], each sample's positions in 16 lanes (p mod 16) and
+     * the last P mod 16 in a tail, samples in order, then the lanes halved
+     * in a tree (lo + hi) and the tail added: the order of both backends. */
+    tdm_status (*conv_col_product)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                   tdm_view weight, tdm_view col, tdm_view y);
+    tdm_status (*conv_col_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                           tdm_view dy, tdm_view col, tdm_view dweight);
     /* dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]. */
     tdm_status (*swap_axes)(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                             tdm_view src, tdm_view dst);
@@ -126,6 +138,10 @@ struct tdm_backend_iface {
     tdm_status (*bits_sums)(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,
                             tdm_view weights, tdm_view sums);
 };
+
+/* The most taps a sample of conv_col_product and conv_col_weight_gradient
+ * (cl/conv.cl's kernels keep that many lanes). */
+enum { TDM_CONV_COL_MAX_TAPS = 16 };
 
 /* Scratch buffers the generic layer lends to composite ops (conv2d's col,
  * its swapped GEMM output, col transposed). Ops run in issue order on every

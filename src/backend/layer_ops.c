@@ -102,8 +102,14 @@ static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_
 
 static tdm_status check_conv_support(const tdm_backend *backend)
 {
-    static const tdm_op needed[] = {TDM_OP_IM2COL,    TDM_OP_COL2IM,   TDM_OP_SWAP_AXES,
-                                    TDM_OP_TRANSPOSE, TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD,
+    static const tdm_op needed[] = {TDM_OP_IM2COL,
+                                    TDM_OP_COL2IM,
+                                    TDM_OP_SWAP_AXES,
+                                    TDM_OP_TRANSPOSE,
+                                    TDM_OP_BIAS_ADD,
+                                    TDM_OP_BIAS_BACKWARD,
+                                    TDM_OP_CONV_COL_PRODUCT,
+                                    TDM_OP_CONV_COL_WEIGHT_GRADIENT,
                                     TDM_OP_SGEMM};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
         TDM_TRY(tdm_check_supported(backend, needed[i]));
@@ -121,6 +127,14 @@ static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, con
            n->dense_rows <= MAX_DENSE_FLOATS / n->dense_columns &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_BACKWARD);
+}
+
+/* Few taps a sample (a first layer's 1 x 3 x 3): the products with col run
+ * without a GEMM, whose padding of so short a k and copies cost more than the
+ * products themselves, and write y in NCHW, so no axis swap either. */
+static bool use_col_products(const conv_sizes *n)
+{
+    return n->col_rows <= TDM_CONV_COL_MAX_TAPS;
 }
 
 tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -220,6 +234,20 @@ static tdm_status check_conv_forward(tdm_backend *backend, const char *op,
     return tdm_check_output(backend, op, y, n->y, "y", inputs, counts, 3);
 }
 
+/* y = weight * col as one GEMM into [Cout][N*OH*OW], then swapped to NCHW. */
+static tdm_status gemm_forward(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
+                               tdm_view weight, tdm_view col, tdm_view y)
+{
+    tdm_view y_by_channel;
+    TDM_TRY(borrow_scratch(backend, 1, n->y, &y_by_channel));
+    tdm_sgemm_args forward =
+        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->out_channels, n->columns, n->col_rows, weight,
+                      n->col_rows, col, n->columns, 0.0f, y_by_channel, n->columns);
+    TDM_TRY(tdm_sgemm(backend, &forward));
+    return backend->iface->swap_axes(backend, s->out_channels, s->batch, n->columns / s->batch,
+                                     y_by_channel, y);
+}
+
 tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
                               tdm_view weight, tdm_view bias, tdm_view y)
 {
@@ -233,17 +261,13 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
     size_t spatial = n.columns / shape->batch;
-    tdm_view col, y_by_channel;
+    tdm_view col;
     TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
-    TDM_TRY(borrow_scratch(backend, 1, n.y, &y_by_channel));
     TDM_TRY(backend->iface->im2col(backend, shape, x, col));
-    /* [Cout][N*OH*OW] = weight [Cout][Cin*KH*KW] * col */
-    tdm_sgemm_args forward =
-        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, shape->out_channels, n.columns, n.col_rows,
-                      weight, n.col_rows, col, n.columns, 0.0f, y_by_channel, n.columns);
-    TDM_TRY(tdm_sgemm(backend, &forward));
-    TDM_TRY(backend->iface->swap_axes(backend, shape->out_channels, shape->batch, spatial,
-                                      y_by_channel, y));
+    if (use_col_products(&n))
+        TDM_TRY(backend->iface->conv_col_product(backend, shape, weight, col, y));
+    else
+        TDM_TRY(gemm_forward(backend, shape, &n, weight, col, y));
     if (given(bias))
         TDM_TRY(
             backend->iface->bias_add(backend, shape->batch, shape->out_channels, spatial, bias, y));
@@ -351,6 +375,17 @@ static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shap
     return tdm_sgemm(backend, &backward);
 }
 
+/* dweight += the products of dy, as it is, with col: few taps (use_col_products). */
+static tdm_status col_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                      const conv_sizes *n, tdm_view x, tdm_view dy,
+                                      tdm_view dweight)
+{
+    tdm_view col;
+    TDM_TRY(borrow_scratch(backend, 0, n->col_rows * n->columns, &col));
+    TDM_TRY(backend->iface->im2col(backend, s, x, col));
+    return backend->iface->conv_col_weight_gradient(backend, s, dy, col, dweight);
+}
+
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias)
 {
@@ -373,6 +408,8 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                               n.columns / shape->batch, dy, dbias));
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
+    if (use_col_products(&n))
+        return col_backward_weight(backend, shape, &n, x, dy, dweight);
     if (backend->gemm_prefers_tn)
         return backward_weight_tn(backend, shape, &n, x, dy, dweight);
     tdm_view dy_t, col;

@@ -139,6 +139,44 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
                                  items, 1, false);
 }
 
+tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                       tdm_view weight, tdm_view col, tdm_view y)
+{
+    opencl_context *ctx = ctx_of(backend);
+    cl_view w = cl_view_of(weight), c = cl_view_of(col), out = cl_view_of(y);
+    size_t spatial = tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    cl_index taps = s->in_channels * s->kernel_h * s->kernel_w, sp = spatial,
+             planes = s->batch * s->out_channels, columns = s->batch * spatial;
+    cl_divisor out_channels = tdm_cl_divisor(s->out_channels);
+    kernel_arg args[] = {VIEW_ARGS(w),      VIEW_ARGS(c), VIEW_ARGS(out), ARG(taps),
+                         ARG(out_channels), ARG(sp),      ARG(planes),    ARG(columns)};
+    if (loops_in_items(ctx))
+        return tdm_cl_launch(ctx, K_CONV_COL_PRODUCT_PLANES, planes, args, COUNT(args));
+    return launch_planes(ctx, K_CONV_COL_PRODUCT, spatial, planes, args, COUNT(args));
+}
+
+tdm_status tdm_opencl_conv_col_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                               tdm_view dy, tdm_view col, tdm_view dweight)
+{
+    cl_view g = cl_view_of(dy), c = cl_view_of(col), dw = cl_view_of(dweight);
+    size_t taps = s->in_channels * s->kernel_h * s->kernel_w;
+    if (taps > TDM_CONV_COL_MAX_TAPS)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "conv_col_weight_gradient: %zu taps a sample, at most %d", taps,
+                        (int)TDM_CONV_COL_MAX_TAPS);
+    size_t spatial = tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    cl_divisor taps_divisor = tdm_cl_divisor(taps);
+    cl_index out_channels = s->out_channels, batch = s->batch, sp = spatial,
+             columns = s->batch * spatial;
+    kernel_arg args[] = {VIEW_ARGS(g),      VIEW_ARGS(c), VIEW_ARGS(dw), ARG(taps_divisor),
+                         ARG(out_channels), ARG(batch),   ARG(sp),       ARG(columns)};
+    if (loops_in_items(ctx_of(backend)))
+        return tdm_cl_launch(ctx_of(backend), K_CONV_COL_WEIGHT_GRADIENT_CHANNELS, s->out_channels,
+                             args, COUNT(args));
+    return tdm_cl_launch(ctx_of(backend), K_CONV_COL_WEIGHT_GRADIENT, s->out_channels * taps, args,
+                         COUNT(args));
+}
+
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                                 tdm_view src, tdm_view dst)
 {
