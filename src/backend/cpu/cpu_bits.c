@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/cpu_clones.h"
 #include "backend/cpu/cpu_layers.h"
 #include "core/error.h"
 
@@ -26,13 +27,6 @@ enum {
     GROUPS_PER_TASK = GROUPS_PER_WORD / 2, /* sums: 98 KB of accumulators at K = 20 */
     ROWS_PER_TASK = 64
 };
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TDM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TDM_VECTOR_CLONES
-#endif
-#define TDM_INLINE static inline __attribute__((always_inline))
 
 TDM_INLINE vec8 load(const float *p)
 {

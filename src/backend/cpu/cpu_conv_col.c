@@ -3,6 +3,7 @@
  * kernels (cl/conv.cl), in their order, 16 positions a vector. */
 #include <string.h>
 
+#include "backend/cpu/cpu_clones.h"
 #include "backend/cpu/cpu_layers.h"
 #include "core/error.h"
 
@@ -13,13 +14,6 @@
 /* A vector of positions, as the kernels' float16. */
 enum { COL_LANES = 16 };
 typedef float col_vec __attribute__((vector_size(COL_LANES * sizeof(float))));
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define TDM_COL_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define TDM_COL_CLONES
-#endif
-#define TDM_INLINE static inline __attribute__((always_inline))
 
 TDM_INLINE col_vec load(const float *p)
 {
@@ -46,7 +40,7 @@ TDM_INLINE float lanes_sum(col_vec v)
 
 /* y's plane of sample n and channel co, COL_LANES positions at a time, the
  * taps in order. */
-TDM_COL_CLONES
+TDM_VECTOR_CLONES
 static void col_product_plane(const float *w, const float *c, size_t taps, size_t spatial,
                               size_t columns, float *out)
 {
@@ -85,7 +79,7 @@ tdm_status tdm_cpu_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape
 /* Channel co's weight gradient, all its taps at once: each sample's
  * positions in COL_LANES lanes and the rest in a tail, samples in order;
  * the unrolled tap loop keeps the lanes in registers. */
-TDM_COL_CLONES
+TDM_VECTOR_CLONES
 static void col_weight_gradient_channel(const float *dy, const float *col, size_t taps,
                                         size_t batch, size_t dy_step, size_t spatial,
                                         size_t columns, float *dw)
