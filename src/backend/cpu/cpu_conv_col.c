@@ -28,10 +28,10 @@ static float *floats(tdm_view view)
 }
 
 /* The lanes halved in the kernels' tree (lo + hi, four times). */
-TDM_INLINE float lanes_sum(col_vec v)
+TDM_INLINE float lanes_sum(const col_vec *v)
 {
     float lanes[COL_LANES];
-    memcpy(lanes, &v, sizeof lanes);
+    memcpy(lanes, v, sizeof lanes);
     for (size_t width = COL_LANES / 2; width > 0; width /= 2)
         for (size_t l = 0; l < width; l++)
             lanes[l] += lanes[l + width];
@@ -101,7 +101,7 @@ static void col_weight_gradient_channel(const float *dy, const float *col, size_
                 tails[k] += g[p] * c[k * columns + p];
     }
     for (size_t k = 0; k < taps; k++)
-        dw[k] += lanes_sum(lanes[k]) + tails[k];
+        dw[k] += lanes_sum(&lanes[k]) + tails[k];
 }
 
 /* One task per output channel. */
