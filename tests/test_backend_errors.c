@@ -224,6 +224,26 @@ static void bits_leaky_relu_and_threads_arguments(void **state)
     assert_null(empty.bits);
 }
 
+/* The few-tap weight gradient keeps TDM_CONV_COL_MAX_TAPS sums a channel
+ * (cl/conv.cl's unrolled lanes): a backend refuses more, should a layer ever
+ * pass them, instead of writing past its lanes. */
+static void col_weight_gradient_refuses_too_many_taps(void **state)
+{
+    (void)state;
+    /* 17 taps: 17 channels of 1 x 1 over 2 x 2 images */
+    tdm_conv2d_shape s = {1, TDM_CONV_COL_MAX_TAPS + 1, 2, 2, 1, 1, 1, 1, 1, 0, 0};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *buffer = NULL;
+        assert_int_equal(tdm_buffer_alloc(backend, 256 * sizeof(float), &buffer), TDM_OK);
+        expect_failure(backend->iface->conv_col_weight_gradient(backend, &s, (tdm_view){buffer, 0},
+                                                                (tdm_view){buffer, 64},
+                                                                (tdm_view){buffer, 192}),
+                       TDM_ERR_INVALID_ARGUMENT, "17 taps a sample, at most 16");
+        tdm_buffer_free(buffer);
+    }
+}
+
 static void opencl_missing_device_is_named(void **state)
 {
     (void)state;
@@ -266,6 +286,7 @@ int main(void)
         cmocka_unit_test(support_comes_from_the_table),
         cmocka_unit_test(bits_leaky_relu_and_threads_arguments),
         cmocka_unit_test(counts_follow_launches_and_waits),
+        cmocka_unit_test(col_weight_gradient_refuses_too_many_taps),
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };
