@@ -25,8 +25,8 @@ static op_case *new_case(op_case *cases, size_t *count)
 /* ---------- conv2d ----------
  * Images with H*W <= KH*KW take the dense-matrix path, the others im2col,
  * whose col meets the weights in a GEMM, or without one for at most 16 taps
- * a sample (Cin*KH*KW: conv_col_product, conv_col_weight_gradient): all
- * three are among the shapes. */
+ * a sample (Cin*KH*KW: conv_col_product, and conv_col_weight_gradient up to
+ * 2^16 positions N*OH*OW): all of them are among the shapes. */
 
 static const tdm_conv2d_shape conv_shapes[] = {
     /* batch, Cin, H, W, Cout, KH, KW, SH, SW, PH, PW */
@@ -46,6 +46,8 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},     /* small image, unequal strides: dense path */
     {128, 1, 8, 8, 64, 3, 3, 2, 2, 1, 1},  /* ResNet(64) stem, a training batch */
     {40, 1, 6, 6, 8, 4, 4, 2, 2, 1, 1},    /* 16 taps, the most without a GEMM; 3x3 outputs */
+    {16, 1, 66, 66, 2, 3, 3, 1, 1, 1, 1},  /* 9 taps over 69696 positions: the weight
+                                              gradient through a GEMM again */
 };
 enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
 

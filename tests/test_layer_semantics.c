@@ -214,6 +214,50 @@ static void test_conv_dense_forms(void **state)
 }
 
 /* The model's output for a batch, in evaluation mode. */
+/* The OpenCL commands conv2d's weight gradient issues for a shape (no bias). */
+static size_t weight_gradient_launches(tdm_backend *backend, const tdm_conv2d_shape *s)
+{
+    size_t x_floats = s->batch * s->in_channels * s->in_height * s->in_width;
+    size_t y_floats =
+        s->batch * s->out_channels * tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
+    size_t w_floats = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
+    tdm_buffer *x = upload(backend, NULL, x_floats), *dy = upload(backend, NULL, y_floats),
+               *dw = upload(backend, NULL, w_floats);
+    assert_int_equal(tdm_fill(backend, (tdm_view){x, 0}, x_floats, 1.0f), TDM_OK);
+    assert_int_equal(tdm_fill(backend, (tdm_view){dy, 0}, y_floats, 1.0f), TDM_OK);
+    assert_int_equal(tdm_fill(backend, (tdm_view){dw, 0}, w_floats, 0.0f), TDM_OK);
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_conv2d_backward_weight(backend, s, (tdm_view){x, 0}, (tdm_view){dy, 0},
+                                                (tdm_view){dw, 0}, (tdm_view){0}),
+                     TDM_OK);
+    size_t launches = tdm_backend_get_counts(backend).launches - before.launches;
+    float first = 0.0f;
+    assert_int_equal(tdm_buffer_download(dw, 0, &first, sizeof first), TDM_OK);
+    assert_true(first > 0.0f); /* ones times ones, some of them in the padding */
+    tdm_buffer_free(x);
+    tdm_buffer_free(dy);
+    tdm_buffer_free(dw);
+    return launches;
+}
+
+/* Few taps a sample take the weight gradient without a GEMM (im2col, then
+ * the product: 2 commands on OpenCL) up to 2^16 positions N*OH*OW, and the
+ * GEMM past them (transposes of dy and col, im2col, the GEMM: 4), which
+ * spreads that much work better. */
+static void test_few_tap_weight_gradient_plans(void **state)
+{
+    (void)state;
+    const tdm_conv2d_shape stem = {128, 1, 8, 8, 64, 3, 3, 2, 2, 1, 1};  /* 2048 positions */
+    const tdm_conv2d_shape large = {16, 1, 66, 66, 2, 3, 3, 1, 1, 1, 1}; /* 69696 */
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        if (strcmp(tdm_backend_name(backend), "opencl") != 0)
+            continue; /* the cpu backend counts no launches */
+        assert_int_equal(weight_gradient_launches(backend, &stem), 2);
+        assert_int_equal(weight_gradient_launches(backend, &large), 4);
+    }
+}
+
 static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
 {
     assert_int_equal(tdm_model_forward(model, x, batch, false), TDM_OK);
@@ -435,6 +479,7 @@ int main(void)
         cmocka_unit_test(test_initialization),
         cmocka_unit_test(test_lenet_agrees_across_backends),
         cmocka_unit_test(test_leaky_relu_layer),
+        cmocka_unit_test(test_few_tap_weight_gradient_plans),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

@@ -137,6 +137,16 @@ static bool use_col_products(const conv_sizes *n)
     return n->col_rows <= TDM_CONV_COL_MAX_TAPS;
 }
 
+/* The weight gradient without a GEMM runs a channel's (or a weight's) sum
+ * over all N*OH*OW positions in one task: past this many positions (an MNIST
+ * stem at batch 128 has 100352) a GEMM spreads the work over more threads. */
+enum { MAX_COL_GRADIENT_POSITIONS = 1 << 16 };
+
+static bool use_col_weight_gradient(const conv_sizes *n)
+{
+    return use_col_products(n) && n->columns <= MAX_COL_GRADIENT_POSITIONS;
+}
+
 tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
                                    size_t *floats)
 {
@@ -375,7 +385,7 @@ static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shap
     return tdm_sgemm(backend, &backward);
 }
 
-/* dweight += the products of dy, as it is, with col: few taps (use_col_products). */
+/* dweight += the products of dy, as it is, with col (use_col_weight_gradient). */
 static tdm_status col_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
                                       const conv_sizes *n, tdm_view x, tdm_view dy,
                                       tdm_view dweight)
@@ -408,7 +418,7 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                               n.columns / shape->batch, dy, dbias));
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
-    if (use_col_products(&n))
+    if (use_col_weight_gradient(&n))
         return col_backward_weight(backend, shape, &n, x, dy, dweight);
     if (backend->gemm_prefers_tn)
         return backward_weight_tn(backend, shape, &n, x, dy, dweight);
