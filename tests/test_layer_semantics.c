@@ -213,7 +213,6 @@ static void test_conv_dense_forms(void **state)
     }
 }
 
-/* The model's output for a batch, in evaluation mode. */
 /* The OpenCL commands conv2d's weight gradient issues for a shape (no bias). */
 static size_t weight_gradient_launches(tdm_backend *backend, const tdm_conv2d_shape *s)
 {
@@ -258,6 +257,7 @@ static void test_few_tap_weight_gradient_plans(void **state)
     }
 }
 
+/* The model's output for a batch, in evaluation mode. */
 static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
 {
     assert_int_equal(tdm_model_forward(model, x, batch, false), TDM_OK);

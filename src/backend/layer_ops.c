@@ -244,6 +244,14 @@ static tdm_status check_conv_forward(tdm_backend *backend, const char *op,
     return tdm_check_output(backend, op, y, n->y, "y", inputs, counts, 3);
 }
 
+/* x's col [Cin*KH*KW][N*OH*OW] (im2col) in scratch slot 0. */
+static tdm_status scratch_col(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
+                              tdm_view x, tdm_view *col)
+{
+    TDM_TRY(borrow_scratch(backend, 0, n->col_rows * n->columns, col));
+    return backend->iface->im2col(backend, s, x, *col);
+}
+
 /* y = weight * col as one GEMM into [Cout][N*OH*OW], then swapped to NCHW. */
 static tdm_status gemm_forward(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
                                tdm_view weight, tdm_view col, tdm_view y)
@@ -272,8 +280,7 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
     }
     size_t spatial = n.columns / shape->batch;
     tdm_view col;
-    TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
-    TDM_TRY(backend->iface->im2col(backend, shape, x, col));
+    TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     if (use_col_products(&n))
         TDM_TRY(backend->iface->conv_col_product(backend, shape, weight, col, y));
     else
@@ -375,9 +382,8 @@ static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shap
     TDM_TRY(borrow_scratch(backend, 1, n->y, &dy_rows));
     TDM_TRY(backend->iface->transpose(backend, s->batch, s->out_channels, n->columns / s->batch, dy,
                                       dy_rows));
-    TDM_TRY(borrow_scratch(backend, 0, n->col_rows * n->columns, &col));
+    TDM_TRY(scratch_col(backend, s, n, x, &col));
     TDM_TRY(borrow_scratch(backend, 2, n->col_rows * n->columns, &col_rows));
-    TDM_TRY(backend->iface->im2col(backend, s, x, col));
     TDM_TRY(backend->iface->transpose(backend, 1, n->col_rows, n->columns, col, col_rows));
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, s->out_channels, n->col_rows, n->columns, dy_rows,
@@ -391,8 +397,7 @@ static tdm_status col_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                       tdm_view dweight)
 {
     tdm_view col;
-    TDM_TRY(borrow_scratch(backend, 0, n->col_rows * n->columns, &col));
-    TDM_TRY(backend->iface->im2col(backend, s, x, col));
+    TDM_TRY(scratch_col(backend, s, n, x, &col));
     return backend->iface->conv_col_weight_gradient(backend, s, dy, col, dweight);
 }
 
@@ -424,8 +429,7 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
         return backward_weight_tn(backend, shape, &n, x, dy, dweight);
     tdm_view dy_t, col;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
-    TDM_TRY(borrow_scratch(backend, 0, n.col_rows * n.columns, &col));
-    TDM_TRY(backend->iface->im2col(backend, shape, x, col));
+    TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     /* dweight [Cout][Cin*KH*KW] += dy_t * col^T */
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t,

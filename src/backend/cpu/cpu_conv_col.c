@@ -22,11 +22,6 @@ TDM_INLINE col_vec load(const float *p)
     return v;
 }
 
-static float *floats(tdm_view view)
-{
-    return tdm_view_host_floats(view);
-}
-
 /* The lanes halved in the kernels' tree (lo + hi, four times). */
 TDM_INLINE float lanes_sum(const col_vec *v)
 {
@@ -65,8 +60,8 @@ tdm_status tdm_cpu_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape
 {
     size_t spatial = tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s);
     size_t taps = s->in_channels * s->kernel_h * s->kernel_w, columns = s->batch * spatial;
-    const float *weights = floats(weight), *col_all = floats(col);
-    float *y_all = floats(y);
+    const float *weights = tdm_view_host_floats(weight), *col_all = tdm_view_host_floats(col);
+    float *y_all = tdm_view_host_floats(y);
     int team = tdm_cpu_team(backend, s->batch * s->out_channels * spatial * taps);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t n = 0; n < s->batch; n++)
@@ -114,8 +109,8 @@ tdm_status tdm_cpu_conv_col_weight_gradient(tdm_backend *backend, const tdm_conv
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "conv_col_weight_gradient: %zu taps a sample, at most %d", taps,
                         (int)TDM_CONV_COL_MAX_TAPS);
-    const float *dy_all = floats(dy), *col_all = floats(col);
-    float *dw = floats(dweight);
+    const float *dy_all = tdm_view_host_floats(dy), *col_all = tdm_view_host_floats(col);
+    float *dw = tdm_view_host_floats(dweight);
     int team = tdm_cpu_team(backend, s->out_channels * taps * columns);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t co = 0; co < s->out_channels; co++)

@@ -158,6 +158,7 @@ tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_sh
 tdm_status tdm_opencl_conv_col_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
                                                tdm_view dy, tdm_view col, tdm_view dweight)
 {
+    opencl_context *ctx = ctx_of(backend);
     cl_view g = cl_view_of(dy), c = cl_view_of(col), dw = cl_view_of(dweight);
     size_t taps = s->in_channels * s->kernel_h * s->kernel_w;
     if (taps > TDM_CONV_COL_MAX_TAPS)
@@ -170,10 +171,10 @@ tdm_status tdm_opencl_conv_col_weight_gradient(tdm_backend *backend, const tdm_c
              columns = s->batch * spatial;
     kernel_arg args[] = {VIEW_ARGS(g),      VIEW_ARGS(c), VIEW_ARGS(dw), ARG(taps_divisor),
                          ARG(out_channels), ARG(batch),   ARG(sp),       ARG(columns)};
-    if (loops_in_items(ctx_of(backend)))
-        return tdm_cl_launch(ctx_of(backend), K_CONV_COL_WEIGHT_GRADIENT_CHANNELS, s->out_channels,
-                             args, COUNT(args));
-    return tdm_cl_launch(ctx_of(backend), K_CONV_COL_WEIGHT_GRADIENT, s->out_channels * taps, args,
+    if (loops_in_items(ctx))
+        return tdm_cl_launch(ctx, K_CONV_COL_WEIGHT_GRADIENT_CHANNELS, s->out_channels, args,
+                             COUNT(args));
+    return tdm_cl_launch(ctx, K_CONV_COL_WEIGHT_GRADIENT, s->out_channels * taps, args,
                          COUNT(args));
 }
 
