@@ -180,40 +180,66 @@ static void reference_conv_backward_weight(const op_case *c, double *const *t)
                          tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s), t[3]);
 }
 
-/* ---------- linear ---------- */
+/* ---------- linear ----------
+ * Layers of at most 4096 weights run small_linear and small_linear_backward
+ * (sums in order, no GEMM), larger ones GEMMs: each has its own table
+ * entries, so that the GEMM-free ones count as ops without a GEMM (the same
+ * bits on any thread count, Oclgrind's full checks). */
 
-static const tdm_linear_shape linear_shapes[] = {
-    {1, 1, 1}, {16, 4, 10}, {128, 64, 10}, {3, 7, 5}, {81, 1, 10}, {2, 50, 3},
+static const tdm_linear_shape small_linear_shapes[] = {
+    {1, 1, 1},  {16, 4, 10}, {128, 64, 10}, {3, 7, 5},     {81, 1, 10},
+    {2, 50, 3}, {9, 19, 33}, {5, 4096, 1},  {128, 64, 64}, /* 4096 weights, the most */
 };
-enum { LINEAR_SHAPE_COUNT = sizeof linear_shapes / sizeof linear_shapes[0] };
+static const tdm_linear_shape gemm_linear_shapes[] = {
+    {8, 80, 60}, /* 4800 weights */
+    {3, 4097, 1},
+    {130, 65, 64},
+};
 
-static size_t make_linear_cases(op_case *cases, size_t capacity, int direction)
+/* A variant: the direction, and LINEAR_GEMM for the larger layers. */
+enum { LINEAR_BACKWARD_ALL = CONV_BACKWARD_WEIGHT + 1, LINEAR_GEMM = 8 };
+
+static void add_linear_tensors(op_case *c, int direction, bool bias)
 {
+    const tdm_linear_shape *s = &c->p.layer.linear;
+    size_t nx = s->batch * s->in_features, nw = s->out_features * s->in_features,
+           ny = s->batch * s->out_features;
+    bool input_gradient = direction == CONV_BACKWARD_INPUT || direction == LINEAR_BACKWARD_ALL,
+         weight_gradient = direction == CONV_BACKWARD_WEIGHT || direction == LINEAR_BACKWARD_ALL;
+    if (direction == CONV_FORWARD) {
+        add_tensor(c, "x", nx, false, INIT_RANDOM);
+        add_tensor(c, "weight", nw, false, INIT_RANDOM);
+        add_tensor(c, "y", ny, true, INIT_NAN);
+        if (bias)
+            add_tensor(c, "bias", s->out_features, false, INIT_RANDOM);
+        return;
+    }
+    if (weight_gradient)
+        add_tensor(c, "x", nx, false, INIT_RANDOM);
+    if (input_gradient)
+        add_tensor(c, "weight", nw, false, INIT_RANDOM);
+    add_tensor(c, "dy", ny, false, INIT_RANDOM);
+    if (input_gradient)
+        add_tensor(c, "dx", nx, true, INIT_NAN);
+    if (weight_gradient)
+        add_tensor(c, "dweight", nw, true, INIT_RANDOM);
+    if (weight_gradient && bias)
+        add_tensor(c, "dbias", s->out_features, true, INIT_RANDOM);
+}
+
+static size_t make_linear_cases(op_case *cases, size_t capacity, int variant)
+{
+    bool gemm = variant & LINEAR_GEMM;
+    const tdm_linear_shape *shapes = gemm ? gemm_linear_shapes : small_linear_shapes;
+    size_t shape_count = gemm ? sizeof gemm_linear_shapes / sizeof gemm_linear_shapes[0]
+                              : sizeof small_linear_shapes / sizeof small_linear_shapes[0];
     size_t count = 0;
-    for (size_t i = 0; i < LINEAR_SHAPE_COUNT && count < capacity; i++) {
-        const tdm_linear_shape *s = &linear_shapes[i];
+    for (size_t i = 0; i < shape_count && count < capacity; i++) {
+        const tdm_linear_shape *s = &shapes[i];
         op_case *c = new_case(cases, &count);
         c->p.layer.linear = *s;
         bool bias = i % 2 == 0;
-        size_t nx = s->batch * s->in_features, nw = s->out_features * s->in_features,
-               ny = s->batch * s->out_features;
-        if (direction == CONV_FORWARD) {
-            add_tensor(c, "x", nx, false, INIT_RANDOM);
-            add_tensor(c, "weight", nw, false, INIT_RANDOM);
-            add_tensor(c, "y", ny, true, INIT_NAN);
-            if (bias)
-                add_tensor(c, "bias", s->out_features, false, INIT_RANDOM);
-        } else if (direction == CONV_BACKWARD_INPUT) {
-            add_tensor(c, "weight", nw, false, INIT_RANDOM);
-            add_tensor(c, "dy", ny, false, INIT_RANDOM);
-            add_tensor(c, "dx", nx, true, INIT_NAN);
-        } else {
-            add_tensor(c, "x", nx, false, INIT_RANDOM);
-            add_tensor(c, "dy", ny, false, INIT_RANDOM);
-            add_tensor(c, "dweight", nw, true, INIT_RANDOM);
-            if (bias)
-                add_tensor(c, "dbias", s->out_features, true, INIT_RANDOM);
-        }
+        add_linear_tensors(c, variant & ~LINEAR_GEMM, bias);
         snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu%s", s->batch, s->in_features,
                  s->out_features, bias ? " bias" : "");
     }
@@ -237,6 +263,13 @@ static tdm_status run_linear_backward_weight(tdm_backend *backend, const op_case
 {
     return tdm_linear_backward_weight(backend, &c->p.layer.linear, v[0], v[1], v[2],
                                       optional_view(c, v, 3));
+}
+
+/* x, weight, dy, dx, dweight[, dbias] */
+static tdm_status run_linear_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_linear_backward(backend, &c->p.layer.linear, v[0], v[1], v[2], v[3], v[4],
+                               optional_view(c, v, 5));
 }
 
 /* A linear layer is a 1x1 convolution of a 1x1 image. */
@@ -266,6 +299,16 @@ static void reference_linear_backward_weight(const op_case *c, double *const *t)
     parity_conv_reference(&s, t[0], NULL, t[1], NULL, NULL, t[2]);
     if (c->tensor_count > 3)
         add_channel_sums(t[1], s.batch, s.out_channels, 1, t[3]);
+}
+
+static void reference_linear_backward(const op_case *c, double *const *t)
+{
+    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
+    memset(t[3], 0, c->tensors[3].count * sizeof(double));
+    parity_conv_reference(&s, NULL, t[1], t[2], NULL, t[3], NULL);
+    parity_conv_reference(&s, t[0], NULL, t[2], NULL, NULL, t[4]);
+    if (c->tensor_count > 5)
+        add_channel_sums(t[2], s.batch, s.out_channels, 1, t[5]);
 }
 
 /* ---------- batchnorm2d ---------- */
@@ -798,12 +841,27 @@ const parity_op parity_layer_ops[] = {
      run_conv_backward_input, reference_conv_backward_input, true},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
      run_conv_backward_weight, reference_conv_backward_weight, true},
-    {"linear_forward", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases, CONV_FORWARD,
-     run_linear_forward, reference_linear_forward, true},
-    {"linear_backward_input", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases, CONV_BACKWARD_INPUT,
-     run_linear_backward_input, reference_linear_backward_input, true},
-    {"linear_backward_weight", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_cases,
-     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight, true},
+    {"linear_forward_gemm", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases,
+     CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true},
+    {"linear_backward_input_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,
+     CONV_BACKWARD_INPUT | LINEAR_GEMM, run_linear_backward_input, reference_linear_backward_input,
+     true},
+    {"linear_backward_weight_gemm", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_cases,
+     CONV_BACKWARD_WEIGHT | LINEAR_GEMM, run_linear_backward_weight,
+     reference_linear_backward_weight, true},
+    {"linear_backward_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,
+     LINEAR_BACKWARD_ALL | LINEAR_GEMM, run_linear_backward, reference_linear_backward, true},
+    /* Layers of few weights: float sums in order of up to 4096 products
+     * (the 4096-input layer): typically sqrt(4096) * 2^-24 ~ 4e-6 relative,
+     * inside the GEMM tolerance. */
+    {"linear_forward", TDM_OP_SMALL_LINEAR, 1e-10, 1e-4, make_linear_cases, CONV_FORWARD,
+     run_linear_forward, reference_linear_forward, false},
+    {"linear_backward_input", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
+     CONV_BACKWARD_INPUT, run_linear_backward_input, reference_linear_backward_input, false},
+    {"linear_backward_weight", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
+     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight, false},
+    {"linear_backward", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
+     LINEAR_BACKWARD_ALL, run_linear_backward, reference_linear_backward, false},
     /* Batch statistics are float sums of up to 2048 values: on OpenCL as 64
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the

@@ -244,6 +244,27 @@ static void col_weight_gradient_refuses_too_many_taps(void **state)
     }
 }
 
+/* The linear layer without a GEMM takes at most TDM_SMALL_LINEAR_MAX_WEIGHTS
+ * weights (the cpu backend keeps them transposed on its stack): a backend
+ * refuses more, should a layer ever pass them. */
+static void small_linear_refuses_too_many_weights(void **state)
+{
+    (void)state;
+    tdm_linear_shape s = {1, TDM_SMALL_LINEAR_MAX_WEIGHTS / 2 + 1, 2}; /* 4098 weights */
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *buffer = NULL;
+        assert_int_equal(tdm_buffer_alloc(backend, 8192 * sizeof(float), &buffer), TDM_OK);
+        tdm_view x = {buffer, 0}, w = {buffer, 2100}, y = {buffer, 6200};
+        expect_failure(backend->iface->small_linear(backend, &s, x, w, (tdm_view){0}, y),
+                       TDM_ERR_INVALID_ARGUMENT, "small_linear: 2 x 2049 weights, at most 4096");
+        expect_failure(backend->iface->small_linear_backward(backend, &s, x, w, y, (tdm_view){0},
+                                                             (tdm_view){0}, (tdm_view){0}),
+                       TDM_ERR_INVALID_ARGUMENT, "small_linear_backward: 2 x 2049 weights");
+        tdm_buffer_free(buffer);
+    }
+}
+
 static void opencl_missing_device_is_named(void **state)
 {
     (void)state;
@@ -287,6 +308,7 @@ int main(void)
         cmocka_unit_test(bits_leaky_relu_and_threads_arguments),
         cmocka_unit_test(counts_follow_launches_and_waits),
         cmocka_unit_test(col_weight_gradient_refuses_too_many_taps),
+        cmocka_unit_test(small_linear_refuses_too_many_weights),
         cmocka_unit_test(opencl_missing_device_is_named),
         cmocka_unit_test(kernel_build_failure_shows_the_log),
     };

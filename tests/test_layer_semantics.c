@@ -257,6 +257,53 @@ static void test_few_tap_weight_gradient_plans(void **state)
     }
 }
 
+/* The OpenCL commands of a linear layer's forward and its whole backward
+ * (tdm_linear_backward, with bias), as a model runs them. */
+static void linear_launches(tdm_backend *backend, const tdm_linear_shape *s, size_t *forward,
+                            size_t *backward)
+{
+    size_t nx = s->batch * s->in_features, nw = s->out_features * s->in_features,
+           ny = s->batch * s->out_features, total = 2 * nx + 2 * nw + 2 * ny + 2 * s->out_features;
+    tdm_buffer *all = upload(backend, NULL, total);
+    assert_int_equal(tdm_fill(backend, (tdm_view){all, 0}, total, 0.5f), TDM_OK);
+    tdm_view x = {all, 0}, w = {all, nx}, b = {all, nx + nw}, y = {all, nx + nw + s->out_features},
+             dy = {all, y.offset + ny}, dx = {all, dy.offset + ny}, dw = {all, dx.offset + nx},
+             db = {all, dw.offset + nw};
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_linear_forward(backend, s, x, w, b, y), TDM_OK);
+    tdm_backend_counts middle = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_linear_backward(backend, s, x, w, dy, dx, dw, db), TDM_OK);
+    *forward = middle.launches - before.launches;
+    *backward = tdm_backend_get_counts(backend).launches - middle.launches;
+    float first = 0.0f;
+    assert_int_equal(tdm_buffer_download(all, db.offset * sizeof(float), &first, sizeof first),
+                     TDM_OK);
+    assert_true(first == 0.5f + 0.5f * (float)s->batch); /* db += the sum of dy over the batch */
+    tdm_buffer_free(all);
+}
+
+/* A linear layer of at most 4096 weights (ResNet's head) runs each pass in
+ * one command (small_linear, small_linear_backward); a larger one runs
+ * GEMMs: the product and the bias forward (2), and backward the weight
+ * GEMM, the bias sums and the input GEMM (3). */
+static void test_linear_plans(void **state)
+{
+    (void)state;
+    const tdm_linear_shape head = {128, 64, 64}, large = {16, 65, 64};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        if (strcmp(tdm_backend_name(backend), "opencl") != 0)
+            continue; /* the cpu backend counts no launches */
+        size_t forward = 0, backward = 0;
+        linear_launches(backend, &head, &forward, &backward);
+        assert_int_equal(forward, 1);
+        assert_int_equal(backward, 1);
+        linear_launches(backend, &large, &forward, &backward);
+        assert_int_equal(forward, 2);
+        assert_int_equal(backward, 3);
+    }
+}
+
 /* The model's output for a batch, in evaluation mode. */
 static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
 {
@@ -480,6 +527,7 @@ int main(void)
         cmocka_unit_test(test_lenet_agrees_across_backends),
         cmocka_unit_test(test_leaky_relu_layer),
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
+        cmocka_unit_test(test_linear_plans),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

@@ -82,6 +82,11 @@ tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shap
 /* dweight += dy^T x; dbias += column sums of dy (dbias may be empty) */
 tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
+/* Both at once (dx and dbias may be empty): the same results as the two
+ * above, and for a layer with few weights one launch instead of two. */
+tdm_status tdm_linear_backward(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
+                               tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                               tdm_view dbias);
 
 /* --- batchnorm2d over (N, spatial) per channel --- */
 

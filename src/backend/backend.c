@@ -188,6 +188,14 @@ tdm_status tdm_fill(tdm_backend *backend, tdm_view x, size_t count, float value)
     return count ? backend->iface->fill(backend, x, count, value) : TDM_OK;
 }
 
+tdm_status tdm_check_small_linear(const char *op, const tdm_linear_shape *s)
+{
+    if (s->out_features && s->in_features > TDM_SMALL_LINEAR_MAX_WEIGHTS / s->out_features)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: %zu x %zu weights, at most %d", op,
+                        s->out_features, s->in_features, (int)TDM_SMALL_LINEAR_MAX_WEIGHTS);
+    return TDM_OK;
+}
+
 bool tdm_views_overlap(tdm_view a, size_t a_count, tdm_view b, size_t b_count)
 {
     return a.buffer == b.buffer && a.offset < b.offset + b_count && b.offset < a.offset + a_count;

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 13
+#define TDM_BACKEND_IFACE_VERSION 14
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -93,6 +93,19 @@ struct tdm_backend_iface {
                                    tdm_view weight, tdm_view col, tdm_view y);
     tdm_status (*conv_col_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                            tdm_view dy, tdm_view col, tdm_view dweight);
+    /* A linear layer with few weights (out * in <= TDM_SMALL_LINEAR_MAX_WEIGHTS,
+     * a classifier head) in one launch a pass, without a GEMM. small_linear:
+     * y[n][o] = the sum over i in order of x[n][i] * weight[o][i], then +
+     * bias[o] (bias may be empty). small_linear_backward writes what it is
+     * given of dx[n][i] = the sum over o in order of dy[n][o] * weight[o][i];
+     * adds to dweight[o][i] the sum over n in order of dy[n][o] * x[n][i],
+     * and to dbias[o] that of dy[n][o]: each output one sum, in the order of
+     * both backends. Empty views (dx, dweight, dbias) are not computed. */
+    tdm_status (*small_linear)(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
+                               tdm_view weight, tdm_view bias, tdm_view y);
+    tdm_status (*small_linear_backward)(tdm_backend *backend, const tdm_linear_shape *shape,
+                                        tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                        tdm_view dweight, tdm_view dbias);
     /* dst[b][a][s] = src[a][b][s] for src [outer][inner][spatial]. */
     tdm_status (*swap_axes)(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                             tdm_view src, tdm_view dst);
@@ -142,6 +155,12 @@ struct tdm_backend_iface {
 /* The most taps a sample of conv_col_product and conv_col_weight_gradient
  * (cl/conv.cl's kernels keep that many lanes). */
 enum { TDM_CONV_COL_MAX_TAPS = 16 };
+
+/* The most weights (out * in) of small_linear and small_linear_backward (the
+ * cpu backend keeps the weights transposed on its stack). */
+enum { TDM_SMALL_LINEAR_MAX_WEIGHTS = 4096 };
+/* Both backends refuse more, should a layer ever pass them. */
+tdm_status tdm_check_small_linear(const char *op, const tdm_linear_shape *shape);
 
 /* Scratch buffers the generic layer lends to composite ops (conv2d's col,
  * its swapped GEMM output, col transposed). Ops run in issue order on every

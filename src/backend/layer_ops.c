@@ -476,14 +476,27 @@ tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels
 static tdm_status check_linear(tdm_backend *backend, const char *op, const tdm_linear_shape *s,
                                size_t *x_count, size_t *weight_count, size_t *y_count)
 {
-    TDM_TRY(tdm_check_supported(backend, TDM_OP_SGEMM));
-    TDM_TRY(tdm_check_supported(backend, TDM_OP_BIAS_ADD));
-    TDM_TRY(tdm_check_supported(backend, TDM_OP_BIAS_BACKWARD));
+    static const tdm_op needed[] = {TDM_OP_SGEMM, TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD,
+                                    TDM_OP_SMALL_LINEAR, TDM_OP_SMALL_LINEAR_BACKWARD};
+    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
+        TDM_TRY(tdm_check_supported(backend, needed[i]));
     TDM_TRY(require_positive(op, "in_features", s->in_features));
     TDM_TRY(require_positive(op, "out_features", s->out_features));
     TDM_TRY(product(op, s->batch, s->in_features, 1, 1, x_count));
     TDM_TRY(product(op, s->out_features, s->in_features, 1, 1, weight_count));
     return product(op, s->batch, s->out_features, 1, 1, y_count);
+}
+
+/* The weight gradient without a GEMM sums each weight's products over the
+ * batch in one work-item: past this batch a GEMM spreads the work wider. */
+enum { MAX_SMALL_LINEAR_BATCH = 1 << 16 };
+
+/* Few weights (ResNet's head: 64 x 10): one launch a pass without a GEMM,
+ * where CLBlast's GEMM (and its bias launch) costs several launches' time
+ * for so few products. */
+static bool use_small_linear(const tdm_linear_shape *s, size_t weight_count)
+{
+    return weight_count <= TDM_SMALL_LINEAR_MAX_WEIGHTS && s->batch <= MAX_SMALL_LINEAR_BATCH;
 }
 
 tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
@@ -499,50 +512,35 @@ tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, t
     tdm_view inputs[] = {x, weight, bias};
     size_t counts[] = {nx, nw, given(bias) ? s->out_features : 0};
     TDM_TRY(tdm_check_output(backend, op, y, ny, "y", inputs, counts, 3));
+    if (s->batch == 0)
+        return TDM_OK;
+    if (use_small_linear(s, nw))
+        return backend->iface->small_linear(backend, s, x, weight, bias, y);
     /* y [N][out] = x [N][in] * weight^T */
     tdm_sgemm_args forward =
         tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x,
                       s->in_features, weight, s->in_features, 0.0f, y, s->out_features);
     TDM_TRY(tdm_sgemm(backend, &forward));
-    if (given(bias) && s->batch > 0)
+    if (given(bias))
         TDM_TRY(backend->iface->bias_add(backend, s->batch, s->out_features, 1, bias, y));
     return TDM_OK;
 }
 
-tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
-                                     tdm_view weight, tdm_view dy, tdm_view dx)
+/* dx [N][in] = dy [N][out] * weight [out][in], by GEMM. */
+static tdm_status gemm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
+                                             tdm_view weight, tdm_view dy, tdm_view dx)
 {
-    const char *op = "linear_backward_input";
-    size_t nx = 0, nw = 0, ny = 0;
-    TDM_TRY(check_linear(backend, op, s, &nx, &nw, &ny));
-    TDM_TRY(tdm_check_view(backend, weight, nw, op, "weight"));
-    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
-    tdm_view inputs[] = {weight, dy};
-    size_t counts[] = {nw, ny};
-    TDM_TRY(tdm_check_output(backend, op, dx, nx, "dx", inputs, counts, 2));
-    /* dx [N][in] = dy [N][out] * weight [out][in] */
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
                       s->out_features, weight, s->in_features, 0.0f, dx, s->in_features);
     return tdm_sgemm(backend, &backward);
 }
 
-tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
-                                      tdm_view dy, tdm_view dweight, tdm_view dbias)
+/* dweight [out][in] += dy^T [out][N] * x [N][in] by GEMM; dbias += column sums of dy. */
+static tdm_status gemm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *s,
+                                              tdm_view x, tdm_view dy, tdm_view dweight,
+                                              tdm_view dbias)
 {
-    const char *op = "linear_backward_weight";
-    size_t nx = 0, nw = 0, ny = 0;
-    TDM_TRY(check_linear(backend, op, s, &nx, &nw, &ny));
-    TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
-    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
-    tdm_view inputs[] = {x, dy};
-    size_t counts[] = {nx, ny};
-    TDM_TRY(tdm_check_output(backend, op, dweight, nw, "dweight", inputs, counts, 2));
-    if (given(dbias))
-        TDM_TRY(tdm_check_output(backend, op, dbias, s->out_features, "dbias", inputs, counts, 2));
-    if (s->batch == 0)
-        return TDM_OK;
-    /* dweight [out][in] += dy^T [out][N] * x [N][in] */
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, s->out_features, s->in_features, s->batch, dy,
                       s->out_features, x, s->in_features, 1.0f, dweight, s->in_features);
@@ -550,6 +548,83 @@ tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_sha
     if (given(dbias))
         TDM_TRY(backend->iface->bias_backward(backend, s->batch, s->out_features, 1, dy, dbias));
     return TDM_OK;
+}
+
+/* The gradients a linear layer's backward is asked for: dx, or dweight and
+ * dbias, or all three; empty views are not computed. */
+typedef struct linear_gradients {
+    tdm_view dx, dweight, dbias;
+} linear_gradients;
+
+static tdm_status check_linear_backward(tdm_backend *backend, const char *op,
+                                        const tdm_linear_shape *s, tdm_view x, tdm_view weight,
+                                        tdm_view dy, const linear_gradients *g,
+                                        size_t *weight_count)
+{
+    size_t nx = 0, ny = 0;
+    TDM_TRY(check_linear(backend, op, s, &nx, weight_count, &ny));
+    if (given(g->dweight))
+        TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
+    if (given(g->dx))
+        TDM_TRY(tdm_check_view(backend, weight, *weight_count, op, "weight"));
+    TDM_TRY(tdm_check_view(backend, dy, ny, op, "dy"));
+    /* Each output is checked against the inputs and the outputs before it. */
+    tdm_view operands[] = {x, weight, dy, g->dx, g->dweight};
+    size_t counts[] = {given(g->dweight) ? nx : 0, given(g->dx) ? *weight_count : 0, ny,
+                       given(g->dx) ? nx : 0, given(g->dweight) ? *weight_count : 0};
+    if (given(g->dx))
+        TDM_TRY(tdm_check_output(backend, op, g->dx, nx, "dx", operands, counts, 3));
+    if (given(g->dweight))
+        TDM_TRY(tdm_check_output(backend, op, g->dweight, *weight_count, "dweight", operands,
+                                 counts, 4));
+    if (given(g->dbias))
+        TDM_TRY(
+            tdm_check_output(backend, op, g->dbias, s->out_features, "dbias", operands, counts, 5));
+    return TDM_OK;
+}
+
+static tdm_status linear_backward(tdm_backend *backend, const char *op, const tdm_linear_shape *s,
+                                  tdm_view x, tdm_view weight, tdm_view dy,
+                                  const linear_gradients *g)
+{
+    size_t nw = 0;
+    TDM_TRY(check_linear_backward(backend, op, s, x, weight, dy, g, &nw));
+    if (s->batch == 0)
+        return TDM_OK;
+    if (use_small_linear(s, nw))
+        return backend->iface->small_linear_backward(backend, s, x, weight, dy, g->dx, g->dweight,
+                                                     g->dbias);
+    if (given(g->dweight))
+        TDM_TRY(gemm_linear_backward_weight(backend, s, x, dy, g->dweight, g->dbias));
+    return given(g->dx) ? gemm_linear_backward_input(backend, s, weight, dy, g->dx) : TDM_OK;
+}
+
+tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
+                                     tdm_view weight, tdm_view dy, tdm_view dx)
+{
+    if (!given(dx))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "linear_backward_input: dx is empty");
+    linear_gradients g = {.dx = dx};
+    return linear_backward(backend, "linear_backward_input", s, (tdm_view){0}, weight, dy, &g);
+}
+
+tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                      tdm_view dy, tdm_view dweight, tdm_view dbias)
+{
+    if (!given(dweight))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "linear_backward_weight: dweight is empty");
+    linear_gradients g = {.dweight = dweight, .dbias = dbias};
+    return linear_backward(backend, "linear_backward_weight", s, x, (tdm_view){0}, dy, &g);
+}
+
+tdm_status tdm_linear_backward(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                               tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                               tdm_view dbias)
+{
+    if (!given(dweight))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "linear_backward: dweight is empty");
+    linear_gradients g = {.dx = dx, .dweight = dweight, .dbias = dbias};
+    return linear_backward(backend, "linear_backward", s, x, weight, dy, &g);
 }
 
 /* ---------- batchnorm2d ---------- */

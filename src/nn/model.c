@@ -692,17 +692,22 @@ static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
     return gradient_owner(m, n->inputs[slot]) != MODEL_INPUT;
 }
 
-static tdm_status backward_parameters(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+static tdm_status backward_conv_weight(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
 {
-    tdm_backend *b = m->backend;
-    if (n->kind == NODE_CONV) {
-        tdm_conv2d_shape s = conv_shape(n, m->batch);
-        return tdm_conv2d_backward_weight(b, &s, x, dy, at(m->grads, n->weight),
-                                          optional_bias(n, m->grads));
-    }
-    tdm_linear_shape s = linear_shape(n, m->batch);
-    return tdm_linear_backward_weight(b, &s, x, dy, at(m->grads, n->weight),
+    tdm_conv2d_shape s = conv_shape(n, m->batch);
+    return tdm_conv2d_backward_weight(m->backend, &s, x, dy, at(m->grads, n->weight),
                                       optional_bias(n, m->grads));
+}
+
+/* A linear layer's gradients in one call: one launch for a small layer. */
+static tdm_status backward_linear(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+{
+    tdm_linear_shape s = linear_shape(n, m->batch);
+    bool input = needs_input_gradient(m, n, 0);
+    TDM_TRY(tdm_linear_backward(m->backend, &s, x, at(m->params, n->weight), dy,
+                                input ? input_gradient_target(m, n, 0) : (tdm_view){0},
+                                at(m->grads, n->weight), optional_bias(n, m->grads)));
+    return input ? finish_input_gradient(m, n, 0) : TDM_OK;
 }
 
 /* dx for one node, into `dx`. */
@@ -728,11 +733,8 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
     case NODE_AVGPOOL:
         return tdm_global_avgpool_backward(b, batch * n->in.channels, n->in.height * n->in.width,
                                            dy, dx);
-    case NODE_LINEAR: {
-        tdm_linear_shape s = linear_shape(n, batch);
-        return tdm_linear_backward_input(b, &s, at(m->params, n->weight), dy, dx);
-    }
     case NODE_ADD: return tdm_copy(b, dy, dx, count); /* dy passes to both inputs */
+    case NODE_LINEAR:                                 /* backward_linear */
     case NODE_NORM:                                   /* backward_norm */
     case NODE_FLATTEN: /* no work */ break;
     }
@@ -763,8 +765,10 @@ static tdm_status backward_node(tdm_model *m, const node *n)
     tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
     if (n->kind == NODE_NORM)
         return backward_norm(m, n, x, dy);
-    if (n->kind == NODE_CONV || n->kind == NODE_LINEAR)
-        TDM_TRY(backward_parameters(m, n, x, dy));
+    if (n->kind == NODE_LINEAR)
+        return backward_linear(m, n, x, dy);
+    if (n->kind == NODE_CONV)
+        TDM_TRY(backward_conv_weight(m, n, x, dy));
     for (int slot = 0; slot < (n->kind == NODE_ADD ? 2 : 1); slot++) {
         if (!needs_input_gradient(m, n, slot))
             continue;

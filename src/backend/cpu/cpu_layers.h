@@ -31,6 +31,11 @@ tdm_status tdm_cpu_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape
                                     tdm_view weight, tdm_view col, tdm_view y);
 tdm_status tdm_cpu_conv_col_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
                                             tdm_view dy, tdm_view col, tdm_view dweight);
+tdm_status tdm_cpu_small_linear(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                tdm_view weight, tdm_view bias, tdm_view y);
+tdm_status tdm_cpu_small_linear_backward(tdm_backend *backend, const tdm_linear_shape *s,
+                                         tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                         tdm_view dweight, tdm_view dbias);
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst);
 tdm_status tdm_cpu_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,

@@ -20,6 +20,11 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
                                                  tdm_view dense_grad, tdm_view dweight);
 tdm_status tdm_opencl_transpose(tdm_backend *backend, size_t batch, size_t rows, size_t cols,
                                 tdm_view src, tdm_view dst);
+tdm_status tdm_opencl_small_linear(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                   tdm_view weight, tdm_view bias, tdm_view y);
+tdm_status tdm_opencl_small_linear_backward(tdm_backend *backend, const tdm_linear_shape *s,
+                                            tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                            tdm_view dweight, tdm_view dbias);
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                                 tdm_view src, tdm_view dst);
 tdm_status tdm_opencl_bias_add(tdm_backend *backend, size_t batch, size_t channels, size_t spatial,

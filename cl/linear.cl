@@ -1,0 +1,76 @@
+// A linear layer with few weights (small_linear, small_linear_backward in
+// src/backend/backend_impl.h): a work-item an output, its sum in order, in
+// one launch a pass where a GEMM and a bias kernel would take several.
+
+// y[n][o] = the sum over i of x[n][i] * w[o][i], then + bias[o]; a
+// work-item a value of y.
+__kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_features,
+                               __global const float *x, uint x_offset, __global const float *w,
+                               uint w_offset, int with_bias, __global const float *bias,
+                               uint bias_offset, __global float *y, uint y_offset)
+{
+    const uint id = get_global_id(0);
+    if (id >= outputs)
+        return;
+    const uint n = tdm_div(id, out_features), o = id - n * out_features.x;
+    __global const float *row = x + x_offset + n * in_features;
+    __global const float *weights = w + w_offset + o * in_features;
+    float sum = 0.0f;
+    for (uint i = 0; i < in_features; i++)
+        sum += row[i] * weights[i];
+    y[y_offset + id] = with_bias ? sum + bias[bias_offset + o] : sum;
+}
+
+// dx[n][i] = the sum over o of dy[n][o] * w[o][i].
+void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features,
+                         __global const float *w, __global const float *dy, __global float *dx)
+{
+    const uint n = tdm_div(id, in_features), i = id - n * in_features.x;
+    __global const float *g = dy + n * out_features;
+    float sum = 0.0f;
+    for (uint o = 0; o < out_features; o++)
+        sum += g[o] * w[o * in_features.x + i];
+    dx[id] = sum;
+}
+
+// dw[o][i] += the sum over n of dy[n][o] * x[n][i].
+void tdm_small_linear_dw(uint id, uint batch, uint out_features, tdm_divisor in_features,
+                         __global const float *x, __global const float *dy, __global float *dw)
+{
+    const uint o = tdm_div(id, in_features), i = id - o * in_features.x;
+    float sum = 0.0f;
+    for (uint n = 0; n < batch; n++)
+        sum += dy[n * out_features + o] * x[n * in_features.x + i];
+    dw[id] += sum;
+}
+
+// The backward pass in one launch: the first dx_count work-items write dx
+// (0 when not asked for), the next dw_count add to dweight, the last
+// db_count to dbias (db[o] += the sum over n of dy[n][o]).
+__kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divisor in_features,
+                                        uint dx_count, uint dw_count, uint db_count,
+                                        __global const float *x, uint x_offset,
+                                        __global const float *w, uint w_offset,
+                                        __global const float *dy, uint dy_offset,
+                                        __global float *dx, uint dx_offset, __global float *dw,
+                                        uint dw_offset, __global float *db, uint db_offset)
+{
+    uint id = get_global_id(0);
+    __global const float *g = dy + dy_offset;
+    if (id < dx_count) {
+        tdm_small_linear_dx(id, out_features, in_features, w + w_offset, g, dx + dx_offset);
+        return;
+    }
+    id -= dx_count;
+    if (id < dw_count) {
+        tdm_small_linear_dw(id, batch, out_features, in_features, x + x_offset, g, dw + dw_offset);
+        return;
+    }
+    id -= dw_count;
+    if (id >= db_count)
+        return;
+    float sum = 0.0f;
+    for (uint n = 0; n < batch; n++)
+        sum += g[n * out_features + id];
+    db[db_offset + id] += sum;
+}
