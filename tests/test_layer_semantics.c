@@ -304,6 +304,39 @@ static void test_linear_plans(void **state)
     }
 }
 
+/* ResNet's backward pass, from the gradient the loss writes where the
+ * model's backward starts (tdm_model_output_gradient: no copy), issues 16
+ * commands on OpenCL: the head 1 (small_linear_backward), the average pool
+ * 1, the ReLU after the add 1, the add none (its first input takes the add's
+ * gradient as its own, the block's input gets it added by conv1's input
+ * gradient: no copies), each batch norm 1 (3), each block conv 3 (the GEMM
+ * of dT, its weights' sums, the input GEMM: 6), that add 1, the max-pool 1,
+ * the stem's weight gradient 2 (im2col and its products). */
+static void test_resnet_backward_plan(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    float input[3 * 64];
+    fill_random(input, 3 * 64, 5);
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        if (strcmp(tdm_backend_name(backend), "opencl") != 0)
+            continue; /* the cpu backend counts no launches */
+        tdm_model *model = NULL;
+        assert_int_equal(tdm_model_create(backend, &spec, 3, 1, &model), TDM_OK);
+        tdm_buffer *x = upload(backend, input, 3 * 64);
+        assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, 3, true), TDM_OK);
+        tdm_view doutput = tdm_model_output_gradient(model);
+        assert_int_equal(tdm_fill(backend, doutput, 3 * 10, 0.25f), TDM_OK);
+        tdm_backend_counts before = tdm_backend_get_counts(backend);
+        assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
+        assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches, 16);
+        tdm_buffer_free(x);
+        tdm_model_free(model);
+    }
+}
+
 /* The model's output for a batch, in evaluation mode. */
 static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
 {
@@ -528,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_leaky_relu_layer),
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
         cmocka_unit_test(test_linear_plans),
+        cmocka_unit_test(test_resnet_backward_plan),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

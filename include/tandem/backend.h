@@ -79,7 +79,8 @@ tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 
 /* What a backend has asked of its device so far: kernel launches (each
- * OpenCL kernel tandem enqueues; a CLBlast GEMM counts once) and waits for
+ * OpenCL kernel tandem enqueues, each fill and copy of a buffer; a CLBlast
+ * GEMM counts once) and waits for
  * the device (blocking reads, synchronize). The cpu backend launches no
  * kernels and never waits: both stay 0. */
 typedef struct tdm_backend_counts {

@@ -113,6 +113,10 @@ tdm_view tdm_model_output(const tdm_model *model);
 /* Backward pass from the gradient of the loss with respect to the output of
  * the last (training) forward pass; parameter gradients accumulate. */
 tdm_status tdm_model_backward(tdm_model *model, tdm_view doutput);
+/* Where the backward pass keeps that gradient ([max batch][output size]):
+ * a caller that writes it there (a loss's dlogits) and passes this view to
+ * tdm_model_backward saves a copy. */
+tdm_view tdm_model_output_gradient(const tdm_model *model);
 tdm_status tdm_model_zero_grad(tdm_model *model);
 /* One torch.optim.SGD step over every parameter (momentum buffers are kept
  * in the model). */

@@ -36,7 +36,12 @@ typedef struct node {
     size_t stats; /* running mean at stats + 0, variance at + C */
     size_t saved; /* mean and invstd (2C) or argmax (batch x out) */
     size_t activation, gradient;
-    bool accumulate[2];         /* backward adds into that input's gradient */
+    bool accumulate[2]; /* backward adds into that input's gradient */
+    /* An add's input whose gradient is the add's own (shares_add_gradient),
+     * or one whose first other writer adds the add's gradient (adds_later):
+     * the add copies nothing there. */
+    bool gradient_shared[2];
+    int add_after[2];           /* an add whose gradient this node's input gradient adds, or -1 */
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
@@ -181,6 +186,7 @@ static void plan_gradients(tdm_model *m)
     for (int i = last_node(m); i >= 0; i--) {
         node *n = &m->nodes[i];
         for (int slot = 0; slot < 2 && n->kind != NODE_FLATTEN; slot++) {
+            n->add_after[slot] = -1;
             int owner = gradient_owner(m, n->inputs[slot]);
             if (owner == MODEL_INPUT)
                 continue;
@@ -196,6 +202,59 @@ static bool is_input_of_another(const tdm_model *m, int index, int except)
         if (i != except && (m->nodes[i].inputs[0] == index || m->nodes[i].inputs[1] == index))
             return true;
     return false;
+}
+
+/* An add passes its gradient to both inputs unchanged: an input read by the
+ * add alone (and not fused, whose gradient is its input's) takes the add's
+ * gradient as its own, no copy. */
+static bool shares_add_gradient(const tdm_model *m, int add, int slot)
+{
+    const node *n = &m->nodes[add];
+    int input = n->inputs[slot];
+    return input != MODEL_INPUT && input != n->inputs[1 - slot] && !n->accumulate[slot] &&
+           m->nodes[input].kind != NODE_FLATTEN && !m->nodes[input].fused &&
+           !is_input_of_another(m, input, add);
+}
+
+/* The node that writes an input's gradient next after `add` in backward
+ * order, where it writes it (=) rather than adding; -1 if none. */
+static int next_writer(const tdm_model *m, int add, int owner, int *slot_out)
+{
+    for (int i = add - 1; i >= 0; i--) {
+        const node *n = &m->nodes[i];
+        for (int slot = 0; slot < 2 && n->kind != NODE_FLATTEN; slot++)
+            if (gradient_owner(m, n->inputs[slot]) == owner) {
+                *slot_out = slot;
+                return n->fused || n->kind == NODE_ADD ? -1 : i;
+            }
+    }
+    return -1;
+}
+
+/* An input the add writes first but others read too (a residual block's
+ * input): its next writer writes its gradient and then adds the add's,
+ * instead of the add copying it there and the writer adding through scratch. */
+static void plan_add_gradients(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        for (int slot = 0; slot < 2 && n->kind == NODE_ADD; slot++) {
+            if (shares_add_gradient(m, i, slot)) {
+                m->nodes[n->inputs[slot]].gradient = n->gradient;
+                n->gradient_shared[slot] = true;
+                continue;
+            }
+            int owner = gradient_owner(m, n->inputs[slot]), writer_slot = 0;
+            int writer = owner == MODEL_INPUT || n->accumulate[slot]
+                             ? -1
+                             : next_writer(m, i, owner, &writer_slot);
+            if (writer < 0 || n->inputs[0] == n->inputs[1])
+                continue;
+            n->gradient_shared[slot] = true;
+            m->nodes[writer].accumulate[writer_slot] = false;
+            m->nodes[writer].add_after[writer_slot] = i;
+        }
+    }
 }
 
 /* A ReLU that alone reads an add's or a batch norm's output is done by that
@@ -244,6 +303,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     fuse_relus(m);
     assign_views(m);
     plan_gradients(m);
+    plan_add_gradients(m);
     return TDM_OK;
 }
 
@@ -669,6 +729,11 @@ tdm_view tdm_model_output(const tdm_model *m)
     return activation_of(m, last_node(m));
 }
 
+tdm_view tdm_model_output_gradient(const tdm_model *m)
+{
+    return at(m->gradients, m->nodes[gradient_owner(m, last_node(m))].gradient);
+}
+
 /* ---------- backward ---------- */
 
 /* Where a node's input gradient goes: straight into the input's gradient,
@@ -681,10 +746,12 @@ static tdm_view input_gradient_target(const tdm_model *m, const node *n, int slo
 
 static tdm_status finish_input_gradient(tdm_model *m, const node *n, int slot)
 {
-    if (!n->accumulate[slot])
+    if (!n->accumulate[slot] && n->add_after[slot] < 0)
         return TDM_OK;
     tdm_view sum = at(m->gradients, m->nodes[gradient_owner(m, n->inputs[slot])].gradient);
-    return tdm_add(m->backend, m->batch * tdm_nn_volume(n->in), sum, at(m->scratch, 0), sum);
+    tdm_view other = n->accumulate[slot] ? at(m->scratch, 0)
+                                         : at(m->gradients, m->nodes[n->add_after[slot]].gradient);
+    return tdm_add(m->backend, m->batch * tdm_nn_volume(n->in), sum, other, sum);
 }
 
 static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
@@ -770,7 +837,7 @@ static tdm_status backward_node(tdm_model *m, const node *n)
     if (n->kind == NODE_CONV)
         TDM_TRY(backward_conv_weight(m, n, x, dy));
     for (int slot = 0; slot < (n->kind == NODE_ADD ? 2 : 1); slot++) {
-        if (!needs_input_gradient(m, n, slot))
+        if (!needs_input_gradient(m, n, slot) || n->gradient_shared[slot])
             continue;
         TDM_TRY(backward_input(m, n, x, dy, input_gradient_target(m, n, slot)));
         TDM_TRY(finish_input_gradient(m, n, slot));
@@ -786,8 +853,9 @@ tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
     TDM_TRY(build_dense(m)); /* the parameters may have changed since the forward */
     const node *last = &m->nodes[last_node(m)];
     size_t count = m->batch * tdm_nn_volume(last->out);
-    tdm_view gradient = at(m->gradients, m->nodes[gradient_owner(m, last_node(m))].gradient);
-    TDM_TRY(tdm_copy(m->backend, doutput, gradient, count));
+    tdm_view gradient = tdm_model_output_gradient(m);
+    if (doutput.buffer != gradient.buffer || doutput.offset != gradient.offset)
+        TDM_TRY(tdm_copy(m->backend, doutput, gradient, count));
     for (int i = last_node(m); i >= 0; i--)
         TDM_TRY(backward_node(m, &m->nodes[i]));
     return TDM_OK;

@@ -156,7 +156,6 @@ static tdm_status setup(tdm_trainer *t, const tdm_model_spec *spec, const tdm_da
     TDM_TRY(check_set(test, "test", spec->input, t->classes));
     TDM_TRY(upload_set(t->backend, train, &t->train));
     TDM_TRY(upload_set(t->backend, test, &t->test));
-    TDM_TRY(tdm_buffer_alloc(t->backend, max_batch * t->classes * sizeof(float), &t->dlogits));
     if (o->shuffle) {
         TDM_TRY(tdm_dataset_slice(train, 0, train->count, &t->host_train));
         TDM_TRY(upload_set(t->backend, train, &t->shuffled));
@@ -210,7 +209,6 @@ void tdm_trainer_free(tdm_trainer *t)
     free_set(&t->test);
     free_set(&t->shuffled);
     tdm_dataset_free(&t->host_train);
-    tdm_buffer_free(t->dlogits);
     tdm_model_free(t->model);
     free(t);
 }
@@ -238,18 +236,19 @@ static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first
     first += offset;
     tdm_view x = {set->pixels, first * size};
     tdm_cross_entropy_shape s = {n, t->classes};
+    /* the loss's gradient goes where the model's backward starts: no copy */
+    tdm_view dlogits = tdm_model_output_gradient(t->model);
     TDM_TRY(tdm_model_forward(t->model, x, n, train));
     TDM_TRY(tdm_softmax_cross_entropy(
         t->backend, &s, tdm_model_output(t->model), (tdm_view){set->labels, first},
         (tdm_view){set->results, first}, (tdm_view){set->results, set->count + first},
-        train ? (tdm_view){t->dlogits, 0} : (tdm_view){0}));
+        train ? dlogits : (tdm_view){0}));
     if (!train)
         return TDM_OK;
     if (n != whole) /* the gradient of the whole batch's mean loss */
-        TDM_TRY(tdm_scale(t->backend, n * t->classes, (float)n / (float)whole,
-                          (tdm_view){t->dlogits, 0}));
+        TDM_TRY(tdm_scale(t->backend, n * t->classes, (float)n / (float)whole, dlogits));
     TDM_TRY(tdm_model_zero_grad(t->model));
-    TDM_TRY(tdm_model_backward(t->model, (tdm_view){t->dlogits, 0}));
+    TDM_TRY(tdm_model_backward(t->model, dlogits));
     TDM_TRY(tdm_model_sum_gradients(t->model));
     return tdm_model_sgd_step(t->model, &t->options.sgd);
 }

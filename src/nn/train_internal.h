@@ -21,9 +21,8 @@ struct tdm_trainer {
     device_set train, test;
     device_set shuffled;    /* the training set in this epoch's order */
     tdm_dataset host_train; /* a copy, for shuffling */
-    tdm_buffer *dlogits;
-    tdm_rng rng;     /* the shuffle order */
-    tdm_comm *comm;  /* the processes sharing each batch; NULL: this one alone */
+    tdm_rng rng;            /* the shuffle order */
+    tdm_comm *comm;         /* the processes sharing each batch; NULL: this one alone */
     size_t epoch;
     double seconds;
 };

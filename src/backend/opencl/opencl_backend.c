@@ -105,6 +105,7 @@ static void profile_report(const opencl_context *ctx)
         fprintf(stderr, "  %-34s %10lu %12.3f %10.2f %6.1f%%\n",
                 row == PROFILE_GEMM   ? "CLBlast GEMM"
                 : row == PROFILE_FILL ? "fill (clEnqueueFillBuffer)"
+                : row == PROFILE_COPY ? "copy (clEnqueueCopyBuffer)"
                                       : kernel_names[row],
                 rows[i]->launches, 1e3 * rows[i]->seconds,
                 1e6 * rows[i]->seconds / (double)rows[i]->launches,
@@ -254,11 +255,19 @@ static tdm_status opencl_fill(tdm_backend *backend, tdm_view x, size_t count, fl
     return fill_floats(ctx_of(backend), x, count, value);
 }
 
+/* A copy is a command of its own, counted and timed as a launch. */
 static tdm_status opencl_copy(tdm_backend *backend, tdm_view src, tdm_view dst, size_t count)
 {
-    TDM_CL_TRY(clEnqueueCopyBuffer(ctx_of(backend)->queue, mem_of(src.buffer), mem_of(dst.buffer),
-                                   src.offset * sizeof(float), dst.offset * sizeof(float),
-                                   count * sizeof(float), 0, NULL, NULL));
+    opencl_context *ctx = ctx_of(backend);
+    cl_event event;
+    cl_int err = clEnqueueCopyBuffer(ctx->queue, mem_of(src.buffer), mem_of(dst.buffer),
+                                     src.offset * sizeof(float), dst.offset * sizeof(float),
+                                     count * sizeof(float), 0, NULL, profile_event(ctx, &event));
+    ctx->counts->launches++;
+    if (err != CL_SUCCESS)
+        return TDM_FAIL(TDM_ERR_OPENCL, "clEnqueueCopyBuffer of %zu floats failed: %s", count,
+                        tdm_cl_error_name(err));
+    profile_add(ctx, PROFILE_COPY, event);
     return TDM_OK;
 }
 

@@ -47,8 +47,9 @@ enum { GPU_BITS_PARTS = 64, BITS_PART_ROWS = 128 };
 enum { MAX_PLANE_GROUPS = 65535 };
 
 /* Rows of the kernel profile (TANDEM_OPENCL_PROFILE): the kernels, then
- * CLBlast's GEMM and the fills of clEnqueueFillBuffer. */
-enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_FILL, PROFILE_ROWS };
+ * CLBlast's GEMM, the fills of clEnqueueFillBuffer and the copies of
+ * clEnqueueCopyBuffer. */
+enum { PROFILE_GEMM = KERNEL_COUNT, PROFILE_FILL, PROFILE_COPY, PROFILE_ROWS };
 
 typedef struct profile_row {
     double seconds; /* device time, from the events' start to end */
