@@ -1,7 +1,8 @@
-// One step of torch.optim.SGD (see tandem/layer_ops.h), elementwise.
+// One step of torch.optim.SGD (see tandem/layer_ops.h), elementwise; then
+// the gradient set to 0 if zero_grad.
 __kernel void tdm_sgd(uint count, float lr, float momentum, float dampening, float weight_decay,
-                      int nesterov, int first_step, __global float *w, uint w_offset,
-                      __global const float *g, uint g_offset, __global float *v, uint v_offset)
+                      int nesterov, int first_step, int zero_grad, __global float *w, uint w_offset,
+                      __global float *g, uint g_offset, __global float *v, uint v_offset)
 {
     const uint i = get_global_id(0);
     if (i >= count)
@@ -13,4 +14,6 @@ __kernel void tdm_sgd(uint count, float lr, float momentum, float dampening, flo
         d = nesterov ? d + momentum * velocity : velocity;
     }
     w[w_offset + i] -= lr * d;
+    if (zero_grad)
+        g[g_offset + i] = 0.0f;
 }

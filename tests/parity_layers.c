@@ -642,9 +642,9 @@ static void reference_loss(const op_case *c, double *const *t)
 
 /* ---------- SGD ---------- */
 
+/* variant 1: the step that then zeroes grad (tdm_sgd_step_zero_grad) */
 static size_t make_sgd_cases(op_case *cases, size_t capacity, int variant)
 {
-    (void)variant;
     static const tdm_sgd_options options[] = {
         {0.1f, 0.0f, 0.0f, 0.0f, false},  {0.05f, 0.9f, 0.0f, 0.0f, false},
         {0.1f, 0.9f, 0.1f, 1e-4f, false}, {0.01f, 0.5f, 0.0f, 5e-4f, true},
@@ -661,7 +661,7 @@ static size_t make_sgd_cases(op_case *cases, size_t capacity, int variant)
             c->p.layer.first_step = first;
             c->p.layer.spatial = n;
             add_tensor(c, "weight", n, true, INIT_RANDOM);
-            add_tensor(c, "grad", n, false, INIT_RANDOM);
+            add_tensor(c, "grad", n, variant == 1, INIT_RANDOM);
             add_tensor(c, "velocity", n, o->momentum != 0.0f,
                        o->momentum != 0.0f ? INIT_RANDOM : INIT_NAN);
             snprintf(c->label, sizeof c->label,
@@ -678,6 +678,12 @@ static tdm_status run_sgd(tdm_backend *backend, const op_case *c, const tdm_view
                         v[1], v[2]);
 }
 
+static tdm_status run_sgd_zero_grad(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_sgd_step_zero_grad(backend, &c->p.layer.sgd, c->p.layer.first_step,
+                                  c->p.layer.spatial, v[0], v[1], v[2]);
+}
+
 static void reference_sgd(const op_case *c, double *const *t)
 {
     const tdm_sgd_options *o = &c->p.layer.sgd;
@@ -691,6 +697,12 @@ static void reference_sgd(const op_case *c, double *const *t)
         }
         t[0][i] -= (double)o->lr * d;
     }
+}
+
+static void reference_sgd_zero_grad(const op_case *c, double *const *t)
+{
+    reference_sgd(c, t);
+    memset(t[1], 0, c->p.layer.spatial * sizeof(double));
 }
 
 /* ---------- softmax over rows (the E step of EM) ---------- */
@@ -894,6 +906,8 @@ const parity_op parity_layer_ops[] = {
     {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
      reference_softmax, false},
     {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false},
+    {"sgd_step_zero_grad", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 1, run_sgd_zero_grad,
+     reference_sgd_zero_grad, false},
     /* Float sums of up to 98 table entries (scores) or 2000 weights (sums)
      * of values in [-1, 1], in a fixed order per backend: like SGEMM's dot
      * products, ~1e-6 typical, 1e-4 of the result's RMS allowed. */

@@ -337,6 +337,64 @@ static void test_resnet_backward_plan(void **state)
     }
 }
 
+/* The launches of a model's zero_grad. */
+static size_t zero_grad_launches(tdm_backend *backend, tdm_model *model)
+{
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_model_zero_grad(model), TDM_OK);
+    return tdm_backend_get_counts(backend).launches - before.launches;
+}
+
+/* tdm_model_sgd_step_zero_grad takes tdm_model_sgd_step's step (the same
+ * bits) and leaves the gradients zero, so the next zero_grad has nothing to
+ * do until a backward pass writes them again. */
+static void test_sgd_step_zero_grad(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    assert_int_equal(tdm_model_spec_resnet(2, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
+    float input[3 * 64];
+    fill_random(input, 3 * 64, 6);
+    const tdm_sgd_options sgd = {0.1f, 0.9f, 0.0f, 0.0f, false};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_model *models[2] = {NULL, NULL}; /* fused, plain */
+        tdm_buffer *x = upload(backend, input, 3 * 64);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(tdm_model_create(backend, &spec, 3, 1, &models[i]), TDM_OK);
+            assert_int_equal(tdm_model_forward(models[i], (tdm_view){x, 0}, 3, true), TDM_OK);
+            tdm_view doutput = tdm_model_output_gradient(models[i]);
+            assert_int_equal(tdm_fill(backend, doutput, 3 * 10, 0.25f), TDM_OK);
+            assert_int_equal(tdm_model_backward(models[i], doutput), TDM_OK);
+        }
+        assert_int_equal(tdm_model_sgd_step_zero_grad(models[0], &sgd), TDM_OK);
+        assert_int_equal(tdm_model_sgd_step(models[1], &sgd), TDM_OK);
+        size_t count = tdm_model_parameter_count(models[0]);
+        float *values = malloc(4 * count * sizeof(float));
+        assert_non_null(values);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(tdm_model_get_parameters(models[i], values + 2 * i * count), TDM_OK);
+            assert_int_equal(tdm_model_get_gradients(models[i], values + (2 * i + 1) * count),
+                             TDM_OK);
+        }
+        assert_memory_equal(values, values + 2 * count, count * sizeof(float));
+        bool plain_nonzero = false;
+        for (size_t i = 0; i < count; i++) {
+            assert_true(values[count + i] == 0.0f);
+            plain_nonzero = plain_nonzero || values[3 * count + i] != 0.0f;
+        }
+        assert_true(plain_nonzero);
+        if (strcmp(tdm_backend_name(backend), "opencl") == 0) {
+            assert_int_equal(zero_grad_launches(backend, models[0]), 0);
+            assert_int_equal(zero_grad_launches(backend, models[1]), 1);
+        }
+        free(values);
+        tdm_buffer_free(x);
+        tdm_model_free(models[0]);
+        tdm_model_free(models[1]);
+    }
+}
+
 /* The model's output for a batch, in evaluation mode. */
 static void model_output(tdm_model *model, tdm_view x, size_t batch, float *out)
 {
@@ -562,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
         cmocka_unit_test(test_linear_plans),
         cmocka_unit_test(test_resnet_backward_plan),
+        cmocka_unit_test(test_sgd_step_zero_grad),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

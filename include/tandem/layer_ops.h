@@ -175,6 +175,11 @@ typedef struct tdm_sgd_options {
 
 tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *options, bool first_step,
                         size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+/* The same step, then grad set to 0 in the same pass (one launch where a
+ * training loop's step and its next zero_grad would take two). */
+tdm_status tdm_sgd_step_zero_grad(tdm_backend *backend, const tdm_sgd_options *options,
+                                  bool first_step, size_t count, tdm_view weight, tdm_view grad,
+                                  tdm_view velocity);
 
 #ifdef __cplusplus
 }

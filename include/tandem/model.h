@@ -121,6 +121,10 @@ tdm_status tdm_model_zero_grad(tdm_model *model);
 /* One torch.optim.SGD step over every parameter (momentum buffers are kept
  * in the model). */
 tdm_status tdm_model_sgd_step(tdm_model *model, const tdm_sgd_options *options);
+/* The step, then the gradients set to zero in the same launch: a training
+ * loop's step and its next zero_grad, which then has nothing to do (the
+ * model knows its gradients are zero until the next backward pass). */
+tdm_status tdm_model_sgd_step_zero_grad(tdm_model *model, const tdm_sgd_options *options);
 
 /* The parameters in PyTorch's model.parameters() order (per layer: weight,
  * then bias; batch norm: gamma, beta), and the batch-norm running statistics

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 14
+#define TDM_BACKEND_IFACE_VERSION 15
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -142,8 +142,10 @@ struct tdm_backend_iface {
     tdm_status (*softmax_cross_entropy)(tdm_backend *backend, const tdm_cross_entropy_shape *shape,
                                         tdm_view logits, tdm_view labels, tdm_view losses,
                                         tdm_view wrong, tdm_view dlogits);
+    /* The step; then grad = 0 if zero_grad. */
     tdm_status (*sgd)(tdm_backend *backend, const tdm_sgd_options *options, bool first_step,
-                      size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+                      bool zero_grad, size_t count, tdm_view weight, tdm_view grad,
+                      tdm_view velocity);
     tdm_status (*softmax_rows)(tdm_backend *backend, size_t rows, size_t cols, tdm_view x,
                                tdm_view lse);
     tdm_status (*bits_scores)(tdm_backend *backend, const tdm_bits_shape *shape, tdm_view bits,

@@ -873,10 +873,10 @@ tdm_status tdm_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_entro
 
 /* ---------- optimizer ---------- */
 
-tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
-                        size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+static tdm_status sgd_step(tdm_backend *backend, const char *op, const tdm_sgd_options *o,
+                           bool first_step, bool zero_grad, size_t count, tdm_view weight,
+                           tdm_view grad, tdm_view velocity)
 {
-    const char *op = "sgd_step";
     TDM_TRY(tdm_check_supported(backend, TDM_OP_SGD));
     if (!(o->lr > 0.0f) || !isfinite(o->lr))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "%s: lr must be a finite number > 0, got %g", op,
@@ -895,6 +895,20 @@ tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *o, bool fir
         size_t counts[] = {count, count};
         TDM_TRY(tdm_check_output(backend, op, velocity, count, "velocity", inputs, counts, 2));
     }
-    return count ? backend->iface->sgd(backend, o, first_step, count, weight, grad, velocity)
+    return count ? backend->iface->sgd(backend, o, first_step, zero_grad, count, weight, grad,
+                                       velocity)
                  : TDM_OK;
+}
+
+tdm_status tdm_sgd_step(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                        size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+{
+    return sgd_step(backend, "sgd_step", o, first_step, false, count, weight, grad, velocity);
+}
+
+tdm_status tdm_sgd_step_zero_grad(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
+                                  size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+{
+    return sgd_step(backend, "sgd_step_zero_grad", o, first_step, true, count, weight, grad,
+                    velocity);
 }

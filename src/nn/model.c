@@ -52,6 +52,7 @@ struct tdm_model {
     tdm_sample_shape input_shape;
     size_t max_batch, batch;
     bool trained_forward, momentum_started;
+    bool grads_zero; /* no backward since the gradients were last set to zero */
     tdm_view input;
     node nodes[MAX_NODES];
     size_t node_count;
@@ -851,6 +852,7 @@ tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "model backward: needs a forward pass in training mode first");
     TDM_TRY(build_dense(m)); /* the parameters may have changed since the forward */
+    m->grads_zero = false;
     const node *last = &m->nodes[last_node(m)];
     size_t count = m->batch * tdm_nn_volume(last->out);
     tdm_view gradient = tdm_model_output_gradient(m);
@@ -863,19 +865,36 @@ tdm_status tdm_model_backward(tdm_model *m, tdm_view doutput)
 
 tdm_status tdm_model_zero_grad(tdm_model *m)
 {
-    return tdm_fill(m->backend, at(m->grads, 0), m->param_count, 0.0f);
+    if (m->grads_zero)
+        return TDM_OK;
+    TDM_TRY(tdm_fill(m->backend, at(m->grads, 0), m->param_count, 0.0f));
+    m->grads_zero = true;
+    return TDM_OK;
 }
 
-tdm_status tdm_model_sgd_step(tdm_model *m, const tdm_sgd_options *options)
+static tdm_status sgd_step(tdm_model *m, const tdm_sgd_options *options, bool zero_grad)
 {
     if (options->momentum != 0.0f && !m->velocity)
         TDM_TRY(alloc_floats(m->backend, m->param_count, &m->velocity));
     bool first = options->momentum != 0.0f && !m->momentum_started;
+    tdm_view w = at(m->params, 0), g = at(m->grads, 0),
+             v = m->velocity ? at(m->velocity, 0) : (tdm_view){0};
     m->params_version++;
-    TDM_TRY(tdm_sgd_step(m->backend, options, first, m->param_count, at(m->params, 0),
-                         at(m->grads, 0), m->velocity ? at(m->velocity, 0) : (tdm_view){0}));
+    TDM_TRY(zero_grad ? tdm_sgd_step_zero_grad(m->backend, options, first, m->param_count, w, g, v)
+                      : tdm_sgd_step(m->backend, options, first, m->param_count, w, g, v));
     m->momentum_started = m->momentum_started || options->momentum != 0.0f;
+    m->grads_zero = m->grads_zero || zero_grad;
     return TDM_OK;
+}
+
+tdm_status tdm_model_sgd_step(tdm_model *m, const tdm_sgd_options *options)
+{
+    return sgd_step(m, options, false);
+}
+
+tdm_status tdm_model_sgd_step_zero_grad(tdm_model *m, const tdm_sgd_options *options)
+{
+    return sgd_step(m, options, true);
 }
 
 /* ---------- host access ---------- */

@@ -247,10 +247,10 @@ static tdm_status batch_pass(tdm_trainer *t, const device_set *set, size_t first
         return TDM_OK;
     if (n != whole) /* the gradient of the whole batch's mean loss */
         TDM_TRY(tdm_scale(t->backend, n * t->classes, (float)n / (float)whole, dlogits));
-    TDM_TRY(tdm_model_zero_grad(t->model));
+    TDM_TRY(tdm_model_zero_grad(t->model)); /* nothing to do after the last step's */
     TDM_TRY(tdm_model_backward(t->model, dlogits));
     TDM_TRY(tdm_model_sum_gradients(t->model));
-    return tdm_model_sgd_step(t->model, &t->options.sgd);
+    return tdm_model_sgd_step_zero_grad(t->model, &t->options.sgd);
 }
 
 /* Mean loss and error of the last pass over `set`, in double. */

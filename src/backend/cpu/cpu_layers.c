@@ -738,10 +738,10 @@ tdm_status tdm_cpu_softmax_cross_entropy(tdm_backend *backend, const tdm_cross_e
 /* ---------- optimizer ---------- */
 
 tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
-                       size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+                       bool zero_grad, size_t count, tdm_view weight, tdm_view grad,
+                       tdm_view velocity)
 {
-    float *w = floats(weight), *v = velocity.buffer ? floats(velocity) : NULL;
-    const float *g = floats(grad);
+    float *w = floats(weight), *v = velocity.buffer ? floats(velocity) : NULL, *g = floats(grad);
     int team = tdm_cpu_team(backend, count);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t i = 0; i < count; i++) {
@@ -751,6 +751,8 @@ tdm_status tdm_cpu_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool firs
             d = o->nesterov ? d + o->momentum * v[i] : v[i];
         }
         w[i] -= o->lr * d;
+        if (zero_grad)
+            g[i] = 0.0f;
     }
     return TDM_OK;
 }

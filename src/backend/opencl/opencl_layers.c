@@ -483,17 +483,18 @@ tdm_status tdm_opencl_softmax_cross_entropy(tdm_backend *backend, const tdm_cros
 }
 
 tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
-                          size_t count, tdm_view weight, tdm_view grad, tdm_view velocity)
+                          bool zero_grad, size_t count, tdm_view weight, tdm_view grad,
+                          tdm_view velocity)
 {
     cl_view w = cl_view_of(weight), g = cl_view_of(grad),
             v = cl_view_of(velocity.buffer ? velocity : grad); /* unread when momentum == 0 */
     cl_index n = count;
     cl_float lr = o->lr, momentum = o->momentum, dampening = o->dampening,
              weight_decay = o->weight_decay;
-    cl_int nesterov = o->nesterov, first = first_step;
+    cl_int nesterov = o->nesterov, first = first_step, zero = zero_grad;
     kernel_arg args[] = {
-        ARG(n),        ARG(lr),    ARG(momentum), ARG(dampening), ARG(weight_decay),
-        ARG(nesterov), ARG(first), VIEW_ARGS(w),  VIEW_ARGS(g),   VIEW_ARGS(v)};
+        ARG(n),     ARG(lr),   ARG(momentum), ARG(dampening), ARG(weight_decay), ARG(nesterov),
+        ARG(first), ARG(zero), VIEW_ARGS(w),  VIEW_ARGS(g),   VIEW_ARGS(v)};
     return tdm_cl_launch(ctx_of(backend), K_SGD, count, args, COUNT(args));
 }
 

@@ -47,7 +47,8 @@ tdm_status tdm_opencl_softmax_cross_entropy(tdm_backend *backend, const tdm_cros
                                             tdm_view logits, tdm_view labels, tdm_view losses,
                                             tdm_view wrong, tdm_view dlogits);
 tdm_status tdm_opencl_sgd(tdm_backend *backend, const tdm_sgd_options *o, bool first_step,
-                          size_t count, tdm_view weight, tdm_view grad, tdm_view velocity);
+                          bool zero_grad, size_t count, tdm_view weight, tdm_view grad,
+                          tdm_view velocity);
 
 tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s, tdm_view bits,
                                   tdm_view table, tdm_view bias, tdm_view scores);
