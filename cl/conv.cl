@@ -174,6 +174,43 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
         in_columns.x);
 }
 
+// The weight gradient from x and dy without T's gradient (a GPU: one
+// launch where a GEMM and the sums above take two), one (co, ci) pair's
+// weights a work-group: for each tap, each work-item sums the products of
+// the samples n = lid, lid + TDM_GROUP_SIZE, ... (each sample's output
+// positions in order), then the group adds its work-items' sums.
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
+tdm_conv_dense_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
+                               uint dy_offset, __global float *dweight, uint dweight_offset,
+                               TDM_CONV_SHAPE)
+{
+    __local float partial[TDM_GROUP_SIZE + 1];
+    const uint pair = get_group_id(0), lid = get_local_id(0);
+    const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
+    for (uint i = 0; i < kernel_h.x; i++)
+        for (uint j = 0; j < kernel_w.x; j++) {
+            float sum = 0.0f;
+            for (uint n = lid; n < batch.x; n += TDM_GROUP_SIZE) {
+                __global const float *g = dy + dy_offset + (n * out_channels + co) * out_spatial.x;
+                __global const float *plane =
+                    x + x_offset + (n * channels.x + ci) * height.x * width.x;
+                for (uint oh = 0; oh < out_h; oh++) {
+                    const uint h = oh * stride_h.x + i;
+                    if (h < pad_h || h - pad_h >= height.x)
+                        continue;
+                    for (uint ow = 0; ow < out_w.x; ow++) {
+                        const uint w = ow * stride_w.x + j;
+                        if (w >= pad_w && w - pad_w < width.x)
+                            sum += g[oh * out_w.x + ow] * plane[(h - pad_h) * width.x + w - pad_w];
+                    }
+                }
+            }
+            const float total = tdm_group_sum(sum, partial);
+            if (lid == 0)
+                dweight[dweight_offset + (pair * kernel_h.x + i) * kernel_w.x + j] += total;
+        }
+}
+
 // The same sums, one (co, ci) pair's weights a work-item (a CPU device):
 // the block's entries read once, in output position order, each added to
 // its tap's weight (ResNet(64)'s block on PoCL: 40-50 us, against 67-73

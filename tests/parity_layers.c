@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "backend/backend_impl.h"
 #include "parity.h"
 
 static tensor_spec *add_tensor(op_case *c, const char *name, size_t count, bool written,
@@ -57,11 +58,17 @@ typedef enum conv_direction {
     CONV_BACKWARD_WEIGHT
 } conv_direction;
 
-static size_t make_conv_cases(op_case *cases, size_t capacity, int direction)
+/* With SMALL_IMAGES in the variant, only the shapes of the dense plan. */
+enum { SMALL_IMAGES = 8 };
+
+static size_t make_conv_cases(op_case *cases, size_t capacity, int variant)
 {
     size_t count = 0;
+    int direction = variant & ~SMALL_IMAGES;
     for (size_t i = 0; i < CONV_SHAPE_COUNT && count < capacity; i++) {
         const tdm_conv2d_shape *s = &conv_shapes[i];
+        if ((variant & SMALL_IMAGES) && s->in_height * s->in_width > s->kernel_h * s->kernel_w)
+            continue;
         op_case *c = new_case(cases, &count);
         c->p.layer.conv = *s;
         bool bias = i % 2 == 1;
@@ -113,6 +120,18 @@ static tdm_status run_conv_backward_weight(tdm_backend *backend, const op_case *
 {
     return tdm_conv2d_backward_weight(backend, &c->p.layer.conv, v[0], v[1], v[2],
                                       optional_view(c, v, 3));
+}
+
+/* The dense plan's weight gradient as conv_dense_weight_gradient on every
+ * backend, as a GPU runs it (dense_weight_gradient_direct). */
+static tdm_status run_conv_backward_weight_direct(tdm_backend *backend, const op_case *c,
+                                                  const tdm_view *v)
+{
+    bool direct = backend->dense_weight_gradient_direct;
+    backend->dense_weight_gradient_direct = true;
+    tdm_status status = run_conv_backward_weight(backend, c, v);
+    backend->dense_weight_gradient_direct = direct;
+    return status;
 }
 
 void parity_conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
@@ -853,6 +872,10 @@ const parity_op parity_layer_ops[] = {
      run_conv_backward_input, reference_conv_backward_input, true},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
      run_conv_backward_weight, reference_conv_backward_weight, true},
+    /* Sums of at most batch * 4 products in order (here 128 * 4 = 512). */
+    {"conv2d_backward_weight_direct", TDM_OP_CONV_DENSE_WEIGHT_GRADIENT, 1e-10, 1e-4,
+     make_conv_cases, CONV_BACKWARD_WEIGHT | SMALL_IMAGES, run_conv_backward_weight_direct,
+     reference_conv_backward_weight, false},
     {"linear_forward_gemm", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases,
      CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true},
     {"linear_backward_input_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,

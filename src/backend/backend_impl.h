@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 15
+#define TDM_BACKEND_IFACE_VERSION 16
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -81,6 +81,15 @@ struct tdm_backend_iface {
                                     tdm_view weight, tdm_view dense);
     tdm_status (*conv_dense_weight_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                              tdm_view dense_grad, tdm_view dweight);
+    /* The same weight gradient without T's: dweight[co][ci][i][j] += the sum
+     * over samples n and output positions (oh, ow) of dy[n][co][oh][ow] *
+     * x[n][ci][h][w] for the input (h, w) tap (i, j) links them to (none in
+     * the padding); each sample's positions in order, the samples in order
+     * on the cpu backend, on OpenCL a work-group's work-items each taking
+     * every group-size-th sample, then their sums added in order. What the
+     * layer runs where dense_weight_gradient_direct is set. */
+    tdm_status (*conv_dense_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                             tdm_view x, tdm_view dy, tdm_view dweight);
     /* For few taps a sample (Cin*KH*KW <= TDM_CONV_COL_MAX_TAPS, a first
      * layer's), the products with col without a GEMM: conv_col_product
      * writes y in NCHW, y[n][co][p] = the sum over taps k in order of
@@ -181,6 +190,11 @@ struct tdm_backend {
      * indirect GEMM): layers then transpose an operand themselves where that
      * replaces a transposition they make anyway. */
     bool gemm_prefers_tn;
+    /* Set by the backend when conv2d's dense weight gradient (small images)
+     * is better as one conv_dense_weight_gradient launch than as a GEMM and
+     * conv_dense_weight_backward (a GPU, where a GEMM of so few products
+     * costs several launches' time). */
+    bool dense_weight_gradient_direct;
     tdm_backend_counts counts; /* kept by the backend: see tdm_backend_get_counts */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };

@@ -205,6 +205,9 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
                                         const conv_sizes *n, tdm_view x, tdm_view dy,
                                         tdm_view dweight)
 {
+    if (backend->dense_weight_gradient_direct &&
+        tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_GRADIENT))
+        return backend->iface->conv_dense_weight_gradient(backend, s, x, dy, dweight);
     size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));

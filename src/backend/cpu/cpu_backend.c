@@ -187,6 +187,7 @@ static const struct tdm_backend_iface cpu_iface = {
     .transpose = tdm_cpu_transpose,
     .conv_dense_weight = tdm_cpu_conv_dense_weight,
     .conv_dense_weight_backward = tdm_cpu_conv_dense_weight_backward,
+    .conv_dense_weight_gradient = tdm_cpu_conv_dense_weight_gradient,
     .conv_col_product = tdm_cpu_conv_col_product,
     .conv_col_weight_gradient = tdm_cpu_conv_col_weight_gradient,
     .small_linear = tdm_cpu_small_linear,

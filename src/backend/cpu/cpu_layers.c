@@ -211,6 +211,38 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
     return TDM_OK;
 }
 
+/* The same gradient from x and dy, each weight's sum over samples in
+ * order, then output positions; one task per pair (co, ci). The layer takes this path only where a backend asks for it (a GPU):
+ * here it is for the parity harness, the cpu backend's GEMM being faster. */
+tdm_status tdm_cpu_conv_dense_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                              tdm_view x, tdm_view dy, tdm_view dweight)
+{
+    conv_dims d = dims_of(s);
+    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
+    long *taps = NULL;
+    TDM_TRY(tap_table(s, d, &taps));
+    const float *x_all = floats(x), *dy_all = floats(dy);
+    float *dweights = floats(dweight);
+    int team = tdm_cpu_team(backend, s->out_channels * s->in_channels * d.columns * plane);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t co = 0; co < s->out_channels; co++)
+        for (size_t ci = 0; ci < s->in_channels; ci++)
+            for (size_t k = 0; k < taps_per_pair; k++) {
+                float sum = 0.0f;
+                for (size_t n = 0; n < s->batch; n++) {
+                    const float *g = dy_all + (n * s->out_channels + co) * d.spatial;
+                    const float *in = x_all + (n * s->in_channels + ci) * plane;
+                    for (size_t p = 0; p < d.spatial; p++)
+                        for (size_t q = 0; q < plane; q++)
+                            if (taps[p * plane + q] == (long)k)
+                                sum += g[p] * in[q];
+                }
+                dweights[(co * s->in_channels + ci) * taps_per_pair + k] += sum;
+            }
+    free(taps);
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst)
 {

@@ -460,6 +460,7 @@ static const struct tdm_backend_iface opencl_iface = {
     .transpose = tdm_opencl_transpose,
     .conv_dense_weight = tdm_opencl_conv_dense_weight,
     .conv_dense_weight_backward = tdm_opencl_conv_dense_weight_backward,
+    .conv_dense_weight_gradient = tdm_opencl_conv_dense_weight_gradient,
     .conv_col_product = tdm_opencl_conv_col_product,
     .conv_col_weight_gradient = tdm_opencl_conv_col_weight_gradient,
     .small_linear = tdm_opencl_small_linear,
@@ -673,6 +674,10 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     backend->gemm_prefers_tn = true;              /* CLBlast's Xgemm (GEMMK=0, column-major) */
+    /* A GPU's work-groups reduce (a CPU device's hold one work-item): there
+     * a GEMM of the few products of a small-image conv's weight gradient
+     * costs more than one kernel summing them. */
+    backend->dense_weight_gradient_direct = ctx->reduction_group > 1;
     describe(backend, ctx);
     *out = backend;
     return TDM_OK;

@@ -84,6 +84,13 @@ static conv_args conv_args_of(const tdm_conv2d_shape *s)
                        tdm_cl_divisor(s->in_channels * s->in_height * s->in_width)};
 }
 
+/* The shape's kernel arguments, in TDM_CONV_SHAPE's order. */
+#define CONV_SHAPE_ARGS(a)                                                                         \
+    ARG((a).batch), ARG((a).channels), ARG((a).height), ARG((a).width), ARG((a).kernel_h),         \
+        ARG((a).kernel_w), ARG((a).stride_h), ARG((a).stride_w), ARG((a).pad_h), ARG((a).pad_w),   \
+        ARG((a).out_h), ARG((a).out_w), ARG((a).out_channels), ARG((a).out_spatial),               \
+        ARG((a).columns), ARG((a).in_columns)
+
 /* A conv primitive's two tensors, then the shape: `values` work-items over
  * all of them, or with by_plane `values` in each of `planes` planes over
  * (value, plane). */
@@ -93,11 +100,7 @@ static tdm_status launch_conv_primitive(tdm_backend *backend, kernel_id id,
 {
     cl_view in = cl_view_of(from), out = cl_view_of(to);
     conv_args a = conv_args_of(s);
-    kernel_arg args[] = {VIEW_ARGS(in),   VIEW_ARGS(out),   ARG(a.batch),        ARG(a.channels),
-                         ARG(a.height),   ARG(a.width),     ARG(a.kernel_h),     ARG(a.kernel_w),
-                         ARG(a.stride_h), ARG(a.stride_w),  ARG(a.pad_h),        ARG(a.pad_w),
-                         ARG(a.out_h),    ARG(a.out_w),     ARG(a.out_channels), ARG(a.out_spatial),
-                         ARG(a.columns),  ARG(a.in_columns)};
+    kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(out), CONV_SHAPE_ARGS(a)};
     if (by_plane)
         return launch_planes(ctx_of(backend), id, values, planes, args, COUNT(args));
     return tdm_cl_launch(ctx_of(backend), id, values * planes, args, COUNT(args));
@@ -137,6 +140,18 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
     size_t items = s->out_channels * s->in_channels * s->kernel_h * s->kernel_w;
     return launch_conv_primitive(backend, K_CONV_DENSE_WEIGHT_BACKWARD, s, dense_grad, dweight,
                                  items, 1, false);
+}
+
+/* A work-group a (co, ci) pair, on every device (the layer runs it where the
+ * backend sets dense_weight_gradient_direct: a GPU). */
+tdm_status tdm_opencl_conv_dense_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                                 tdm_view x, tdm_view dy, tdm_view dweight)
+{
+    cl_view in = cl_view_of(x), g = cl_view_of(dy), dw = cl_view_of(dweight);
+    conv_args a = conv_args_of(s);
+    kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(g), VIEW_ARGS(dw), CONV_SHAPE_ARGS(a)};
+    return tdm_cl_launch_groups(ctx_of(backend), K_CONV_DENSE_WEIGHT_GRADIENT,
+                                s->out_channels * s->in_channels, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
