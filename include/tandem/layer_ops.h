@@ -59,6 +59,20 @@ tdm_status tdm_conv2d_forward_dense(tdm_backend *backend, const tdm_conv2d_shape
 tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                            tdm_view dense, tdm_view dy, tdm_view dx);
 
+/* A convolution with few taps a sample (Cin*KH*KW <= 16, ResNet's stem)
+ * computes from x's col [Cin*KH*KW][N*OH*OW] in both passes. A caller that
+ * keeps col between a training forward and its backward (a model) builds it
+ * once: tdm_conv2d_col_floats gives its size (0 where a convolution does not
+ * run this way), tdm_conv2d_forward_col writes it beside y, and
+ * tdm_conv2d_backward_weight_col reads it; the bits of the plain forms. */
+tdm_status tdm_conv2d_col_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                 size_t *floats);
+tdm_status tdm_conv2d_forward_col(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                                  tdm_view weight, tdm_view bias, tdm_view y, tdm_view col);
+tdm_status tdm_conv2d_backward_weight_col(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                          tdm_view col, tdm_view dy, tdm_view dweight,
+                                          tdm_view dbias);
+
 /* --- per-channel bias over [N][C][spatial] (linear: spatial = 1) --- */
 
 /* y[n][c][s] += bias[c] */

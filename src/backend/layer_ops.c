@@ -269,6 +269,19 @@ static tdm_status gemm_forward(tdm_backend *backend, const tdm_conv2d_shape *s, 
                                      y_by_channel, y);
 }
 
+/* y from x's col (in any buffer), then the bias. */
+static tdm_status col_forward(tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n,
+                              tdm_view col, tdm_view weight, tdm_view bias, tdm_view y)
+{
+    if (use_col_products(n))
+        TDM_TRY(backend->iface->conv_col_product(backend, s, weight, col, y));
+    else
+        TDM_TRY(gemm_forward(backend, s, n, weight, col, y));
+    return given(bias) ? backend->iface->bias_add(backend, s->batch, s->out_channels,
+                                                  n->columns / s->batch, bias, y)
+                       : TDM_OK;
+}
+
 tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
                               tdm_view weight, tdm_view bias, tdm_view y)
 {
@@ -281,17 +294,55 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
         return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
-    size_t spatial = n.columns / shape->batch;
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
-    if (use_col_products(&n))
-        TDM_TRY(backend->iface->conv_col_product(backend, shape, weight, col, y));
-    else
-        TDM_TRY(gemm_forward(backend, shape, &n, weight, col, y));
-    if (given(bias))
-        TDM_TRY(
-            backend->iface->bias_add(backend, shape->batch, shape->out_channels, spatial, bias, y));
+    return col_forward(backend, shape, &n, col, weight, bias, y);
+}
+
+/* A kept col runs where the products with it need no GEMM (few taps: the
+ * col is then no larger than a 16-channel output). */
+static bool keeps_col(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
+{
+    return !use_dense(backend, s, n) && use_col_products(n);
+}
+
+tdm_status tdm_conv2d_col_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                 size_t *floats)
+{
+    conv_sizes n = {0};
+    *floats = 0;
+    TDM_TRY(conv_sizes_of("conv2d_col_floats", shape, &n));
+    *floats = keeps_col(backend, shape, &n) ? n.col_rows * n.columns : 0;
     return TDM_OK;
+}
+
+static tdm_status require_kept_col(tdm_backend *backend, const char *op, const tdm_conv2d_shape *s,
+                                   const conv_sizes *n, tdm_view col, bool written,
+                                   const tdm_view *inputs, const size_t *counts, size_t count)
+{
+    if (!keeps_col(backend, s, n))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: this convolution keeps no col on this backend "
+                        "(tdm_conv2d_col_floats gives 0)",
+                        op);
+    size_t floats = n->col_rows * n->columns;
+    return written ? tdm_check_output(backend, op, col, floats, "col", inputs, counts, count)
+                   : tdm_check_view(backend, col, floats, op, "col");
+}
+
+tdm_status tdm_conv2d_forward_col(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                                  tdm_view weight, tdm_view bias, tdm_view y, tdm_view col)
+{
+    const char *op = "conv2d_forward_col";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_forward(backend, op, shape, x, weight, false, bias, y, &n));
+    tdm_view others[] = {x, weight, bias, y};
+    size_t counts[] = {n.x, n.weight, given(bias) ? shape->out_channels : 0, n.y};
+    TDM_TRY(require_kept_col(backend, op, shape, &n, col, true, others, counts, 4));
+    if (shape->batch == 0)
+        return TDM_OK;
+    TDM_TRY(backend->iface->im2col(backend, shape, x, col));
+    return col_forward(backend, shape, &n, col, weight, bias, y);
 }
 
 tdm_status tdm_conv2d_dense_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -379,13 +430,13 @@ tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2
  * transposed (where the other form swaps whole planes, and the GEMM then
  * transposes again), and col transposed to col_rows [N*P][Cin*KH*KW]. */
 static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                     const conv_sizes *n, tdm_view x, tdm_view dy, tdm_view dweight)
+                                     const conv_sizes *n, tdm_view col, tdm_view dy,
+                                     tdm_view dweight)
 {
-    tdm_view dy_rows, col, col_rows;
+    tdm_view dy_rows, col_rows;
     TDM_TRY(borrow_scratch(backend, 1, n->y, &dy_rows));
     TDM_TRY(backend->iface->transpose(backend, s->batch, s->out_channels, n->columns / s->batch, dy,
                                       dy_rows));
-    TDM_TRY(scratch_col(backend, s, n, x, &col));
     TDM_TRY(borrow_scratch(backend, 2, n->col_rows * n->columns, &col_rows));
     TDM_TRY(backend->iface->transpose(backend, 1, n->col_rows, n->columns, col, col_rows));
     tdm_sgemm_args backward =
@@ -394,50 +445,75 @@ static tdm_status backward_weight_tn(tdm_backend *backend, const tdm_conv2d_shap
     return tdm_sgemm(backend, &backward);
 }
 
-/* dweight += the products of dy, as it is, with col (use_col_weight_gradient). */
+/* dweight += the products of dy with x's col (in any buffer but scratch
+ * slots 1 and 2): without a GEMM for few taps and positions
+ * (use_col_weight_gradient), else by GEMM. */
 static tdm_status col_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                      const conv_sizes *n, tdm_view x, tdm_view dy,
+                                      const conv_sizes *n, tdm_view col, tdm_view dy,
                                       tdm_view dweight)
 {
-    tdm_view col;
-    TDM_TRY(scratch_col(backend, s, n, x, &col));
-    return backend->iface->conv_col_weight_gradient(backend, s, dy, col, dweight);
+    if (use_col_weight_gradient(n))
+        return backend->iface->conv_col_weight_gradient(backend, s, dy, col, dweight);
+    if (backend->gemm_prefers_tn)
+        return backward_weight_tn(backend, s, n, col, dy, dweight);
+    tdm_view dy_t;
+    TDM_TRY(dy_by_channel(backend, s, n, dy, &dy_t));
+    /* dweight [Cout][Cin*KH*KW] += dy_t * col^T */
+    tdm_sgemm_args backward =
+        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->out_channels, n->col_rows, n->columns, dy_t,
+                      n->columns, col, n->columns, 1.0f, dweight, n->col_rows);
+    return tdm_sgemm(backend, &backward);
+}
+
+/* The checks of a convolution's backward_weight and the bias's gradient;
+ * n gets the sizes. `input` is x, or col (col_floats of them). */
+static tdm_status backward_weight_start(tdm_backend *backend, const char *op,
+                                        const tdm_conv2d_shape *s, tdm_view input,
+                                        bool input_is_col, tdm_view dy, tdm_view dweight,
+                                        tdm_view dbias, conv_sizes *n)
+{
+    TDM_TRY(check_conv_support(backend));
+    TDM_TRY(conv_sizes_of(op, s, n));
+    size_t input_count = input_is_col ? n->col_rows * n->columns : n->x;
+    if (input_is_col)
+        TDM_TRY(require_kept_col(backend, op, s, n, input, false, NULL, NULL, 0));
+    else
+        TDM_TRY(tdm_check_view(backend, input, input_count, op, "x"));
+    TDM_TRY(tdm_check_view(backend, dy, n->y, op, "dy"));
+    tdm_view inputs[] = {input, dy};
+    size_t counts[] = {input_count, n->y};
+    TDM_TRY(tdm_check_output(backend, op, dweight, n->weight, "dweight", inputs, counts, 2));
+    if (given(dbias))
+        TDM_TRY(tdm_check_output(backend, op, dbias, s->out_channels, "dbias", inputs, counts, 2));
+    if (s->batch == 0 || !given(dbias))
+        return TDM_OK;
+    return backend->iface->bias_backward(backend, s->batch, s->out_channels, n->columns / s->batch,
+                                         dy, dbias);
 }
 
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias)
 {
-    const char *op = "conv2d_backward_weight";
     conv_sizes n = {0};
-    TDM_TRY(check_conv_support(backend));
-    TDM_TRY(conv_sizes_of(op, shape, &n));
-    TDM_TRY(tdm_check_view(backend, x, n.x, op, "x"));
-    TDM_TRY(tdm_check_view(backend, dy, n.y, op, "dy"));
-    tdm_view inputs[] = {x, dy};
-    size_t counts[] = {n.x, n.y};
-    TDM_TRY(tdm_check_output(backend, op, dweight, n.weight, "dweight", inputs, counts, 2));
-    if (given(dbias))
-        TDM_TRY(
-            tdm_check_output(backend, op, dbias, shape->out_channels, "dbias", inputs, counts, 2));
+    TDM_TRY(backward_weight_start(backend, "conv2d_backward_weight", shape, x, false, dy, dweight,
+                                  dbias, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    if (given(dbias))
-        TDM_TRY(backend->iface->bias_backward(backend, shape->batch, shape->out_channels,
-                                              n.columns / shape->batch, dy, dbias));
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
-    if (use_col_weight_gradient(&n))
-        return col_backward_weight(backend, shape, &n, x, dy, dweight);
-    if (backend->gemm_prefers_tn)
-        return backward_weight_tn(backend, shape, &n, x, dy, dweight);
-    tdm_view dy_t, col;
-    TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
+    tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
-    /* dweight [Cout][Cin*KH*KW] += dy_t * col^T */
-    tdm_sgemm_args backward =
-        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, shape->out_channels, n.col_rows, n.columns, dy_t,
-                      n.columns, col, n.columns, 1.0f, dweight, n.col_rows);
-    return tdm_sgemm(backend, &backward);
+    return col_backward_weight(backend, shape, &n, col, dy, dweight);
+}
+
+tdm_status tdm_conv2d_backward_weight_col(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                          tdm_view col, tdm_view dy, tdm_view dweight,
+                                          tdm_view dbias)
+{
+    conv_sizes n = {0};
+    TDM_TRY(backward_weight_start(backend, "conv2d_backward_weight_col", shape, col, true, dy,
+                                  dweight, dbias, &n));
+    return shape->batch ? col_backward_weight(backend, shape, &n, col, dy, dweight) : TDM_OK;
 }
 
 /* ---------- bias ---------- */

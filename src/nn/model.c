@@ -45,6 +45,7 @@ typedef struct node {
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
+    size_t col, col_floats;     /* a conv whose training forward keeps x's col for backward */
 } node;
 
 struct tdm_model {
@@ -62,6 +63,9 @@ struct tdm_model {
      * built once for each version of the parameters, not once a pass. */
     tdm_buffer *dense;
     size_t dense_count;
+    /* The cols of the convs that keep theirs (tdm_conv2d_col_floats). */
+    tdm_buffer *cols;
+    size_t col_count;
     unsigned long params_version, dense_version;
     /* Training on a share of each batch (tdm_model_share_batches): */
     tdm_comm *comm;     /* NULL: this process's batches alone */
@@ -312,7 +316,8 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
 
 static tdm_conv2d_shape conv_shape(const node *n, size_t batch);
 
-/* Room for the dense matrix of each conv that runs with one. */
+/* Room for the dense matrix of each conv that runs with one, and the col
+ * of each that keeps one. */
 static tdm_status plan_dense(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
@@ -323,6 +328,9 @@ static tdm_status plan_dense(tdm_model *m)
         TDM_TRY(tdm_conv2d_dense_floats(m->backend, &s, &n->dense_floats));
         n->dense = m->dense_count;
         m->dense_count += n->dense_floats;
+        TDM_TRY(tdm_conv2d_col_floats(m->backend, &s, &n->col_floats));
+        n->col = m->col_count;
+        m->col_count += n->col_floats;
     }
     m->params_version = 1; /* built at the first pass */
     return TDM_OK;
@@ -398,10 +406,11 @@ tdm_status tdm_model_create(tdm_backend *backend, const tdm_model_spec *spec, si
     tdm_status status = build_nodes(m, spec);
     if (status == TDM_OK)
         status = plan_dense(m);
-    tdm_buffer **buffers[] = {&m->params,      &m->grads,     &m->stats,   &m->saved,
-                              &m->activations, &m->gradients, &m->scratch, &m->dense};
-    size_t counts[] = {m->param_count,      m->param_count,      m->stats_count,   m->saved_count,
-                       m->activation_count, m->activation_count, m->scratch_count, m->dense_count};
+    tdm_buffer **buffers[] = {&m->params,    &m->grads,   &m->stats, &m->saved, &m->activations,
+                              &m->gradients, &m->scratch, &m->dense, &m->cols};
+    size_t counts[] = {m->param_count,   m->param_count,      m->stats_count,
+                       m->saved_count,   m->activation_count, m->activation_count,
+                       m->scratch_count, m->dense_count,      m->col_count};
     for (size_t i = 0; i < sizeof counts / sizeof counts[0] && status == TDM_OK; i++)
         status = alloc_floats(backend, counts[i], buffers[i]);
     if (status == TDM_OK)
@@ -418,8 +427,9 @@ void tdm_model_free(tdm_model *m)
 {
     if (!m)
         return;
-    tdm_buffer *buffers[] = {m->params,      m->grads,     m->velocity, m->stats,  m->saved,
-                             m->activations, m->gradients, m->scratch,  m->shared, m->dense};
+    tdm_buffer *buffers[] = {m->params, m->grads,       m->velocity,  m->stats,
+                             m->saved,  m->activations, m->gradients, m->scratch,
+                             m->shared, m->dense,       m->cols};
     for (size_t i = 0; i < sizeof buffers / sizeof buffers[0]; i++)
         tdm_buffer_free(buffers[i]);
     free(m->host);
@@ -655,11 +665,12 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
+        tdm_view w = at(m->params, n->weight), bias = optional_bias(n, m->params);
         if (n->dense_floats)
-            return tdm_conv2d_forward_dense(b, &s, x, at(m->dense, n->dense),
-                                            optional_bias(n, m->params), y);
-        return tdm_conv2d_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
-                                  y);
+            return tdm_conv2d_forward_dense(b, &s, x, at(m->dense, n->dense), bias, y);
+        if (n->col_floats && train) /* kept for the weight gradient */
+            return tdm_conv2d_forward_col(b, &s, x, w, bias, y, at(m->cols, n->col));
+        return tdm_conv2d_forward(b, &s, x, w, bias, y);
     }
     case NODE_NORM: return forward_norm(m, n, x, y, train);
     case NODE_RELU: return n->fused ? TDM_OK : tdm_relu(b, count, x, y);
@@ -763,8 +774,10 @@ static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
 static tdm_status backward_conv_weight(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
 {
     tdm_conv2d_shape s = conv_shape(n, m->batch);
-    return tdm_conv2d_backward_weight(m->backend, &s, x, dy, at(m->grads, n->weight),
-                                      optional_bias(n, m->grads));
+    tdm_view dw = at(m->grads, n->weight), dbias = optional_bias(n, m->grads);
+    if (n->col_floats) /* the training forward's */
+        return tdm_conv2d_backward_weight_col(m->backend, &s, at(m->cols, n->col), dy, dw, dbias);
+    return tdm_conv2d_backward_weight(m->backend, &s, x, dy, dw, dbias);
 }
 
 /* A linear layer's gradients in one call: one launch for a small layer. */
