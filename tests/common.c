@@ -23,6 +23,13 @@ float test_rng_uniform(test_rng *rng, float low, float high)
     return (float)(low + (high - low) * unit);
 }
 
+void test_fill_random(float *values, size_t count, uint64_t seed)
+{
+    test_rng rng = {seed};
+    for (size_t i = 0; i < count; i++)
+        values[i] = test_rng_uniform(&rng, -1.0f, 1.0f);
+}
+
 uint64_t test_base_seed(void)
 {
     const char *text = getenv("TANDEM_TEST_SEED");

@@ -14,6 +14,8 @@ typedef struct test_rng {
 
 uint64_t test_rng_next(test_rng *rng);
 float test_rng_uniform(test_rng *rng, float low, float high);
+/* count values uniform in [-1, 1) from a generator seeded with seed. */
+void test_fill_random(float *values, size_t count, uint64_t seed);
 
 /* The base seed: TANDEM_TEST_SEED if set, else a fixed default. */
 uint64_t test_base_seed(void);

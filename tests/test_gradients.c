@@ -14,7 +14,8 @@
  * Kinks (relu at 0, a max-pool window whose top two values are within h)
  * are found without knowing the op: where the differences with h and h/2
  * disagree by more than the tolerance the point is skipped, and at most 5%
- * of the points of a case may be skipped. */
+ * of the points of a case may be skipped, or one (batch norm's 3 betas
+ * with the fused ReLU meet one at some seeds: TANDEM_TEST_SEED=12). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -429,7 +430,7 @@ static void check_input(tdm_backend *backend, const fd_case *c, double *const *i
                          fabs(analytic[j] - numeric[j]) / fmax(fmax(fabs(numeric[j]), rms), 1e-12));
     printf("  %-22s d%-7s on %-7s max relative error %.2e, %zu of %zu points at kinks\n", c->name,
            c->input_names[input], tdm_backend_name(backend), worst, skipped, n);
-    if (!(worst <= tolerance) || (double)skipped > max_skipped_fraction * (double)n)
+    if (!(worst <= tolerance) || (double)skipped > fmax(1.0, max_skipped_fraction * (double)n))
         fail_msg("%s: d%s on %s disagrees with finite differences (max relative error %.3g, "
                  "%zu of %zu points skipped; seed %llu)",
                  c->name, c->input_names[input], tdm_backend_description(backend), worst, skipped,

@@ -134,21 +134,14 @@ static void test_bad_shapes_are_errors(void **state)
     tdm_buffer_free(buffer);
 }
 
-static void fill_random(float *values, size_t count, uint64_t seed)
-{
-    test_rng rng = {seed};
-    for (size_t i = 0; i < count; i++)
-        values[i] = test_rng_uniform(&rng, -1.0f, 1.0f);
-}
-
 /* The dense forms with a matrix built once give the plain forms' bits. */
 static void check_dense_forms(tdm_backend *backend, const tdm_conv2d_shape *s, size_t dense_floats)
 {
     enum { X = 7 * 16 * 2 * 2, W = 5 * 16 * 3 * 3, Y = 7 * 5 * 2 * 2 };
     float x[X], w[W], bias[5], y[Y], y_dense[Y], dx[X], dx_dense[X];
-    fill_random(x, X, 1);
-    fill_random(w, W, 2);
-    fill_random(bias, 5, 3);
+    test_fill_random(x, X, 1);
+    test_fill_random(w, W, 2);
+    test_fill_random(bias, 5, 3);
     tdm_buffer *in = upload(backend, x, X), *weight = upload(backend, w, W);
     tdm_buffer *b = upload(backend, bias, 5), *dense = upload(backend, NULL, dense_floats);
     tdm_buffer *out = upload(backend, NULL, Y), *grad = upload(backend, NULL, X);
@@ -220,9 +213,9 @@ static void check_col_forms(tdm_backend *backend, const tdm_conv2d_shape *s, siz
 {
     enum { X = 3 * 2 * 7 * 7, W = 4 * 2 * 2 * 2, Y = 3 * 4 * 4 * 4 };
     float x[X], w[W], bias[4], y[2][Y], grads[2][W + 4];
-    fill_random(x, X, 7);
-    fill_random(w, W, 8);
-    fill_random(bias, 4, 9);
+    test_fill_random(x, X, 7);
+    test_fill_random(w, W, 8);
+    test_fill_random(bias, 4, 9);
     tdm_buffer *in = upload(backend, x, X), *weight = upload(backend, w, W);
     tdm_buffer *b = upload(backend, bias, 4), *col = upload(backend, NULL, col_floats);
     tdm_buffer *out = upload(backend, NULL, Y), *dweight = upload(backend, NULL, W + 4);
@@ -383,7 +376,7 @@ static void test_resnet_backward_plan(void **state)
     tdm_model_spec spec;
     assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
     float input[3 * 64];
-    fill_random(input, 3 * 64, 5);
+    test_fill_random(input, 3 * 64, 5);
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         if (strcmp(tdm_backend_name(backend), "opencl") != 0)
@@ -420,7 +413,7 @@ static void test_sgd_step_zero_grad(void **state)
     tdm_model_spec spec;
     assert_int_equal(tdm_model_spec_resnet(2, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
     float input[3 * 64];
-    fill_random(input, 3 * 64, 6);
+    test_fill_random(input, 3 * 64, 6);
     const tdm_sgd_options sgd = {0.1f, 0.9f, 0.0f, 0.0f, false};
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
@@ -479,7 +472,7 @@ static void test_new_parameters_take_effect(void **state)
     tdm_model_spec spec;
     assert_int_equal(tdm_model_spec_resnet(4, (tdm_sample_shape){1, 8, 8}, 10, &spec), TDM_OK);
     float input[3 * 64], before[30], after[30], fresh[30];
-    fill_random(input, 3 * 64, 4);
+    test_fill_random(input, 3 * 64, 4);
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         tdm_model *model = NULL, *other = NULL;

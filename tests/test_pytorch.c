@@ -100,7 +100,9 @@ static tdm_model_spec spec_of(const fixture *f)
     spec.input = input;
     char layer[64];
     snprintf(layer, sizeof layer, "block out=%zu", f->channels);
-    assert_int_equal(tdm_model_spec_add_layer(&spec, layer), TDM_OK);
+    /* "block": one; "blocks": two in a row */
+    for (int i = 0; i < (strcmp(f->kind, "blocks") == 0 ? 2 : 1); i++)
+        assert_int_equal(tdm_model_spec_add_layer(&spec, layer), TDM_OK);
     return spec;
 }
 
@@ -282,9 +284,9 @@ static void test_fixture(void **state)
 
 int main(void)
 {
-    static const char *const fixtures[] = {"block1",           "block2",          "block4",
-                                           "resnet1",          "resnet2",         "resnet4",
-                                           "resnet4_batch128", "resnet2_momentum"};
+    static const char *const fixtures[] = {"block1",           "block2",           "block4",
+                                           "resnet1",          "resnet2",          "resnet4",
+                                           "resnet4_batch128", "resnet2_momentum", "blocks2"};
     enum { FIXTURE_COUNT = sizeof fixtures / sizeof fixtures[0] };
     struct CMUnitTest tests[FIXTURE_COUNT];
     for (size_t i = 0; i < FIXTURE_COUNT; i++)

@@ -9,6 +9,8 @@ running statistics after the step, the parameters after `steps` SGD steps,
 and an evaluation-mode output afterwards. tests/test_pytorch.c reads them.
 
 Run with Debian's python3-torch:  /usr/bin/python3 tools/make_fixtures.py
+(blocks2.txt, added later, was written with PyTorch 2.15 from PyPI, the
+virtual environment bench/run.sh makes; the others with 1.13.)
 """
 import gzip
 import os
@@ -79,8 +81,9 @@ def make(name, kind, channels, batch, steps, momentum, weight_decay, seed):
     y = labels[TEST_ROWS:TEST_ROWS + batch]
     if kind == "resnet":
         model = resnet(channels)
-    else:
-        model = Block(channels)
+    else:  # one block, or two in a row ("blocks")
+        model = Block(channels) if kind == "block" else nn.Sequential(Block(channels),
+                                                                      Block(channels))
         x = block_input(x, channels)
     # A fixed upstream gradient for the Block, whose output is not logits.
     upstream = torch.sin(torch.arange(x.numel(), dtype=torch.float32) * 0.37).reshape(x.shape)
@@ -108,7 +111,7 @@ def make(name, kind, channels, batch, steps, momentum, weight_decay, seed):
         out.write(f"sgd {steps} 0.1 {momentum} {weight_decay}\n")
         write_tensor(out, "input", x)
         write_tensor(out, "labels", y.float())
-        if kind == "block":
+        if kind != "resnet":
             write_tensor(out, "upstream", upstream)
         write_tensor(out, "params_initial", params0)
         write_tensor(out, "stats_initial", stats0)
@@ -129,6 +132,7 @@ def main():
         make(f"resnet{c}", "resnet", c, 16, 1, 0.0, 0.0, seed=10 + c)
     make("resnet4_batch128", "resnet", 4, 128, 1, 0.0, 0.0, seed=4)
     make("resnet2_momentum", "resnet", 2, 16, 3, 0.9, 5e-4, seed=7)
+    make("blocks2", "blocks", 2, 16, 2, 0.9, 0.0, seed=21)
     return 0
 
 

@@ -241,7 +241,9 @@ static int next_writer(const tdm_model *m, int add, int owner, int *slot_out)
  * instead of the add copying it there and the writer adding through scratch. */
 static void plan_add_gradients(tdm_model *m)
 {
-    for (int i = 0; i < (int)m->node_count; i++) {
+    /* Later adds first: an add that feeds another takes that one's gradient
+     * before its own inputs take it. */
+    for (int i = (int)m->node_count - 1; i >= 0; i--) {
         node *n = &m->nodes[i];
         for (int slot = 0; slot < 2 && n->kind == NODE_ADD; slot++) {
             if (shares_add_gradient(m, i, slot)) {
