@@ -1,10 +1,24 @@
 // A linear layer with few weights (small_linear, small_linear_backward in
 // src/backend/backend_impl.h): a work-item an output, its sum in order, in
 // one launch a pass where a GEMM and a bias kernel would take several.
+// With pool > 1, x is [N][in][pool] and each feature the mean of its pool
+// (a global average pool before the layer, in the same launch).
 
-// y[n][o] = the sum over i of x[n][i] * w[o][i], then + bias[o]; a
+// Feature `row` (n * in + i) of x: x[row], or its pool's mean with
+// tdm_global_avgpool's bits.
+inline float tdm_linear_feature(__global const float *x, uint row, uint pool)
+{
+    if (pool <= 1)
+        return x[row];
+    float sum = 0.0f;
+    for (uint p = 0; p < pool; p++)
+        sum += x[row * pool + p];
+    return sum / (float)pool;
+}
+
+// y[n][o] = the sum over i of feature(n, i) * w[o][i], then + bias[o]; a
 // work-item a value of y.
-__kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_features,
+__kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_features, uint pool,
                                __global const float *x, uint x_offset, __global const float *w,
                                uint w_offset, int with_bias, __global const float *bias,
                                uint bias_offset, __global float *y, uint y_offset)
@@ -13,16 +27,16 @@ __kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_f
     if (id >= outputs)
         return;
     const uint n = tdm_div(id, out_features), o = id - n * out_features.x;
-    __global const float *row = x + x_offset + n * in_features;
     __global const float *weights = w + w_offset + o * in_features;
     float sum = 0.0f;
     for (uint i = 0; i < in_features; i++)
-        sum += row[i] * weights[i];
+        sum += tdm_linear_feature(x + x_offset, n * in_features + i, pool) * weights[i];
     y[y_offset + id] = with_bias ? sum + bias[bias_offset + o] : sum;
 }
 
-// dx[n][i] = the sum over o of dy[n][o] * w[o][i].
-void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features,
+// dx[n][i] = the sum over o of dy[n][o] * w[o][i]; with a pool, each of its
+// values gets that divided by pool (tdm_global_avgpool_backward's bits).
+void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features, uint pool,
                          __global const float *w, __global const float *dy, __global float *dx)
 {
     const uint n = tdm_div(id, in_features), i = id - n * in_features.x;
@@ -30,25 +44,32 @@ void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features,
     float sum = 0.0f;
     for (uint o = 0; o < out_features; o++)
         sum += g[o] * w[o * in_features.x + i];
-    dx[id] = sum;
+    if (pool <= 1) {
+        dx[id] = sum;
+        return;
+    }
+    const float share = sum / (float)pool;
+    for (uint p = 0; p < pool; p++)
+        dx[id * pool + p] = share;
 }
 
-// dw[o][i] += the sum over n of dy[n][o] * x[n][i].
-void tdm_small_linear_dw(uint id, uint batch, uint out_features, tdm_divisor in_features,
+// dw[o][i] += the sum over n of dy[n][o] * feature(n, i).
+void tdm_small_linear_dw(uint id, uint batch, uint out_features, tdm_divisor in_features, uint pool,
                          __global const float *x, __global const float *dy, __global float *dw)
 {
     const uint o = tdm_div(id, in_features), i = id - o * in_features.x;
     float sum = 0.0f;
     for (uint n = 0; n < batch; n++)
-        sum += dy[n * out_features + o] * x[n * in_features.x + i];
+        sum += dy[n * out_features + o] * tdm_linear_feature(x, n * in_features.x + i, pool);
     dw[id] += sum;
 }
 
 // The backward pass in one launch: the first dx_count work-items write dx
-// (0 when not asked for), the next dw_count add to dweight, the last
-// db_count to dbias (db[o] += the sum over n of dy[n][o]).
+// (0 when not asked for; a feature's whole pool each), the next dw_count add
+// to dweight, the last db_count to dbias (db[o] += the sum over n of
+// dy[n][o]).
 __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divisor in_features,
-                                        uint dx_count, uint dw_count, uint db_count,
+                                        uint pool, uint dx_count, uint dw_count, uint db_count,
                                         __global const float *x, uint x_offset,
                                         __global const float *w, uint w_offset,
                                         __global const float *dy, uint dy_offset,
@@ -58,12 +79,13 @@ __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divis
     uint id = get_global_id(0);
     __global const float *g = dy + dy_offset;
     if (id < dx_count) {
-        tdm_small_linear_dx(id, out_features, in_features, w + w_offset, g, dx + dx_offset);
+        tdm_small_linear_dx(id, out_features, in_features, pool, w + w_offset, g, dx + dx_offset);
         return;
     }
     id -= dx_count;
     if (id < dw_count) {
-        tdm_small_linear_dw(id, batch, out_features, in_features, x + x_offset, g, dw + dw_offset);
+        tdm_small_linear_dw(id, batch, out_features, in_features, pool, x + x_offset, g,
+                            dw + dw_offset);
         return;
     }
     id -= dw_count;

@@ -205,15 +205,25 @@ static void reference_conv_backward_weight(const op_case *c, double *const *t)
  * entries, so that the GEMM-free ones count as ops without a GEMM (the same
  * bits on any thread count, Oclgrind's full checks). */
 
+/* batch, in, out, pool (an average pool over `pool` values a feature first) */
 static const tdm_linear_shape small_linear_shapes[] = {
-    {1, 1, 1},  {16, 4, 10}, {128, 64, 10}, {3, 7, 5},     {81, 1, 10},
-    {2, 50, 3}, {9, 19, 33}, {5, 4096, 1},  {128, 64, 64}, /* 4096 weights, the most */
+    {1, 1, 1, 0},     {16, 4, 10, 0}, {128, 64, 10, 0}, {3, 7, 5, 0},     {81, 1, 10, 0},
+    {2, 50, 3, 0},    {9, 19, 33, 0}, {5, 4096, 1, 0},  {128, 64, 64, 0}, /* 4096 weights, the most
+                                                                           */
+    {128, 64, 10, 4}, /* ResNet(64)'s head over its 2 x 2 block */
+    {3, 7, 5, 9},     {2, 33, 17, 2},
 };
 static const tdm_linear_shape gemm_linear_shapes[] = {
-    {8, 80, 60}, /* 4800 weights */
-    {3, 4097, 1},
-    {130, 65, 64},
+    {8, 80, 60, 0}, /* 4800 weights */
+    {3, 4097, 1, 0},
+    {130, 65, 64, 0},
+    {8, 80, 60, 3},
 };
+
+static size_t linear_pool(const tdm_linear_shape *s)
+{
+    return s->pool > 1 ? s->pool : 1;
+}
 
 /* A variant: the direction, and LINEAR_GEMM for the larger layers. */
 enum { LINEAR_BACKWARD_ALL = CONV_BACKWARD_WEIGHT + 1, LINEAR_GEMM = 8 };
@@ -221,7 +231,7 @@ enum { LINEAR_BACKWARD_ALL = CONV_BACKWARD_WEIGHT + 1, LINEAR_GEMM = 8 };
 static void add_linear_tensors(op_case *c, int direction, bool bias)
 {
     const tdm_linear_shape *s = &c->p.layer.linear;
-    size_t nx = s->batch * s->in_features, nw = s->out_features * s->in_features,
+    size_t nx = s->batch * s->in_features * linear_pool(s), nw = s->out_features * s->in_features,
            ny = s->batch * s->out_features;
     bool input_gradient = direction == CONV_BACKWARD_INPUT || direction == LINEAR_BACKWARD_ALL,
          weight_gradient = direction == CONV_BACKWARD_WEIGHT || direction == LINEAR_BACKWARD_ALL;
@@ -259,8 +269,8 @@ static size_t make_linear_cases(op_case *cases, size_t capacity, int variant)
         c->p.layer.linear = *s;
         bool bias = i % 2 == 0;
         add_linear_tensors(c, variant & ~LINEAR_GEMM, bias);
-        snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu%s", s->batch, s->in_features,
-                 s->out_features, bias ? " bias" : "");
+        snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu pool=%zu%s", s->batch,
+                 s->in_features, s->out_features, linear_pool(s), bias ? " bias" : "");
     }
     return count;
 }
@@ -291,43 +301,74 @@ static tdm_status run_linear_backward(tdm_backend *backend, const op_case *c, co
                                optional_view(c, v, 5));
 }
 
-/* A linear layer is a 1x1 convolution of a 1x1 image. */
-static tdm_conv2d_shape linear_as_conv(const tdm_linear_shape *s)
+/* Feature `row` (n * in + i) of x: the mean of its pool, in double. */
+static double linear_feature(const tdm_linear_shape *s, const double *x, size_t row)
 {
-    return (tdm_conv2d_shape){s->batch, s->in_features, 1, 1, s->out_features, 1, 1, 1, 1, 0, 0};
+    size_t pool = linear_pool(s);
+    double sum = 0.0;
+    for (size_t p = 0; p < pool; p++)
+        sum += x[row * pool + p];
+    return sum / (double)pool;
 }
 
+/* y [N][out] = features w^T (+ bias) */
 static void reference_linear_forward(const op_case *c, double *const *t)
 {
-    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
-    for (size_t i = 0; i < c->tensors[2].count; i++)
-        t[2][i] = c->tensor_count > 3 ? t[3][i % s.out_channels] : 0.0;
-    parity_conv_reference(&s, t[0], t[1], NULL, t[2], NULL, NULL);
+    const tdm_linear_shape *s = &c->p.layer.linear;
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t o = 0; o < s->out_features; o++) {
+            double sum = c->tensor_count > 3 ? t[3][o] : 0.0;
+            for (size_t i = 0; i < s->in_features; i++)
+                sum +=
+                    linear_feature(s, t[0], n * s->in_features + i) * t[1][o * s->in_features + i];
+            t[2][n * s->out_features + o] = sum;
+        }
+}
+
+/* dx [N][in][pool] = (dy w) / pool for each value of the pool */
+static void linear_input_gradient(const tdm_linear_shape *s, const double *w, const double *dy,
+                                  double *dx)
+{
+    size_t pool = linear_pool(s);
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t i = 0; i < s->in_features; i++) {
+            double sum = 0.0;
+            for (size_t o = 0; o < s->out_features; o++)
+                sum += dy[n * s->out_features + o] * w[o * s->in_features + i];
+            for (size_t p = 0; p < pool; p++)
+                dx[(n * s->in_features + i) * pool + p] = sum / (double)pool;
+        }
+}
+
+/* dw += dy^T features; db += column sums of dy (db may be NULL) */
+static void linear_weight_gradient(const tdm_linear_shape *s, const double *x, const double *dy,
+                                   double *dw, double *db)
+{
+    for (size_t o = 0; o < s->out_features; o++)
+        for (size_t n = 0; n < s->batch; n++) {
+            for (size_t i = 0; i < s->in_features; i++)
+                dw[o * s->in_features + i] +=
+                    dy[n * s->out_features + o] * linear_feature(s, x, n * s->in_features + i);
+            if (db)
+                db[o] += dy[n * s->out_features + o];
+        }
 }
 
 static void reference_linear_backward_input(const op_case *c, double *const *t)
 {
-    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
-    memset(t[2], 0, c->tensors[2].count * sizeof(double));
-    parity_conv_reference(&s, NULL, t[0], t[1], NULL, t[2], NULL);
+    linear_input_gradient(&c->p.layer.linear, t[0], t[1], t[2]);
 }
 
 static void reference_linear_backward_weight(const op_case *c, double *const *t)
 {
-    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
-    parity_conv_reference(&s, t[0], NULL, t[1], NULL, NULL, t[2]);
-    if (c->tensor_count > 3)
-        add_channel_sums(t[1], s.batch, s.out_channels, 1, t[3]);
+    linear_weight_gradient(&c->p.layer.linear, t[0], t[1], t[2], c->tensor_count > 3 ? t[3] : NULL);
 }
 
+/* x, weight, dy, dx, dweight[, dbias] */
 static void reference_linear_backward(const op_case *c, double *const *t)
 {
-    tdm_conv2d_shape s = linear_as_conv(&c->p.layer.linear);
-    memset(t[3], 0, c->tensors[3].count * sizeof(double));
-    parity_conv_reference(&s, NULL, t[1], t[2], NULL, t[3], NULL);
-    parity_conv_reference(&s, t[0], NULL, t[2], NULL, NULL, t[4]);
-    if (c->tensor_count > 5)
-        add_channel_sums(t[2], s.batch, s.out_channels, 1, t[5]);
+    linear_input_gradient(&c->p.layer.linear, t[1], t[2], t[3]);
+    linear_weight_gradient(&c->p.layer.linear, t[0], t[2], t[4], c->tensor_count > 5 ? t[5] : NULL);
 }
 
 /* ---------- batchnorm2d ---------- */
@@ -789,7 +830,7 @@ static size_t make_bits_cases(op_case *cases, size_t capacity, int sums)
     for (size_t i = 0; i < BITS_SHAPE_COUNT && count < capacity; i++) {
         op_case *c = new_case(cases, &count);
         size_t rows = bits_shapes[i][0], cols = bits_shapes[i][1], k = bits_shapes[i][2];
-        c->p.layer.linear = (tdm_linear_shape){rows, cols, k};
+        c->p.layer.linear = (tdm_linear_shape){rows, cols, k, 0};
         tdm_bits_shape s = bits_shape_of(c);
         add_tensor(c, "bits", 2 * rows * s.row_words, false, INIT_BITS);
         c->tensors[0].int_range = cols;

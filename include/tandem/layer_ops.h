@@ -86,6 +86,10 @@ tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels
 
 typedef struct tdm_linear_shape {
     size_t batch, in_features, out_features;
+    /* 0 or 1: none. Else x (and dx) is [N][in][pool] and each feature the
+     * mean of its pool values first: AdaptiveAvgPool2d(1) and flatten before
+     * the layer, in the same launch, with global_avgpool's bits. */
+    size_t pool;
 } tdm_linear_shape;
 
 tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,

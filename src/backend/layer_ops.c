@@ -552,16 +552,40 @@ tdm_status tdm_bias_backward(tdm_backend *backend, size_t batch, size_t channels
 
 /* ---------- linear ---------- */
 
+static size_t pool_of(const tdm_linear_shape *s)
+{
+    return s->pool > 1 ? s->pool : 1;
+}
+
+/* A pooled layer's features [N][in] in scratch slot 2 (global_avgpool's
+ * mean of each pool), or x itself without pooling. */
+static tdm_status pooled_features(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                  tdm_view *features)
+{
+    if (pool_of(s) == 1) {
+        *features = x;
+        return TDM_OK;
+    }
+    TDM_TRY(borrow_scratch(backend, 2, s->batch * s->in_features, features));
+    return backend->iface->global_avgpool(backend, s->batch * s->in_features, s->pool, x,
+                                          *features);
+}
+
 static tdm_status check_linear(tdm_backend *backend, const char *op, const tdm_linear_shape *s,
                                size_t *x_count, size_t *weight_count, size_t *y_count)
 {
-    static const tdm_op needed[] = {TDM_OP_SGEMM, TDM_OP_BIAS_ADD, TDM_OP_BIAS_BACKWARD,
-                                    TDM_OP_SMALL_LINEAR, TDM_OP_SMALL_LINEAR_BACKWARD};
+    static const tdm_op needed[] = {TDM_OP_SGEMM,
+                                    TDM_OP_BIAS_ADD,
+                                    TDM_OP_BIAS_BACKWARD,
+                                    TDM_OP_SMALL_LINEAR,
+                                    TDM_OP_SMALL_LINEAR_BACKWARD,
+                                    TDM_OP_GLOBAL_AVGPOOL,
+                                    TDM_OP_GLOBAL_AVGPOOL_BACKWARD};
     for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
         TDM_TRY(tdm_check_supported(backend, needed[i]));
     TDM_TRY(require_positive(op, "in_features", s->in_features));
     TDM_TRY(require_positive(op, "out_features", s->out_features));
-    TDM_TRY(product(op, s->batch, s->in_features, 1, 1, x_count));
+    TDM_TRY(product(op, s->batch, s->in_features, pool_of(s), 1, x_count));
     TDM_TRY(product(op, s->out_features, s->in_features, 1, 1, weight_count));
     return product(op, s->batch, s->out_features, 1, 1, y_count);
 }
@@ -595,9 +619,11 @@ tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, t
         return TDM_OK;
     if (use_small_linear(s, nw))
         return backend->iface->small_linear(backend, s, x, weight, bias, y);
-    /* y [N][out] = x [N][in] * weight^T */
+    tdm_view features;
+    TDM_TRY(pooled_features(backend, s, x, &features));
+    /* y [N][out] = features [N][in] * weight^T */
     tdm_sgemm_args forward =
-        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, x,
+        tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, s->out_features, s->in_features, features,
                       s->in_features, weight, s->in_features, 0.0f, y, s->out_features);
     TDM_TRY(tdm_sgemm(backend, &forward));
     if (given(bias))
@@ -605,24 +631,34 @@ tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *s, t
     return TDM_OK;
 }
 
-/* dx [N][in] = dy [N][out] * weight [out][in], by GEMM. */
+/* dx [N][in] = dy [N][out] * weight [out][in], by GEMM; pooled, into
+ * scratch slot 2 and then spread over each pool (global_avgpool_backward). */
 static tdm_status gemm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
                                              tdm_view weight, tdm_view dy, tdm_view dx)
 {
-    tdm_sgemm_args backward =
-        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
-                      s->out_features, weight, s->in_features, 0.0f, dx, s->in_features);
-    return tdm_sgemm(backend, &backward);
+    tdm_view features_grad = dx;
+    if (pool_of(s) > 1)
+        TDM_TRY(borrow_scratch(backend, 2, s->batch * s->in_features, &features_grad));
+    tdm_sgemm_args backward = tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features,
+                                            s->out_features, dy, s->out_features, weight,
+                                            s->in_features, 0.0f, features_grad, s->in_features);
+    TDM_TRY(tdm_sgemm(backend, &backward));
+    return pool_of(s) > 1 ? backend->iface->global_avgpool_backward(
+                                backend, s->batch * s->in_features, s->pool, features_grad, dx)
+                          : TDM_OK;
 }
 
-/* dweight [out][in] += dy^T [out][N] * x [N][in] by GEMM; dbias += column sums of dy. */
+/* dweight [out][in] += dy^T [out][N] * features [N][in] by GEMM; dbias +=
+ * column sums of dy. */
 static tdm_status gemm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *s,
                                               tdm_view x, tdm_view dy, tdm_view dweight,
                                               tdm_view dbias)
 {
+    tdm_view features;
+    TDM_TRY(pooled_features(backend, s, x, &features));
     tdm_sgemm_args backward =
         tdm_gemm_args(TDM_TRANS, TDM_NO_TRANS, s->out_features, s->in_features, s->batch, dy,
-                      s->out_features, x, s->in_features, 1.0f, dweight, s->in_features);
+                      s->out_features, features, s->in_features, 1.0f, dweight, s->in_features);
     TDM_TRY(tdm_sgemm(backend, &backward));
     if (given(dbias))
         TDM_TRY(backend->iface->bias_backward(backend, s->batch, s->out_features, 1, dy, dbias));

@@ -44,6 +44,8 @@ typedef struct node {
     int add_after[2];           /* an add whose gradient this node's input gradient adds, or -1 */
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
+    bool pooled;                /* an average pool its linear layer applies: no work of its own */
+    int pool;                   /* a linear layer's average pool (pooled), or -1 */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
     size_t col, col_floats;     /* a conv whose training forward keeps x's col for backward */
 } node;
@@ -283,6 +285,29 @@ static void fuse_relus(tdm_model *m)
     }
 }
 
+/* A global average pool read (through a flatten) only by a linear layer is
+ * done by that layer (tdm_linear_shape.pool: one launch a pass instead of
+ * two, with the pool's bits); its input is then the linear layer's. */
+static void fuse_heads(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        n->pool = -1;
+        if (n->kind != NODE_LINEAR || n->inputs[0] == MODEL_INPUT)
+            continue;
+        int pool = n->inputs[0], reader = i;
+        if (m->nodes[pool].kind == NODE_FLATTEN && !is_input_of_another(m, pool, i)) {
+            reader = pool;
+            pool = m->nodes[pool].inputs[0];
+        }
+        if (pool == MODEL_INPUT || m->nodes[pool].kind != NODE_AVGPOOL ||
+            is_input_of_another(m, pool, reader))
+            continue;
+        n->pool = pool;
+        m->nodes[pool].pooled = true;
+    }
+}
+
 static void assign_views(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
@@ -308,6 +333,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     if (m->nodes[0].kind == NODE_FLATTEN)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: the first layer cannot be flatten");
     fuse_relus(m);
+    fuse_heads(m);
     assign_views(m);
     plan_gradients(m);
     plan_add_gradients(m);
@@ -480,10 +506,19 @@ static tdm_batchnorm_shape norm_shape(const node *n, size_t batch)
                                  .relu = n->relu_after};
 }
 
-static tdm_linear_shape linear_shape(const node *n, size_t batch)
+static tdm_linear_shape linear_shape(const tdm_model *m, const node *n, size_t batch)
 {
-    return (tdm_linear_shape){
-        .batch = batch, .in_features = tdm_nn_volume(n->in), .out_features = n->layer.out_channels};
+    const node *pool = n->pool >= 0 ? &m->nodes[n->pool] : NULL;
+    return (tdm_linear_shape){.batch = batch,
+                              .in_features = tdm_nn_volume(n->in),
+                              .out_features = n->layer.out_channels,
+                              .pool = pool ? pool->in.height * pool->in.width : 0};
+}
+
+/* The node whose input a linear layer reads: its pool's, or its own. */
+static const node *linear_reader(const tdm_model *m, const node *n)
+{
+    return n->pool >= 0 ? &m->nodes[n->pool] : n;
 }
 
 static tdm_view optional_bias(const node *n, tdm_buffer *buffer)
@@ -683,13 +718,15 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
         return tdm_maxpool2d_forward(b, &s, x, y, at(m->saved, n->saved));
     }
     case NODE_AVGPOOL:
+        if (n->pooled) /* by its linear layer */
+            return TDM_OK;
         return tdm_global_avgpool_forward(b, batch * n->in.channels, n->in.height * n->in.width, x,
                                           y);
     case NODE_FLATTEN: return TDM_OK;
     case NODE_LINEAR: {
-        tdm_linear_shape s = linear_shape(n, batch);
-        return tdm_linear_forward(b, &s, x, at(m->params, n->weight), optional_bias(n, m->params),
-                                  y);
+        tdm_linear_shape s = linear_shape(m, n, batch);
+        return tdm_linear_forward(b, &s, activation_of(m, linear_reader(m, n)->inputs[0]),
+                                  at(m->params, n->weight), optional_bias(n, m->params), y);
     }
     case NODE_ADD:
         return (n->relu_after ? tdm_add_relu : tdm_add)(b, count, x, activation_of(m, n->inputs[1]),
@@ -782,15 +819,19 @@ static tdm_status backward_conv_weight(tdm_model *m, const node *n, tdm_view x, 
     return tdm_conv2d_backward_weight(m->backend, &s, x, dy, dw, dbias);
 }
 
-/* A linear layer's gradients in one call: one launch for a small layer. */
-static tdm_status backward_linear(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+/* A linear layer's gradients in one call: one launch for a small layer.
+ * With its pool, the gradient goes to the pool's input, as the pool's own
+ * backward would send it. */
+static tdm_status backward_linear(tdm_model *m, const node *n, tdm_view dy)
 {
-    tdm_linear_shape s = linear_shape(n, m->batch);
-    bool input = needs_input_gradient(m, n, 0);
-    TDM_TRY(tdm_linear_backward(m->backend, &s, x, at(m->params, n->weight), dy,
-                                input ? input_gradient_target(m, n, 0) : (tdm_view){0},
+    tdm_linear_shape s = linear_shape(m, n, m->batch);
+    const node *reader = linear_reader(m, n);
+    bool input = needs_input_gradient(m, reader, 0);
+    TDM_TRY(tdm_linear_backward(m->backend, &s, activation_of(m, reader->inputs[0]),
+                                at(m->params, n->weight), dy,
+                                input ? input_gradient_target(m, reader, 0) : (tdm_view){0},
                                 at(m->grads, n->weight), optional_bias(n, m->grads)));
-    return input ? finish_input_gradient(m, n, 0) : TDM_OK;
+    return input ? finish_input_gradient(m, reader, 0) : TDM_OK;
 }
 
 /* dx for one node, into `dx`. */
@@ -843,13 +884,15 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
 
 static tdm_status backward_node(tdm_model *m, const node *n)
 {
-    if (n->kind == NODE_FLATTEN || (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM))
-        return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward */
+    if (n->kind == NODE_FLATTEN || n->pooled ||
+        (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM))
+        return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward; a pool: its
+                          linear layer's */
     tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
     if (n->kind == NODE_NORM)
         return backward_norm(m, n, x, dy);
     if (n->kind == NODE_LINEAR)
-        return backward_linear(m, n, x, dy);
+        return backward_linear(m, n, dy);
     if (n->kind == NODE_CONV)
         TDM_TRY(backward_conv_weight(m, n, x, dy));
     for (int slot = 0; slot < (n->kind == NODE_ADD ? 2 : 1); slot++) {

@@ -53,15 +53,41 @@ static void linear_chunk(const float *x, size_t rows, const float *wt, const flo
             y[r * out + l] = bias ? sums[r][l] + bias[l] : sums[r][l];
 }
 
+/* A pooled layer's features [N][in], each the mean of its pool as
+ * tdm_cpu_global_avgpool computes it; NULL without pooling. */
+static tdm_status pooled_features(const tdm_linear_shape *s, tdm_view x, float **out)
+{
+    *out = NULL;
+    if (s->pool <= 1)
+        return TDM_OK;
+    size_t rows = s->batch * s->in_features;
+    const float *in = tdm_view_host_floats(x);
+    float *features = malloc(rows * sizeof(float) + 1);
+    if (!features)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "small_linear: no memory for the pooled features");
+    for (size_t r = 0; r < rows; r++) {
+        float sum = 0.0f;
+        for (size_t p = 0; p < s->pool; p++)
+            sum += in[r * s->pool + p];
+        features[r] = sum / (float)s->pool;
+    }
+    *out = features;
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_small_linear(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
                                 tdm_view weight, tdm_view bias, tdm_view y)
 {
     TDM_TRY(tdm_check_small_linear("small_linear", s));
     size_t in = s->in_features, out = s->out_features, chunks = (out + LANES - 1) / LANES;
+    float *features = NULL;
+    TDM_TRY(pooled_features(s, x, &features));
     float *wt = transposed_weights(tdm_view_host_floats(weight), in, out);
-    if (!wt)
+    if (!wt) {
+        free(features);
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "small_linear: no memory for the weights");
-    const float *x_all = tdm_view_host_floats(x);
+    }
+    const float *x_all = features ? features : tdm_view_host_floats(x);
     const float *b = bias.buffer ? tdm_view_host_floats(bias) : NULL;
     float *y_all = tdm_view_host_floats(y);
     size_t blocks = (s->batch + ROWS - 1) / ROWS;
@@ -75,6 +101,7 @@ tdm_status tdm_cpu_small_linear(tdm_backend *backend, const tdm_linear_shape *s,
                          lanes, out, y_all + n * out + c * LANES);
         }
     free(wt);
+    free(features);
     return TDM_OK;
 }
 
@@ -177,31 +204,65 @@ static void bias_gradient(const float *dy, size_t batch, size_t out, float *db)
     }
 }
 
+/* dx [N][in][pool] from the features' gradient: each value its share, as
+ * tdm_cpu_global_avgpool_backward gives it. */
+static void spread_pools(const float *grad, size_t rows, size_t pool, float *dx)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float share = grad[r] / (float)pool;
+        for (size_t p = 0; p < pool; p++)
+            dx[r * pool + p] = share;
+    }
+}
+
+static tdm_status input_gradient(tdm_backend *backend, const tdm_linear_shape *s, tdm_view weight,
+                                 const float *g, tdm_view dx)
+{
+    size_t in = s->in_features, out = s->out_features, batch = s->batch;
+    const float *w = tdm_view_host_floats(weight);
+    float *dx_all = tdm_view_host_floats(dx), *features_grad = dx_all;
+    if (s->pool > 1 && !(features_grad = malloc(batch * in * sizeof(float) + 1)))
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "small_linear_backward: no memory for dx");
+    int team = tdm_cpu_team(backend, batch * in * out);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t n = 0; n < batch; n += ROWS)
+        input_gradient_rows(g + n * out, batch - n < ROWS ? batch - n : ROWS, w, in, out,
+                            features_grad + n * in);
+    if (s->pool > 1) {
+        spread_pools(features_grad, batch * in, s->pool, dx_all);
+        free(features_grad);
+    }
+    return TDM_OK;
+}
+
+static tdm_status weight_gradient(tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                  const float *g, tdm_view dweight)
+{
+    size_t in = s->in_features, out = s->out_features, batch = s->batch;
+    float *features = NULL;
+    TDM_TRY(pooled_features(s, x, &features));
+    const float *x_all = features ? features : tdm_view_host_floats(x);
+    float *dw = tdm_view_host_floats(dweight);
+    int team = tdm_cpu_team(backend, batch * in * out);
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t o = 0; o < out; o += ROWS)
+        weight_gradient_rows(g + o, out - o < ROWS ? out - o : ROWS, x_all, batch, in, out,
+                             dw + o * in);
+    free(features);
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_small_linear_backward(tdm_backend *backend, const tdm_linear_shape *s,
                                          tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
                                          tdm_view dweight, tdm_view dbias)
 {
     TDM_TRY(tdm_check_small_linear("small_linear_backward", s));
-    size_t in = s->in_features, out = s->out_features, batch = s->batch;
     const float *g = tdm_view_host_floats(dy);
-    int team = tdm_cpu_team(backend, batch * in * out);
-    if (dx.buffer) {
-        const float *w = tdm_view_host_floats(weight);
-        float *dx_all = tdm_view_host_floats(dx);
-#pragma omp parallel for schedule(static) num_threads(team)
-        for (size_t n = 0; n < batch; n += ROWS)
-            input_gradient_rows(g + n * out, batch - n < ROWS ? batch - n : ROWS, w, in, out,
-                                dx_all + n * in);
-    }
-    if (dweight.buffer) {
-        const float *x_all = tdm_view_host_floats(x);
-        float *dw = tdm_view_host_floats(dweight);
-#pragma omp parallel for schedule(static) num_threads(team)
-        for (size_t o = 0; o < out; o += ROWS)
-            weight_gradient_rows(g + o, out - o < ROWS ? out - o : ROWS, x_all, batch, in, out,
-                                 dw + o * in);
-    }
+    if (dx.buffer)
+        TDM_TRY(input_gradient(backend, s, weight, g, dx));
+    if (dweight.buffer)
+        TDM_TRY(weight_gradient(backend, s, x, g, dweight));
     if (dbias.buffer)
-        bias_gradient(g, batch, out, tdm_view_host_floats(dbias));
+        bias_gradient(g, s->batch, s->out_features, tdm_view_host_floats(dbias));
     return TDM_OK;
 }

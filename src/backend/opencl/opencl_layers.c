@@ -202,11 +202,13 @@ tdm_status tdm_opencl_small_linear(tdm_backend *backend, const tdm_linear_shape 
     /* An unused operand still needs a valid cl_mem: point it at x. */
     cl_view in = cl_view_of(x), w = cl_view_of(weight), b = cl_view_of(bias.buffer ? bias : x),
             out = cl_view_of(y);
-    cl_index outputs = s->batch * s->out_features, in_features = s->in_features;
+    cl_index outputs = s->batch * s->out_features, in_features = s->in_features,
+             pool = s->pool > 1 ? s->pool : 1;
     cl_divisor out_features = tdm_cl_divisor(s->out_features);
     cl_int with_bias = bias.buffer != NULL;
-    kernel_arg args[] = {ARG(outputs), ARG(out_features), ARG(in_features), VIEW_ARGS(in),
-                         VIEW_ARGS(w), ARG(with_bias),    VIEW_ARGS(b),     VIEW_ARGS(out)};
+    kernel_arg args[] = {ARG(outputs),   ARG(out_features), ARG(in_features),
+                         ARG(pool),      VIEW_ARGS(in),     VIEW_ARGS(w),
+                         ARG(with_bias), VIEW_ARGS(b),      VIEW_ARGS(out)};
     return tdm_cl_launch(ctx_of(backend), K_SMALL_LINEAR, outputs, args, COUNT(args));
 }
 
@@ -220,14 +222,15 @@ tdm_status tdm_opencl_small_linear_backward(tdm_backend *backend, const tdm_line
             g = cl_view_of(dy), gx = cl_view_of(dx.buffer ? dx : dy),
             gw = cl_view_of(dweight.buffer ? dweight : dy),
             gb = cl_view_of(dbias.buffer ? dbias : dy);
-    cl_index batch = s->batch, out_features = s->out_features,
+    cl_index batch = s->batch, out_features = s->out_features, pool = s->pool > 1 ? s->pool : 1,
              dx_count = dx.buffer ? s->batch * s->in_features : 0,
              dw_count = dweight.buffer ? s->out_features * s->in_features : 0,
              db_count = dbias.buffer ? s->out_features : 0;
     cl_divisor in_features = tdm_cl_divisor(s->in_features);
-    kernel_arg args[] = {ARG(batch),    ARG(out_features), ARG(in_features), ARG(dx_count),
-                         ARG(dw_count), ARG(db_count),     VIEW_ARGS(in),    VIEW_ARGS(w),
-                         VIEW_ARGS(g),  VIEW_ARGS(gx),     VIEW_ARGS(gw),    VIEW_ARGS(gb)};
+    kernel_arg args[] = {ARG(batch),    ARG(out_features), ARG(in_features), ARG(pool),
+                         ARG(dx_count), ARG(dw_count),     ARG(db_count),    VIEW_ARGS(in),
+                         VIEW_ARGS(w),  VIEW_ARGS(g),      VIEW_ARGS(gx),    VIEW_ARGS(gw),
+                         VIEW_ARGS(gb)};
     size_t items = (size_t)dx_count + dw_count + db_count;
     if (items == 0)
         return TDM_OK;
