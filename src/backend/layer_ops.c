@@ -100,6 +100,14 @@ static tdm_status conv_sizes_of(const char *op, const tdm_conv2d_shape *s, conv_
     return product(op, out->col_rows, out->columns, 1, 1, &col_floats);
 }
 
+/* Every op a composite layer op may run is supported. */
+static tdm_status check_all_supported(const tdm_backend *backend, const tdm_op *ops, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        TDM_TRY(tdm_check_supported(backend, ops[i]));
+    return TDM_OK;
+}
+
 static tdm_status check_conv_support(const tdm_backend *backend)
 {
     static const tdm_op needed[] = {TDM_OP_IM2COL,
@@ -111,9 +119,7 @@ static tdm_status check_conv_support(const tdm_backend *backend)
                                     TDM_OP_CONV_COL_PRODUCT,
                                     TDM_OP_CONV_COL_WEIGHT_GRADIENT,
                                     TDM_OP_SGEMM};
-    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
-        TDM_TRY(tdm_check_supported(backend, needed[i]));
-    return TDM_OK;
+    return check_all_supported(backend, needed, sizeof needed / sizeof needed[0]);
 }
 
 /* Small images (H*W <= KH*KW, the ResNet's 2x2 block): the convolution as
@@ -581,8 +587,7 @@ static tdm_status check_linear(tdm_backend *backend, const char *op, const tdm_l
                                     TDM_OP_SMALL_LINEAR_BACKWARD,
                                     TDM_OP_GLOBAL_AVGPOOL,
                                     TDM_OP_GLOBAL_AVGPOOL_BACKWARD};
-    for (size_t i = 0; i < sizeof needed / sizeof needed[0]; i++)
-        TDM_TRY(tdm_check_supported(backend, needed[i]));
+    TDM_TRY(check_all_supported(backend, needed, sizeof needed / sizeof needed[0]));
     TDM_TRY(require_positive(op, "in_features", s->in_features));
     TDM_TRY(require_positive(op, "out_features", s->out_features));
     TDM_TRY(product(op, s->batch, s->in_features, pool_of(s), 1, x_count));
