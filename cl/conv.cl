@@ -174,26 +174,40 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
         in_columns.x);
 }
 
+// The taps of a (co, ci) pair conv_dense_weight_gradient sums at once: their
+// sums stay in registers (the loop over them unrolled), and the group adds
+// them in one step (16 x TDM_GROUP_SIZE floats of local memory).
+#define TDM_DENSE_GRADIENT_TAPS 16
+
 // The weight gradient from x and dy without T's gradient (a GPU: one
 // launch where a GEMM and the sums above take two), one (co, ci) pair's
-// weights a work-group: for each tap, each work-item sums the products of
-// the samples n = lid, lid + TDM_GROUP_SIZE, ... (each sample's output
-// positions in order), then the group adds its work-items' sums.
+// weights a work-group, up to 16 taps at a time: each work-item sums, for
+// every tap, the products of the samples n = lid, lid + TDM_GROUP_SIZE, ...
+// (each sample's output positions in order); then each tap's sums are
+// added over the group in work-item order (a work-item a tap), the bits of
+// tdm_group_sum.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_conv_dense_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
                                uint dy_offset, __global float *dweight, uint dweight_offset,
                                TDM_CONV_SHAPE)
 {
-    __local float partial[TDM_GROUP_SIZE + 1];
+    __local float partial[TDM_DENSE_GRADIENT_TAPS * TDM_GROUP_SIZE];
     const uint pair = get_group_id(0), lid = get_local_id(0);
     const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
-    for (uint i = 0; i < kernel_h.x; i++)
-        for (uint j = 0; j < kernel_w.x; j++) {
-            float sum = 0.0f;
-            for (uint n = lid; n < batch.x; n += TDM_GROUP_SIZE) {
-                __global const float *g = dy + dy_offset + (n * out_channels + co) * out_spatial.x;
-                __global const float *plane =
-                    x + x_offset + (n * channels.x + ci) * height.x * width.x;
+    const uint taps = kernel_h.x * kernel_w.x;
+    for (uint first = 0; first < taps; first += TDM_DENSE_GRADIENT_TAPS) {
+        float sums[TDM_DENSE_GRADIENT_TAPS];
+#pragma unroll
+        for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++)
+            sums[k] = 0.0f;
+        for (uint n = lid; n < batch.x; n += TDM_GROUP_SIZE) {
+            __global const float *g = dy + dy_offset + (n * out_channels + co) * out_spatial.x;
+            __global const float *plane = x + x_offset + (n * channels.x + ci) * height.x * width.x;
+#pragma unroll
+            for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++) {
+                if (first + k >= taps)
+                    continue;
+                const uint i = tdm_div(first + k, kernel_w), j = first + k - i * kernel_w.x;
                 for (uint oh = 0; oh < out_h; oh++) {
                     const uint h = oh * stride_h.x + i;
                     if (h < pad_h || h - pad_h >= height.x)
@@ -201,14 +215,24 @@ tdm_conv_dense_weight_gradient(__global const float *x, uint x_offset, __global 
                     for (uint ow = 0; ow < out_w.x; ow++) {
                         const uint w = ow * stride_w.x + j;
                         if (w >= pad_w && w - pad_w < width.x)
-                            sum += g[oh * out_w.x + ow] * plane[(h - pad_h) * width.x + w - pad_w];
+                            sums[k] +=
+                                g[oh * out_w.x + ow] * plane[(h - pad_h) * width.x + w - pad_w];
                     }
                 }
             }
-            const float total = tdm_group_sum(sum, partial);
-            if (lid == 0)
-                dweight[dweight_offset + (pair * kernel_h.x + i) * kernel_w.x + j] += total;
         }
+#pragma unroll
+        for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++)
+            partial[k * TDM_GROUP_SIZE + lid] = sums[k];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (uint k = lid; k < TDM_DENSE_GRADIENT_TAPS && first + k < taps; k += TDM_GROUP_SIZE) {
+            float total = 0.0f;
+            for (uint l = 0; l < TDM_GROUP_SIZE; l++)
+                total += partial[k * TDM_GROUP_SIZE + l];
+            dweight[dweight_offset + pair * taps + first + k] += total;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE); // partial is written again for the next taps
+    }
 }
 
 // The same sums, one (co, ci) pair's weights a work-item (a CPU device):

@@ -45,6 +45,7 @@ static const tdm_conv2d_shape conv_shapes[] = {
     {1, 3, 3, 3, 64, 3, 3, 1, 1, 2, 2},    /* padding wider than the kernel's half */
     {4, 2, 6, 6, 3, 4, 4, 3, 3, 1, 1},     /* stride 3 */
     {3, 5, 3, 2, 2, 3, 3, 2, 1, 1, 1},     /* small image, unequal strides: dense path */
+    {2, 3, 3, 3, 4, 5, 5, 1, 1, 2, 2},     /* dense path, 25 taps: more than 16 at once */
     {128, 1, 8, 8, 64, 3, 3, 2, 2, 1, 1},  /* ResNet(64) stem, a training batch */
     {40, 1, 6, 6, 8, 4, 4, 2, 2, 1, 1},    /* 16 taps, the most without a GEMM; 3x3 outputs */
     {16, 1, 66, 66, 2, 3, 3, 1, 1, 1, 1},  /* 9 taps over 69696 positions: the weight
