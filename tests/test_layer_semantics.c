@@ -669,6 +669,55 @@ static void test_leaky_relu_layer(void **state)
     }
 }
 
+/* A model that starts with a global average pool, read only by its linear
+ * layer through a flatten: the layer pools the model's input itself. The
+ * output is linear(mean of each channel), and the weights' gradient of a
+ * unit dy is the batch's sum of the means. */
+static void test_pooled_head_on_the_input(void **state)
+{
+    (void)state;
+    tdm_model_spec spec;
+    tdm_model_spec_init(&spec);
+    spec.input = (tdm_sample_shape){2, 3, 3};
+    const char *layers[] = {"avgpool", "flatten", "linear out=2"};
+    for (size_t i = 0; i < 3; i++)
+        assert_int_equal(tdm_model_spec_add_layer(&spec, layers[i]), TDM_OK);
+    float x[2 * 18], means[4];
+    test_fill_random(x, 2 * 18, 13);
+    for (size_t r = 0; r < 4; r++) {
+        double sum = 0.0;
+        for (size_t p = 0; p < 9; p++)
+            sum += x[r * 9 + p];
+        means[r] = (float)(sum / 9.0);
+    }
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_model *model = NULL;
+        float params[6], grads[6], out[4], ones[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+        assert_int_equal(tdm_model_create(backend, &spec, 2, 5, &model), TDM_OK);
+        assert_int_equal(tdm_model_get_parameters(model, params), TDM_OK); /* W (2 x 2), b */
+        tdm_buffer *input = upload(backend, x, 2 * 18);
+        assert_int_equal(tdm_model_forward(model, (tdm_view){input, 0}, 2, true), TDM_OK);
+        tdm_view y = tdm_model_output(model), dy = tdm_model_output_gradient(model);
+        assert_int_equal(tdm_buffer_download(y.buffer, y.offset * sizeof(float), out, sizeof out),
+                         TDM_OK);
+        assert_int_equal(tdm_buffer_upload(dy.buffer, dy.offset * sizeof(float), ones, sizeof ones),
+                         TDM_OK);
+        assert_int_equal(tdm_model_backward(model, dy), TDM_OK);
+        assert_int_equal(tdm_model_get_gradients(model, grads), TDM_OK);
+        for (size_t n = 0; n < 2; n++)
+            for (size_t k = 0; k < 2; k++) {
+                double expected = params[4 + k] + params[k * 2] * means[n * 2] +
+                                  params[k * 2 + 1] * means[n * 2 + 1];
+                assert_true(fabs(out[n * 2 + k] - expected) < 1e-6);
+                assert_true(fabs(grads[k * 2 + n] - (means[n] + means[2 + n])) < 1e-6);
+            }
+        assert_true(grads[4] == 2.0f && grads[5] == 2.0f); /* db: the batch's dy */
+        tdm_buffer_free(input);
+        tdm_model_free(model);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -682,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_initialization),
         cmocka_unit_test(test_lenet_agrees_across_backends),
         cmocka_unit_test(test_leaky_relu_layer),
+        cmocka_unit_test(test_pooled_head_on_the_input),
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
         cmocka_unit_test(test_linear_plans),
         cmocka_unit_test(test_resnet_backward_plan),
