@@ -38,8 +38,8 @@ typedef struct node {
     size_t activation, gradient;
     bool accumulate[2]; /* backward adds into that input's gradient */
     /* An add's input whose gradient is the add's own (shares_add_gradient),
-     * or one whose first other writer adds the add's gradient (adds_later):
-     * the add copies nothing there. */
+     * or one whose next writer adds the add's gradient after writing its own
+     * (add_after): the add copies nothing there. */
     bool gradient_shared[2];
     int add_after[2];           /* an add whose gradient this node's input gradient adds, or -1 */
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
