@@ -644,9 +644,9 @@ static tdm_status gemm_linear_backward_input(tdm_backend *backend, const tdm_lin
     tdm_view features_grad = dx;
     if (pool_of(s) > 1)
         TDM_TRY(borrow_scratch(backend, 2, s->batch * s->in_features, &features_grad));
-    tdm_sgemm_args backward = tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features,
-                                            s->out_features, dy, s->out_features, weight,
-                                            s->in_features, 0.0f, features_grad, s->in_features);
+    tdm_sgemm_args backward =
+        tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, s->in_features, s->out_features, dy,
+                      s->out_features, weight, s->in_features, 0.0f, features_grad, s->in_features);
     TDM_TRY(tdm_sgemm(backend, &backward));
     return pool_of(s) > 1 ? backend->iface->global_avgpool_backward(
                                 backend, s->batch * s->in_features, s->pool, features_grad, dx)

@@ -212,8 +212,9 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
 }
 
 /* The same gradient from x and dy, each weight's sum over samples in
- * order, then output positions; one task per pair (co, ci). The layer takes this path only where a backend asks for it (a GPU):
- * here it is for the parity harness, the cpu backend's GEMM being faster. */
+ * order, then output positions; one task per pair (co, ci). The layer
+ * takes this path only where a backend asks for it (a GPU): here it is for
+ * the parity harness, the cpu backend's GEMM being faster. */
 tdm_status tdm_cpu_conv_dense_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
                                               tdm_view x, tdm_view dy, tdm_view dweight)
 {
