@@ -15,10 +15,6 @@
 #include "backend/cpu/cpu_layers.h"
 #include "core/error.h"
 
-/* The vector helpers are always inlined, so the ABI of passing vectors in
- * registers, which GCC warns may differ between ISAs, never applies. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 typedef float vec8 __attribute__((vector_size(32)));
 enum {
     LANES = 8,

@@ -2,6 +2,8 @@
 #ifndef TANDEM_CPU_CLONES_H
 #define TANDEM_CPU_CLONES_H
 
+#include <string.h>
+
 /* A function compiled for AVX-512, AVX2 and baseline x86-64, the clone for
  * the CPU picked when the library loads (GCC's function multiversioning):
  * Debian builds for baseline x86-64 only. */
@@ -13,5 +15,26 @@
 
 /* The vector helpers are always inlined into the clones. */
 #define TDM_INLINE static inline __attribute__((always_inline))
+
+/* Since they are always inlined, the ABI of passing vectors in registers,
+ * which GCC warns may differ between the clones, never applies. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+/* Sixteen floats, as the OpenCL kernels' float16, loaded and stored
+ * without alignment. */
+enum { TDM_VEC16_LANES = 16 };
+typedef float tdm_vec16 __attribute__((vector_size(TDM_VEC16_LANES * sizeof(float))));
+
+TDM_INLINE tdm_vec16 tdm_load16(const float *p)
+{
+    tdm_vec16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+TDM_INLINE void tdm_store16(float *p, tdm_vec16 v)
+{
+    memcpy(p, &v, sizeof v);
+}
 
 #endif

@@ -7,23 +7,11 @@
 #include "backend/cpu/cpu_layers.h"
 #include "core/error.h"
 
-/* The vector helpers are always inlined, so the ABI of passing vectors in
- * registers, which GCC warns may differ between the clones, never applies. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 /* A vector of positions, as the kernels' float16. */
-enum { COL_LANES = 16 };
-typedef float col_vec __attribute__((vector_size(COL_LANES * sizeof(float))));
-
-TDM_INLINE col_vec load(const float *p)
-{
-    col_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
+enum { COL_LANES = TDM_VEC16_LANES };
 
 /* The lanes halved in the kernels' tree (lo + hi, four times). */
-TDM_INLINE float lanes_sum(const col_vec *v)
+TDM_INLINE float lanes_sum(const tdm_vec16 *v)
 {
     float lanes[COL_LANES];
     memcpy(lanes, v, sizeof lanes);
@@ -41,10 +29,10 @@ static void col_product_plane(const float *w, const float *c, size_t taps, size_
 {
     size_t p = 0;
     for (; p + COL_LANES <= spatial; p += COL_LANES) {
-        col_vec sums = {0.0f};
+        tdm_vec16 sums = {0.0f};
         for (size_t k = 0; k < taps; k++)
-            sums += w[k] * load(c + k * columns + p);
-        memcpy(out + p, &sums, sizeof sums);
+            sums += w[k] * tdm_load16(c + k * columns + p);
+        tdm_store16(out + p, sums);
     }
     for (; p < spatial; p++) {
         float sum = 0.0f;
@@ -79,17 +67,17 @@ static void col_weight_gradient_channel(const float *dy, const float *col, size_
                                         size_t batch, size_t dy_step, size_t spatial,
                                         size_t columns, float *dw)
 {
-    col_vec lanes[TDM_CONV_COL_MAX_TAPS] = {{0.0f}};
+    tdm_vec16 lanes[TDM_CONV_COL_MAX_TAPS] = {{0.0f}};
     float tails[TDM_CONV_COL_MAX_TAPS] = {0.0f};
     size_t body = spatial - spatial % COL_LANES;
     for (size_t n = 0; n < batch; n++) {
         const float *g = dy + n * dy_step, *c = col + n * spatial;
         for (size_t p = 0; p < body; p += COL_LANES) {
-            col_vec grad = load(g + p);
+            tdm_vec16 grad = tdm_load16(g + p);
 #pragma GCC unroll 16
             for (size_t k = 0; k < TDM_CONV_COL_MAX_TAPS; k++)
                 if (k < taps)
-                    lanes[k] += grad * load(c + k * columns + p);
+                    lanes[k] += grad * tdm_load16(c + k * columns + p);
         }
         for (size_t p = body; p < spatial; p++)
             for (size_t k = 0; k < taps; k++)

@@ -3,27 +3,21 @@
  * kernels (cl/linear.cl), the loops over independent outputs innermost so
  * that the compiler vectorises them without reordering any sum. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "backend/cpu/cpu_clones.h"
 #include "backend/cpu/cpu_layers.h"
 #include "core/error.h"
 
-/* The vector helpers are always inlined, so the ABI of passing vectors in
- * registers, which GCC warns may differ between the clones, never applies. */
-#pragma GCC diagnostic ignored "-Wpsabi"
-
 /* Sixteen outputs of a row at a time, four rows at once (four independent
  * sums in flight). */
-enum { LANES = 16, ROWS = 4 };
-typedef float lane_vec __attribute__((vector_size(LANES * sizeof(float))));
+enum { LANES = TDM_VEC16_LANES, ROWS = 4 };
 
 /* The weights transposed in chunks of LANES outputs, zero past the last:
  * wt[(chunk * in + i) * LANES + lane] = w[chunk * LANES + lane][i]. */
 static float *transposed_weights(const float *w, size_t in, size_t out)
 {
     size_t chunks = (out + LANES - 1) / LANES;
-    float *wt = aligned_alloc(sizeof(lane_vec), chunks * in * LANES * sizeof(float));
+    float *wt = aligned_alloc(sizeof(tdm_vec16), chunks * in * LANES * sizeof(float));
     for (size_t c = 0; wt && c < chunks; c++)
         for (size_t i = 0; i < in; i++)
             for (size_t l = 0; l < LANES; l++) {
@@ -40,9 +34,9 @@ TDM_VECTOR_CLONES
 static void linear_chunk(const float *x, size_t rows, const float *wt, const float *bias, size_t in,
                          size_t lanes, size_t out, float *y)
 {
-    lane_vec sums[ROWS] = {{0.0f}};
+    tdm_vec16 sums[ROWS] = {{0.0f}};
     for (size_t i = 0; i < in; i++) {
-        lane_vec w = *(const lane_vec *)(wt + i * LANES);
+        tdm_vec16 w = *(const tdm_vec16 *)(wt + i * LANES);
 #pragma GCC unroll 4
         for (size_t r = 0; r < ROWS; r++)
             if (r < rows)
@@ -105,29 +99,22 @@ tdm_status tdm_cpu_small_linear(tdm_backend *backend, const tdm_linear_shape *s,
     return TDM_OK;
 }
 
-TDM_INLINE lane_vec load(const float *p)
-{
-    lane_vec v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
 /* dx[r][i] for `rows` rows (at most ROWS) and LANES inputs from i0: the sum
  * over o in order of dy[r][o] * w[o][i]. */
 TDM_VECTOR_CLONES
 static void input_gradient_chunk(const float *dy, size_t rows, const float *w, size_t i0, size_t in,
                                  size_t out, float *dx)
 {
-    lane_vec sums[ROWS] = {{0.0f}};
+    tdm_vec16 sums[ROWS] = {{0.0f}};
     for (size_t o = 0; o < out; o++) {
-        lane_vec wv = load(w + o * in + i0);
+        tdm_vec16 wv = tdm_load16(w + o * in + i0);
 #pragma GCC unroll 4
         for (size_t r = 0; r < ROWS; r++)
             if (r < rows)
                 sums[r] += dy[r * out + o] * wv;
     }
     for (size_t r = 0; r < rows; r++)
-        memcpy(dx + r * in + i0, &sums[r], sizeof sums[r]);
+        tdm_store16(dx + r * in + i0, sums[r]);
 }
 
 /* The same for one input i, past the last whole chunk. */
@@ -158,17 +145,16 @@ TDM_VECTOR_CLONES
 static void weight_gradient_chunk(const float *dy, size_t count, const float *x, size_t i0,
                                   size_t batch, size_t in, size_t out, float *dw)
 {
-    lane_vec sums[ROWS] = {{0.0f}};
+    tdm_vec16 sums[ROWS] = {{0.0f}};
     for (size_t n = 0; n < batch; n++) {
-        lane_vec xv = load(x + n * in + i0);
+        tdm_vec16 xv = tdm_load16(x + n * in + i0);
 #pragma GCC unroll 4
         for (size_t q = 0; q < ROWS; q++)
             if (q < count)
                 sums[q] += dy[n * out + q] * xv;
     }
     for (size_t q = 0; q < count; q++) {
-        lane_vec total = load(dw + q * in + i0) + sums[q];
-        memcpy(dw + q * in + i0, &total, sizeof total);
+        tdm_store16(dw + q * in + i0, tdm_load16(dw + q * in + i0) + sums[q]);
     }
 }
 
