@@ -697,11 +697,9 @@ tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_sha
 }
 
 /* Sums in float, in index order: the OpenCL kernel does the same. */
-tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
-                                  tdm_view y)
+void tdm_cpu_plane_means(const tdm_backend *backend, const float *in, size_t planes, size_t spatial,
+                         float *out)
 {
-    const float *in = floats(x);
-    float *out = floats(y);
     int team = tdm_cpu_team(backend, planes * spatial);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t p = 0; p < planes; p++) {
@@ -710,14 +708,11 @@ tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t sp
             sum += in[p * spatial + i];
         out[p] = sum / (float)spatial;
     }
-    return TDM_OK;
 }
 
-tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
-                                           tdm_view dy, tdm_view dx)
+void tdm_cpu_plane_shares(const tdm_backend *backend, const float *grad, size_t planes,
+                          size_t spatial, float *out)
 {
-    const float *grad = floats(dy);
-    float *out = floats(dx);
     int team = tdm_cpu_team(backend, planes * spatial);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t p = 0; p < planes; p++) {
@@ -725,6 +720,19 @@ tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, 
         for (size_t i = 0; i < spatial; i++)
             out[p * spatial + i] = share;
     }
+}
+
+tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
+                                  tdm_view y)
+{
+    tdm_cpu_plane_means(backend, floats(x), planes, spatial, floats(y));
+    return TDM_OK;
+}
+
+tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
+                                           tdm_view dy, tdm_view dx)
+{
+    tdm_cpu_plane_shares(backend, floats(dy), planes, spatial, floats(dx));
     return TDM_OK;
 }
 

@@ -54,6 +54,13 @@ tdm_status tdm_cpu_maxpool2d(tdm_backend *backend, const tdm_pool2d_shape *s, td
                              tdm_view y, tdm_view argmax);
 tdm_status tdm_cpu_maxpool2d_backward(tdm_backend *backend, const tdm_pool2d_shape *s,
                                       tdm_view argmax, tdm_view dy, tdm_view dx);
+/* The loops of global_avgpool and its backward on host pointers, for the
+ * ops that pool too (small_linear): out[p] = the sum of in's plane p in
+ * order, divided by spatial; out[p][i] = grad[p] / spatial. */
+void tdm_cpu_plane_means(const tdm_backend *backend, const float *in, size_t planes, size_t spatial,
+                         float *out);
+void tdm_cpu_plane_shares(const tdm_backend *backend, const float *grad, size_t planes,
+                          size_t spatial, float *out);
 tdm_status tdm_cpu_global_avgpool(tdm_backend *backend, size_t planes, size_t spatial, tdm_view x,
                                   tdm_view y);
 tdm_status tdm_cpu_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,

@@ -48,23 +48,18 @@ static void linear_chunk(const float *x, size_t rows, const float *wt, const flo
 }
 
 /* A pooled layer's features [N][in], each the mean of its pool as
- * tdm_cpu_global_avgpool computes it; NULL without pooling. */
-static tdm_status pooled_features(const tdm_linear_shape *s, tdm_view x, float **out)
+ * global_avgpool computes it; NULL without pooling. */
+static tdm_status pooled_features(const tdm_backend *backend, const tdm_linear_shape *s, tdm_view x,
+                                  float **out)
 {
     *out = NULL;
     if (s->pool <= 1)
         return TDM_OK;
     size_t rows = s->batch * s->in_features;
-    const float *in = tdm_view_host_floats(x);
     float *features = malloc(rows * sizeof(float) + 1);
     if (!features)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "small_linear: no memory for the pooled features");
-    for (size_t r = 0; r < rows; r++) {
-        float sum = 0.0f;
-        for (size_t p = 0; p < s->pool; p++)
-            sum += in[r * s->pool + p];
-        features[r] = sum / (float)s->pool;
-    }
+    tdm_cpu_plane_means(backend, tdm_view_host_floats(x), rows, s->pool, features);
     *out = features;
     return TDM_OK;
 }
@@ -75,7 +70,7 @@ tdm_status tdm_cpu_small_linear(tdm_backend *backend, const tdm_linear_shape *s,
     TDM_TRY(tdm_check_small_linear("small_linear", s));
     size_t in = s->in_features, out = s->out_features, chunks = (out + LANES - 1) / LANES;
     float *features = NULL;
-    TDM_TRY(pooled_features(s, x, &features));
+    TDM_TRY(pooled_features(backend, s, x, &features));
     float *wt = transposed_weights(tdm_view_host_floats(weight), in, out);
     if (!wt) {
         free(features);
@@ -190,17 +185,6 @@ static void bias_gradient(const float *dy, size_t batch, size_t out, float *db)
     }
 }
 
-/* dx [N][in][pool] from the features' gradient: each value its share, as
- * tdm_cpu_global_avgpool_backward gives it. */
-static void spread_pools(const float *grad, size_t rows, size_t pool, float *dx)
-{
-    for (size_t r = 0; r < rows; r++) {
-        float share = grad[r] / (float)pool;
-        for (size_t p = 0; p < pool; p++)
-            dx[r * pool + p] = share;
-    }
-}
-
 static tdm_status input_gradient(tdm_backend *backend, const tdm_linear_shape *s, tdm_view weight,
                                  const float *g, tdm_view dx)
 {
@@ -215,7 +199,7 @@ static tdm_status input_gradient(tdm_backend *backend, const tdm_linear_shape *s
         input_gradient_rows(g + n * out, batch - n < ROWS ? batch - n : ROWS, w, in, out,
                             features_grad + n * in);
     if (s->pool > 1) {
-        spread_pools(features_grad, batch * in, s->pool, dx_all);
+        tdm_cpu_plane_shares(backend, features_grad, batch * in, s->pool, dx_all);
         free(features_grad);
     }
     return TDM_OK;
@@ -226,7 +210,7 @@ static tdm_status weight_gradient(tdm_backend *backend, const tdm_linear_shape *
 {
     size_t in = s->in_features, out = s->out_features, batch = s->batch;
     float *features = NULL;
-    TDM_TRY(pooled_features(s, x, &features));
+    TDM_TRY(pooled_features(backend, s, x, &features));
     const float *x_all = features ? features : tdm_view_host_floats(x);
     float *dw = tdm_view_host_floats(dweight);
     int team = tdm_cpu_team(backend, batch * in * out);
