@@ -131,6 +131,37 @@ static void test_bad_shapes_are_errors(void **state)
     expect_error(tdm_sgd_step(backend, &bad_lr, true, 4, v, w, none), "lr must be");
     tdm_sgd_options nesterov = {0.1f, 0.0f, 0.0f, 0.0f, true};
     expect_error(tdm_sgd_step(backend, &nesterov, true, 4, v, w, none), "nesterov");
+    expect_error(tdm_sgd_step_zero_grad(backend, &bad_lr, true, 4, v, w, none),
+                 "sgd_step_zero_grad: lr must be");
+    expect_error(tdm_conv2d_col_floats(backend, &too_big, &(size_t){0}),
+                 "the 5x5 kernel is larger than the padded 4x4 input");
+    tdm_buffer_free(buffer);
+}
+
+/* The linear layer's checks: a gradient it must compute given as an empty
+ * view, gradients sharing floats, and an x too short for its pools. */
+static void test_bad_linear_arguments(void **state)
+{
+    (void)state;
+    tdm_backend *backend = test_all_backends.all[0];
+    tdm_buffer *buffer = upload(backend, NULL, 4096);
+    tdm_view x = {buffer, 0}, w = {buffer, 100}, dy = {buffer, 200}, dx = {buffer, 300},
+             dw = {buffer, 400}, none = {0};
+    tdm_linear_shape s = {2, 8, 4, 0}; /* x 16, w 32, dy 8 floats */
+    expect_error(tdm_linear_backward_input(backend, &s, w, dy, none),
+                 "linear_backward_input: dx is empty");
+    expect_error(tdm_linear_backward_weight(backend, &s, x, dy, none, none),
+                 "linear_backward_weight: dweight is empty");
+    expect_error(tdm_linear_backward(backend, &s, x, w, dy, dx, none, none),
+                 "linear_backward: dweight is empty");
+    expect_error(tdm_linear_backward(backend, &s, x, w, dy, dx, (tdm_view){buffer, 310}, none),
+                 "linear_backward: output dweight overlaps an input");
+    expect_error(tdm_linear_backward(backend, &s, x, w, dy, dx, dw, (tdm_view){buffer, 420}),
+                 "linear_backward: output dbias overlaps an input");
+    tdm_linear_shape pooled = {2, 8, 4, 300}; /* x 4800 floats */
+    expect_error(tdm_linear_forward(backend, &pooled, x, w, none, dy),
+                 "linear_forward: operand x needs floats");
+    assert_int_equal(tdm_linear_backward(backend, &s, x, w, dy, dx, dw, none), TDM_OK);
     tdm_buffer_free(buffer);
 }
 
@@ -724,6 +755,7 @@ int main(void)
         cmocka_unit_test(test_maxpool_ties_and_nan),
         cmocka_unit_test(test_cross_entropy_bad_label),
         cmocka_unit_test(test_bad_shapes_are_errors),
+        cmocka_unit_test(test_bad_linear_arguments),
         cmocka_unit_test(test_conv_dense_forms),
         cmocka_unit_test(test_conv_col_forms),
         cmocka_unit_test(test_new_parameters_take_effect),
