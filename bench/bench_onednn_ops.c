@@ -1,5 +1,6 @@
 /* tandem's cpu ops against oneDNN's own primitives (plain NCHW layouts, the
- * layout tandem keeps) on the shapes of ResNet(C) at batch 128: is any
+ * layout tandem keeps; the inner product for the linear head) on the
+ * shapes of ResNet(C) at batch 128: is any
  * oneDNN primitive faster than tandem's loop for them? One line per op:
  * `op <name> tandem <us> onednn <us> <onednn / tandem>`, each the median of
  * 7 rounds of at least 0.1 s. Built only with the oneDNN GEMM.
@@ -75,6 +76,14 @@ static dnnl_memory_desc_t nchw(dnnl_dim_t n, dnnl_dim_t c, dnnl_dim_t h, dnnl_di
     return md;
 }
 
+static dnnl_memory_desc_t matrix_md(dnnl_dim_t rows, dnnl_dim_t cols)
+{
+    dnnl_memory_desc_t md;
+    dnnl_dims_t dims = {rows, cols};
+    dnnl_memory_desc_init_by_tag(&md, 2, dims, dnnl_f32, dnnl_ab);
+    return md;
+}
+
 static dnnl_memory_desc_t vector_md(dnnl_dim_t count)
 {
     dnnl_memory_desc_t md;
@@ -116,6 +125,7 @@ typedef struct tandem_op {
     tdm_conv2d_shape conv;
     tdm_batchnorm_shape norm;
     tdm_pool2d_shape pool;
+    tdm_linear_shape linear;
 } tandem_op;
 
 enum {
@@ -125,7 +135,10 @@ enum {
     NORM_FORWARD,
     NORM_BACKWARD,
     POOL_FORWARD,
-    POOL_BACKWARD
+    POOL_BACKWARD,
+    LINEAR_FORWARD,
+    LINEAR_BACKWARD_DATA,
+    LINEAR_BACKWARD_WEIGHTS
 };
 
 static tdm_view tandem_floats(tdm_backend *backend, size_t count)
@@ -163,7 +176,14 @@ static int tandem_run(void *context)
                                    v[2], v[3]);
         break;
     case POOL_FORWARD: s = tdm_maxpool2d_forward(o->backend, &o->pool, v[0], v[1], v[2]); break;
-    default: s = tdm_maxpool2d_backward(o->backend, &o->pool, v[2], v[1], v[0]); break;
+    case POOL_BACKWARD: s = tdm_maxpool2d_backward(o->backend, &o->pool, v[2], v[1], v[0]); break;
+    case LINEAR_FORWARD:
+        s = tdm_linear_forward(o->backend, &o->linear, v[0], v[1], v[2], v[3]);
+        break;
+    case LINEAR_BACKWARD_DATA:
+        s = tdm_linear_backward_input(o->backend, &o->linear, v[1], v[3], v[4]);
+        break;
+    default: s = tdm_linear_backward_weight(o->backend, &o->linear, v[0], v[3], v[5], v[6]); break;
     }
     return s == TDM_OK && tdm_backend_synchronize(o->backend) == TDM_OK ? 0 : -1;
 }
@@ -298,6 +318,47 @@ static void pool_ops(tdm_backend *backend, onednn_op base, const char *name, siz
     report(name, "backward", POOL_BACKWARD, &ours, &b);
 }
 
+/* A linear layer (ResNet's head: C -> 10, bias) against oneDNN's inner
+ * product. */
+static void linear_ops(tdm_backend *backend, onednn_op base, const char *name, size_t in,
+                       size_t out)
+{
+    tandem_op ours = {.backend = backend, .linear = {BATCH, in, out, 0}};
+    size_t sizes[7] = {BATCH * in, out * in, out, BATCH * out, BATCH * in, out * in, out};
+    for (int i = 0; i < 7; i++)
+        ours.v[i] = tandem_floats(backend, sizes[i]);
+    dnnl_memory_desc_t src = matrix_md(BATCH, (dnnl_dim_t)in),
+                       w = matrix_md((dnnl_dim_t)out, (dnnl_dim_t)in),
+                       b = vector_md((dnnl_dim_t)out), dst = matrix_md(BATCH, (dnnl_dim_t)out);
+    dnnl_inner_product_desc_t forward, data, weights;
+    dnnl_inner_product_forward_desc_init(&forward, dnnl_forward_training, &src, &w, &b, &dst);
+    dnnl_inner_product_backward_data_desc_init(&data, &src, &w, &dst);
+    dnnl_inner_product_backward_weights_desc_init(&weights, &src, &w, &b, &dst);
+    onednn_op f = base, bd = base, bw = base;
+    dnnl_primitive_desc_t hint;
+    if (finish(&f, &forward, NULL, &hint) != 0 || finish(&bd, &data, hint, NULL) != 0 ||
+        finish(&bw, &weights, hint, NULL) != 0) {
+        printf("op %s: oneDNN has no plain-layout implementation\n", name);
+        return;
+    }
+    add_arg(&f, DNNL_ARG_SRC, &src);
+    add_arg(&f, DNNL_ARG_WEIGHTS, &w);
+    add_arg(&f, DNNL_ARG_BIAS, &b);
+    add_arg(&f, DNNL_ARG_DST, &dst);
+    add_arg(&bd, DNNL_ARG_DIFF_DST, &dst);
+    add_arg(&bd, DNNL_ARG_WEIGHTS, &w);
+    add_arg(&bd, DNNL_ARG_DIFF_SRC, &src);
+    add_arg(&bw, DNNL_ARG_SRC, &src);
+    add_arg(&bw, DNNL_ARG_DIFF_DST, &dst);
+    add_arg(&bw, DNNL_ARG_DIFF_WEIGHTS, &w);
+    add_arg(&bw, DNNL_ARG_DIFF_BIAS, &b);
+    int kinds[3] = {LINEAR_FORWARD, LINEAR_BACKWARD_DATA, LINEAR_BACKWARD_WEIGHTS};
+    onednn_op *theirs[3] = {&f, &bd, &bw};
+    const char *what[3] = {"forward", "backward_data", "backward_weights"};
+    for (int i = 0; i < 3; i++)
+        report(name, what[i], kinds[i], &ours, theirs[i]);
+}
+
 int main(int argc, char **argv)
 {
     size_t c = argc > 1 ? strtoul(argv[1], NULL, 10) : 64;
@@ -319,5 +380,6 @@ int main(int argc, char **argv)
     norm_ops(backend, base, "batchnorm_4x4", c, 4);
     norm_ops(backend, base, "batchnorm_2x2", c, 2);
     pool_ops(backend, base, "maxpool_4x4", c, 4);
+    linear_ops(backend, base, "linear_head", c, 10);
     return 0; /* the process exits: buffers and primitives go with it */
 }
