@@ -165,6 +165,35 @@ static void test_bad_linear_arguments(void **state)
     tdm_buffer_free(buffer);
 }
 
+/* tdm_conv2d_backward_input_dense_accumulate adds the plain form's dx to
+ * what dx holds: on OpenCL with the bits of dx + g (CLBlast adds C once,
+ * after the sum); a cpu GEMM (oneDNN) may add C into its partial sums, which
+ * moves the result by a few roundings of values no larger than the largest
+ * |dx| here, so 1e-5 of that is hundreds of ulps of margin. */
+static void check_dense_accumulate(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view dense,
+                                   tdm_view dy, const float *dx)
+{
+    enum { X = 7 * 16 * 2 * 2 };
+    float g[X], got[X], largest = 0.0f;
+    test_fill_random(g, X, 4);
+    tdm_buffer *sum = upload(backend, g, X);
+    assert_int_equal(
+        tdm_conv2d_backward_input_dense_accumulate(backend, s, dense, dy, (tdm_view){sum, 0}),
+        TDM_OK);
+    download(sum, got, X);
+    for (size_t i = 0; i < X; i++)
+        largest = fmaxf(largest, fabsf(dx[i]));
+    bool exact = strcmp(tdm_backend_name(backend), "opencl") == 0;
+    for (size_t i = 0; i < X; i++) {
+        float want = dx[i] + g[i];
+        if (exact)
+            assert_memory_equal(&got[i], &want, sizeof want);
+        else
+            assert_true(fabsf(got[i] - want) <= 1e-5f * largest);
+    }
+    tdm_buffer_free(sum);
+}
+
 /* The dense forms with a matrix built once give the plain forms' bits. */
 static void check_dense_forms(tdm_backend *backend, const tdm_conv2d_shape *s, size_t dense_floats)
 {
@@ -197,6 +226,7 @@ static void check_dense_forms(tdm_backend *backend, const tdm_conv2d_shape *s, s
                      TDM_OK);
     download(grad, dx_dense, X);
     assert_memory_equal(dx, dx_dense, sizeof dx);
+    check_dense_accumulate(backend, s, dense_view, (tdm_view){out, 0}, dx_dense);
     tdm_buffer *buffers[] = {in, weight, b, dense, out, grad};
     for (size_t i = 0; i < 6; i++)
         tdm_buffer_free(buffers[i]);
@@ -234,6 +264,8 @@ static void test_conv_dense_forms(void **state)
                      "operand dense needs");
         expect_error(tdm_conv2d_backward_input_dense(backend, &block, short_dense, v, w),
                      "operand dense needs");
+        expect_error(tdm_conv2d_backward_input_dense_accumulate(backend, &wide, w, v, w),
+                     "conv2d_backward_input_dense_accumulate: this convolution does not run");
         tdm_buffer_free(buffer);
     }
 }
@@ -396,16 +428,16 @@ static void test_linear_plans(void **state)
 }
 
 /* ResNet's backward pass, from the gradient the loss writes where the
- * model's backward starts (tdm_model_output_gradient: no copy), issues 14
+ * model's backward starts (tdm_model_output_gradient: no copy), issues 13
  * commands on OpenCL: the head with its average pool 1
- * (small_linear_backward), the ReLU after the add 1, the add none (its
- * first input takes the add's gradient as its own, the block's input gets
- * it added by conv1's input gradient: no copies), each batch norm 1 (3),
- * each block conv 3 (the GEMM of dT, its weights' sums, the input GEMM: 6;
- * 2 each, 4, where the weight gradient is one kernel,
- * dense_weight_gradient_direct), that add 1, the max-pool 1, the stem's
- * weight gradient 1 (its products with the col its training forward
- * kept). */
+ * (small_linear_backward), the ReLU after the add 1, the add none (both
+ * inputs take the add's gradient as their own: no copies), each batch norm
+ * 1 (3), each block conv 3 (the GEMM of dT, its weights' sums, the input
+ * GEMM: 6; 2 each, 4, where the weight gradient is one kernel,
+ * dense_weight_gradient_direct), conv1's input GEMM adding the block
+ * input's share of the add's gradient (beta = 1: no add), the max-pool 1,
+ * the stem's weight gradient 1 (its products with the col its training
+ * forward kept). */
 static void test_resnet_backward_plan(void **state)
 {
     (void)state;
@@ -426,7 +458,7 @@ static void test_resnet_backward_plan(void **state)
         tdm_backend_counts before = tdm_backend_get_counts(backend);
         assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
         assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
-                         backend->dense_weight_gradient_direct ? 12 : 14);
+                         backend->dense_weight_gradient_direct ? 11 : 13);
         tdm_buffer_free(x);
         tdm_model_free(model);
     }

@@ -58,6 +58,14 @@ tdm_status tdm_conv2d_forward_dense(tdm_backend *backend, const tdm_conv2d_shape
                                     tdm_view dense, tdm_view bias, tdm_view y);
 tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                            tdm_view dense, tdm_view dy, tdm_view dx);
+/* dx += the same gradient, in the GEMM (beta = 1): a gradient with several
+ * contributions (a residual block's input) takes this one without an add of
+ * its own. The GEMM computes dy T and then adds dx once: on OpenCL (CLBlast)
+ * the bits of the plain form followed by tdm_add; a cpu GEMM may add dx into
+ * partial sums instead (within the GEMM's rounding). */
+tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
+                                                      const tdm_conv2d_shape *shape, tdm_view dense,
+                                                      tdm_view dy, tdm_view dx);
 
 /* A convolution with few taps a sample (Cin*KH*KW <= 16, ResNet's stem)
  * computes from x's col [Cin*KH*KW][N*OH*OW] in both passes. A caller that

@@ -196,14 +196,14 @@ static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
                        : TDM_OK;
 }
 
-/* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T */
+/* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T, + dx itself with beta = 1 */
 static tdm_status dense_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                       const conv_sizes *n, tdm_view dense, tdm_view dy,
+                                       const conv_sizes *n, tdm_view dense, tdm_view dy, float beta,
                                        tdm_view dx)
 {
     size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_sgemm_args backward = tdm_gemm_args(TDM_NO_TRANS, TDM_NO_TRANS, s->batch, columns, rows, dy,
-                                            rows, dense, columns, 0.0f, dx, columns);
+                                            rows, dense, columns, beta, dx, columns);
     return tdm_sgemm(backend, &backward);
 }
 
@@ -408,7 +408,7 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     if (use_dense(backend, shape, &n)) {
         tdm_view dense;
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
-        return dense_backward_input(backend, shape, &n, dense, dy, dx);
+        return dense_backward_input(backend, shape, &n, dense, dy, 0.0f, dx);
     }
     tdm_view dy_t, dcol;
     TDM_TRY(dy_by_channel(backend, shape, &n, dy, &dy_t));
@@ -421,13 +421,27 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     return backend->iface->col2im(backend, shape, dcol, dx);
 }
 
+static tdm_status backward_input_dense(tdm_backend *backend, const char *op,
+                                       const tdm_conv2d_shape *shape, tdm_view dense, tdm_view dy,
+                                       float beta, tdm_view dx)
+{
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_backward_input(backend, op, shape, dense, true, dy, dx, &n));
+    return shape->batch ? dense_backward_input(backend, shape, &n, dense, dy, beta, dx) : TDM_OK;
+}
+
 tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                            tdm_view dense, tdm_view dy, tdm_view dx)
 {
-    conv_sizes n = {0};
-    TDM_TRY(check_conv_backward_input(backend, "conv2d_backward_input_dense", shape, dense, true,
-                                      dy, dx, &n));
-    return shape->batch ? dense_backward_input(backend, shape, &n, dense, dy, dx) : TDM_OK;
+    return backward_input_dense(backend, "conv2d_backward_input_dense", shape, dense, dy, 0.0f, dx);
+}
+
+tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
+                                                      const tdm_conv2d_shape *shape, tdm_view dense,
+                                                      tdm_view dy, tdm_view dx)
+{
+    return backward_input_dense(backend, "conv2d_backward_input_dense_accumulate", shape, dense, dy,
+                                1.0f, dx);
 }
 
 /* dweight [Cout][Cin*KH*KW] += dy_rows^T * col_rows, both operands stored

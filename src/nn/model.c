@@ -41,7 +41,10 @@ typedef struct node {
      * or one whose next writer adds the add's gradient after writing its own
      * (add_after): the add copies nothing there. */
     bool gradient_shared[2];
-    int add_after[2];           /* an add whose gradient this node's input gradient adds, or -1 */
+    int add_after[2]; /* an add whose gradient this node's input gradient adds, or -1 */
+    /* A dense conv that adds its input gradient to the add's, now its input's
+     * own, in its GEMM (can_add_in_place): no add launch. */
+    bool adds_in_place;
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
     bool pooled;                /* an average pool its linear layer applies: no work of its own */
@@ -320,6 +323,53 @@ static void assign_views(tdm_model *m)
     }
 }
 
+/* Whether a node's backward reads the gradient at `offset`: as its own
+ * (dy), or as an add's that it adds after writing its input's (add_after). */
+static bool reads_gradient(const tdm_model *m, const node *n, size_t offset)
+{
+    if (n->kind == NODE_FLATTEN)
+        return false;
+    bool reads = n->gradient == offset;
+    for (int slot = 0; slot < 2; slot++)
+        reads =
+            reads || (n->add_after[slot] >= 0 && m->nodes[n->add_after[slot]].gradient == offset);
+    return reads;
+}
+
+/* A dense conv that adds an add's gradient after writing its input's
+ * (add_after) may add its own to the add's instead, in its GEMM (beta = 1),
+ * when no node runs its backward after the conv's and reads the add's
+ * gradient, and the input's gradient can move (not a ReLU fused into a batch
+ * norm, whose backward the norm's does with the norm's gradient). */
+static bool can_add_in_place(const tdm_model *m, int writer)
+{
+    const node *w = &m->nodes[writer];
+    const node *input = &m->nodes[gradient_owner(m, w->inputs[0])];
+    int add = w->add_after[0];
+    if (add < 0 || w->kind != NODE_CONV || !w->dense_floats ||
+        (input->fused && m->nodes[input->inputs[0]].kind == NODE_NORM))
+        return false;
+    size_t offset = m->nodes[add].gradient;
+    for (int i = 0; i <= writer; i++)
+        if (i != writer ? reads_gradient(m, &m->nodes[i], offset) : w->gradient == offset)
+            return false;
+    return true;
+}
+
+/* The input then takes the add's gradient as its own: the add was its first
+ * writer, the conv adds to it, later writers add after. */
+static void plan_in_place_adds(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        if (!can_add_in_place(m, i))
+            continue;
+        m->nodes[gradient_owner(m, n->inputs[0])].gradient = m->nodes[n->add_after[0]].gradient;
+        n->add_after[0] = -1;
+        n->adds_in_place = true;
+    }
+}
+
 static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
 {
     for (size_t i = 0; i < spec->layer_count; i++) {
@@ -335,12 +385,8 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     fuse_relus(m);
     fuse_heads(m);
     assign_views(m);
-    plan_gradients(m);
-    plan_add_gradients(m);
     return TDM_OK;
 }
-
-/* ---------- storage and initialisation ---------- */
 
 static tdm_conv2d_shape conv_shape(const node *n, size_t batch);
 
@@ -363,6 +409,18 @@ static tdm_status plan_dense(tdm_model *m)
     m->params_version = 1; /* built at the first pass */
     return TDM_OK;
 }
+
+/* Who writes and who adds each gradient; needs the convs' dense plans. */
+static tdm_status plan_backward(tdm_model *m)
+{
+    TDM_TRY(plan_dense(m));
+    plan_gradients(m);
+    plan_add_gradients(m);
+    plan_in_place_adds(m);
+    return TDM_OK;
+}
+
+/* ---------- storage and initialisation ---------- */
 
 static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **out)
 {
@@ -433,7 +491,7 @@ tdm_status tdm_model_create(tdm_backend *backend, const tdm_model_spec *spec, si
     m->max_batch = max_batch;
     tdm_status status = build_nodes(m, spec);
     if (status == TDM_OK)
-        status = plan_dense(m);
+        status = plan_backward(m);
     tdm_buffer **buffers[] = {&m->params,    &m->grads,   &m->stats, &m->saved, &m->activations,
                               &m->gradients, &m->scratch, &m->dense, &m->cols};
     size_t counts[] = {m->param_count,   m->param_count,      m->stats_count,
@@ -842,6 +900,9 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
+        if (n->adds_in_place)
+            return tdm_conv2d_backward_input_dense_accumulate(b, &s, at(m->dense, n->dense), dy,
+                                                              dx);
         if (n->dense_floats)
             return tdm_conv2d_backward_input_dense(b, &s, at(m->dense, n->dense), dy, dx);
         return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);
