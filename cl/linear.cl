@@ -35,22 +35,23 @@ __kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_f
 }
 
 // dx[n][i] = the sum over o of dy[n][o] * w[o][i]; with a pool, each of its
-// values gets that divided by pool (tdm_global_avgpool_backward's bits).
-void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features, uint pool,
-                         __global const float *w, __global const float *dy, __global float *dx)
+// values gets that divided by pool (tdm_global_avgpool_backward's bits;
+// pool is 1 without one). With relu, x is a ReLU's output and each value 0 where x is not > 0 (the
+// ReLU's backward: tdm_relu_backward's bits).
+void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features, uint pool, int relu,
+                         __global const float *x, __global const float *w, __global const float *dy,
+                         __global float *dx)
 {
     const uint n = tdm_div(id, in_features), i = id - n * in_features.x;
     __global const float *g = dy + n * out_features;
     float sum = 0.0f;
     for (uint o = 0; o < out_features; o++)
         sum += g[o] * w[o * in_features.x + i];
-    if (pool <= 1) {
-        dx[id] = sum;
-        return;
+    const float share = pool == 1 ? sum : sum / (float)pool;
+    for (uint p = 0; p < pool; p++) {
+        const uint at = id * pool + p;
+        dx[at] = relu && !(x[at] > 0.0f) ? 0.0f : share;
     }
-    const float share = sum / (float)pool;
-    for (uint p = 0; p < pool; p++)
-        dx[id * pool + p] = share;
 }
 
 // dw[o][i] += the sum over n of dy[n][o] * feature(n, i).
@@ -69,8 +70,8 @@ void tdm_small_linear_dw(uint id, uint batch, uint out_features, tdm_divisor in_
 // to dweight, the last db_count to dbias (db[o] += the sum over n of
 // dy[n][o]).
 __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divisor in_features,
-                                        uint pool, uint dx_count, uint dw_count, uint db_count,
-                                        __global const float *x, uint x_offset,
+                                        uint pool, int relu, uint dx_count, uint dw_count,
+                                        uint db_count, __global const float *x, uint x_offset,
                                         __global const float *w, uint w_offset,
                                         __global const float *dy, uint dy_offset,
                                         __global float *dx, uint dx_offset, __global float *dw,
@@ -79,7 +80,8 @@ __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divis
     uint id = get_global_id(0);
     __global const float *g = dy + dy_offset;
     if (id < dx_count) {
-        tdm_small_linear_dx(id, out_features, in_features, pool, w + w_offset, g, dx + dx_offset);
+        tdm_small_linear_dx(id, out_features, in_features, pool, relu, x + x_offset, w + w_offset,
+                            g, dx + dx_offset);
         return;
     }
     id -= dx_count;

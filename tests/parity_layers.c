@@ -208,17 +208,18 @@ static void reference_conv_backward_weight(const op_case *c, double *const *t)
 
 /* batch, in, out, pool (an average pool over `pool` values a feature first) */
 static const tdm_linear_shape small_linear_shapes[] = {
-    {1, 1, 1, 0},     {16, 4, 10, 0}, {128, 64, 10, 0}, {3, 7, 5, 0},     {81, 1, 10, 0},
-    {2, 50, 3, 0},    {9, 19, 33, 0}, {5, 4096, 1, 0},  {128, 64, 64, 0}, /* 4096 weights, the most
-                                                                           */
-    {128, 64, 10, 4}, /* ResNet(64)'s head over its 2 x 2 block */
-    {3, 7, 5, 9},     {2, 33, 17, 2},
+    {1, 1, 1, 0, false},     {16, 4, 10, 0, false}, {128, 64, 10, 0, false}, {3, 7, 5, 0, false},
+    {81, 1, 10, 0, false},   {2, 50, 3, 0, false},  {9, 19, 33, 0, false},   {5, 4096, 1, 0, false},
+    {128, 64, 64, 0, false}, /* 4096 weights, the most
+                              */
+    {128, 64, 10, 4, false}, /* ResNet(64)'s head over its 2 x 2 block */
+    {3, 7, 5, 9, false},     {2, 33, 17, 2, false},
 };
 static const tdm_linear_shape gemm_linear_shapes[] = {
-    {8, 80, 60, 0}, /* 4800 weights */
-    {3, 4097, 1, 0},
-    {130, 65, 64, 0},
-    {8, 80, 60, 3},
+    {8, 80, 60, 0, false}, /* 4800 weights */
+    {3, 4097, 1, 0, false},
+    {130, 65, 64, 0, false},
+    {8, 80, 60, 3, false},
 };
 
 static size_t linear_pool(const tdm_linear_shape *s)
@@ -269,9 +270,12 @@ static size_t make_linear_cases(op_case *cases, size_t capacity, int variant)
         op_case *c = new_case(cases, &count);
         c->p.layer.linear = *s;
         bool bias = i % 2 == 0;
+        /* the input ReLU's backward (tdm_linear_backward alone takes it) */
+        c->p.layer.linear.relu = (variant & ~LINEAR_GEMM) == LINEAR_BACKWARD_ALL && !bias;
         add_linear_tensors(c, variant & ~LINEAR_GEMM, bias);
-        snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu pool=%zu%s", s->batch,
-                 s->in_features, s->out_features, linear_pool(s), bias ? " bias" : "");
+        snprintf(c->label, sizeof c->label, "N=%zu in=%zu out=%zu pool=%zu%s%s", s->batch,
+                 s->in_features, s->out_features, linear_pool(s), bias ? " bias" : "",
+                 c->p.layer.linear.relu ? " relu" : "");
     }
     return count;
 }
@@ -365,10 +369,13 @@ static void reference_linear_backward_weight(const op_case *c, double *const *t)
     linear_weight_gradient(&c->p.layer.linear, t[0], t[1], t[2], c->tensor_count > 3 ? t[3] : NULL);
 }
 
-/* x, weight, dy, dx, dweight[, dbias] */
+/* x, weight, dy, dx, dweight[, dbias]; with relu, dx is 0 where x is not > 0 */
 static void reference_linear_backward(const op_case *c, double *const *t)
 {
-    linear_input_gradient(&c->p.layer.linear, t[1], t[2], t[3]);
+    const tdm_linear_shape *s = &c->p.layer.linear;
+    linear_input_gradient(s, t[1], t[2], t[3]);
+    for (size_t j = 0; s->relu && j < s->batch * s->in_features * linear_pool(s); j++)
+        t[3][j] = t[0][j] > 0.0 ? t[3][j] : 0.0;
     linear_weight_gradient(&c->p.layer.linear, t[0], t[2], t[4], c->tensor_count > 5 ? t[5] : NULL);
 }
 
@@ -831,7 +838,7 @@ static size_t make_bits_cases(op_case *cases, size_t capacity, int sums)
     for (size_t i = 0; i < BITS_SHAPE_COUNT && count < capacity; i++) {
         op_case *c = new_case(cases, &count);
         size_t rows = bits_shapes[i][0], cols = bits_shapes[i][1], k = bits_shapes[i][2];
-        c->p.layer.linear = (tdm_linear_shape){rows, cols, k, 0};
+        c->p.layer.linear = (tdm_linear_shape){rows, cols, k, 0, false};
         tdm_bits_shape s = bits_shape_of(c);
         add_tensor(c, "bits", 2 * rows * s.row_words, false, INIT_BITS);
         c->tensors[0].int_range = cols;

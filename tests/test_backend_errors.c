@@ -250,7 +250,7 @@ static void col_weight_gradient_refuses_too_many_taps(void **state)
 static void small_linear_refuses_too_many_weights(void **state)
 {
     (void)state;
-    tdm_linear_shape s = {1, TDM_SMALL_LINEAR_MAX_WEIGHTS / 2 + 1, 2, 0}; /* 4098 weights */
+    tdm_linear_shape s = {1, TDM_SMALL_LINEAR_MAX_WEIGHTS / 2 + 1, 2, 0, false}; /* 4098 weights */
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         tdm_buffer *buffer = NULL;

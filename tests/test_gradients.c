@@ -164,7 +164,7 @@ static tdm_status backward_conv(tdm_backend *b, const fd_case *c, const tdm_view
 static tdm_status backward_linear(tdm_backend *b, const fd_case *c, const tdm_view *in, tdm_view dy,
                                   const tdm_view *g)
 {
-    tdm_linear_shape s = {c->conv.batch, c->conv.in_channels, c->conv.out_channels, 0};
+    tdm_linear_shape s = {c->conv.batch, c->conv.in_channels, c->conv.out_channels, 0, false};
     tdm_status status = tdm_linear_backward_input(b, &s, in[1], dy, g[0]);
     return status ? status : tdm_linear_backward_weight(b, &s, in[0], dy, g[1], g[2]);
 }

@@ -139,7 +139,8 @@ static void test_bad_shapes_are_errors(void **state)
 }
 
 /* The linear layer's checks: a gradient it must compute given as an empty
- * view, gradients sharing floats, and an x too short for its pools. */
+ * view, gradients sharing floats, an x too short for its pools, and the
+ * input ReLU's mask asked of the call without x. */
 static void test_bad_linear_arguments(void **state)
 {
     (void)state;
@@ -147,7 +148,7 @@ static void test_bad_linear_arguments(void **state)
     tdm_buffer *buffer = upload(backend, NULL, 4096);
     tdm_view x = {buffer, 0}, w = {buffer, 100}, dy = {buffer, 200}, dx = {buffer, 300},
              dw = {buffer, 400}, none = {0};
-    tdm_linear_shape s = {2, 8, 4, 0}; /* x 16, w 32, dy 8 floats */
+    tdm_linear_shape s = {2, 8, 4, 0, false}; /* x 16, w 32, dy 8 floats */
     expect_error(tdm_linear_backward_input(backend, &s, w, dy, none),
                  "linear_backward_input: dx is empty");
     expect_error(tdm_linear_backward_weight(backend, &s, x, dy, none, none),
@@ -158,7 +159,10 @@ static void test_bad_linear_arguments(void **state)
                  "linear_backward: output dweight overlaps an input");
     expect_error(tdm_linear_backward(backend, &s, x, w, dy, dx, dw, (tdm_view){buffer, 420}),
                  "linear_backward: output dbias overlaps an input");
-    tdm_linear_shape pooled = {2, 8, 4, 300}; /* x 4800 floats */
+    tdm_linear_shape masked = {2, 8, 4, 0, true};
+    expect_error(tdm_linear_backward_input(backend, &masked, w, dy, dx),
+                 "linear_backward_input: shape.relu masks dx with x");
+    tdm_linear_shape pooled = {2, 8, 4, 300, false}; /* x 4800 floats */
     expect_error(tdm_linear_forward(backend, &pooled, x, w, none, dy),
                  "linear_forward: operand x needs floats");
     assert_int_equal(tdm_linear_backward(backend, &s, x, w, dy, dx, dw, none), TDM_OK);
@@ -407,13 +411,15 @@ static void linear_launches(tdm_backend *backend, const tdm_linear_shape *s, siz
  * pool before it; a larger one runs GEMMs: the product and the bias forward
  * (2), and backward the weight GEMM, the bias sums and the input GEMM (3);
  * with a pool, 1 more forward and 2 more backward (the pool of x, again for
- * the weight gradient, and the input gradient's spread over the pools). */
+ * the weight gradient, and the input gradient's spread over the pools). The
+ * input ReLU's backward (relu) adds none to the small plan, 1 to a GEMM's. */
 static void test_linear_plans(void **state)
 {
     (void)state;
-    const tdm_linear_shape shapes[] = {
-        {128, 64, 64, 0}, {16, 65, 64, 0}, {128, 64, 10, 4}, {16, 65, 64, 4}};
-    const size_t forward_launches[] = {1, 2, 1, 3}, backward_launches[] = {1, 3, 1, 5};
+    const tdm_linear_shape shapes[] = {{128, 64, 64, 0, false}, {16, 65, 64, 0, false},
+                                       {128, 64, 10, 4, false}, {16, 65, 64, 4, false},
+                                       {128, 64, 10, 4, true},  {16, 65, 64, 4, true}};
+    const size_t forward_launches[] = {1, 2, 1, 3, 1, 3}, backward_launches[] = {1, 3, 1, 5, 1, 6};
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         if (strcmp(tdm_backend_name(backend), "opencl") != 0)
@@ -428,9 +434,9 @@ static void test_linear_plans(void **state)
 }
 
 /* ResNet's backward pass, from the gradient the loss writes where the
- * model's backward starts (tdm_model_output_gradient: no copy), issues 13
- * commands on OpenCL: the head with its average pool 1
- * (small_linear_backward), the ReLU after the add 1, the add none (both
+ * model's backward starts (tdm_model_output_gradient: no copy), issues 12
+ * commands on OpenCL: the head with its average pool and the backward of
+ * the ReLU after the add 1 (small_linear_backward), the add none (both
  * inputs take the add's gradient as their own: no copies), each batch norm
  * 1 (3), each block conv 3 (the GEMM of dT, its weights' sums, the input
  * GEMM: 6; 2 each, 4, where the weight gradient is one kernel,
@@ -458,7 +464,7 @@ static void test_resnet_backward_plan(void **state)
         tdm_backend_counts before = tdm_backend_get_counts(backend);
         assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
         assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
-                         backend->dense_weight_gradient_direct ? 11 : 13);
+                         backend->dense_weight_gradient_direct ? 10 : 12);
         tdm_buffer_free(x);
         tdm_model_free(model);
     }

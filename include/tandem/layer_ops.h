@@ -98,18 +98,23 @@ typedef struct tdm_linear_shape {
      * mean of its pool values first: AdaptiveAvgPool2d(1) and flatten before
      * the layer, in the same launch, with global_avgpool's bits. */
     size_t pool;
+    /* x is a ReLU's output, and the backward's dx the gradient of that
+     * ReLU's input: 0 where x is not > 0 (tdm_relu_backward's bits), in the
+     * same launch. Read by tdm_linear_backward only. */
+    bool relu;
 } tdm_linear_shape;
 
 tdm_status tdm_linear_forward(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
                               tdm_view weight, tdm_view bias, tdm_view y);
-/* dx = dy weight */
+/* dx = dy weight (a shape with relu is refused: the mask needs x) */
 tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *shape,
                                      tdm_view weight, tdm_view dy, tdm_view dx);
 /* dweight += dy^T x; dbias += column sums of dy (dbias may be empty) */
 tdm_status tdm_linear_backward_weight(tdm_backend *backend, const tdm_linear_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
 /* Both at once (dx and dbias may be empty): the same results as the two
- * above, and for a layer with few weights one launch instead of two. */
+ * above, and for a layer with few weights one launch instead of two; with
+ * shape->relu, dx is then masked where x is not > 0. */
 tdm_status tdm_linear_backward(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
                                tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
                                tdm_view dbias);

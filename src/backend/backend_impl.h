@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 16
+#define TDM_BACKEND_IFACE_VERSION 17
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -109,7 +109,9 @@ struct tdm_backend_iface {
      * given of dx[n][i] = the sum over o in order of dy[n][o] * weight[o][i];
      * adds to dweight[o][i] the sum over n in order of dy[n][o] * x[n][i],
      * and to dbias[o] that of dy[n][o]: each output one sum, in the order of
-     * both backends. Empty views (dx, dweight, dbias) are not computed. */
+     * both backends. With shape->relu, dx is 0 where x is not > 0 (x is
+     * then given with dx too). Empty views (dx, dweight, dbias) are not
+     * computed. */
     tdm_status (*small_linear)(tdm_backend *backend, const tdm_linear_shape *shape, tdm_view x,
                                tdm_view weight, tdm_view bias, tdm_view y);
     tdm_status (*small_linear_backward)(tdm_backend *backend, const tdm_linear_shape *shape,

@@ -697,7 +697,7 @@ static tdm_status check_linear_backward(tdm_backend *backend, const char *op,
 {
     size_t nx = 0, ny = 0;
     TDM_TRY(check_linear(backend, op, s, &nx, weight_count, &ny));
-    if (given(g->dweight))
+    if (given(g->dweight)) /* always with dx and relu: the mask reads x too */
         TDM_TRY(tdm_check_view(backend, x, nx, op, "x"));
     if (given(g->dx))
         TDM_TRY(tdm_check_view(backend, weight, *weight_count, op, "weight"));
@@ -730,7 +730,12 @@ static tdm_status linear_backward(tdm_backend *backend, const char *op, const td
                                                      g->dbias);
     if (given(g->dweight))
         TDM_TRY(gemm_linear_backward_weight(backend, s, x, dy, g->dweight, g->dbias));
-    return given(g->dx) ? gemm_linear_backward_input(backend, s, weight, dy, g->dx) : TDM_OK;
+    if (!given(g->dx))
+        return TDM_OK;
+    TDM_TRY(gemm_linear_backward_input(backend, s, weight, dy, g->dx));
+    return s->relu
+               ? tdm_relu_backward(backend, s->batch * s->in_features * pool_of(s), x, g->dx, g->dx)
+               : TDM_OK;
 }
 
 tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shape *s,
@@ -738,6 +743,10 @@ tdm_status tdm_linear_backward_input(tdm_backend *backend, const tdm_linear_shap
 {
     if (!given(dx))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "linear_backward_input: dx is empty");
+    if (s->relu)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "linear_backward_input: shape.relu masks dx with x, which this call has "
+                        "not (tdm_linear_backward takes it)");
     linear_gradients g = {.dx = dx};
     return linear_backward(backend, "linear_backward_input", s, (tdm_view){0}, weight, dy, &g);
 }

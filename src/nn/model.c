@@ -47,6 +47,8 @@ typedef struct node {
     bool adds_in_place;
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
+    bool masked_by_reader;      /* such a ReLU whose backward its linear reader does */
+    bool relu_input;            /* a linear layer doing its input ReLU's backward */
     bool pooled;                /* an average pool its linear layer applies: no work of its own */
     int pool;                   /* a linear layer's average pool (pooled), or -1 */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
@@ -311,6 +313,31 @@ static void fuse_heads(tdm_model *m)
     }
 }
 
+/* A ReLU fused into an add and read only by a linear layer (through its
+ * pool or a flatten) has its backward done by that layer's
+ * (tdm_linear_shape.relu: one launch instead of two). Its gradient is the
+ * add's view, where the linear layer writes dx anyway. */
+static void fuse_linear_relus(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        if (n->kind != NODE_LINEAR)
+            continue;
+        int reader = n->pool >= 0 ? n->pool : i, relu = m->nodes[reader].inputs[0];
+        if (relu != MODEL_INPUT && m->nodes[relu].kind == NODE_FLATTEN &&
+            !is_input_of_another(m, relu, reader)) {
+            reader = relu;
+            relu = m->nodes[relu].inputs[0];
+        }
+        if (relu == MODEL_INPUT || m->nodes[relu].kind != NODE_RELU || !m->nodes[relu].fused ||
+            m->nodes[m->nodes[relu].inputs[0]].kind != NODE_ADD ||
+            is_input_of_another(m, relu, reader))
+            continue;
+        m->nodes[relu].masked_by_reader = true;
+        n->relu_input = true;
+    }
+}
+
 static void assign_views(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
@@ -384,6 +411,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "model: the first layer cannot be flatten");
     fuse_relus(m);
     fuse_heads(m);
+    fuse_linear_relus(m);
     assign_views(m);
     return TDM_OK;
 }
@@ -570,7 +598,8 @@ static tdm_linear_shape linear_shape(const tdm_model *m, const node *n, size_t b
     return (tdm_linear_shape){.batch = batch,
                               .in_features = tdm_nn_volume(n->in),
                               .out_features = n->layer.out_channels,
-                              .pool = pool ? pool->in.height * pool->in.width : 0};
+                              .pool = pool ? pool->in.height * pool->in.width : 0,
+                              .relu = n->relu_input};
 }
 
 /* The node whose input a linear layer reads: its pool's, or its own. */
@@ -945,10 +974,10 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
 
 static tdm_status backward_node(tdm_model *m, const node *n)
 {
-    if (n->kind == NODE_FLATTEN || n->pooled ||
+    if (n->kind == NODE_FLATTEN || n->pooled || n->masked_by_reader ||
         (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM))
-        return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward; a pool: its
-                          linear layer's */
+        return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward; a pool, or a
+                          ReLU its linear reader masks: that layer's */
     tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
     if (n->kind == NODE_NORM)
         return backward_norm(m, n, x, dy);

@@ -230,6 +230,10 @@ tdm_status tdm_cpu_small_linear_backward(tdm_backend *backend, const tdm_linear_
     const float *g = tdm_view_host_floats(dy);
     if (dx.buffer)
         TDM_TRY(input_gradient(backend, s, weight, g, dx));
+    if (dx.buffer && s->relu) /* the ReLU's backward, through its own loop: its bits */
+        TDM_TRY(backend->iface->elementwise(backend, TDM_ELEMENTWISE_RELU_BACKWARD,
+                                            s->batch * s->in_features * (s->pool > 1 ? s->pool : 1),
+                                            0.0f, x, dx, dx));
     if (dweight.buffer)
         TDM_TRY(weight_gradient(backend, s, x, g, dweight));
     if (dbias.buffer)

@@ -227,10 +227,11 @@ tdm_status tdm_opencl_small_linear_backward(tdm_backend *backend, const tdm_line
              dw_count = dweight.buffer ? s->out_features * s->in_features : 0,
              db_count = dbias.buffer ? s->out_features : 0;
     cl_divisor in_features = tdm_cl_divisor(s->in_features);
+    cl_int relu = s->relu && dx.buffer;
     kernel_arg args[] = {ARG(batch),    ARG(out_features), ARG(in_features), ARG(pool),
-                         ARG(dx_count), ARG(dw_count),     ARG(db_count),    VIEW_ARGS(in),
-                         VIEW_ARGS(w),  VIEW_ARGS(g),      VIEW_ARGS(gx),    VIEW_ARGS(gw),
-                         VIEW_ARGS(gb)};
+                         ARG(relu),     ARG(dx_count),     ARG(dw_count),    ARG(db_count),
+                         VIEW_ARGS(in), VIEW_ARGS(w),      VIEW_ARGS(g),     VIEW_ARGS(gx),
+                         VIEW_ARGS(gw), VIEW_ARGS(gb)};
     size_t items = (size_t)dx_count + dw_count + db_count;
     if (items == 0)
         return TDM_OK;
