@@ -174,10 +174,10 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
         in_columns.x);
 }
 
-// The taps of a (co, ci) pair conv_dense_weight_gradient sums at once: their
+// The taps of a (co, ci) pair conv_direct_weight_gradient sums at once: their
 // sums stay in registers (the loop over them unrolled), and the group adds
 // them in one step (16 x TDM_GROUP_SIZE floats of local memory).
-#define TDM_DENSE_GRADIENT_TAPS 16
+#define TDM_DIRECT_GRADIENT_TAPS 16
 
 // The weight gradient from x and dy without T's gradient (a GPU: one
 // launch where a GEMM and the sums above take two), one (co, ci) pair's
@@ -187,24 +187,24 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
 // added over the group in work-item order (a work-item a tap), the bits of
 // tdm_group_sum.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_conv_dense_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
-                               uint dy_offset, __global float *dweight, uint dweight_offset,
-                               TDM_CONV_SHAPE)
+tdm_conv_direct_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
+                                uint dy_offset, __global float *dweight, uint dweight_offset,
+                                TDM_CONV_SHAPE)
 {
-    __local float partial[TDM_DENSE_GRADIENT_TAPS * TDM_GROUP_SIZE];
+    __local float partial[TDM_DIRECT_GRADIENT_TAPS * TDM_GROUP_SIZE];
     const uint pair = get_group_id(0), lid = get_local_id(0);
     const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
     const uint taps = kernel_h.x * kernel_w.x;
-    for (uint first = 0; first < taps; first += TDM_DENSE_GRADIENT_TAPS) {
-        float sums[TDM_DENSE_GRADIENT_TAPS];
+    for (uint first = 0; first < taps; first += TDM_DIRECT_GRADIENT_TAPS) {
+        float sums[TDM_DIRECT_GRADIENT_TAPS];
 #pragma unroll
-        for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++)
+        for (uint k = 0; k < TDM_DIRECT_GRADIENT_TAPS; k++)
             sums[k] = 0.0f;
         for (uint n = lid; n < batch.x; n += TDM_GROUP_SIZE) {
             __global const float *g = dy + dy_offset + (n * out_channels + co) * out_spatial.x;
             __global const float *plane = x + x_offset + (n * channels.x + ci) * height.x * width.x;
 #pragma unroll
-            for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++) {
+            for (uint k = 0; k < TDM_DIRECT_GRADIENT_TAPS; k++) {
                 if (first + k >= taps)
                     continue;
                 const uint i = tdm_div(first + k, kernel_w), j = first + k - i * kernel_w.x;
@@ -222,10 +222,10 @@ tdm_conv_dense_weight_gradient(__global const float *x, uint x_offset, __global 
             }
         }
 #pragma unroll
-        for (uint k = 0; k < TDM_DENSE_GRADIENT_TAPS; k++)
+        for (uint k = 0; k < TDM_DIRECT_GRADIENT_TAPS; k++)
             partial[k * TDM_GROUP_SIZE + lid] = sums[k];
         barrier(CLK_LOCAL_MEM_FENCE);
-        for (uint k = lid; k < TDM_DENSE_GRADIENT_TAPS && first + k < taps; k += TDM_GROUP_SIZE) {
+        for (uint k = lid; k < TDM_DIRECT_GRADIENT_TAPS && first + k < taps; k += TDM_GROUP_SIZE) {
             float total = 0.0f;
             for (uint l = 0; l < TDM_GROUP_SIZE; l++)
                 total += partial[k * TDM_GROUP_SIZE + l];
@@ -313,6 +313,32 @@ __kernel void tdm_conv_col_product_planes(__global const float *weight, uint wei
             sum += w[k] * c[k * columns + p];
         out[p] = sum;
     }
+}
+
+// tdm_conv_col_product's values with col's entries read from x as
+// tdm_im2col writes them (a GPU: one launch where im2col and the product
+// take two): one value a work-item over (p, plane = co * N + n), the
+// samples of a channel side by side so that their work-items read the same
+// weights.
+__kernel void tdm_conv_direct_forward(__global const float *x, uint x_offset,
+                                      __global const float *weight, uint weight_offset,
+                                      __global float *y, uint y_offset, TDM_CONV_SHAPE)
+{
+    const uint p = get_global_id(0), plane = tdm_plane();
+    if (p >= out_spatial.x || plane >= out_channels * batch.x)
+        return;
+    const uint co = tdm_div(plane, batch), n = plane - co * batch.x;
+    const uint oh = tdm_div(p, out_w), ow = p - oh * out_w.x;
+    __global const float *w = weight + weight_offset + co * channels.x * kernel_h.x * kernel_w.x;
+    float sum = 0.0f;
+    for (uint c = 0; c < channels.x; c++) {
+        __global const float *in = x + x_offset + (n * channels.x + c) * height.x * width.x;
+        for (uint i = 0; i < kernel_h.x; i++)
+            for (uint j = 0; j < kernel_w.x; j++, w++)
+                sum += *w * tdm_col_entry(in, i, j, oh, ow, stride_h.x, stride_w.x, pad_h, pad_w,
+                                          height.x, width.x);
+    }
+    y[y_offset + (n * out_channels + co) * out_spatial.x + p] = sum;
 }
 
 // A float16's lanes halved in a fixed tree (lo + hi, four times).

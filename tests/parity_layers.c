@@ -59,16 +59,26 @@ typedef enum conv_direction {
     CONV_BACKWARD_WEIGHT
 } conv_direction;
 
-/* With SMALL_IMAGES in the variant, only the shapes of the dense plan. */
-enum { SMALL_IMAGES = 8 };
+/* With SMALL_IMAGES or FEW_TAPS in the variant, only the shapes of the
+ * dense plan, or of the few-tap one (at most 16 taps a sample), or both. */
+enum { SMALL_IMAGES = 8, FEW_TAPS = 16 };
+
+static bool conv_shape_in_variant(const tdm_conv2d_shape *s, int variant)
+{
+    bool dense = s->in_height * s->in_width <= s->kernel_h * s->kernel_w;
+    bool few_taps = !dense && s->in_channels * s->kernel_h * s->kernel_w <= TDM_CONV_COL_MAX_TAPS;
+    if (!(variant & (SMALL_IMAGES | FEW_TAPS)))
+        return true;
+    return ((variant & SMALL_IMAGES) && dense) || ((variant & FEW_TAPS) && few_taps);
+}
 
 static size_t make_conv_cases(op_case *cases, size_t capacity, int variant)
 {
     size_t count = 0;
-    int direction = variant & ~SMALL_IMAGES;
+    int direction = variant & ~(SMALL_IMAGES | FEW_TAPS);
     for (size_t i = 0; i < CONV_SHAPE_COUNT && count < capacity; i++) {
         const tdm_conv2d_shape *s = &conv_shapes[i];
-        if ((variant & SMALL_IMAGES) && s->in_height * s->in_width > s->kernel_h * s->kernel_w)
+        if (!conv_shape_in_variant(s, variant))
             continue;
         op_case *c = new_case(cases, &count);
         c->p.layer.conv = *s;
@@ -123,16 +133,30 @@ static tdm_status run_conv_backward_weight(tdm_backend *backend, const op_case *
                                       optional_view(c, v, 3));
 }
 
-/* The dense plan's weight gradient as conv_dense_weight_gradient on every
- * backend, as a GPU runs it (dense_weight_gradient_direct). */
+/* A run with small convolutions as direct kernels on every backend, as a
+ * GPU runs them (direct_small_convs). */
+static tdm_status run_with_direct_convs(tdm_backend *backend, const op_case *c, const tdm_view *v,
+                                        tdm_status (*run)(tdm_backend *, const op_case *,
+                                                          const tdm_view *))
+{
+    bool direct = backend->direct_small_convs;
+    backend->direct_small_convs = true;
+    tdm_status status = run(backend, c, v);
+    backend->direct_small_convs = direct;
+    return status;
+}
+
+/* The few-tap plan's forward as conv_direct_forward. */
+static tdm_status run_conv_forward_direct(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return run_with_direct_convs(backend, c, v, run_conv_forward);
+}
+
+/* The dense and few-tap plans' weight gradient as conv_direct_weight_gradient. */
 static tdm_status run_conv_backward_weight_direct(tdm_backend *backend, const op_case *c,
                                                   const tdm_view *v)
 {
-    bool direct = backend->dense_weight_gradient_direct;
-    backend->dense_weight_gradient_direct = true;
-    tdm_status status = run_conv_backward_weight(backend, c, v);
-    backend->dense_weight_gradient_direct = direct;
-    return status;
+    return run_with_direct_convs(backend, c, v, run_conv_backward_weight);
 }
 
 void parity_conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
@@ -921,10 +945,14 @@ const parity_op parity_layer_ops[] = {
      run_conv_backward_input, reference_conv_backward_input, true},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
      run_conv_backward_weight, reference_conv_backward_weight, true},
-    /* Sums of at most batch * 4 products in order (here 128 * 4 = 512). */
-    {"conv2d_backward_weight_direct", TDM_OP_CONV_DENSE_WEIGHT_GRADIENT, 1e-10, 1e-4,
-     make_conv_cases, CONV_BACKWARD_WEIGHT | SMALL_IMAGES, run_conv_backward_weight_direct,
-     reference_conv_backward_weight, false},
+    /* At most 16 products a value, in order. */
+    {"conv2d_forward_direct", TDM_OP_CONV_DIRECT_FORWARD, 1e-10, 1e-4, make_conv_cases,
+     CONV_FORWARD | FEW_TAPS, run_conv_forward_direct, reference_conv_forward, false},
+    /* Sums of at most N*OH*OW products in order (here 128 * 16 = 2048; past
+     * 2^16 positions the col's GEMM runs, the 66 x 66 shape). */
+    {"conv2d_backward_weight_direct", TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT, 1e-10, 1e-4,
+     make_conv_cases, CONV_BACKWARD_WEIGHT | SMALL_IMAGES | FEW_TAPS,
+     run_conv_backward_weight_direct, reference_conv_backward_weight, true},
     {"linear_forward_gemm", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases,
      CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true},
     {"linear_backward_input_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,

@@ -306,8 +306,9 @@ static void check_col_forms(tdm_backend *backend, const tdm_conv2d_shape *s, siz
         tdm_buffer_free(buffers[i]);
 }
 
-/* A conv with few taps a sample (8: 2 channels of 2 x 2) keeps its col;
- * the col forms refuse a conv that does not, and a col too small. */
+/* A conv with few taps a sample (8: 2 channels of 2 x 2) keeps its col
+ * (where small convs are not direct kernels); the col forms refuse a conv
+ * that does not, and a col too small. */
 static void test_conv_col_forms(void **state)
 {
     (void)state;
@@ -315,6 +316,8 @@ static void test_conv_col_forms(void **state)
     tdm_conv2d_shape many_taps = {3, 5, 7, 7, 4, 2, 2, 2, 2, 1, 1};
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
+        bool direct = backend->direct_small_convs;
+        backend->direct_small_convs = false;
         size_t floats = 0;
         assert_int_equal(tdm_conv2d_col_floats(backend, &stem, &floats), TDM_OK);
         assert_int_equal(floats, (2 * 2 * 2) * (3 * 4 * 4));
@@ -332,7 +335,56 @@ static void test_conv_col_forms(void **state)
                      "operand col needs");
         expect_error(tdm_conv2d_backward_weight_col(backend, &stem, short_col, y, w, (tdm_view){0}),
                      "operand col needs");
+        backend->direct_small_convs = direct;
         tdm_buffer_free(buffer);
+    }
+}
+
+/* conv2d's forward of x into y (no bias), with or without small convs as
+ * direct kernels; gives its OpenCL commands. */
+static size_t forward_with(tdm_backend *backend, bool direct, const tdm_conv2d_shape *s, tdm_view x,
+                           tdm_view w, tdm_buffer *y, float *out, size_t count)
+{
+    bool was = backend->direct_small_convs;
+    backend->direct_small_convs = direct;
+    size_t col_floats = 1;
+    assert_int_equal(tdm_conv2d_col_floats(backend, s, &col_floats), TDM_OK);
+    assert_true(direct ? col_floats == 0 : col_floats > 0); /* direct: no col kept */
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_conv2d_forward(backend, s, x, w, (tdm_view){0}, (tdm_view){y, 0}), TDM_OK);
+    size_t launches = tdm_backend_get_counts(backend).launches - before.launches;
+    backend->direct_small_convs = was;
+    download(y, out, count);
+    return launches;
+}
+
+/* A few-tap conv as a direct kernel (direct_small_convs, a GPU's plan)
+ * gives the bits of im2col and the product with col, in one command where
+ * those take two, and keeps no col. */
+static void test_conv_direct_forward(void **state)
+{
+    (void)state;
+    enum { X = 3 * 2 * 7 * 7, W = 4 * 2 * 2 * 2, Y = 3 * 4 * 4 * 4 };
+    tdm_conv2d_shape stem = {3, 2, 7, 7, 4, 2, 2, 2, 2, 1, 1}; /* 4 x 4 outputs */
+    float x[X], w[W], y[2][Y];
+    test_fill_random(x, X, 10);
+    test_fill_random(w, W, 11);
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        tdm_buffer *in = upload(backend, x, X), *weight = upload(backend, w, W);
+        tdm_buffer *out = upload(backend, NULL, Y);
+        size_t launches[2];
+        for (int direct = 0; direct < 2; direct++)
+            launches[direct] = forward_with(backend, direct, &stem, (tdm_view){in, 0},
+                                            (tdm_view){weight, 0}, out, y[direct], Y);
+        assert_memory_equal(y[0], y[1], sizeof y[0]);
+        if (strcmp(tdm_backend_name(backend), "opencl") == 0) {
+            assert_int_equal(launches[0], 2);
+            assert_int_equal(launches[1], 1);
+        }
+        tdm_buffer_free(in);
+        tdm_buffer_free(weight);
+        tdm_buffer_free(out);
     }
 }
 
@@ -363,9 +415,10 @@ static size_t weight_gradient_launches(tdm_backend *backend, const tdm_conv2d_sh
 }
 
 /* Few taps a sample take the weight gradient without a GEMM (im2col, then
- * the product: 2 commands on OpenCL) up to 2^16 positions N*OH*OW, and the
- * GEMM past them (transposes of dy and col, im2col, the GEMM: 4), which
- * spreads that much work better. */
+ * the product: 2 commands on OpenCL; 1 where small convs are direct
+ * kernels, from x) up to 2^16 positions N*OH*OW, and the GEMM past them
+ * (transposes of dy and col, im2col, the GEMM: 4), which spreads that much
+ * work better. */
 static void test_few_tap_weight_gradient_plans(void **state)
 {
     (void)state;
@@ -375,7 +428,8 @@ static void test_few_tap_weight_gradient_plans(void **state)
         tdm_backend *backend = test_all_backends.all[b];
         if (strcmp(tdm_backend_name(backend), "opencl") != 0)
             continue; /* the cpu backend counts no launches */
-        assert_int_equal(weight_gradient_launches(backend, &stem), 2);
+        assert_int_equal(weight_gradient_launches(backend, &stem),
+                         backend->direct_small_convs ? 1 : 2);
         assert_int_equal(weight_gradient_launches(backend, &large), 4);
     }
 }
@@ -440,7 +494,7 @@ static void test_linear_plans(void **state)
  * inputs take the add's gradient as their own: no copies), each batch norm
  * 1 (3), each block conv 3 (the GEMM of dT, its weights' sums, the input
  * GEMM: 6; 2 each, 4, where the weight gradient is one kernel,
- * dense_weight_gradient_direct), conv1's input GEMM adding the block
+ * direct_small_convs), conv1's input GEMM adding the block
  * input's share of the add's gradient (beta = 1: no add), the max-pool 1,
  * the stem's weight gradient 1 (its products with the col its training
  * forward kept). */
@@ -464,7 +518,7 @@ static void test_resnet_backward_plan(void **state)
         tdm_backend_counts before = tdm_backend_get_counts(backend);
         assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
         assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
-                         backend->dense_weight_gradient_direct ? 10 : 12);
+                         backend->direct_small_convs ? 10 : 12);
         tdm_buffer_free(x);
         tdm_model_free(model);
     }
@@ -796,6 +850,7 @@ int main(void)
         cmocka_unit_test(test_bad_linear_arguments),
         cmocka_unit_test(test_conv_dense_forms),
         cmocka_unit_test(test_conv_col_forms),
+        cmocka_unit_test(test_conv_direct_forward),
         cmocka_unit_test(test_new_parameters_take_effect),
         cmocka_unit_test(test_model_misuse_is_an_error),
         cmocka_unit_test(test_initialization),

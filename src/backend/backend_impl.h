@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 17
+#define TDM_BACKEND_IFACE_VERSION 18
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -87,9 +87,9 @@ struct tdm_backend_iface {
      * the padding); each sample's positions in order, the samples in order
      * on the cpu backend, on OpenCL a work-group's work-items each taking
      * every group-size-th sample, then their sums added in order. What the
-     * layer runs where dense_weight_gradient_direct is set. */
-    tdm_status (*conv_dense_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
-                                             tdm_view x, tdm_view dy, tdm_view dweight);
+     * layer runs where direct_small_convs is set. */
+    tdm_status (*conv_direct_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                              tdm_view x, tdm_view dy, tdm_view dweight);
     /* For few taps a sample (Cin*KH*KW <= TDM_CONV_COL_MAX_TAPS, a first
      * layer's), the products with col without a GEMM: conv_col_product
      * writes y in NCHW, y[n][co][p] = the sum over taps k in order of
@@ -102,6 +102,13 @@ struct tdm_backend_iface {
                                    tdm_view weight, tdm_view col, tdm_view y);
     tdm_status (*conv_col_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                            tdm_view dy, tdm_view col, tdm_view dweight);
+    /* conv_col_product's y with col's entries read from x as im2col writes
+     * them (0 in the padding): y[n][co][p] = the sum over taps k in order of
+     * weight[co][k] * that entry, the bits of im2col then conv_col_product,
+     * in one launch. What the layer runs for few taps where
+     * direct_small_convs is set. */
+    tdm_status (*conv_direct_forward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                      tdm_view x, tdm_view weight, tdm_view y);
     /* A linear layer with few weights (out * in <= TDM_SMALL_LINEAR_MAX_WEIGHTS,
      * a classifier head) in one launch a pass, without a GEMM. small_linear:
      * y[n][o] = the sum over i in order of x[n][i] * weight[o][i], then +
@@ -192,11 +199,14 @@ struct tdm_backend {
      * indirect GEMM): layers then transpose an operand themselves where that
      * replaces a transposition they make anyway. */
     bool gemm_prefers_tn;
-    /* Set by the backend when conv2d's dense weight gradient (small images)
-     * is better as one conv_dense_weight_gradient launch than as a GEMM and
-     * conv_dense_weight_backward (a GPU, where a GEMM of so few products
-     * costs several launches' time). */
-    bool dense_weight_gradient_direct;
+    /* Set by the backend when small convolutions are better as direct
+     * kernels, one launch each (a GPU, where a launch costs more than their
+     * work): the weight gradient of a dense conv (small images) as
+     * conv_direct_weight_gradient instead of a GEMM and
+     * conv_dense_weight_backward; a few-tap conv (a stem) as
+     * conv_direct_forward instead of im2col and conv_col_product, and its
+     * weight gradient from x (no col kept). */
+    bool direct_small_convs;
     tdm_backend_counts counts; /* kept by the backend: see tdm_backend_get_counts */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];
 };

@@ -153,6 +153,16 @@ static bool use_col_weight_gradient(const conv_sizes *n)
     return use_col_products(n) && n->columns <= MAX_COL_GRADIENT_POSITIONS;
 }
 
+/* Few taps on a backend that runs small convolutions as direct kernels
+ * (direct_small_convs: a GPU): the forward without col in one launch, the
+ * weight gradient (up to MAX_COL_GRADIENT_POSITIONS) from x, so no col. */
+static bool use_direct_products(const tdm_backend *backend, const conv_sizes *n)
+{
+    return backend->direct_small_convs && use_col_products(n) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+}
+
 tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
                                    size_t *floats)
 {
@@ -211,9 +221,9 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
                                         const conv_sizes *n, tdm_view x, tdm_view dy,
                                         tdm_view dweight)
 {
-    if (backend->dense_weight_gradient_direct &&
-        tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_GRADIENT))
-        return backend->iface->conv_dense_weight_gradient(backend, s, x, dy, dweight);
+    if (backend->direct_small_convs &&
+        tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT))
+        return backend->iface->conv_direct_weight_gradient(backend, s, x, dy, dweight);
     size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
@@ -300,16 +310,22 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
         return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
+    if (use_direct_products(backend, &n)) {
+        TDM_TRY(backend->iface->conv_direct_forward(backend, shape, x, weight, y));
+        return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
+                                                      n.columns / shape->batch, bias, y)
+                           : TDM_OK;
+    }
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     return col_forward(backend, shape, &n, col, weight, bias, y);
 }
 
 /* A kept col runs where the products with it need no GEMM (few taps: the
- * col is then no larger than a 16-channel output). */
+ * col is then no larger than a 16-channel output) and are not direct. */
 static bool keeps_col(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
 {
-    return !use_dense(backend, s, n) && use_col_products(n);
+    return !use_dense(backend, s, n) && use_col_products(n) && !use_direct_products(backend, n);
 }
 
 tdm_status tdm_conv2d_col_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -521,6 +537,8 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
         return TDM_OK;
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
+    if (use_direct_products(backend, &n) && use_col_weight_gradient(&n))
+        return backend->iface->conv_direct_weight_gradient(backend, shape, x, dy, dweight);
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     return col_backward_weight(backend, shape, &n, col, dy, dweight);

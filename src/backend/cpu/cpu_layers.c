@@ -215,8 +215,8 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
  * order, then output positions; one task per pair (co, ci). The layer
  * takes this path only where a backend asks for it (a GPU): here it is for
  * the parity harness, the cpu backend's GEMM being faster. */
-tdm_status tdm_cpu_conv_dense_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                              tdm_view x, tdm_view dy, tdm_view dweight)
+tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                               tdm_view x, tdm_view dy, tdm_view dweight)
 {
     conv_dims d = dims_of(s);
     size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;

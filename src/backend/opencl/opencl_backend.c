@@ -460,8 +460,9 @@ static const struct tdm_backend_iface opencl_iface = {
     .transpose = tdm_opencl_transpose,
     .conv_dense_weight = tdm_opencl_conv_dense_weight,
     .conv_dense_weight_backward = tdm_opencl_conv_dense_weight_backward,
-    .conv_dense_weight_gradient = tdm_opencl_conv_dense_weight_gradient,
+    .conv_direct_weight_gradient = tdm_opencl_conv_direct_weight_gradient,
     .conv_col_product = tdm_opencl_conv_col_product,
+    .conv_direct_forward = tdm_opencl_conv_direct_forward,
     .conv_col_weight_gradient = tdm_opencl_conv_col_weight_gradient,
     .small_linear = tdm_opencl_small_linear,
     .small_linear_backward = tdm_opencl_small_linear_backward,
@@ -677,7 +678,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     /* A GPU's work-groups reduce (a CPU device's hold one work-item): there
      * a GEMM of the few products of a small-image conv's weight gradient
      * costs more than one kernel summing them. */
-    backend->dense_weight_gradient_direct = ctx->reduction_group > 1;
+    backend->direct_small_convs = ctx->reduction_group > 1;
     describe(backend, ctx);
     *out = backend;
     return TDM_OK;

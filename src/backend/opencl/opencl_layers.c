@@ -143,15 +143,28 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
 }
 
 /* A work-group a (co, ci) pair, on every device (the layer runs it where the
- * backend sets dense_weight_gradient_direct: a GPU). */
-tdm_status tdm_opencl_conv_dense_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                                 tdm_view x, tdm_view dy, tdm_view dweight)
+ * backend sets direct_small_convs: a GPU). */
+tdm_status tdm_opencl_conv_direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                                  tdm_view x, tdm_view dy, tdm_view dweight)
 {
     cl_view in = cl_view_of(x), g = cl_view_of(dy), dw = cl_view_of(dweight);
     conv_args a = conv_args_of(s);
     kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(g), VIEW_ARGS(dw), CONV_SHAPE_ARGS(a)};
-    return tdm_cl_launch_groups(ctx_of(backend), K_CONV_DENSE_WEIGHT_GRADIENT,
+    return tdm_cl_launch_groups(ctx_of(backend), K_CONV_DIRECT_WEIGHT_GRADIENT,
                                 s->out_channels * s->in_channels, args, COUNT(args));
+}
+
+/* A value a work-item over (p, plane = co * N + n), on every device (the
+ * layer runs it where the backend sets direct_small_convs: a GPU). */
+tdm_status tdm_opencl_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                          tdm_view x, tdm_view weight, tdm_view y)
+{
+    cl_view in = cl_view_of(x), w = cl_view_of(weight), out = cl_view_of(y);
+    conv_args a = conv_args_of(s);
+    kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(w), VIEW_ARGS(out), CONV_SHAPE_ARGS(a)};
+    return launch_planes(ctx_of(backend), K_CONV_DIRECT_FORWARD,
+                         tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s),
+                         s->out_channels * s->batch, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
