@@ -101,6 +101,39 @@ __kernel void tdm_col2im(__global const float *col, uint col_offset, __global fl
     x[x_offset + id] = sum;
 }
 
+// The input gradient without col or T (a GPU: one launch where a GEMM with
+// T takes more): dx[n][ci][h][w] = the sum over taps (i, j) in order, then
+// co in order, of dy[n][co][oh][ow] * w[co][ci][i][j] for the output the
+// tap links (h, w) to; + dx's value with accumulate. A value a work-item
+// over (q, plane = ci * N + n).
+__kernel void tdm_conv_direct_backward_input(__global const float *weight, uint weight_offset,
+                                             __global const float *dy, uint dy_offset,
+                                             __global float *dx, uint dx_offset, int accumulate,
+                                             TDM_CONV_SHAPE)
+{
+    const uint q = get_global_id(0), plane = tdm_plane(), in_plane = height.x * width.x;
+    if (q >= in_plane || plane >= channels.x * batch.x)
+        return;
+    const uint ci = tdm_div(plane, batch), n = plane - ci * batch.x;
+    const uint h = tdm_div(q, width), w = q - h * width.x, taps = kernel_h.x * kernel_w.x;
+    __global const float *g = dy + dy_offset + n * out_channels * out_spatial.x;
+    __global const float *wt = weight + weight_offset + ci * taps;
+    float sum = 0.0f;
+    for (uint i = 0; i < kernel_h.x; i++) {
+        const uint oh = tdm_meeting_output(h, pad_h, i, stride_h, out_h);
+        for (uint j = 0; j < kernel_w.x && oh < out_h; j++) {
+            const uint ow = tdm_meeting_output(w, pad_w, j, stride_w, out_w.x);
+            if (ow == out_w.x)
+                continue;
+            const uint p = oh * out_w.x + ow, tap = i * kernel_w.x + j;
+            for (uint co = 0; co < out_channels; co++)
+                sum += g[co * out_spatial.x + p] * wt[co * channels.x * taps + tap];
+        }
+    }
+    const uint at = dx_offset + (n * channels.x + ci) * in_plane + q;
+    dx[at] = accumulate ? dx[at] + sum : sum;
+}
+
 // The dense matrix of a convolution over small images:
 // T[(co*OH + oh)*OW + ow][(ci*H + h)*W + w] = the weight tap linking output
 // (oh, ow) and input (h, w), or 0; w_pair at weight[co][ci][0][0].

@@ -146,10 +146,17 @@ static tdm_status run_with_direct_convs(tdm_backend *backend, const op_case *c, 
     return status;
 }
 
-/* The few-tap plan's forward as conv_direct_forward. */
+/* The few-tap and small-image plans' forward as conv_direct_forward. */
 static tdm_status run_conv_forward_direct(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
     return run_with_direct_convs(backend, c, v, run_conv_forward);
+}
+
+/* The small-image plan's input gradient as conv_direct_backward_input. */
+static tdm_status run_conv_backward_input_direct(tdm_backend *backend, const op_case *c,
+                                                 const tdm_view *v)
+{
+    return run_with_direct_convs(backend, c, v, run_conv_backward_input);
 }
 
 /* The dense and few-tap plans' weight gradient as conv_direct_weight_gradient. */
@@ -945,9 +952,14 @@ const parity_op parity_layer_ops[] = {
      run_conv_backward_input, reference_conv_backward_input, true},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
      run_conv_backward_weight, reference_conv_backward_weight, true},
-    /* At most 16 products a value, in order. */
+    /* Sums in order of at most Cin*KH*KW products (576 for Block(64)) and
+     * Cout*KH*KW for the input gradient: the GEMM's bound holds. */
     {"conv2d_forward_direct", TDM_OP_CONV_DIRECT_FORWARD, 1e-10, 1e-4, make_conv_cases,
-     CONV_FORWARD | FEW_TAPS, run_conv_forward_direct, reference_conv_forward, false},
+     CONV_FORWARD | FEW_TAPS | SMALL_IMAGES, run_conv_forward_direct, reference_conv_forward,
+     false},
+    {"conv2d_backward_input_direct", TDM_OP_CONV_DIRECT_BACKWARD_INPUT, 1e-10, 1e-4,
+     make_conv_cases, CONV_BACKWARD_INPUT | SMALL_IMAGES, run_conv_backward_input_direct,
+     reference_conv_backward_input, false},
     /* Sums of at most N*OH*OW products in order (here 128 * 16 = 2048; past
      * 2^16 positions the col's GEMM runs, the 66 x 66 shape). */
     {"conv2d_backward_weight_direct", TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT, 1e-10, 1e-4,

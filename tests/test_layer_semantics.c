@@ -28,6 +28,13 @@ static void download(const tdm_buffer *buffer, void *out, size_t floats)
     assert_int_equal(tdm_buffer_download(buffer, 0, out, floats * sizeof(float)), TDM_OK);
 }
 
+static void download_view(tdm_view view, void *out, size_t floats)
+{
+    assert_int_equal(
+        tdm_buffer_download(view.buffer, view.offset * sizeof(float), out, floats * sizeof(float)),
+        TDM_OK);
+}
+
 static void expect_error(tdm_status status, const char *fragment)
 {
     assert_int_equal(status, TDM_ERR_INVALID_ARGUMENT);
@@ -236,8 +243,9 @@ static void check_dense_forms(tdm_backend *backend, const tdm_conv2d_shape *s, s
         tdm_buffer_free(buffers[i]);
 }
 
-/* ResNet's block conv (2x2 images, 3x3 kernel) runs with a dense matrix;
- * the dense forms refuse a conv that does not, and a matrix too small. */
+/* ResNet's block conv (2x2 images, 3x3 kernel) runs with a dense matrix
+ * (where small convs are not direct kernels); the dense forms refuse a conv
+ * that does not, and a matrix too small. */
 static void test_conv_dense_forms(void **state)
 {
     (void)state;
@@ -245,6 +253,8 @@ static void test_conv_dense_forms(void **state)
     tdm_conv2d_shape wide = {7, 16, 8, 8, 5, 3, 3, 1, 1, 1, 1};
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
+        bool direct = backend->direct_small_convs;
+        backend->direct_small_convs = false;
         size_t floats = 0;
         assert_int_equal(tdm_conv2d_dense_floats(backend, &block, &floats), TDM_OK);
         assert_int_equal(floats, (5 * 2 * 2) * (16 * 2 * 2));
@@ -270,7 +280,72 @@ static void test_conv_dense_forms(void **state)
                      "operand dense needs");
         expect_error(tdm_conv2d_backward_input_dense_accumulate(backend, &wide, w, v, w),
                      "conv2d_backward_input_dense_accumulate: this convolution does not run");
+        expect_error(tdm_conv2d_backward_input_accumulate(
+                         backend, &block, v, (tdm_view){buffer, 1000}, (tdm_view){buffer, 2000}),
+                     "conv2d_backward_input_accumulate: this convolution adds its input gradient "
+                     "in place only as a direct kernel");
+        backend->direct_small_convs = direct;
         tdm_buffer_free(buffer);
+    }
+}
+
+/* The OpenCL commands of a conv's three passes (no bias) into counts. */
+static void conv_pass_launches(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                               tdm_view w, tdm_view y, tdm_view dx, tdm_view dw, size_t counts[3])
+{
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_conv2d_forward(backend, s, x, w, (tdm_view){0}, y), TDM_OK);
+    tdm_backend_counts forward = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_conv2d_backward_input(backend, s, w, y, dx), TDM_OK);
+    tdm_backend_counts input = tdm_backend_get_counts(backend);
+    assert_int_equal(tdm_conv2d_backward_weight(backend, s, x, y, dw, (tdm_view){0}), TDM_OK);
+    counts[0] = forward.launches - before.launches;
+    counts[1] = input.launches - forward.launches;
+    counts[2] = tdm_backend_get_counts(backend).launches - input.launches;
+}
+
+/* Small images as direct kernels (direct_small_convs, a GPU's plan): no T
+ * (tdm_conv2d_dense_floats gives 0), one command a pass, and the input
+ * gradient added in place with the bits of the plain one and an add. */
+static void test_conv_direct_small_images(void **state)
+{
+    (void)state;
+    enum { X = 7 * 16 * 2 * 2, W = 5 * 16 * 3 * 3, Y = 7 * 5 * 2 * 2 };
+    tdm_conv2d_shape block = {7, 16, 2, 2, 5, 3, 3, 1, 1, 1, 1};
+    float x[X], w[W], g[X], dx[X], sum[X];
+    test_fill_random(x, X, 12);
+    test_fill_random(w, W, 13);
+    test_fill_random(g, X, 14);
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        bool direct = backend->direct_small_convs, accumulates = false;
+        backend->direct_small_convs = true;
+        size_t floats = 1, counts[3];
+        assert_int_equal(tdm_conv2d_dense_floats(backend, &block, &floats), TDM_OK);
+        assert_int_equal(floats, 0);
+        assert_int_equal(tdm_conv2d_accumulates(backend, &block, &accumulates), TDM_OK);
+        assert_true(accumulates);
+        tdm_buffer *all = upload(backend, NULL, 2 * X + W + Y + W);
+        tdm_view xv = {all, 0}, wv = {all, X}, yv = {all, X + W}, dxv = {all, X + W + Y},
+                 dwv = {all, 2 * X + W + Y};
+        assert_int_equal(tdm_buffer_upload(all, 0, x, sizeof x), TDM_OK);
+        assert_int_equal(tdm_buffer_upload(all, X * sizeof(float), w, sizeof w), TDM_OK);
+        assert_int_equal(tdm_fill(backend, dwv, W, 0.0f), TDM_OK);
+        conv_pass_launches(backend, &block, xv, wv, yv, dxv, dwv, counts);
+        if (strcmp(tdm_backend_name(backend), "opencl") == 0)
+            for (int pass = 0; pass < 3; pass++)
+                assert_int_equal(counts[pass], 1);
+        download_view(dxv, dx, X);
+        assert_int_equal(tdm_buffer_upload(all, dxv.offset * sizeof(float), g, sizeof g), TDM_OK);
+        assert_int_equal(tdm_conv2d_backward_input_accumulate(backend, &block, wv, yv, dxv),
+                         TDM_OK);
+        download_view(dxv, sum, X);
+        for (size_t i = 0; i < X; i++) {
+            float want = dx[i] + g[i];
+            assert_memory_equal(&sum[i], &want, sizeof want);
+        }
+        backend->direct_small_convs = direct;
+        tdm_buffer_free(all);
     }
 }
 
@@ -851,6 +926,7 @@ int main(void)
         cmocka_unit_test(test_conv_dense_forms),
         cmocka_unit_test(test_conv_col_forms),
         cmocka_unit_test(test_conv_direct_forward),
+        cmocka_unit_test(test_conv_direct_small_images),
         cmocka_unit_test(test_new_parameters_take_effect),
         cmocka_unit_test(test_model_misuse_is_an_error),
         cmocka_unit_test(test_initialization),

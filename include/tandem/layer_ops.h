@@ -66,6 +66,15 @@ tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2
 tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
                                                       const tdm_conv2d_shape *shape, tdm_view dense,
                                                       tdm_view dy, tdm_view dx);
+/* Where small convolutions run as direct kernels (a GPU backend: no T,
+ * tdm_conv2d_dense_floats gives 0), the same in place without T:
+ * tdm_conv2d_accumulates says whether a convolution runs this way;
+ * tdm_conv2d_backward_input_accumulate adds its input gradient to dx (the
+ * bits of tdm_conv2d_backward_input and then tdm_add) and refuses others. */
+tdm_status tdm_conv2d_accumulates(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                  bool *accumulates);
+tdm_status tdm_conv2d_backward_input_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                                tdm_view weight, tdm_view dy, tdm_view dx);
 
 /* A convolution with few taps a sample (Cin*KH*KW <= 16, ResNet's stem)
  * computes from x's col [Cin*KH*KW][N*OH*OW] in both passes. A caller that

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 18
+#define TDM_BACKEND_IFACE_VERSION 19
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -109,6 +109,15 @@ struct tdm_backend_iface {
      * direct_small_convs is set. */
     tdm_status (*conv_direct_forward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view weight, tdm_view y);
+    /* dx[n][ci][h][w] = the sum over taps (i, j) in order, then co in order,
+     * of dy[n][co][oh][ow] * weight[co][ci][i][j] for the output (oh, ow)
+     * the tap links (h, w) to (none in the padding); with accumulate, dx's
+     * own value + that sum (one rounding: the bits of the sum and then an
+     * add). What the layer runs for small images where direct_small_convs
+     * is set. */
+    tdm_status (*conv_direct_backward_input)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                             tdm_view weight, tdm_view dy, tdm_view dx,
+                                             bool accumulate);
     /* A linear layer with few weights (out * in <= TDM_SMALL_LINEAR_MAX_WEIGHTS,
      * a classifier head) in one launch a pass, without a GEMM. small_linear:
      * y[n][o] = the sum over i in order of x[n][i] * weight[o][i], then +
@@ -201,9 +210,10 @@ struct tdm_backend {
     bool gemm_prefers_tn;
     /* Set by the backend when small convolutions are better as direct
      * kernels, one launch each (a GPU, where a launch costs more than their
-     * work): the weight gradient of a dense conv (small images) as
-     * conv_direct_weight_gradient instead of a GEMM and
-     * conv_dense_weight_backward; a few-tap conv (a stem) as
+     * work and CLBlast's GEMM of so few products several launches' time):
+     * a conv over small images in all three passes without T
+     * (conv_direct_forward, conv_direct_backward_input,
+     * conv_direct_weight_gradient); a few-tap conv (a stem) as
      * conv_direct_forward instead of im2col and conv_col_product, and its
      * weight gradient from x (no col kept). */
     bool direct_small_convs;

@@ -127,10 +127,25 @@ static tdm_status check_conv_support(const tdm_backend *backend)
  * works on NCHW as it is, and drops the multiply-adds with padding. */
 enum { MAX_DENSE_FLOATS = 1 << 22 };
 
+static bool small_images(const tdm_conv2d_shape *s)
+{
+    return s->in_height * s->in_width <= s->kernel_h * s->kernel_w;
+}
+
+/* Small images on a backend that runs small convolutions as direct kernels
+ * (direct_small_convs: a GPU): all three passes without T, one launch each. */
+static bool use_direct_dense(const tdm_backend *backend, const tdm_conv2d_shape *s)
+{
+    return backend->direct_small_convs && small_images(s) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_BACKWARD_INPUT) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+}
+
 static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
 {
-    return s->in_height * s->in_width <= s->kernel_h * s->kernel_w &&
-           n->dense_rows <= MAX_DENSE_FLOATS / n->dense_columns &&
+    return small_images(s) && n->dense_rows <= MAX_DENSE_FLOATS / n->dense_columns &&
+           !use_direct_dense(backend, s) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_BACKWARD);
 }
@@ -221,9 +236,6 @@ static tdm_status dense_backward_weight(tdm_backend *backend, const tdm_conv2d_s
                                         const conv_sizes *n, tdm_view x, tdm_view dy,
                                         tdm_view dweight)
 {
-    if (backend->direct_small_convs &&
-        tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT))
-        return backend->iface->conv_direct_weight_gradient(backend, s, x, dy, dweight);
     size_t rows = n->dense_rows, columns = n->dense_columns;
     tdm_view dense_grad;
     TDM_TRY(borrow_scratch(backend, 1, rows * columns, &dense_grad));
@@ -310,7 +322,7 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
         return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
-    if (use_direct_products(backend, &n)) {
+    if (use_direct_dense(backend, shape) || use_direct_products(backend, &n)) {
         TDM_TRY(backend->iface->conv_direct_forward(backend, shape, x, weight, y));
         return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
                                                       n.columns / shape->batch, bias, y)
@@ -421,6 +433,8 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
                                       dx, &n));
     if (shape->batch == 0)
         return TDM_OK;
+    if (use_direct_dense(backend, shape))
+        return backend->iface->conv_direct_backward_input(backend, shape, weight, dy, dx, false);
     if (use_dense(backend, shape, &n)) {
         tdm_view dense;
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
@@ -450,6 +464,32 @@ tdm_status tdm_conv2d_backward_input_dense(tdm_backend *backend, const tdm_conv2
                                            tdm_view dense, tdm_view dy, tdm_view dx)
 {
     return backward_input_dense(backend, "conv2d_backward_input_dense", shape, dense, dy, 0.0f, dx);
+}
+
+tdm_status tdm_conv2d_accumulates(const tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                  bool *accumulates)
+{
+    conv_sizes n = {0};
+    *accumulates = false;
+    TDM_TRY(conv_sizes_of("conv2d_accumulates", shape, &n));
+    *accumulates = use_direct_dense(backend, shape);
+    return TDM_OK;
+}
+
+tdm_status tdm_conv2d_backward_input_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                                tdm_view weight, tdm_view dy, tdm_view dx)
+{
+    const char *op = "conv2d_backward_input_accumulate";
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_backward_input(backend, op, shape, weight, false, dy, dx, &n));
+    if (!use_direct_dense(backend, shape))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: this convolution adds its input gradient in place only as a direct "
+                        "kernel over small images (tdm_conv2d_accumulates gives false)",
+                        op);
+    return shape->batch
+               ? backend->iface->conv_direct_backward_input(backend, shape, weight, dy, dx, true)
+               : TDM_OK;
 }
 
 tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
@@ -535,10 +575,11 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                   dbias, &n));
     if (shape->batch == 0)
         return TDM_OK;
+    if (use_direct_dense(backend, shape) ||
+        (use_direct_products(backend, &n) && use_col_weight_gradient(&n)))
+        return backend->iface->conv_direct_weight_gradient(backend, shape, x, dy, dweight);
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
-    if (use_direct_products(backend, &n) && use_col_weight_gradient(&n))
-        return backend->iface->conv_direct_weight_gradient(backend, shape, x, dy, dweight);
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     return col_backward_weight(backend, shape, &n, col, dy, dweight);

@@ -42,8 +42,9 @@ typedef struct node {
      * (add_after): the add copies nothing there. */
     bool gradient_shared[2];
     int add_after[2]; /* an add whose gradient this node's input gradient adds, or -1 */
-    /* A dense conv that adds its input gradient to the add's, now its input's
-     * own, in its GEMM (can_add_in_place): no add launch. */
+    /* A conv over small images that adds its input gradient to the add's,
+     * now its input's own, in its GEMM or direct kernel (can_add_in_place):
+     * no add launch. */
     bool adds_in_place;
     bool relu_after;            /* an add or a norm that applies the ReLU after it */
     bool fused;                 /* a ReLU its input node applies: its view, no forward work */
@@ -52,6 +53,7 @@ typedef struct node {
     bool pooled;                /* an average pool its linear layer applies: no work of its own */
     int pool;                   /* a linear layer's average pool (pooled), or -1 */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
+    bool direct_adds;           /* a conv whose direct kernel adds its input gradient in place */
     size_t col, col_floats;     /* a conv whose training forward keeps x's col for backward */
 } node;
 
@@ -363,8 +365,9 @@ static bool reads_gradient(const tdm_model *m, const node *n, size_t offset)
     return reads;
 }
 
-/* A dense conv that adds an add's gradient after writing its input's
- * (add_after) may add its own to the add's instead, in its GEMM (beta = 1),
+/* A conv over small images that adds an add's gradient after writing its
+ * input's (add_after) may add its own to the add's instead, in its GEMM
+ * with T (beta = 1) or its direct kernel (tdm_conv2d_accumulates),
  * when no node runs its backward after the conv's and reads the add's
  * gradient, and the input's gradient can move (not a ReLU fused into a batch
  * norm, whose backward the norm's does with the norm's gradient). */
@@ -373,7 +376,7 @@ static bool can_add_in_place(const tdm_model *m, int writer)
     const node *w = &m->nodes[writer];
     const node *input = &m->nodes[gradient_owner(m, w->inputs[0])];
     int add = w->add_after[0];
-    if (add < 0 || w->kind != NODE_CONV || !w->dense_floats ||
+    if (add < 0 || w->kind != NODE_CONV || !(w->dense_floats || w->direct_adds) ||
         (input->fused && m->nodes[input->inputs[0]].kind == NODE_NORM))
         return false;
     size_t offset = m->nodes[add].gradient;
@@ -428,6 +431,7 @@ static tdm_status plan_dense(tdm_model *m)
             continue;
         tdm_conv2d_shape s = conv_shape(n, m->max_batch);
         TDM_TRY(tdm_conv2d_dense_floats(m->backend, &s, &n->dense_floats));
+        TDM_TRY(tdm_conv2d_accumulates(m->backend, &s, &n->direct_adds));
         n->dense = m->dense_count;
         m->dense_count += n->dense_floats;
         TDM_TRY(tdm_conv2d_col_floats(m->backend, &s, &n->col_floats));
@@ -929,9 +933,11 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
     switch (n->kind) {
     case NODE_CONV: {
         tdm_conv2d_shape s = conv_shape(n, batch);
-        if (n->adds_in_place)
+        if (n->adds_in_place && n->dense_floats)
             return tdm_conv2d_backward_input_dense_accumulate(b, &s, at(m->dense, n->dense), dy,
                                                               dx);
+        if (n->adds_in_place)
+            return tdm_conv2d_backward_input_accumulate(b, &s, at(m->params, n->weight), dy, dx);
         if (n->dense_floats)
             return tdm_conv2d_backward_input_dense(b, &s, at(m->dense, n->dense), dy, dx);
         return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);

@@ -190,6 +190,7 @@ static const struct tdm_backend_iface cpu_iface = {
     .conv_direct_weight_gradient = tdm_cpu_conv_direct_weight_gradient,
     .conv_col_product = tdm_cpu_conv_col_product,
     .conv_direct_forward = tdm_cpu_conv_direct_forward,
+    .conv_direct_backward_input = tdm_cpu_conv_direct_backward_input,
     .conv_col_weight_gradient = tdm_cpu_conv_col_weight_gradient,
     .small_linear = tdm_cpu_small_linear,
     .small_linear_backward = tdm_cpu_small_linear_backward,

@@ -244,6 +244,40 @@ tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_c
     return TDM_OK;
 }
 
+/* The input gradient without col or T, each value's sum over taps (i, j)
+ * in order, then co in order, as the OpenCL kernel sums it; one task per
+ * input plane (n, ci). For the parity harness, as above. */
+tdm_status tdm_cpu_conv_direct_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                              tdm_view weight, tdm_view dy, tdm_view dx,
+                                              bool accumulate)
+{
+    conv_dims d = dims_of(s);
+    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
+    long *taps = NULL;
+    TDM_TRY(tap_table(s, d, &taps));
+    const float *weights = floats(weight), *dy_all = floats(dy);
+    float *dx_all = floats(dx);
+    int team = tdm_cpu_team(backend, s->batch * s->in_channels * plane * s->out_channels);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t ci = 0; ci < s->in_channels; ci++)
+            for (size_t q = 0; q < plane; q++) {
+                float sum = 0.0f;
+                for (size_t k = 0; k < taps_per_pair; k++)
+                    for (size_t p = 0; p < d.spatial; p++) {
+                        if (taps[p * plane + q] != (long)k)
+                            continue;
+                        for (size_t co = 0; co < s->out_channels; co++)
+                            sum += dy_all[(n * s->out_channels + co) * d.spatial + p] *
+                                   weights[(co * s->in_channels + ci) * taps_per_pair + k];
+                    }
+                float *out = dx_all + (n * s->in_channels + ci) * plane + q;
+                *out = accumulate ? *out + sum : sum;
+            }
+    free(taps);
+    return TDM_OK;
+}
+
 tdm_status tdm_cpu_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
                              tdm_view src, tdm_view dst)
 {

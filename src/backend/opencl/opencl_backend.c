@@ -463,6 +463,7 @@ static const struct tdm_backend_iface opencl_iface = {
     .conv_direct_weight_gradient = tdm_opencl_conv_direct_weight_gradient,
     .conv_col_product = tdm_opencl_conv_col_product,
     .conv_direct_forward = tdm_opencl_conv_direct_forward,
+    .conv_direct_backward_input = tdm_opencl_conv_direct_backward_input,
     .conv_col_weight_gradient = tdm_opencl_conv_col_weight_gradient,
     .small_linear = tdm_opencl_small_linear,
     .small_linear_backward = tdm_opencl_small_linear_backward,

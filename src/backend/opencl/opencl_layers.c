@@ -167,6 +167,19 @@ tdm_status tdm_opencl_conv_direct_forward(tdm_backend *backend, const tdm_conv2d
                          s->out_channels * s->batch, args, COUNT(args));
 }
 
+/* A value of dx a work-item over (q, plane = ci * N + n). */
+tdm_status tdm_opencl_conv_direct_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                                 tdm_view weight, tdm_view dy, tdm_view dx,
+                                                 bool accumulate)
+{
+    cl_view w = cl_view_of(weight), g = cl_view_of(dy), out = cl_view_of(dx);
+    conv_args a = conv_args_of(s);
+    cl_int adds = accumulate;
+    kernel_arg args[] = {VIEW_ARGS(w), VIEW_ARGS(g), VIEW_ARGS(out), ARG(adds), CONV_SHAPE_ARGS(a)};
+    return launch_planes(ctx_of(backend), K_CONV_DIRECT_BACKWARD_INPUT, s->in_height * s->in_width,
+                         s->in_channels * s->batch, args, COUNT(args));
+}
+
 tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
                                        tdm_view weight, tdm_view col, tdm_view y)
 {
