@@ -10,8 +10,12 @@
 # range's second axis, the rest along its third (TANDEM_OPENCL_PLANE_GROUPS,
 # as a GPU whose grid is small for the planes would). Every op must still
 # agree. Then test_layer_semantics the same way, so the GPU forms also meet
-# what random inputs cannot reach (max-pool's ties and NaN).
+# what random inputs cannot reach (max-pool's ties and NaN), and the PyTorch
+# fixtures, so that whole models in the GPU forms (small convs as direct
+# kernels, the Block's input gradient added in place by one) train as
+# PyTorch does.
 # Usage: test_small_groups.sh path/to/test_parity path/to/test_layer_semantics
+#        path/to/test_pytorch
 set -u
 export TANDEM_OPENCL_MAX_GROUP=16 TANDEM_OPENCL_REDUCTION_GROUP=16 TANDEM_OPENCL_BITS_PARTS=7 \
     TANDEM_OPENCL_PLANE_GROUPS=3
@@ -39,3 +43,9 @@ if ! semantics=$("$2" 2>&1); then
     exit 1
 fi
 echo "ok: test_layer_semantics with work-groups of 16"
+if ! pytorch=$("$3" 2>&1); then
+    echo "FAILED: the PyTorch fixtures with work-groups of 16"
+    echo "$pytorch"
+    exit 1
+fi
+echo "ok: the PyTorch fixtures with work-groups of 16"
