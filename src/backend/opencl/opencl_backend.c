@@ -629,15 +629,29 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
 }
 
 /* "opencl P:D: <device> (platform ..., driver ...)", then what differs from
- * a plain build: a capped work-group, CLBlast's tuning. */
+ * a plain build: a capped work-group, small convs as direct kernels (a
+ * GPU's plan), CLBlast's tuning. */
 static void describe(tdm_backend *backend, const opencl_context *ctx)
 {
     snprintf(backend->description, sizeof backend->description,
-             "opencl %zu:%zu: %.128s (platform %.96s, driver %.48s)%s%s%.100s%s",
+             "opencl %zu:%zu: %.128s (platform %.96s, driver %.48s)%s%s%s%.100s%s",
              ctx->info.platform_index, ctx->info.device_index, ctx->info.device_name,
              ctx->info.platform_name, ctx->info.driver_version,
              ctx->group_capped ? " [work-groups capped by TANDEM_OPENCL_MAX_GROUP]" : "",
+             backend->direct_small_convs ? " [small convs as direct kernels]" : "",
              ctx->tuning[0] ? " [" : "", ctx->tuning, ctx->tuning[0] ? "]" : "");
+}
+
+/* Small convolutions as direct kernels where the reductions' work-groups
+ * are wide (a GPU: there a GEMM of so few products costs more than one
+ * kernel doing them); TANDEM_OPENCL_DIRECT_CONVS=0 or 1 decides instead
+ * (tools/gpu-check.sh times both plans on a GPU). */
+static bool direct_convs_of(const opencl_context *ctx)
+{
+    const char *text = getenv("TANDEM_OPENCL_DIRECT_CONVS");
+    if (text && (strcmp(text, "0") == 0 || strcmp(text, "1") == 0))
+        return text[0] == '1';
+    return ctx->reduction_group > 1;
 }
 
 tdm_status tdm_opencl_tune(tdm_backend *backend, const tdm_tune_options *options,
@@ -676,10 +690,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     backend->gemm_prefers_tn = true;              /* CLBlast's Xgemm (GEMMK=0, column-major) */
-    /* A GPU's work-groups reduce (a CPU device's hold one work-item): there
-     * a GEMM of the few products of a small-image conv's weight gradient
-     * costs more than one kernel summing them. */
-    backend->direct_small_convs = ctx->reduction_group > 1;
+    backend->direct_small_convs = direct_convs_of(ctx);
     describe(backend, ctx);
     *out = backend;
     return TDM_OK;
