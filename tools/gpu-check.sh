@@ -105,6 +105,11 @@ fi
 step "where ResNet(64)'s time goes on the device (TANDEM_OPENCL_PROFILE, 3 epochs)"
 TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/tandem --device "$device" --config configs/resnet.ini \
     --channels 64 --epochs 3 --out "$work/profile" train
+step "the same with the small convs by GEMM, not as direct kernels (TANDEM_OPENCL_DIRECT_CONVS=0)"
+TANDEM_OPENCL_DIRECT_CONVS=0 timeout 120 build-gpu/bench/bench_train data/digits.csv.gz "$epochs" 64
+TANDEM_OPENCL_DIRECT_CONVS=0 TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/tandem --device "$device" \
+    --config configs/resnet.ini --channels 64 --epochs 3 --out "$work/profile-gemm" train 2>&1 |
+    grep -A12 "opencl profile"
 for n in "${em_sizes[@]}"; do
     step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods"
     timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 bits
