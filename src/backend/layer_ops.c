@@ -134,7 +134,7 @@ static bool small_images(const tdm_conv2d_shape *s)
 
 /* Small images on a backend that runs small convolutions as direct kernels
  * (direct_small_convs: a GPU): all three passes without T, one launch each. */
-static bool use_direct_dense(const tdm_backend *backend, const tdm_conv2d_shape *s)
+static bool use_direct_small_images(const tdm_backend *backend, const tdm_conv2d_shape *s)
 {
     return backend->direct_small_convs && small_images(s) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
@@ -145,7 +145,7 @@ static bool use_direct_dense(const tdm_backend *backend, const tdm_conv2d_shape 
 static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
 {
     return small_images(s) && n->dense_rows <= MAX_DENSE_FLOATS / n->dense_columns &&
-           !use_direct_dense(backend, s) &&
+           !use_direct_small_images(backend, s) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT) &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DENSE_WEIGHT_BACKWARD);
 }
@@ -322,7 +322,7 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
         return dense_forward(backend, shape, &n, x, dense, bias, y);
     }
-    if (use_direct_dense(backend, shape) || use_direct_products(backend, &n)) {
+    if (use_direct_small_images(backend, shape) || use_direct_products(backend, &n)) {
         TDM_TRY(backend->iface->conv_direct_forward(backend, shape, x, weight, y));
         return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
                                                       n.columns / shape->batch, bias, y)
@@ -433,7 +433,7 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
                                       dx, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    if (use_direct_dense(backend, shape))
+    if (use_direct_small_images(backend, shape))
         return backend->iface->conv_direct_backward_input(backend, shape, weight, dy, dx, false);
     if (use_dense(backend, shape, &n)) {
         tdm_view dense;
@@ -472,7 +472,7 @@ tdm_status tdm_conv2d_accumulates(const tdm_backend *backend, const tdm_conv2d_s
     conv_sizes n = {0};
     *accumulates = false;
     TDM_TRY(conv_sizes_of("conv2d_accumulates", shape, &n));
-    *accumulates = use_direct_dense(backend, shape);
+    *accumulates = use_direct_small_images(backend, shape);
     return TDM_OK;
 }
 
@@ -482,7 +482,7 @@ tdm_status tdm_conv2d_backward_input_accumulate(tdm_backend *backend, const tdm_
     const char *op = "conv2d_backward_input_accumulate";
     conv_sizes n = {0};
     TDM_TRY(check_conv_backward_input(backend, op, shape, weight, false, dy, dx, &n));
-    if (!use_direct_dense(backend, shape))
+    if (!use_direct_small_images(backend, shape))
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "%s: this convolution adds its input gradient in place only as a direct "
                         "kernel over small images (tdm_conv2d_accumulates gives false)",
@@ -575,7 +575,7 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                   dbias, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    if (use_direct_dense(backend, shape) ||
+    if (use_direct_small_images(backend, shape) ||
         (use_direct_products(backend, &n) && use_col_weight_gradient(&n)))
         return backend->iface->conv_direct_weight_gradient(backend, shape, x, dy, dweight);
     if (use_dense(backend, shape, &n))
