@@ -374,10 +374,11 @@ static bool reads_gradient(const tdm_model *m, const node *n, size_t offset)
 static bool can_add_in_place(const tdm_model *m, int writer)
 {
     const node *w = &m->nodes[writer];
-    const node *input = &m->nodes[gradient_owner(m, w->inputs[0])];
     int add = w->add_after[0];
-    if (add < 0 || w->kind != NODE_CONV || !(w->dense_floats || w->direct_adds) ||
-        (input->fused && m->nodes[input->inputs[0]].kind == NODE_NORM))
+    if (add < 0 || w->kind != NODE_CONV || !(w->dense_floats || w->direct_adds))
+        return false;
+    const node *input = &m->nodes[gradient_owner(m, w->inputs[0])]; /* not the model's input */
+    if (input->fused && m->nodes[input->inputs[0]].kind == NODE_NORM)
         return false;
     size_t offset = m->nodes[add].gradient;
     for (int i = 0; i <= writer; i++)
