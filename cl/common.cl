@@ -12,21 +12,37 @@
 #define TDM_GROUP_SIZE 64
 #endif
 
+// The group sums below add TDM_SUM_RUNS runs of TDM_SUM_RUN partials each,
+// a work-item a run, then work-item 0 the runs' sums: 8 + 8 dependent adds
+// for a GPU's 64 work-items, where one work-item adding all 64 took 64
+// (about a microsecond of local-memory latency, twice in a batch-norm pass).
+#define TDM_SUM_RUNS (TDM_GROUP_SIZE < 8 ? TDM_GROUP_SIZE : 8)
+#define TDM_SUM_RUN (TDM_GROUP_SIZE / TDM_SUM_RUNS)
+
 // The sum of v over the work-group in a fixed order: the same bits every
-// run. Work-item 0 adds the values in index order; three barriers, where a
-// tree takes one per level (PoCL runs a CPU device's work-group as one
+// run. Each run's work-item adds its partials in index order into the run's
+// first slot, then work-item 0 adds the runs in order; four barriers, where
+// a tree takes one per level (PoCL runs a CPU device's work-group as one
 // loop over the work-items per stretch between barriers, so a barrier costs
-// a pass over the group). Every work-item must call it; partial holds
-// TDM_GROUP_SIZE + 1 floats (the last for the sum).
+// a pass over the group; a CPU device's reductions have one work-item).
+// Every work-item must call it; partial holds TDM_GROUP_SIZE + 1 floats
+// (the last for the sum).
 float tdm_group_sum(float v, __local float *partial)
 {
     const uint lid = get_local_id(0);
     partial[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid < TDM_SUM_RUNS) {
+        float sum = 0.0f;
+        for (uint i = 0; i < TDM_SUM_RUN; i++)
+            sum += partial[lid * TDM_SUM_RUN + i];
+        partial[lid * TDM_SUM_RUN] = sum; // its own run's slot, which no other reads
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         float sum = 0.0f;
-        for (uint i = 0; i < TDM_GROUP_SIZE; i++)
-            sum += partial[i];
+        for (uint r = 0; r < TDM_SUM_RUNS; r++)
+            sum += partial[r * TDM_SUM_RUN];
         partial[TDM_GROUP_SIZE] = sum;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -42,10 +58,17 @@ float2 tdm_group_sum2(float2 v, __local float2 *partial)
     const uint lid = get_local_id(0);
     partial[lid] = v;
     barrier(CLK_LOCAL_MEM_FENCE);
+    if (lid < TDM_SUM_RUNS) {
+        float2 sum = (float2)(0.0f);
+        for (uint i = 0; i < TDM_SUM_RUN; i++)
+            sum += partial[lid * TDM_SUM_RUN + i];
+        partial[lid * TDM_SUM_RUN] = sum;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
     if (lid == 0) {
         float2 sum = (float2)(0.0f);
-        for (uint i = 0; i < TDM_GROUP_SIZE; i++)
-            sum += partial[i];
+        for (uint r = 0; r < TDM_SUM_RUNS; r++)
+            sum += partial[r * TDM_SUM_RUN];
         partial[TDM_GROUP_SIZE] = sum;
     }
     barrier(CLK_LOCAL_MEM_FENCE);

@@ -217,8 +217,7 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
 // weights a work-group, up to 16 taps at a time: each work-item sums, for
 // every tap, the products of the samples n = lid, lid + TDM_GROUP_SIZE, ...
 // (each sample's output positions in order); then each tap's sums are
-// added over the group in work-item order (a work-item a tap), the bits of
-// tdm_group_sum.
+// added over the group in work-item order (a work-item a tap).
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_conv_direct_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
                                 uint dy_offset, __global float *dweight, uint dweight_offset,
