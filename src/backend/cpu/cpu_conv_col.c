@@ -59,45 +59,6 @@ tdm_status tdm_cpu_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape
     return TDM_OK;
 }
 
-/* Col's entry for tap (i, j) of an input plane at output (oh, ow): as
- * im2col writes it, 0 in the padding. */
-static float col_entry(const tdm_conv2d_shape *s, const float *plane, size_t i, size_t j, size_t oh,
-                       size_t ow)
-{
-    size_t h = oh * s->stride_h + i, w = ow * s->stride_w + j;
-    bool inside =
-        h >= s->pad_h && h - s->pad_h < s->in_height && w >= s->pad_w && w - s->pad_w < s->in_width;
-    return inside ? plane[(h - s->pad_h) * s->in_width + w - s->pad_w] : 0.0f;
-}
-
-/* conv_col_product's sums with the entries read from x, one task per output
- * plane (n, co). The layer takes this path only where a backend asks for it
- * (a GPU): here it is for the parity harness. */
-tdm_status tdm_cpu_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
-                                       tdm_view weight, tdm_view y)
-{
-    size_t out_w = tdm_conv2d_out_width(s), spatial = tdm_conv2d_out_height(s) * out_w;
-    size_t taps = s->in_channels * s->kernel_h * s->kernel_w;
-    size_t plane = s->in_height * s->in_width;
-    const float *weights = tdm_view_host_floats(weight), *x_all = tdm_view_host_floats(x);
-    float *y_all = tdm_view_host_floats(y);
-    int team = tdm_cpu_team(backend, s->batch * s->out_channels * spatial * taps);
-#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
-    for (size_t n = 0; n < s->batch; n++)
-        for (size_t co = 0; co < s->out_channels; co++)
-            for (size_t p = 0; p < spatial; p++) {
-                const float *w = weights + co * taps;
-                float sum = 0.0f;
-                for (size_t c = 0; c < s->in_channels; c++)
-                    for (size_t i = 0; i < s->kernel_h; i++)
-                        for (size_t j = 0; j < s->kernel_w; j++, w++)
-                            sum += *w * col_entry(s, x_all + (n * s->in_channels + c) * plane, i, j,
-                                                  p / out_w, p % out_w);
-                y_all[(n * s->out_channels + co) * spatial + p] = sum;
-            }
-    return TDM_OK;
-}
-
 /* Channel co's weight gradient, all its taps at once: each sample's
  * positions in COL_LANES lanes and the rest in a tail, samples in order;
  * the unrolled tap loop keeps the lanes in registers. */

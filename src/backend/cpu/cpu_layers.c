@@ -211,6 +211,40 @@ tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_co
     return TDM_OK;
 }
 
+/* conv_col_product's sums with col's entries read from x through im2col's
+ * offsets (0 in the padding), one task per output plane (n, co). The layer
+ * takes this path only where a backend asks for it (a GPU): here it is for
+ * the parity harness. */
+tdm_status tdm_cpu_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                                       tdm_view weight, tdm_view y)
+{
+    conv_dims d = dims_of(s);
+    long *offsets = NULL;
+    TDM_TRY(tap_offsets(s, d, &offsets));
+    size_t taps = s->kernel_h * s->kernel_w, plane = s->in_height * s->in_width;
+    const float *weights = floats(weight), *x_all = floats(x);
+    float *y_all = floats(y);
+    int team =
+        tdm_cpu_team(backend, s->batch * s->out_channels * d.spatial * s->in_channels * taps);
+#pragma omp parallel for collapse(2) schedule(static) num_threads(team)
+    for (size_t n = 0; n < s->batch; n++)
+        for (size_t co = 0; co < s->out_channels; co++)
+            for (size_t p = 0; p < d.spatial; p++) {
+                const float *w = weights + co * s->in_channels * taps;
+                float sum = 0.0f;
+                for (size_t c = 0; c < s->in_channels; c++) {
+                    const float *in = x_all + (n * s->in_channels + c) * plane;
+                    for (size_t tap = 0; tap < taps; tap++, w++) {
+                        long at = offsets[tap * d.spatial + p];
+                        sum += *w * (at >= 0 ? in[at] : 0.0f);
+                    }
+                }
+                y_all[(n * s->out_channels + co) * d.spatial + p] = sum;
+            }
+    free(offsets);
+    return TDM_OK;
+}
+
 /* The same gradient from x and dy, each weight's sum over samples in
  * order, then output positions; one task per pair (co, ci). The layer
  * takes this path only where a backend asks for it (a GPU): here it is for
@@ -219,28 +253,28 @@ tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_c
                                                tdm_view x, tdm_view dy, tdm_view dweight)
 {
     conv_dims d = dims_of(s);
+    long *offsets = NULL;
+    TDM_TRY(tap_offsets(s, d, &offsets));
     size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
-    long *taps = NULL;
-    TDM_TRY(tap_table(s, d, &taps));
     const float *x_all = floats(x), *dy_all = floats(dy);
     float *dweights = floats(dweight);
-    int team = tdm_cpu_team(backend, s->out_channels * s->in_channels * d.columns * plane);
+    int team = tdm_cpu_team(backend, s->out_channels * s->in_channels * taps_per_pair * d.columns);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t co = 0; co < s->out_channels; co++)
         for (size_t ci = 0; ci < s->in_channels; ci++)
             for (size_t k = 0; k < taps_per_pair; k++) {
+                const long *offset = offsets + k * d.spatial;
                 float sum = 0.0f;
                 for (size_t n = 0; n < s->batch; n++) {
                     const float *g = dy_all + (n * s->out_channels + co) * d.spatial;
                     const float *in = x_all + (n * s->in_channels + ci) * plane;
                     for (size_t p = 0; p < d.spatial; p++)
-                        for (size_t q = 0; q < plane; q++)
-                            if (taps[p * plane + q] == (long)k)
-                                sum += g[p] * in[q];
+                        if (offset[p] >= 0)
+                            sum += g[p] * in[offset[p]];
                 }
                 dweights[(co * s->in_channels + ci) * taps_per_pair + k] += sum;
             }
-    free(taps);
+    free(offsets);
     return TDM_OK;
 }
 
