@@ -132,14 +132,20 @@ static bool small_images(const tdm_conv2d_shape *s)
     return s->in_height * s->in_width <= s->kernel_h * s->kernel_w;
 }
 
-/* Small images on a backend that runs small convolutions as direct kernels
- * (direct_small_convs: a GPU): all three passes without T, one launch each. */
+/* A backend that runs small convolutions as direct kernels
+ * (direct_small_convs: a GPU) and has the forward and weight gradient ones. */
+static bool direct_convs(const tdm_backend *backend)
+{
+    return backend->direct_small_convs &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+}
+
+/* Small images there: all three passes without T, one launch each. */
 static bool use_direct_small_images(const tdm_backend *backend, const tdm_conv2d_shape *s)
 {
-    return backend->direct_small_convs && small_images(s) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_BACKWARD_INPUT) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+    return direct_convs(backend) && small_images(s) &&
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_BACKWARD_INPUT);
 }
 
 static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
@@ -168,14 +174,11 @@ static bool use_col_weight_gradient(const conv_sizes *n)
     return use_col_products(n) && n->columns <= MAX_COL_GRADIENT_POSITIONS;
 }
 
-/* Few taps on a backend that runs small convolutions as direct kernels
- * (direct_small_convs: a GPU): the forward without col in one launch, the
- * weight gradient (up to MAX_COL_GRADIENT_POSITIONS) from x, so no col. */
+/* Few taps there: the forward without col in one launch, the weight
+ * gradient (up to MAX_COL_GRADIENT_POSITIONS) from x, so no col. */
 static bool use_direct_products(const tdm_backend *backend, const conv_sizes *n)
 {
-    return backend->direct_small_convs && use_col_products(n) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+    return direct_convs(backend) && use_col_products(n);
 }
 
 tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -207,6 +210,15 @@ static tdm_status scratch_dense(tdm_backend *backend, const tdm_conv2d_shape *s,
     return backend->iface->conv_dense_weight(backend, s, weight, *dense);
 }
 
+/* y += the bias (none: nothing), after any of the forward plans. */
+static tdm_status add_conv_bias(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                const conv_sizes *n, tdm_view bias, tdm_view y)
+{
+    return given(bias) ? backend->iface->bias_add(backend, s->batch, s->out_channels,
+                                                  n->columns / s->batch, bias, y)
+                       : TDM_OK;
+}
+
 /* y [N][Cout*OH*OW] = x [N][Cin*H*W] * T^T, then the bias */
 static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                 const conv_sizes *n, tdm_view x, tdm_view dense, tdm_view bias,
@@ -216,9 +228,7 @@ static tdm_status dense_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
     tdm_sgemm_args forward = tdm_gemm_args(TDM_NO_TRANS, TDM_TRANS, s->batch, rows, columns, x,
                                            columns, dense, columns, 0.0f, y, rows);
     TDM_TRY(tdm_sgemm(backend, &forward));
-    return given(bias) ? backend->iface->bias_add(backend, s->batch, s->out_channels,
-                                                  n->columns / s->batch, bias, y)
-                       : TDM_OK;
+    return add_conv_bias(backend, s, n, bias, y);
 }
 
 /* dx [N][Cin*H*W] = dy [N][Cout*OH*OW] * T, + dx itself with beta = 1 */
@@ -305,9 +315,7 @@ static tdm_status col_forward(tdm_backend *backend, const tdm_conv2d_shape *s, c
         TDM_TRY(backend->iface->conv_col_product(backend, s, weight, col, y));
     else
         TDM_TRY(gemm_forward(backend, s, n, weight, col, y));
-    return given(bias) ? backend->iface->bias_add(backend, s->batch, s->out_channels,
-                                                  n->columns / s->batch, bias, y)
-                       : TDM_OK;
+    return add_conv_bias(backend, s, n, bias, y);
 }
 
 tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
@@ -324,9 +332,7 @@ tdm_status tdm_conv2d_forward(tdm_backend *backend, const tdm_conv2d_shape *shap
     }
     if (use_direct_small_images(backend, shape) || use_direct_products(backend, &n)) {
         TDM_TRY(backend->iface->conv_direct_forward(backend, shape, x, weight, y));
-        return given(bias) ? backend->iface->bias_add(backend, shape->batch, shape->out_channels,
-                                                      n.columns / shape->batch, bias, y)
-                           : TDM_OK;
+        return add_conv_bias(backend, shape, &n, bias, y);
     }
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
