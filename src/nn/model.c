@@ -292,6 +292,19 @@ static void fuse_relus(tdm_model *m)
     }
 }
 
+/* The node `*reader` reads, seen through a flatten only it reads (which
+ * then becomes *reader), or MODEL_INPUT. */
+static int source_through_flatten(const tdm_model *m, int *reader)
+{
+    int source = m->nodes[*reader].inputs[0];
+    if (source != MODEL_INPUT && m->nodes[source].kind == NODE_FLATTEN &&
+        !is_input_of_another(m, source, *reader)) {
+        *reader = source;
+        source = m->nodes[source].inputs[0];
+    }
+    return source;
+}
+
 /* A global average pool read (through a flatten) only by a linear layer is
  * done by that layer (tdm_linear_shape.pool: one launch a pass instead of
  * two, with the pool's bits); its input is then the linear layer's. */
@@ -300,13 +313,9 @@ static void fuse_heads(tdm_model *m)
     for (int i = 0; i < (int)m->node_count; i++) {
         node *n = &m->nodes[i];
         n->pool = -1;
-        if (n->kind != NODE_LINEAR || n->inputs[0] == MODEL_INPUT)
+        if (n->kind != NODE_LINEAR)
             continue;
-        int pool = n->inputs[0], reader = i;
-        if (m->nodes[pool].kind == NODE_FLATTEN && !is_input_of_another(m, pool, i)) {
-            reader = pool;
-            pool = m->nodes[pool].inputs[0];
-        }
+        int reader = i, pool = source_through_flatten(m, &reader);
         if (pool == MODEL_INPUT || m->nodes[pool].kind != NODE_AVGPOOL ||
             is_input_of_another(m, pool, reader))
             continue;
@@ -325,12 +334,7 @@ static void fuse_linear_relus(tdm_model *m)
         node *n = &m->nodes[i];
         if (n->kind != NODE_LINEAR)
             continue;
-        int reader = n->pool >= 0 ? n->pool : i, relu = m->nodes[reader].inputs[0];
-        if (relu != MODEL_INPUT && m->nodes[relu].kind == NODE_FLATTEN &&
-            !is_input_of_another(m, relu, reader)) {
-            reader = relu;
-            relu = m->nodes[relu].inputs[0];
-        }
+        int reader = n->pool >= 0 ? n->pool : i, relu = source_through_flatten(m, &reader);
         if (relu == MODEL_INPUT || m->nodes[relu].kind != NODE_RELU || !m->nodes[relu].fused ||
             m->nodes[m->nodes[relu].inputs[0]].kind != NODE_ADD ||
             is_input_of_another(m, relu, reader))
