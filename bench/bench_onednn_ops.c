@@ -128,6 +128,8 @@ typedef struct tandem_op {
     tdm_linear_shape linear;
 } tandem_op;
 
+/* A layer's forward, backward data and backward weights in that order
+ * (compare_layer counts from the first). */
 enum {
     CONV_FORWARD,
     CONV_BACKWARD_DATA,
@@ -199,6 +201,43 @@ static void report(const char *name, const char *what, int kind, tandem_op *ours
     fflush(stdout);
 }
 
+/* The memory of a layer with weights: the bias may be NULL. */
+typedef struct layer_memory {
+    const dnnl_memory_desc_t *src, *weights, *bias, *dst;
+} layer_memory;
+
+/* A layer's three oneDNN primitives (forward, backward data, backward
+ * weights, from descs) each timed against tandem's, whose kinds follow
+ * first_kind in that order. */
+static void compare_layer(const char *name, tandem_op *ours, onednn_op base,
+                          const_dnnl_op_desc_t descs[3], const layer_memory *m, int first_kind)
+{
+    onednn_op f = base, bd = base, bw = base;
+    dnnl_primitive_desc_t hint;
+    if (finish(&f, descs[0], NULL, &hint) != 0 || finish(&bd, descs[1], hint, NULL) != 0 ||
+        finish(&bw, descs[2], hint, NULL) != 0) {
+        printf("op %s: oneDNN has no plain-layout implementation\n", name);
+        return;
+    }
+    add_arg(&f, DNNL_ARG_SRC, m->src);
+    add_arg(&f, DNNL_ARG_WEIGHTS, m->weights);
+    if (m->bias)
+        add_arg(&f, DNNL_ARG_BIAS, m->bias);
+    add_arg(&f, DNNL_ARG_DST, m->dst);
+    add_arg(&bd, DNNL_ARG_DIFF_DST, m->dst);
+    add_arg(&bd, DNNL_ARG_WEIGHTS, m->weights);
+    add_arg(&bd, DNNL_ARG_DIFF_SRC, m->src);
+    add_arg(&bw, DNNL_ARG_SRC, m->src);
+    add_arg(&bw, DNNL_ARG_DIFF_DST, m->dst);
+    add_arg(&bw, DNNL_ARG_DIFF_WEIGHTS, m->weights);
+    if (m->bias)
+        add_arg(&bw, DNNL_ARG_DIFF_BIAS, m->bias);
+    onednn_op *theirs[3] = {&f, &bd, &bw};
+    const char *what[3] = {"forward", "backward_data", "backward_weights"};
+    for (int i = 0; i < 3; i++)
+        report(name, what[i], first_kind + i, ours, theirs[i]);
+}
+
 static void conv_ops(tdm_backend *backend, onednn_op base, const char *name, tdm_conv2d_shape s)
 {
     size_t oh = tdm_conv2d_out_height(&s), ow = tdm_conv2d_out_width(&s);
@@ -221,27 +260,9 @@ static void conv_ops(tdm_backend *backend, onednn_op base, const char *name, tdm
                                              strides, pad, pad);
     dnnl_convolution_backward_weights_desc_init(&weights, dnnl_convolution_direct, &src, &w, NULL,
                                                 &dst, strides, pad, pad);
-    onednn_op f = base, bd = base, bw = base;
-    dnnl_primitive_desc_t hint;
-    if (finish(&f, &forward, NULL, &hint) != 0 || finish(&bd, &data, hint, NULL) != 0 ||
-        finish(&bw, &weights, hint, NULL) != 0) {
-        printf("op %s: oneDNN has no plain-layout implementation\n", name);
-        return;
-    }
-    add_arg(&f, DNNL_ARG_SRC, &src);
-    add_arg(&f, DNNL_ARG_WEIGHTS, &w);
-    add_arg(&f, DNNL_ARG_DST, &dst);
-    add_arg(&bd, DNNL_ARG_DIFF_DST, &dst);
-    add_arg(&bd, DNNL_ARG_WEIGHTS, &w);
-    add_arg(&bd, DNNL_ARG_DIFF_SRC, &src);
-    add_arg(&bw, DNNL_ARG_SRC, &src);
-    add_arg(&bw, DNNL_ARG_DIFF_DST, &dst);
-    add_arg(&bw, DNNL_ARG_DIFF_WEIGHTS, &w);
-    int kinds[3] = {CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS};
-    onednn_op *theirs[3] = {&f, &bd, &bw};
-    const char *what[3] = {"forward", "backward_data", "backward_weights"};
-    for (int i = 0; i < 3; i++)
-        report(name, what[i], kinds[i], &ours, theirs[i]);
+    const_dnnl_op_desc_t descs[3] = {&forward, &data, &weights};
+    layer_memory mds = {&src, &w, NULL, &dst};
+    compare_layer(name, &ours, base, descs, &mds, CONV_FORWARD);
 }
 
 static void norm_ops(tdm_backend *backend, onednn_op base, const char *name, size_t channels,
@@ -334,29 +355,9 @@ static void linear_ops(tdm_backend *backend, onednn_op base, const char *name, s
     dnnl_inner_product_forward_desc_init(&forward, dnnl_forward_training, &src, &w, &b, &dst);
     dnnl_inner_product_backward_data_desc_init(&data, &src, &w, &dst);
     dnnl_inner_product_backward_weights_desc_init(&weights, &src, &w, &b, &dst);
-    onednn_op f = base, bd = base, bw = base;
-    dnnl_primitive_desc_t hint;
-    if (finish(&f, &forward, NULL, &hint) != 0 || finish(&bd, &data, hint, NULL) != 0 ||
-        finish(&bw, &weights, hint, NULL) != 0) {
-        printf("op %s: oneDNN has no plain-layout implementation\n", name);
-        return;
-    }
-    add_arg(&f, DNNL_ARG_SRC, &src);
-    add_arg(&f, DNNL_ARG_WEIGHTS, &w);
-    add_arg(&f, DNNL_ARG_BIAS, &b);
-    add_arg(&f, DNNL_ARG_DST, &dst);
-    add_arg(&bd, DNNL_ARG_DIFF_DST, &dst);
-    add_arg(&bd, DNNL_ARG_WEIGHTS, &w);
-    add_arg(&bd, DNNL_ARG_DIFF_SRC, &src);
-    add_arg(&bw, DNNL_ARG_SRC, &src);
-    add_arg(&bw, DNNL_ARG_DIFF_DST, &dst);
-    add_arg(&bw, DNNL_ARG_DIFF_WEIGHTS, &w);
-    add_arg(&bw, DNNL_ARG_DIFF_BIAS, &b);
-    int kinds[3] = {LINEAR_FORWARD, LINEAR_BACKWARD_DATA, LINEAR_BACKWARD_WEIGHTS};
-    onednn_op *theirs[3] = {&f, &bd, &bw};
-    const char *what[3] = {"forward", "backward_data", "backward_weights"};
-    for (int i = 0; i < 3; i++)
-        report(name, what[i], kinds[i], &ours, theirs[i]);
+    const_dnnl_op_desc_t descs[3] = {&forward, &data, &weights};
+    layer_memory mds = {&src, &w, &b, &dst};
+    compare_layer(name, &ours, base, descs, &mds, LINEAR_FORWARD);
 }
 
 int main(int argc, char **argv)
