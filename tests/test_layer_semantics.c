@@ -325,6 +325,10 @@ static void test_conv_direct_small_images(void **state)
         assert_int_equal(floats, 0);
         assert_int_equal(tdm_conv2d_accumulates(backend, &block, &accumulates), TDM_OK);
         assert_true(accumulates);
+        tdm_conv2d_shape no_conv = {7, 16, 2, 2, 5, 7, 7, 1, 1, 1, 1};
+        expect_error(tdm_conv2d_accumulates(backend, &no_conv, &accumulates),
+                     "conv2d_accumulates: the 7x7 kernel is larger than the padded 4x4 input");
+        assert_false(accumulates);
         tdm_buffer *all = upload(backend, NULL, 2 * X + W + Y + W);
         tdm_view xv = {all, 0}, wv = {all, X}, yv = {all, X + W}, dxv = {all, X + W + Y},
                  dwv = {all, 2 * X + W + Y};
