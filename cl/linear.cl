@@ -36,8 +36,8 @@ __kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_f
 
 // dx[n][i] = the sum over o of dy[n][o] * w[o][i]; with a pool, each of its
 // values gets that divided by pool (tdm_global_avgpool_backward's bits;
-// pool is 1 without one). With relu, x is a ReLU's output and each value 0 where x is not > 0 (the
-// ReLU's backward: tdm_relu_backward's bits).
+// pool is 1 without one). With relu, x is a ReLU's output and each value
+// is 0 where x is not > 0 (the ReLU's backward: tdm_relu_backward's bits).
 void tdm_small_linear_dx(uint id, uint out_features, tdm_divisor in_features, uint pool, int relu,
                          __global const float *x, __global const float *w, __global const float *dy,
                          __global float *dx)
