@@ -10,6 +10,10 @@
         tdm_divisor kernel_h, tdm_divisor kernel_w, tdm_divisor stride_h, tdm_divisor stride_w,    \
         uint pad_h, uint pad_w, uint out_h, tdm_divisor out_w, uint out_channels,                  \
         tdm_divisor out_spatial, tdm_divisor columns, tdm_divisor in_columns
+// Those arguments, passed on.
+#define TDM_CONV_SHAPE_NAMES                                                                       \
+    batch, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h,   \
+        out_w, out_channels, out_spatial, columns, in_columns
 
 // col's entry for tap (i, j) of channel c and output (oh, ow) of sample n:
 // x at that input, or 0 in the padding; plane at x[n][c][0][0].
@@ -101,23 +105,14 @@ __kernel void tdm_col2im(__global const float *col, uint col_offset, __global fl
     x[x_offset + id] = sum;
 }
 
-// The input gradient without col or T (a GPU: one launch where a GEMM with
-// T takes more): dx[n][ci][h][w] = the sum over taps (i, j) in order, then
-// co in order, of dy[n][co][oh][ow] * w[co][ci][i][j] for the output the
-// tap links (h, w) to; + dx's value with accumulate. A value a work-item
-// over (q, plane = ci * N + n).
-__kernel void tdm_conv_direct_backward_input(__global const float *weight, uint weight_offset,
-                                             __global const float *dy, uint dy_offset,
-                                             __global float *dx, uint dx_offset, int accumulate,
-                                             TDM_CONV_SHAPE)
+// The input gradient without col or T at dx[n][ci][h][w]: the sum over
+// taps (i, j) in order, then co in order, of dy[n][co][oh][ow] *
+// w[co][ci][i][j] for the output the tap links (h, w) to; g at dy[n][0][0][0],
+// wt at weight[0][ci][0][0].
+inline float tdm_direct_input_gradient(__global const float *g, __global const float *wt, uint h,
+                                       uint w, TDM_CONV_SHAPE)
 {
-    const uint q = get_global_id(0), plane = tdm_plane(), in_plane = height.x * width.x;
-    if (q >= in_plane || plane >= channels.x * batch.x)
-        return;
-    const uint ci = tdm_div(plane, batch), n = plane - ci * batch.x;
-    const uint h = tdm_div(q, width), w = q - h * width.x, taps = kernel_h.x * kernel_w.x;
-    __global const float *g = dy + dy_offset + n * out_channels * out_spatial.x;
-    __global const float *wt = weight + weight_offset + ci * taps;
+    const uint taps = kernel_h.x * kernel_w.x;
     float sum = 0.0f;
     for (uint i = 0; i < kernel_h.x; i++) {
         const uint oh = tdm_meeting_output(h, pad_h, i, stride_h, out_h);
@@ -130,8 +125,7 @@ __kernel void tdm_conv_direct_backward_input(__global const float *weight, uint 
                 sum += g[co * out_spatial.x + p] * wt[co * channels.x * taps + tap];
         }
     }
-    const uint at = dx_offset + (n * channels.x + ci) * in_plane + q;
-    dx[at] = accumulate ? dx[at] + sum : sum;
+    return sum;
 }
 
 // The dense matrix of a convolution over small images:
@@ -207,24 +201,22 @@ __kernel void tdm_conv_dense_weight_backward(__global const float *grad, uint gr
         in_columns.x);
 }
 
-// The taps of a (co, ci) pair conv_direct_weight_gradient sums at once: their
+// The taps of a (co, ci) pair tdm_direct_weight_gradient sums at once: their
 // sums stay in registers (the loop over them unrolled), and the group adds
 // them in one step (16 x TDM_GROUP_SIZE floats of local memory).
 #define TDM_DIRECT_GRADIENT_TAPS 16
 
-// The weight gradient from x and dy without T's gradient (a GPU: one
-// launch where a GEMM and the sums above take two), one (co, ci) pair's
-// weights a work-group, up to 16 taps at a time: each work-item sums, for
-// every tap, the products of the samples n = lid, lid + TDM_GROUP_SIZE, ...
-// (each sample's output positions in order); then each tap's sums are
-// added over the group in work-item order (a work-item a tap).
-__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
-tdm_conv_direct_weight_gradient(__global const float *x, uint x_offset, __global const float *dy,
-                                uint dy_offset, __global float *dweight, uint dweight_offset,
-                                TDM_CONV_SHAPE)
+// The weight gradient from x and dy without T's gradient, one (co, ci)
+// pair's weights a work-group, up to 16 taps at a time: each work-item sums,
+// for every tap, the products of the samples n = lid, lid + TDM_GROUP_SIZE,
+// ... (each sample's output positions in order); then each tap's sums are
+// added over the group in work-item order (a work-item a tap). partial
+// holds TDM_DIRECT_GRADIENT_TAPS * TDM_GROUP_SIZE floats.
+inline void tdm_direct_weight_gradient(__global const float *x, __global const float *dy,
+                                       __global float *dweight, uint pair, __local float *partial,
+                                       TDM_CONV_SHAPE)
 {
-    __local float partial[TDM_DIRECT_GRADIENT_TAPS * TDM_GROUP_SIZE];
-    const uint pair = get_group_id(0), lid = get_local_id(0);
+    const uint lid = get_local_id(0);
     const uint co = tdm_div(pair, channels), ci = pair - co * channels.x;
     const uint taps = kernel_h.x * kernel_w.x;
     for (uint first = 0; first < taps; first += TDM_DIRECT_GRADIENT_TAPS) {
@@ -233,8 +225,8 @@ tdm_conv_direct_weight_gradient(__global const float *x, uint x_offset, __global
         for (uint k = 0; k < TDM_DIRECT_GRADIENT_TAPS; k++)
             sums[k] = 0.0f;
         for (uint n = lid; n < batch.x; n += TDM_GROUP_SIZE) {
-            __global const float *g = dy + dy_offset + (n * out_channels + co) * out_spatial.x;
-            __global const float *plane = x + x_offset + (n * channels.x + ci) * height.x * width.x;
+            __global const float *g = dy + (n * out_channels + co) * out_spatial.x;
+            __global const float *plane = x + (n * channels.x + ci) * height.x * width.x;
 #pragma unroll
             for (uint k = 0; k < TDM_DIRECT_GRADIENT_TAPS; k++) {
                 if (first + k >= taps)
@@ -261,10 +253,42 @@ tdm_conv_direct_weight_gradient(__global const float *x, uint x_offset, __global
             float total = 0.0f;
             for (uint l = 0; l < TDM_GROUP_SIZE; l++)
                 total += partial[k * TDM_GROUP_SIZE + l];
-            dweight[dweight_offset + pair * taps + first + k] += total;
+            dweight[pair * taps + first + k] += total;
         }
         barrier(CLK_LOCAL_MEM_FENCE); // partial is written again for the next taps
     }
+}
+
+// A convolution's gradients without col or T (a GPU: one launch where
+// GEMMs with T and the sums of T's gradient take three): the first
+// weight_groups work-groups (Cout * Cin, or 0 without dweight) each a (co,
+// ci) pair's weight gradient, added to dweight; the rest a value of dx a
+// work-item, in dx's order (dx_count of them, or 0), + dx's value with
+// accumulate.
+__kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
+tdm_conv_direct_backward(__global const float *x, uint x_offset, __global const float *weight,
+                         uint weight_offset, __global const float *dy, uint dy_offset,
+                         __global float *dx, uint dx_offset, __global float *dweight,
+                         uint dweight_offset, uint weight_groups, uint dx_count, int accumulate,
+                         TDM_CONV_SHAPE)
+{
+    __local float partial[TDM_DIRECT_GRADIENT_TAPS * TDM_GROUP_SIZE];
+    const uint group = get_group_id(0);
+    if (group < weight_groups) {
+        tdm_direct_weight_gradient(x + x_offset, dy + dy_offset, dweight + dweight_offset, group,
+                                   partial, TDM_CONV_SHAPE_NAMES);
+        return;
+    }
+    const uint id = (group - weight_groups) * TDM_GROUP_SIZE + get_local_id(0);
+    if (id >= dx_count)
+        return;
+    const uint n = tdm_div(id, in_columns), in_sample = id - n * in_columns.x;
+    const uint line = tdm_div(in_sample, width), w = in_sample - line * width.x;
+    const uint ci = tdm_div(line, height), h = line - ci * height.x;
+    const float sum = tdm_direct_input_gradient(
+        dy + dy_offset + n * out_channels * out_spatial.x,
+        weight + weight_offset + ci * kernel_h.x * kernel_w.x, h, w, TDM_CONV_SHAPE_NAMES);
+    dx[dx_offset + id] = accumulate ? dx[dx_offset + id] + sum : sum;
 }
 
 // The same sums, one (co, ci) pair's weights a work-item (a CPU device):

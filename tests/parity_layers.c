@@ -56,12 +56,14 @@ enum { CONV_SHAPE_COUNT = sizeof conv_shapes / sizeof conv_shapes[0] };
 typedef enum conv_direction {
     CONV_FORWARD,
     CONV_BACKWARD_INPUT,
-    CONV_BACKWARD_WEIGHT
+    CONV_BACKWARD_WEIGHT,
+    CONV_BACKWARD_ALL /* both gradients at once */
 } conv_direction;
 
 /* With SMALL_IMAGES or FEW_TAPS in the variant, only the shapes of the
- * dense plan, or of the few-tap one (at most 16 taps a sample), or both. */
-enum { SMALL_IMAGES = 8, FEW_TAPS = 16 };
+ * dense plan, or of the few-tap one (at most 16 taps a sample), or both;
+ * with ACCUMULATE, CONV_BACKWARD_ALL adds dx to its initial values. */
+enum { SMALL_IMAGES = 8, FEW_TAPS = 16, ACCUMULATE = 32 };
 
 static bool conv_shape_in_variant(const tdm_conv2d_shape *s, int variant)
 {
@@ -75,7 +77,7 @@ static bool conv_shape_in_variant(const tdm_conv2d_shape *s, int variant)
 static size_t make_conv_cases(op_case *cases, size_t capacity, int variant)
 {
     size_t count = 0;
-    int direction = variant & ~(SMALL_IMAGES | FEW_TAPS);
+    int direction = variant & ~(SMALL_IMAGES | FEW_TAPS | ACCUMULATE);
     for (size_t i = 0; i < CONV_SHAPE_COUNT && count < capacity; i++) {
         const tdm_conv2d_shape *s = &conv_shapes[i];
         if (!conv_shape_in_variant(s, variant))
@@ -96,6 +98,14 @@ static size_t make_conv_cases(op_case *cases, size_t capacity, int variant)
             add_tensor(c, "weight", nw, false, INIT_RANDOM);
             add_tensor(c, "dy", ny, false, INIT_RANDOM);
             add_tensor(c, "dx", nx, true, INIT_NAN);
+        } else if (direction == CONV_BACKWARD_ALL) {
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "weight", nw, false, INIT_RANDOM);
+            add_tensor(c, "dy", ny, false, INIT_RANDOM);
+            add_tensor(c, "dx", nx, true, variant & ACCUMULATE ? INIT_RANDOM : INIT_NAN);
+            add_tensor(c, "dweight", nw, true, INIT_RANDOM);
+            if (bias)
+                add_tensor(c, "dbias", s->out_channels, true, INIT_RANDOM);
         } else {
             add_tensor(c, "x", nx, false, INIT_RANDOM);
             add_tensor(c, "dy", ny, false, INIT_RANDOM);
@@ -133,6 +143,12 @@ static tdm_status run_conv_backward_weight(tdm_backend *backend, const op_case *
                                       optional_view(c, v, 3));
 }
 
+static tdm_status run_conv_backward_all(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_conv2d_backward(backend, &c->p.layer.conv, v[0], v[1], v[2], v[3], v[4],
+                               optional_view(c, v, 5));
+}
+
 /* A run with small convolutions as direct kernels on every backend, as a
  * GPU runs them (direct_small_convs). */
 static tdm_status run_with_direct_convs(tdm_backend *backend, const op_case *c, const tdm_view *v,
@@ -152,18 +168,39 @@ static tdm_status run_conv_forward_direct(tdm_backend *backend, const op_case *c
     return run_with_direct_convs(backend, c, v, run_conv_forward);
 }
 
-/* The small-image plan's input gradient as conv_direct_backward_input. */
+/* The small-image plan's input gradient as conv_direct_backward. */
 static tdm_status run_conv_backward_input_direct(tdm_backend *backend, const op_case *c,
                                                  const tdm_view *v)
 {
     return run_with_direct_convs(backend, c, v, run_conv_backward_input);
 }
 
-/* The dense and few-tap plans' weight gradient as conv_direct_weight_gradient. */
+/* The dense and few-tap plans' weight gradient as conv_direct_backward. */
 static tdm_status run_conv_backward_weight_direct(tdm_backend *backend, const op_case *c,
                                                   const tdm_view *v)
 {
     return run_with_direct_convs(backend, c, v, run_conv_backward_weight);
+}
+
+/* The small-image plan's gradients as one conv_direct_backward. */
+static tdm_status run_conv_backward_all_direct(tdm_backend *backend, const op_case *c,
+                                               const tdm_view *v)
+{
+    return run_with_direct_convs(backend, c, v, run_conv_backward_all);
+}
+
+static tdm_status run_conv_backward_accumulate(tdm_backend *backend, const op_case *c,
+                                               const tdm_view *v)
+{
+    return tdm_conv2d_backward_accumulate(backend, &c->p.layer.conv, v[0], v[1], v[2], v[3], v[4],
+                                          optional_view(c, v, 5));
+}
+
+/* The same with dx added in place, which only the direct kernel does. */
+static tdm_status run_conv_backward_accumulate_direct(tdm_backend *backend, const op_case *c,
+                                                      const tdm_view *v)
+{
+    return run_with_direct_convs(backend, c, v, run_conv_backward_accumulate);
 }
 
 void parity_conv_reference(const tdm_conv2d_shape *s, const double *x, const double *w,
@@ -231,6 +268,18 @@ static void reference_conv_backward_weight(const op_case *c, double *const *t)
                          tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s), t[3]);
 }
 
+/* x, weight, dy, dx (its initial values kept with ACCUMULATE), dweight, dbias. */
+static void reference_conv_backward_all(const op_case *c, double *const *t)
+{
+    const tdm_conv2d_shape *s = &c->p.layer.conv;
+    if (c->tensors[3].init == INIT_NAN)
+        memset(t[3], 0, c->tensors[3].count * sizeof(double));
+    parity_conv_reference(s, t[0], t[1], t[2], NULL, t[3], t[4]);
+    if (c->tensor_count > 5)
+        add_channel_sums(t[2], s->batch, s->out_channels,
+                         tdm_conv2d_out_height(s) * tdm_conv2d_out_width(s), t[5]);
+}
+
 /* ---------- linear ----------
  * Layers of at most 4096 weights run small_linear and small_linear_backward
  * (sums in order, no GEMM), larger ones GEMMs: each has its own table
@@ -259,7 +308,7 @@ static size_t linear_pool(const tdm_linear_shape *s)
 }
 
 /* A variant: the direction, and LINEAR_GEMM for the larger layers. */
-enum { LINEAR_BACKWARD_ALL = CONV_BACKWARD_WEIGHT + 1, LINEAR_GEMM = 8 };
+enum { LINEAR_BACKWARD_ALL = CONV_BACKWARD_ALL, LINEAR_GEMM = 8 };
 
 static void add_linear_tensors(op_case *c, int direction, bool bias)
 {
@@ -957,14 +1006,23 @@ const parity_op parity_layer_ops[] = {
     {"conv2d_forward_direct", TDM_OP_CONV_DIRECT_FORWARD, 1e-10, 1e-4, make_conv_cases,
      CONV_FORWARD | FEW_TAPS | SMALL_IMAGES, run_conv_forward_direct, reference_conv_forward,
      false},
-    {"conv2d_backward_input_direct", TDM_OP_CONV_DIRECT_BACKWARD_INPUT, 1e-10, 1e-4,
-     make_conv_cases, CONV_BACKWARD_INPUT | SMALL_IMAGES, run_conv_backward_input_direct,
+    {"conv2d_backward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_ALL,
+     run_conv_backward_all, reference_conv_backward_all, true},
+    {"conv2d_backward_input_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
+     CONV_BACKWARD_INPUT | SMALL_IMAGES, run_conv_backward_input_direct,
      reference_conv_backward_input, false},
     /* Sums of at most N*OH*OW products in order (here 128 * 16 = 2048; past
      * 2^16 positions the col's GEMM runs, the 66 x 66 shape). */
-    {"conv2d_backward_weight_direct", TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT, 1e-10, 1e-4,
-     make_conv_cases, CONV_BACKWARD_WEIGHT | SMALL_IMAGES | FEW_TAPS,
-     run_conv_backward_weight_direct, reference_conv_backward_weight, true},
+    {"conv2d_backward_weight_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
+     CONV_BACKWARD_WEIGHT | SMALL_IMAGES | FEW_TAPS, run_conv_backward_weight_direct,
+     reference_conv_backward_weight, true},
+    /* Both gradients in one launch: the bounds of the two entries above. */
+    {"conv2d_backward_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
+     CONV_BACKWARD_ALL | SMALL_IMAGES, run_conv_backward_all_direct, reference_conv_backward_all,
+     false},
+    {"conv2d_backward_accumulate_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
+     CONV_BACKWARD_ALL | SMALL_IMAGES | ACCUMULATE, run_conv_backward_accumulate_direct,
+     reference_conv_backward_all, false},
     {"linear_forward_gemm", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases,
      CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true},
     {"linear_backward_input_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,

@@ -280,10 +280,10 @@ static void test_conv_dense_forms(void **state)
                      "operand dense needs");
         expect_error(tdm_conv2d_backward_input_dense_accumulate(backend, &wide, w, v, w),
                      "conv2d_backward_input_dense_accumulate: this convolution does not run");
-        expect_error(tdm_conv2d_backward_input_accumulate(
-                         backend, &block, v, (tdm_view){buffer, 1000}, (tdm_view){buffer, 2000}),
-                     "conv2d_backward_input_accumulate: this convolution adds its input gradient "
-                     "in place only as a direct kernel");
+        tdm_view dy = {buffer, 2000}, dx = {buffer, 3000}, dw = {buffer, 5000};
+        expect_error(tdm_conv2d_backward_accumulate(backend, &block, v, w, dy, dx, dw, none),
+                     "conv2d_backward_accumulate: this convolution adds its input gradient in "
+                     "place only as a direct kernel");
         backend->direct_small_convs = direct;
         tdm_buffer_free(buffer);
     }
@@ -304,21 +304,44 @@ static void conv_pass_launches(tdm_backend *backend, const tdm_conv2d_shape *s, 
     counts[2] = tdm_backend_get_counts(backend).launches - input.launches;
 }
 
+/* tdm_conv2d_backward's commands, into dx and dw (zeroed first); with
+ * accumulate, dx starts at `start`. */
+static size_t both_gradients(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                             tdm_view w, tdm_view dy, tdm_view dx, tdm_view dw, const float *start,
+                             size_t x_count, size_t w_count)
+{
+    assert_int_equal(tdm_fill(backend, dw, w_count, 0.0f), TDM_OK);
+    if (start)
+        assert_int_equal(
+            tdm_buffer_upload(dx.buffer, dx.offset * sizeof(float), start, x_count * sizeof(float)),
+            TDM_OK);
+    else
+        assert_int_equal(tdm_fill(backend, dx, x_count, NAN), TDM_OK);
+    tdm_backend_counts before = tdm_backend_get_counts(backend);
+    assert_int_equal(
+        start ? tdm_conv2d_backward_accumulate(backend, s, x, w, dy, dx, dw, (tdm_view){0})
+              : tdm_conv2d_backward(backend, s, x, w, dy, dx, dw, (tdm_view){0}),
+        TDM_OK);
+    return tdm_backend_get_counts(backend).launches - before.launches;
+}
+
 /* Small images as direct kernels (direct_small_convs, a GPU's plan): no T
- * (tdm_conv2d_dense_floats gives 0), one command a pass, and the input
+ * (tdm_conv2d_dense_floats gives 0), one command a pass and one for both
+ * gradients, which have the bits of the passes one at a time; the input
  * gradient added in place with the bits of the plain one and an add. */
 static void test_conv_direct_small_images(void **state)
 {
     (void)state;
     enum { X = 7 * 16 * 2 * 2, W = 5 * 16 * 3 * 3, Y = 7 * 5 * 2 * 2 };
     tdm_conv2d_shape block = {7, 16, 2, 2, 5, 3, 3, 1, 1, 1, 1};
-    float x[X], w[W], g[X], dx[X], sum[X];
+    float x[X], w[W], g[X], dx[X], dw[W], both_dx[X], both_dw[W], sum[X];
     test_fill_random(x, X, 12);
     test_fill_random(w, W, 13);
     test_fill_random(g, X, 14);
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
         bool direct = backend->direct_small_convs, accumulates = false;
+        bool opencl = strcmp(tdm_backend_name(backend), "opencl") == 0;
         backend->direct_small_convs = true;
         size_t floats = 1, counts[3];
         assert_int_equal(tdm_conv2d_dense_floats(backend, &block, &floats), TDM_OK);
@@ -336,18 +359,35 @@ static void test_conv_direct_small_images(void **state)
         assert_int_equal(tdm_buffer_upload(all, X * sizeof(float), w, sizeof w), TDM_OK);
         assert_int_equal(tdm_fill(backend, dwv, W, 0.0f), TDM_OK);
         conv_pass_launches(backend, &block, xv, wv, yv, dxv, dwv, counts);
-        if (strcmp(tdm_backend_name(backend), "opencl") == 0)
+        if (opencl)
             for (int pass = 0; pass < 3; pass++)
                 assert_int_equal(counts[pass], 1);
         download_view(dxv, dx, X);
-        assert_int_equal(tdm_buffer_upload(all, dxv.offset * sizeof(float), g, sizeof g), TDM_OK);
-        assert_int_equal(tdm_conv2d_backward_input_accumulate(backend, &block, wv, yv, dxv),
-                         TDM_OK);
+        download_view(dwv, dw, W);
+        size_t launches = both_gradients(backend, &block, xv, wv, yv, dxv, dwv, NULL, X, W);
+        if (opencl)
+            assert_int_equal(launches, 1);
+        download_view(dxv, both_dx, X);
+        download_view(dwv, both_dw, W);
+        assert_memory_equal(both_dx, dx, sizeof dx);
+        assert_memory_equal(both_dw, dw, sizeof dw);
+        launches = both_gradients(backend, &block, xv, wv, yv, dxv, dwv, g, X, W);
+        if (opencl)
+            assert_int_equal(launches, 1);
         download_view(dxv, sum, X);
+        download_view(dwv, both_dw, W);
         for (size_t i = 0; i < X; i++) {
             float want = dx[i] + g[i];
             assert_memory_equal(&sum[i], &want, sizeof want);
         }
+        assert_memory_equal(both_dw, dw, sizeof dw);
+        expect_error(tdm_conv2d_backward(backend, &block, xv, wv, yv,
+                                         (tdm_view){all, X + W + Y + 1},
+                                         (tdm_view){all, X + W + Y + X}, (tdm_view){0}),
+                     "conv2d_backward: output dx overlaps an input");
+        expect_error(tdm_conv2d_backward_accumulate(backend, &block, xv, wv, yv, (tdm_view){0}, dwv,
+                                                    (tdm_view){0}),
+                     "conv2d_backward_accumulate: dx is empty");
         backend->direct_small_convs = direct;
         tdm_buffer_free(all);
     }
@@ -572,11 +612,11 @@ static void test_linear_plans(void **state)
  * the ReLU after the add 1 (small_linear_backward), the add none (both
  * inputs take the add's gradient as their own: no copies), each batch norm
  * 1 (3), each block conv 3 (the GEMM of dT, its weights' sums, the input
- * GEMM: 6; 2 each, 4, where the weight gradient is one kernel,
- * direct_small_convs), conv1's input GEMM adding the block
- * input's share of the add's gradient (beta = 1: no add), the max-pool 1,
- * the stem's weight gradient 1 (its products with the col its training
- * forward kept). */
+ * GEMM: 6), conv1's input GEMM adding the block input's share of the add's
+ * gradient (beta = 1: no add), the max-pool 1, the stem's weight gradient 1
+ * (its products with the col its training forward kept). Where small convs
+ * are direct kernels (direct_small_convs) each block conv's gradients are
+ * one kernel, conv1's adding its dx in place: 8. */
 static void test_resnet_backward_plan(void **state)
 {
     (void)state;
@@ -597,7 +637,7 @@ static void test_resnet_backward_plan(void **state)
         tdm_backend_counts before = tdm_backend_get_counts(backend);
         assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
         assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
-                         backend->direct_small_convs ? 10 : 12);
+                         backend->direct_small_convs ? 8 : 12);
         tdm_buffer_free(x);
         tdm_model_free(model);
     }

@@ -42,6 +42,12 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
 /* dweight += ..., dbias += ... (dbias may be empty). */
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view dy, tdm_view dweight, tdm_view dbias);
+/* Both at once (dx and dbias may be empty): the results of the two above,
+ * and where small convolutions run as direct kernels (a GPU backend) one
+ * launch instead of two. */
+tdm_status tdm_conv2d_backward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                               tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                               tdm_view dbias);
 
 /* A convolution over images no larger than its kernel (ResNet's 2x2 block)
  * runs as one GEMM with its dense matrix T [Cout*OH*OW][Cin*H*W], built
@@ -69,12 +75,14 @@ tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
 /* Where small convolutions run as direct kernels (a GPU backend: no T,
  * tdm_conv2d_dense_floats gives 0), the same in place without T:
  * tdm_conv2d_accumulates says whether a convolution runs this way;
- * tdm_conv2d_backward_input_accumulate adds its input gradient to dx (the
- * bits of tdm_conv2d_backward_input and then tdm_add) and refuses others. */
+ * tdm_conv2d_backward_accumulate is tdm_conv2d_backward with dx += its
+ * gradient (the bits of the plain dx and then tdm_add), in the same one
+ * launch, and refuses other convolutions. */
 tdm_status tdm_conv2d_accumulates(const tdm_backend *backend, const tdm_conv2d_shape *shape,
                                   bool *accumulates);
-tdm_status tdm_conv2d_backward_input_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
-                                                tdm_view weight, tdm_view dy, tdm_view dx);
+tdm_status tdm_conv2d_backward_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                          tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                          tdm_view dweight, tdm_view dbias);
 
 /* A convolution with few taps a sample (Cin*KH*KW <= 16, ResNet's stem)
  * computes from x's col [Cin*KH*KW][N*OH*OW] in both passes. A caller that

@@ -9,7 +9,7 @@
 #include "tandem/layer_ops.h"
 
 /* Bumped whenever the table below changes, so a mismatched backend is refused. */
-#define TDM_BACKEND_IFACE_VERSION 19
+#define TDM_BACKEND_IFACE_VERSION 20
 
 /* The elementwise ops of tandem/ops.def, numbered among themselves: what the
  * table's `elementwise` entry dispatches on (a switch over it needs no
@@ -81,15 +81,6 @@ struct tdm_backend_iface {
                                     tdm_view weight, tdm_view dense);
     tdm_status (*conv_dense_weight_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                              tdm_view dense_grad, tdm_view dweight);
-    /* The same weight gradient without T's: dweight[co][ci][i][j] += the sum
-     * over samples n and output positions (oh, ow) of dy[n][co][oh][ow] *
-     * x[n][ci][h][w] for the input (h, w) tap (i, j) links them to (none in
-     * the padding); each sample's positions in order, the samples in order
-     * on the cpu backend, on OpenCL a work-group's work-items each taking
-     * every group-size-th sample, then their sums added in order. What the
-     * layer runs where direct_small_convs is set. */
-    tdm_status (*conv_direct_weight_gradient)(tdm_backend *backend, const tdm_conv2d_shape *shape,
-                                              tdm_view x, tdm_view dy, tdm_view dweight);
     /* For few taps a sample (Cin*KH*KW <= TDM_CONV_COL_MAX_TAPS, a first
      * layer's), the products with col without a GEMM: conv_col_product
      * writes y in NCHW, y[n][co][p] = the sum over taps k in order of
@@ -109,15 +100,22 @@ struct tdm_backend_iface {
      * direct_small_convs is set. */
     tdm_status (*conv_direct_forward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
                                       tdm_view x, tdm_view weight, tdm_view y);
-    /* dx[n][ci][h][w] = the sum over taps (i, j) in order, then co in order,
-     * of dy[n][co][oh][ow] * weight[co][ci][i][j] for the output (oh, ow)
-     * the tap links (h, w) to (none in the padding); with accumulate, dx's
-     * own value + that sum (one rounding: the bits of the sum and then an
-     * add). What the layer runs for small images where direct_small_convs
-     * is set. */
-    tdm_status (*conv_direct_backward_input)(tdm_backend *backend, const tdm_conv2d_shape *shape,
-                                             tdm_view weight, tdm_view dy, tdm_view dx,
-                                             bool accumulate);
+    /* A convolution's gradients without col or T, in one launch; an empty
+     * dx or dweight is not computed (x is read for dweight only, weight for
+     * dx only). dweight[co][ci][i][j] += the sum over samples n and output
+     * positions (oh, ow) of dy[n][co][oh][ow] * x[n][ci][h][w] for the input
+     * (h, w) tap (i, j) links them to (none in the padding): each sample's
+     * positions in order, the samples in order on the cpu backend, on
+     * OpenCL a work-group's work-items each taking every group-size-th
+     * sample, then their sums added in order. dx[n][ci][h][w] = the sum over
+     * taps (i, j) in order, then co in order, of dy[n][co][oh][ow] *
+     * weight[co][ci][i][j] for the output (oh, ow) the tap links (h, w) to;
+     * with accumulate, dx's own value + that sum (one rounding: the bits of
+     * the sum and then an add). What the layer runs for small images, and
+     * for a few-tap conv's weight gradient, where direct_small_convs is set. */
+    tdm_status (*conv_direct_backward)(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                       tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                       tdm_view dweight, bool accumulate);
     /* A linear layer with few weights (out * in <= TDM_SMALL_LINEAR_MAX_WEIGHTS,
      * a classifier head) in one launch a pass, without a GEMM. small_linear:
      * y[n][o] = the sum over i in order of x[n][i] * weight[o][i], then +
@@ -209,13 +207,12 @@ struct tdm_backend {
      * replaces a transposition they make anyway. */
     bool gemm_prefers_tn;
     /* Set by the backend when small convolutions are better as direct
-     * kernels, one launch each (a GPU, where a launch costs more than their
-     * work and CLBlast's GEMM of so few products several launches' time):
-     * a conv over small images in all three passes without T
-     * (conv_direct_forward, conv_direct_backward_input,
-     * conv_direct_weight_gradient); a few-tap conv (a stem) as
-     * conv_direct_forward instead of im2col and conv_col_product, and its
-     * weight gradient from x (no col kept). */
+     * kernels (a GPU, where a launch costs more than their work and
+     * CLBlast's GEMM of so few products several launches' time): a conv
+     * over small images without T, conv_direct_forward forward and
+     * conv_direct_backward for both gradients in one launch; a few-tap conv
+     * (a stem) as conv_direct_forward instead of im2col and
+     * conv_col_product, and its weight gradient from x (no col kept). */
     bool direct_small_convs;
     tdm_backend_counts counts; /* kept by the backend: see tdm_backend_get_counts */
     tdm_buffer *scratch[TDM_SCRATCH_SLOTS];

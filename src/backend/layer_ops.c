@@ -133,19 +133,18 @@ static bool small_images(const tdm_conv2d_shape *s)
 }
 
 /* A backend that runs small convolutions as direct kernels
- * (direct_small_convs: a GPU) and has the forward and weight gradient ones. */
+ * (direct_small_convs: a GPU) and has them. */
 static bool direct_convs(const tdm_backend *backend)
 {
     return backend->direct_small_convs &&
            tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_FORWARD) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_WEIGHT_GRADIENT);
+           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_BACKWARD);
 }
 
-/* Small images there: all three passes without T, one launch each. */
+/* Small images there: without T, one launch a pass (both gradients one). */
 static bool use_direct_small_images(const tdm_backend *backend, const tdm_conv2d_shape *s)
 {
-    return direct_convs(backend) && small_images(s) &&
-           tdm_backend_supports_op(backend, TDM_OP_CONV_DIRECT_BACKWARD_INPUT);
+    return direct_convs(backend) && small_images(s);
 }
 
 static bool use_dense(const tdm_backend *backend, const tdm_conv2d_shape *s, const conv_sizes *n)
@@ -179,6 +178,14 @@ static bool use_col_weight_gradient(const conv_sizes *n)
 static bool use_direct_products(const tdm_backend *backend, const conv_sizes *n)
 {
     return direct_convs(backend) && use_col_products(n);
+}
+
+/* The weight gradient from x by conv_direct_backward. */
+static bool use_direct_weight_gradient(const tdm_backend *backend, const tdm_conv2d_shape *s,
+                                       const conv_sizes *n)
+{
+    return use_direct_small_images(backend, s) ||
+           (use_direct_products(backend, n) && use_col_weight_gradient(n));
 }
 
 tdm_status tdm_conv2d_dense_floats(const tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -440,7 +447,8 @@ tdm_status tdm_conv2d_backward_input(tdm_backend *backend, const tdm_conv2d_shap
     if (shape->batch == 0)
         return TDM_OK;
     if (use_direct_small_images(backend, shape))
-        return backend->iface->conv_direct_backward_input(backend, shape, weight, dy, dx, false);
+        return backend->iface->conv_direct_backward(backend, shape, (tdm_view){0}, weight, dy, dx,
+                                                    (tdm_view){0}, false);
     if (use_dense(backend, shape, &n)) {
         tdm_view dense;
         TDM_TRY(scratch_dense(backend, shape, &n, weight, &dense));
@@ -480,22 +488,6 @@ tdm_status tdm_conv2d_accumulates(const tdm_backend *backend, const tdm_conv2d_s
     TDM_TRY(conv_sizes_of("conv2d_accumulates", shape, &n));
     *accumulates = use_direct_small_images(backend, shape);
     return TDM_OK;
-}
-
-tdm_status tdm_conv2d_backward_input_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
-                                                tdm_view weight, tdm_view dy, tdm_view dx)
-{
-    const char *op = "conv2d_backward_input_accumulate";
-    conv_sizes n = {0};
-    TDM_TRY(check_conv_backward_input(backend, op, shape, weight, false, dy, dx, &n));
-    if (!use_direct_small_images(backend, shape))
-        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
-                        "%s: this convolution adds its input gradient in place only as a direct "
-                        "kernel over small images (tdm_conv2d_accumulates gives false)",
-                        op);
-    return shape->batch
-               ? backend->iface->conv_direct_backward_input(backend, shape, weight, dy, dx, true)
-               : TDM_OK;
 }
 
 tdm_status tdm_conv2d_backward_input_dense_accumulate(tdm_backend *backend,
@@ -547,12 +539,12 @@ static tdm_status col_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
     return tdm_sgemm(backend, &backward);
 }
 
-/* The checks of a convolution's backward_weight and the bias's gradient;
- * n gets the sizes. `input` is x, or col (col_floats of them). */
-static tdm_status backward_weight_start(tdm_backend *backend, const char *op,
-                                        const tdm_conv2d_shape *s, tdm_view input,
-                                        bool input_is_col, tdm_view dy, tdm_view dweight,
-                                        tdm_view dbias, conv_sizes *n)
+/* The checks of a convolution's backward_weight; n gets the sizes. `input`
+ * is x, or col (col_floats of them). */
+static tdm_status check_conv_backward_weight(tdm_backend *backend, const char *op,
+                                             const tdm_conv2d_shape *s, tdm_view input,
+                                             bool input_is_col, tdm_view dy, tdm_view dweight,
+                                             tdm_view dbias, conv_sizes *n)
 {
     TDM_TRY(check_conv_support(backend));
     TDM_TRY(conv_sizes_of(op, s, n));
@@ -565,12 +557,28 @@ static tdm_status backward_weight_start(tdm_backend *backend, const char *op,
     tdm_view inputs[] = {input, dy};
     size_t counts[] = {input_count, n->y};
     TDM_TRY(tdm_check_output(backend, op, dweight, n->weight, "dweight", inputs, counts, 2));
-    if (given(dbias))
-        TDM_TRY(tdm_check_output(backend, op, dbias, s->out_channels, "dbias", inputs, counts, 2));
+    return given(dbias)
+               ? tdm_check_output(backend, op, dbias, s->out_channels, "dbias", inputs, counts, 2)
+               : TDM_OK;
+}
+
+static tdm_status conv_backward_bias(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                     const conv_sizes *n, tdm_view dy, tdm_view dbias)
+{
     if (s->batch == 0 || !given(dbias))
         return TDM_OK;
     return backend->iface->bias_backward(backend, s->batch, s->out_channels, n->columns / s->batch,
                                          dy, dbias);
+}
+
+/* Those checks, then the bias's gradient. */
+static tdm_status backward_weight_start(tdm_backend *backend, const char *op,
+                                        const tdm_conv2d_shape *s, tdm_view input,
+                                        bool input_is_col, tdm_view dy, tdm_view dweight,
+                                        tdm_view dbias, conv_sizes *n)
+{
+    TDM_TRY(check_conv_backward_weight(backend, op, s, input, input_is_col, dy, dweight, dbias, n));
+    return conv_backward_bias(backend, s, n, dy, dbias);
 }
 
 tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_shape *shape,
@@ -581,14 +589,63 @@ tdm_status tdm_conv2d_backward_weight(tdm_backend *backend, const tdm_conv2d_sha
                                   dbias, &n));
     if (shape->batch == 0)
         return TDM_OK;
-    if (use_direct_small_images(backend, shape) ||
-        (use_direct_products(backend, &n) && use_col_weight_gradient(&n)))
-        return backend->iface->conv_direct_weight_gradient(backend, shape, x, dy, dweight);
+    if (use_direct_weight_gradient(backend, shape, &n))
+        return backend->iface->conv_direct_backward(backend, shape, x, (tdm_view){0}, dy,
+                                                    (tdm_view){0}, dweight, false);
     if (use_dense(backend, shape, &n))
         return dense_backward_weight(backend, shape, &n, x, dy, dweight);
     tdm_view col;
     TDM_TRY(scratch_col(backend, shape, &n, x, &col));
     return col_backward_weight(backend, shape, &n, col, dy, dweight);
+}
+
+/* Both gradients (dx may be empty; with accumulate it takes dx's own value
+ * plus its gradient): one conv_direct_backward where the convolution runs
+ * as direct kernels, else the weight gradient and then the input one. */
+static tdm_status conv_backward(tdm_backend *backend, const char *op, const tdm_conv2d_shape *s,
+                                tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                tdm_view dweight, tdm_view dbias, bool accumulate)
+{
+    conv_sizes n = {0};
+    TDM_TRY(check_conv_backward_weight(backend, op, s, x, false, dy, dweight, dbias, &n));
+    if (given(dx)) {
+        TDM_TRY(check_conv_backward_input(backend, op, s, weight, false, dy, dx, &n));
+        tdm_view others[] = {x, dweight, dbias};
+        size_t counts[] = {n.x, n.weight, given(dbias) ? s->out_channels : 0};
+        TDM_TRY(tdm_check_output(backend, op, dx, n.x, "dx", others, counts, 3));
+    }
+    if (accumulate && !use_direct_small_images(backend, s))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "%s: this convolution adds its input gradient in place only as a direct "
+                        "kernel over small images (tdm_conv2d_accumulates gives false)",
+                        op);
+    if (s->batch == 0)
+        return TDM_OK;
+    TDM_TRY(conv_backward_bias(backend, s, &n, dy, dbias));
+    if (use_direct_small_images(backend, s) ||
+        (!given(dx) && use_direct_weight_gradient(backend, s, &n)))
+        return backend->iface->conv_direct_backward(backend, s, x, weight, dy, dx, dweight,
+                                                    accumulate);
+    TDM_TRY(tdm_conv2d_backward_weight(backend, s, x, dy, dweight, (tdm_view){0}));
+    return given(dx) ? tdm_conv2d_backward_input(backend, s, weight, dy, dx) : TDM_OK;
+}
+
+tdm_status tdm_conv2d_backward(tdm_backend *backend, const tdm_conv2d_shape *shape, tdm_view x,
+                               tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                               tdm_view dbias)
+{
+    return conv_backward(backend, "conv2d_backward", shape, x, weight, dy, dx, dweight, dbias,
+                         false);
+}
+
+tdm_status tdm_conv2d_backward_accumulate(tdm_backend *backend, const tdm_conv2d_shape *shape,
+                                          tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                          tdm_view dweight, tdm_view dbias)
+{
+    if (!given(dx))
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT, "conv2d_backward_accumulate: dx is empty");
+    return conv_backward(backend, "conv2d_backward_accumulate", shape, x, weight, dy, dx, dweight,
+                         dbias, true);
 }
 
 tdm_status tdm_conv2d_backward_weight_col(tdm_backend *backend, const tdm_conv2d_shape *shape,

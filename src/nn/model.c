@@ -906,13 +906,40 @@ static bool needs_input_gradient(const tdm_model *m, const node *n, int slot)
     return gradient_owner(m, n->inputs[slot]) != MODEL_INPUT;
 }
 
-static tdm_status backward_conv_weight(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+/* dx for a conv with a kept col or a dense matrix T, into `dx`. */
+static tdm_status backward_conv_input(tdm_model *m, const node *n, tdm_view dy, tdm_view dx)
 {
     tdm_conv2d_shape s = conv_shape(n, m->batch);
-    tdm_view dw = at(m->grads, n->weight), dbias = optional_bias(n, m->grads);
-    if (n->col_floats) /* the training forward's */
-        return tdm_conv2d_backward_weight_col(m->backend, &s, at(m->cols, n->col), dy, dw, dbias);
-    return tdm_conv2d_backward_weight(m->backend, &s, x, dy, dw, dbias);
+    if (!n->dense_floats)
+        return tdm_conv2d_backward_input(m->backend, &s, at(m->params, n->weight), dy, dx);
+    tdm_view dense = at(m->dense, n->dense);
+    return n->adds_in_place
+               ? tdm_conv2d_backward_input_dense_accumulate(m->backend, &s, dense, dy, dx)
+               : tdm_conv2d_backward_input_dense(m->backend, &s, dense, dy, dx);
+}
+
+/* A conv's gradients: with the col its training forward kept, or with its
+ * T, one pass at a time; else both in one call (one launch where it runs
+ * as direct kernels, adding dx in place where the plan says so). */
+static tdm_status backward_conv(tdm_model *m, const node *n, tdm_view x, tdm_view dy)
+{
+    tdm_conv2d_shape s = conv_shape(n, m->batch);
+    bool input = needs_input_gradient(m, n, 0) && !n->gradient_shared[0];
+    tdm_view dx = input ? input_gradient_target(m, n, 0) : (tdm_view){0};
+    tdm_view w = at(m->params, n->weight), dw = at(m->grads, n->weight),
+             dbias = optional_bias(n, m->grads);
+    if (!n->col_floats && !n->dense_floats) {
+        TDM_TRY(n->adds_in_place && input
+                    ? tdm_conv2d_backward_accumulate(m->backend, &s, x, w, dy, dx, dw, dbias)
+                    : tdm_conv2d_backward(m->backend, &s, x, w, dy, dx, dw, dbias));
+    } else {
+        TDM_TRY(n->col_floats ? tdm_conv2d_backward_weight_col(m->backend, &s, at(m->cols, n->col),
+                                                               dy, dw, dbias)
+                              : tdm_conv2d_backward_weight(m->backend, &s, x, dy, dw, dbias));
+        if (input)
+            TDM_TRY(backward_conv_input(m, n, dy, dx));
+    }
+    return input ? finish_input_gradient(m, n, 0) : TDM_OK;
 }
 
 /* A linear layer's gradients in one call: one launch for a small layer.
@@ -936,17 +963,6 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
     tdm_backend *b = m->backend;
     size_t batch = m->batch, count = batch * tdm_nn_volume(n->in);
     switch (n->kind) {
-    case NODE_CONV: {
-        tdm_conv2d_shape s = conv_shape(n, batch);
-        if (n->adds_in_place && n->dense_floats)
-            return tdm_conv2d_backward_input_dense_accumulate(b, &s, at(m->dense, n->dense), dy,
-                                                              dx);
-        if (n->adds_in_place)
-            return tdm_conv2d_backward_input_accumulate(b, &s, at(m->params, n->weight), dy, dx);
-        if (n->dense_floats)
-            return tdm_conv2d_backward_input_dense(b, &s, at(m->dense, n->dense), dy, dx);
-        return tdm_conv2d_backward_input(b, &s, at(m->params, n->weight), dy, dx);
-    }
     case NODE_RELU: return tdm_relu_backward(b, count, x, dy, dx);
     case NODE_LEAKY_RELU: return tdm_leaky_relu_backward(b, count, n->layer.slope, x, dy, dx);
     case NODE_SIGMOID:
@@ -959,6 +975,7 @@ static tdm_status backward_input(tdm_model *m, const node *n, tdm_view x, tdm_vi
         return tdm_global_avgpool_backward(b, batch * n->in.channels, n->in.height * n->in.width,
                                            dy, dx);
     case NODE_ADD: return tdm_copy(b, dy, dx, count); /* dy passes to both inputs */
+    case NODE_CONV:                                   /* backward_conv */
     case NODE_LINEAR:                                 /* backward_linear */
     case NODE_NORM:                                   /* backward_norm */
     case NODE_FLATTEN: /* no work */ break;
@@ -995,7 +1012,7 @@ static tdm_status backward_node(tdm_model *m, const node *n)
     if (n->kind == NODE_LINEAR)
         return backward_linear(m, n, dy);
     if (n->kind == NODE_CONV)
-        TDM_TRY(backward_conv_weight(m, n, x, dy));
+        return backward_conv(m, n, x, dy);
     for (int slot = 0; slot < (n->kind == NODE_ADD ? 2 : 1); slot++) {
         if (!needs_input_gradient(m, n, slot) || n->gradient_shared[slot])
             continue;

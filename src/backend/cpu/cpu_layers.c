@@ -245,12 +245,10 @@ tdm_status tdm_cpu_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_sh
     return TDM_OK;
 }
 
-/* The same gradient from x and dy, each weight's sum over samples in
- * order, then output positions; one task per pair (co, ci). The layer
- * takes this path only where a backend asks for it (a GPU): here it is for
- * the parity harness, the cpu backend's GEMM being faster. */
-tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                               tdm_view x, tdm_view dy, tdm_view dweight)
+/* The weight gradient from x and dy, each weight's sum over samples in
+ * order, then output positions; one task per pair (co, ci). */
+static tdm_status direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                         tdm_view x, tdm_view dy, tdm_view dweight)
 {
     conv_dims d = dims_of(s);
     long *offsets = NULL;
@@ -278,37 +276,62 @@ tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_c
     return TDM_OK;
 }
 
+/* The output index o with in + pad = o * stride + k, or out_size when there
+ * is none (as cl/conv.cl's tdm_meeting_output). */
+static size_t meeting_output(size_t in, size_t pad, size_t k, size_t stride, size_t out_size)
+{
+    if (in + pad < k || (in + pad - k) % stride != 0)
+        return out_size;
+    size_t o = (in + pad - k) / stride;
+    return o < out_size ? o : out_size;
+}
+
 /* The input gradient without col or T, each value's sum over taps (i, j)
  * in order, then co in order, as the OpenCL kernel sums it; one task per
- * input plane (n, ci). For the parity harness, as above. */
-tdm_status tdm_cpu_conv_direct_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                              tdm_view weight, tdm_view dy, tdm_view dx,
-                                              bool accumulate)
+ * input plane (n, ci). */
+static void direct_input_gradient(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view weight,
+                                  tdm_view dy, tdm_view dx, bool accumulate)
 {
-    conv_dims d = dims_of(s);
-    size_t plane = s->in_height * s->in_width, taps_per_pair = s->kernel_h * s->kernel_w;
-    long *taps = NULL;
-    TDM_TRY(tap_table(s, d, &taps));
+    size_t oh_count = tdm_conv2d_out_height(s), ow_count = tdm_conv2d_out_width(s);
+    size_t spatial = oh_count * ow_count, taps = s->kernel_h * s->kernel_w;
+    size_t plane = s->in_height * s->in_width;
     const float *weights = floats(weight), *dy_all = floats(dy);
     float *dx_all = floats(dx);
-    int team = tdm_cpu_team(backend, s->batch * s->in_channels * plane * s->out_channels);
+    int team = tdm_cpu_team(backend, s->batch * s->in_channels * plane * taps * s->out_channels);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)
     for (size_t n = 0; n < s->batch; n++)
         for (size_t ci = 0; ci < s->in_channels; ci++)
             for (size_t q = 0; q < plane; q++) {
+                size_t h = q / s->in_width, w = q % s->in_width;
+                const float *g = dy_all + n * s->out_channels * spatial, *wt = weights + ci * taps;
                 float sum = 0.0f;
-                for (size_t k = 0; k < taps_per_pair; k++)
-                    for (size_t p = 0; p < d.spatial; p++) {
-                        if (taps[p * plane + q] != (long)k)
+                for (size_t i = 0; i < s->kernel_h; i++) {
+                    size_t oh = meeting_output(h, s->pad_h, i, s->stride_h, oh_count);
+                    for (size_t j = 0; j < s->kernel_w && oh < oh_count; j++) {
+                        size_t ow = meeting_output(w, s->pad_w, j, s->stride_w, ow_count);
+                        if (ow == ow_count)
                             continue;
+                        size_t p = oh * ow_count + ow, tap = i * s->kernel_w + j;
                         for (size_t co = 0; co < s->out_channels; co++)
-                            sum += dy_all[(n * s->out_channels + co) * d.spatial + p] *
-                                   weights[(co * s->in_channels + ci) * taps_per_pair + k];
+                            sum += g[co * spatial + p] * wt[co * s->in_channels * taps + tap];
                     }
+                }
                 float *out = dx_all + (n * s->in_channels + ci) * plane + q;
                 *out = accumulate ? *out + sum : sum;
             }
-    free(taps);
+}
+
+/* Both gradients without col or T, what is asked for of them. The layer
+ * takes this path only where a backend asks for it (a GPU): here it is for
+ * the parity harness, the cpu backend's GEMM being faster. */
+tdm_status tdm_cpu_conv_direct_backward(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                                        tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                                        bool accumulate)
+{
+    if (dweight.buffer)
+        TDM_TRY(direct_weight_gradient(backend, s, x, dy, dweight));
+    if (dx.buffer)
+        direct_input_gradient(backend, s, weight, dy, dx, accumulate);
     return TDM_OK;
 }
 

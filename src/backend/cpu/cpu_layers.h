@@ -27,13 +27,11 @@ tdm_status tdm_cpu_conv_dense_weight(tdm_backend *backend, const tdm_conv2d_shap
                                      tdm_view weight, tdm_view dense);
 tdm_status tdm_cpu_conv_dense_weight_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
                                               tdm_view dense_grad, tdm_view dweight);
-tdm_status tdm_cpu_conv_direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                               tdm_view x, tdm_view dy, tdm_view dweight);
 tdm_status tdm_cpu_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
                                        tdm_view weight, tdm_view y);
-tdm_status tdm_cpu_conv_direct_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                              tdm_view weight, tdm_view dy, tdm_view dx,
-                                              bool accumulate);
+tdm_status tdm_cpu_conv_direct_backward(tdm_backend *backend, const tdm_conv2d_shape *s, tdm_view x,
+                                        tdm_view weight, tdm_view dy, tdm_view dx, tdm_view dweight,
+                                        bool accumulate);
 tdm_status tdm_cpu_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
                                     tdm_view weight, tdm_view col, tdm_view y);
 tdm_status tdm_cpu_conv_col_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,

@@ -142,18 +142,6 @@ tdm_status tdm_opencl_conv_dense_weight_backward(tdm_backend *backend, const tdm
                                  items, 1, false);
 }
 
-/* A work-group a (co, ci) pair, on every device (the layer runs it where the
- * backend sets direct_small_convs: a GPU). */
-tdm_status tdm_opencl_conv_direct_weight_gradient(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                                  tdm_view x, tdm_view dy, tdm_view dweight)
-{
-    cl_view in = cl_view_of(x), g = cl_view_of(dy), dw = cl_view_of(dweight);
-    conv_args a = conv_args_of(s);
-    kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(g), VIEW_ARGS(dw), CONV_SHAPE_ARGS(a)};
-    return tdm_cl_launch_groups(ctx_of(backend), K_CONV_DIRECT_WEIGHT_GRADIENT,
-                                s->out_channels * s->in_channels, args, COUNT(args));
-}
-
 /* A value a work-item over (p, plane = co * N + n), on every device (the
  * layer runs it where the backend sets direct_small_convs: a GPU). */
 tdm_status tdm_opencl_conv_direct_forward(tdm_backend *backend, const tdm_conv2d_shape *s,
@@ -167,17 +155,29 @@ tdm_status tdm_opencl_conv_direct_forward(tdm_backend *backend, const tdm_conv2d
                          s->out_channels * s->batch, args, COUNT(args));
 }
 
-/* A value of dx a work-item over (q, plane = ci * N + n). */
-tdm_status tdm_opencl_conv_direct_backward_input(tdm_backend *backend, const tdm_conv2d_shape *s,
-                                                 tdm_view weight, tdm_view dy, tdm_view dx,
-                                                 bool accumulate)
+/* Work-groups of the group size: the first a (co, ci) pair's weight
+ * gradient each, the rest a value of dx a work-item, on every device (the
+ * layer runs it where the backend sets direct_small_convs: a GPU). */
+tdm_status tdm_opencl_conv_direct_backward(tdm_backend *backend, const tdm_conv2d_shape *s,
+                                           tdm_view x, tdm_view weight, tdm_view dy, tdm_view dx,
+                                           tdm_view dweight, bool accumulate)
 {
-    cl_view w = cl_view_of(weight), g = cl_view_of(dy), out = cl_view_of(dx);
-    conv_args a = conv_args_of(s);
+    opencl_context *ctx = ctx_of(backend);
+    /* Operands not asked for are not read or written: point them at dy. */
+    cl_view in = cl_view_of(dweight.buffer ? x : dy), w = cl_view_of(dx.buffer ? weight : dy),
+            g = cl_view_of(dy), gx = cl_view_of(dx.buffer ? dx : dy),
+            gw = cl_view_of(dweight.buffer ? dweight : dy);
+    cl_index weight_groups = dweight.buffer ? s->out_channels * s->in_channels : 0,
+             dx_count = dx.buffer ? s->batch * s->in_channels * s->in_height * s->in_width : 0;
     cl_int adds = accumulate;
-    kernel_arg args[] = {VIEW_ARGS(w), VIEW_ARGS(g), VIEW_ARGS(out), ARG(adds), CONV_SHAPE_ARGS(a)};
-    return launch_planes(ctx_of(backend), K_CONV_DIRECT_BACKWARD_INPUT, s->in_height * s->in_width,
-                         s->in_channels * s->batch, args, COUNT(args));
+    conv_args a = conv_args_of(s);
+    kernel_arg args[] = {VIEW_ARGS(in), VIEW_ARGS(w),  VIEW_ARGS(g),
+                         VIEW_ARGS(gx), VIEW_ARGS(gw), ARG(weight_groups),
+                         ARG(dx_count), ARG(adds),     CONV_SHAPE_ARGS(a)};
+    size_t groups = weight_groups + (dx_count + ctx->reduction_group - 1) / ctx->reduction_group;
+    if (groups == 0)
+        return TDM_OK;
+    return tdm_cl_launch_groups(ctx, K_CONV_DIRECT_BACKWARD, groups, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_conv_col_product(tdm_backend *backend, const tdm_conv2d_shape *s,
