@@ -3,6 +3,54 @@
 // Training: statistics per channel (one work-group each), then the
 // normalisation, in one kernel when a channel's values are few (the
 // host decides: tdm_opencl_batchnorm_forward) or in two. Backward alike.
+// The one-kernel forms also run a 2x2 max-pool at stride 2 that reads y
+// alone (TDM_BN_POOL: forward its values, backward its gradient's route).
+
+// The pool's arguments: pool (0: none), the images' width, the outputs'
+// width and count an image, the pooled values (its gradient backward) and
+// argmax; at the end of a kernel's arguments.
+#define TDM_BN_POOL                                                                                \
+    uint pool, tdm_divisor width, tdm_divisor out_w, tdm_divisor out_spatial,                      \
+        __global float *pooled, uint pooled_offset, __global int *argmax, uint argmax_offset
+
+// The 2x2 max-pool of channel c's planes of y (tdm_maxpool2d_2x2's values
+// and argmax), a window a work-item of the group in turn, once the group
+// has written y; y at the channel's first value.
+inline void tdm_bn_pool(__global const float *y, uint c, uint batch, uint channels, uint stride,
+                        TDM_BN_POOL)
+{
+    barrier(CLK_GLOBAL_MEM_FENCE);
+    for (uint u = get_local_id(0); u < batch * out_spatial.x; u += TDM_GROUP_SIZE) {
+        const uint n = tdm_div(u, out_spatial), o = u - n * out_spatial.x;
+        const uint oh = tdm_div(o, out_w), ow = o - oh * out_w.x;
+        const uint at = (n * channels + c) * out_spatial.x + o;
+        float best;
+        uint best_index;
+        tdm_window_2x2(y + n * stride, 2 * oh * width.x + 2 * ow, width.x, &best, &best_index);
+        pooled[pooled_offset + at] = best;
+        argmax[argmax_offset + at] = (int)best_index;
+    }
+}
+
+// Channel c's dy from the pool's gradient (in `pooled`), as
+// tdm_maxpool2d_backward_2x2 routes it: 0 + the gradient at each window's
+// argmax, 0 elsewhere; then a barrier, so that the group reads it. dy at
+// the channel's first value.
+inline void tdm_bn_unpool(__global float *dy, uint c, uint batch, uint channels, uint stride,
+                          tdm_divisor spatial, TDM_BN_POOL)
+{
+    const uint out_h = out_spatial.x / out_w.x;
+    for (uint u = get_local_id(0); u < batch * spatial.x; u += TDM_GROUP_SIZE) {
+        const uint n = tdm_div(u, spatial), q = u - n * spatial.x;
+        const uint h = tdm_div(q, width), w = q - h * width.x, oh = h / 2, ow = w / 2;
+        const uint window = (n * channels + c) * out_spatial.x + min(oh, out_h - 1) * out_w.x +
+                            min(ow, out_w.x - 1);
+        const bool mine = oh < out_h && ow < out_w.x && (uint)argmax[argmax_offset + window] == q;
+        const float gradient = 0.0f + pooled[pooled_offset + window];
+        dy[n * stride + q] = mine ? gradient : 0.0f;
+    }
+    barrier(CLK_GLOBAL_MEM_FENCE);
+}
 
 // The sum of (x[i] - mean)^2 over [first, end), in the order of tdm_run_sum.
 inline float tdm_run_squares(__global const float *x, uint first, uint end, float mean)
@@ -107,7 +155,8 @@ tdm_batchnorm_stats(uint batch, tdm_divisor channels, tdm_divisor spatial, float
 }
 
 // The statistics and then the channel's y, one work-group per channel: the
-// same values as tdm_batchnorm_stats then tdm_batchnorm_normalize, in one launch.
+// same values as tdm_batchnorm_stats then tdm_batchnorm_normalize, in one
+// launch; then the pool's.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void
 tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float eps,
                     float momentum, __global const float *x, uint x_offset,
@@ -115,7 +164,7 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     __global float *running_var, uint running_var_offset, __global float *save_mean,
                     uint save_mean_offset, __global float *save_invstd, uint save_invstd_offset,
                     __global const float *gamma, uint gamma_offset, __global const float *beta,
-                    uint beta_offset, int relu, __global float *y, uint y_offset)
+                    uint beta_offset, int relu, __global float *y, uint y_offset, TDM_BN_POOL)
 {
     __local float partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
@@ -126,6 +175,9 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     save_invstd + save_invstd_offset);
     tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, stride, spatial.x,
                           stats.x, invstd, gamma[gamma_offset + c], beta[beta_offset + c], relu);
+    if (pool)
+        tdm_bn_pool(y + y_offset + first, c, batch, channels.x, stride, pool, width, out_w,
+                    out_spatial, pooled, pooled_offset, argmax, argmax_offset);
 }
 
 // The normalize kernels' invstd: `scale` itself, or in evaluation mode the
@@ -298,17 +350,21 @@ __kernel void tdm_batchnorm_backward_apply(
                         gamma[gamma_offset + c], vload2(c, means + means_offset));
 }
 
-// Both passes for one channel a work-group, in one launch: the same values.
+// Both passes for one channel a work-group, in one launch: the same values;
+// first, with the pool, dy from the pool's gradient.
 __kernel __attribute__((reqd_work_group_size(TDM_GROUP_SIZE, 1, 1))) void tdm_batchnorm_backward(
     uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
-    __global const float *dy, uint dy_offset, __global const float *y, uint y_offset, int relu,
+    __global float *dy, uint dy_offset, __global const float *y, uint y_offset, int relu,
     __global const float *save_mean, uint save_mean_offset, __global const float *save_invstd,
     uint save_invstd_offset, __global const float *gamma, uint gamma_offset, __global float *dgamma,
     uint dgamma_offset, __global float *dbeta, uint dbeta_offset, __global float *dx,
-    uint dx_offset)
+    uint dx_offset, TDM_BN_POOL)
 {
     __local float2 partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
+    if (pool)
+        tdm_bn_unpool(dy + dy_offset + first, c, batch, channels.x, stride, spatial, pool, width,
+                      out_w, out_spatial, pooled, pooled_offset, argmax, argmax_offset);
     const float mean = save_mean[save_mean_offset + c];
     const float invstd = save_invstd[save_invstd_offset + c], g = gamma[gamma_offset + c];
     const float2 m = tdm_bn_backward_means(

@@ -163,3 +163,25 @@ float tdm_log_sum_exp(__global const float *z, uint count, uint *top)
     *top = best;
     return z[best] + log(sum);
 }
+
+// Max-pool windows: cl/pool.cl's, and those a batch norm pools (cl/batchnorm.cl).
+
+// One value of a window, in window order: it wins if greater or NaN
+// (PyTorch's rule).
+inline void tdm_max_step(float value, uint index, float *best, uint *best_index)
+{
+    const bool wins = value > *best || isnan(value);
+    *best = wins ? value : *best;
+    *best_index = wins ? index : *best_index;
+}
+
+// The 2x2 window whose first value is plane[first], in window order.
+inline void tdm_window_2x2(__global const float *plane, uint first, uint width, float *best,
+                           uint *best_index)
+{
+    *best = plane[first];
+    *best_index = first;
+    tdm_max_step(plane[first + 1], first + 1, best, best_index);
+    tdm_max_step(plane[first + width], first + width, best, best_index);
+    tdm_max_step(plane[first + width + 1], first + width + 1, best, best_index);
+}

@@ -10,31 +10,11 @@
     uint planes, tdm_divisor height, tdm_divisor width, uint kernel_h, uint kernel_w,              \
         tdm_divisor stride_h, tdm_divisor stride_w, tdm_divisor out_h, tdm_divisor out_w
 
-// One value of a window, in window order: it wins if greater or NaN
-// (PyTorch's rule).
-inline void tdm_max_step(float value, uint index, float *best, uint *best_index)
-{
-    const bool wins = value > *best || isnan(value);
-    *best = wins ? value : *best;
-    *best_index = wins ? index : *best_index;
-}
-
 // Output id of all planes' outputs as (plane, oh, ow).
 inline uint3 tdm_pool_output(uint id, tdm_divisor out_h, tdm_divisor out_w)
 {
     const uint row = tdm_div(id, out_w), p = tdm_div(row, out_h);
     return (uint3)(p, row - p * out_h.x, id - row * out_w.x);
-}
-
-// The 2x2 window whose first value is plane[first], in window order.
-inline void tdm_window_2x2(__global const float *plane, uint first, uint width, float *best,
-                           uint *best_index)
-{
-    *best = plane[first];
-    *best_index = first;
-    tdm_max_step(plane[first + 1], first + 1, best, best_index);
-    tdm_max_step(plane[first + width], first + width, best, best_index);
-    tdm_max_step(plane[first + width + 1], first + width + 1, best, best_index);
 }
 
 // One work-item per output; argmax = h * W + w of the first maximum.

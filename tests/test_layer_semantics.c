@@ -606,18 +606,188 @@ static void test_linear_plans(void **state)
     }
 }
 
-/* ResNet's backward pass, from the gradient the loss writes where the
- * model's backward starts (tdm_model_output_gradient: no copy), issues 12
- * commands on OpenCL: the head with its average pool and the backward of
- * the ReLU after the add 1 (small_linear_backward), the add none (both
- * inputs take the add's gradient as their own: no copies), each batch norm
- * 1 (3), each block conv 3 (the GEMM of dT, its weights' sums, the input
- * GEMM: 6), conv1's input GEMM adding the block input's share of the add's
- * gradient (beta = 1: no add), the max-pool 1, the stem's weight gradient 1
- * (its products with the col its training forward kept). Where small convs
- * are direct kernels (direct_small_convs) each block conv's gradients are
- * one kernel, conv1's adding its dx in place: 8. */
-static void test_resnet_backward_plan(void **state)
+/* The operands of a batch norm with the max-pool that reads it, at
+ * consecutive offsets of one buffer. */
+enum {
+    NP_X,
+    NP_GAMMA,
+    NP_BETA,
+    NP_MEAN,
+    NP_VAR,
+    NP_SAVE_MEAN,
+    NP_SAVE_INVSTD,
+    NP_Y,
+    NP_POOLED,
+    NP_ARGMAX,
+    NP_POOLED_DY,
+    NP_DY,
+    NP_DX,
+    NP_DGAMMA,
+    NP_DBETA,
+    NP_COUNT
+};
+
+typedef struct norm_pool_case {
+    tdm_batchnorm_shape norm;
+    tdm_pool2d_shape pool;
+    tdm_buffer *buffer;
+    size_t at[NP_COUNT + 1];
+} norm_pool_case;
+
+static tdm_view np_view(const norm_pool_case *c, int operand)
+{
+    return (tdm_view){c->buffer, c->at[operand]};
+}
+
+/* Lays the operands out and fills them with values from `seed` (positive
+ * variances); returns the floats. */
+static size_t np_layout(norm_pool_case *c, float *values, size_t capacity, uint64_t seed)
+{
+    const tdm_pool2d_shape *p = &c->pool;
+    size_t nx = p->batch * p->channels * p->in_height * p->in_width, ch = p->channels;
+    size_t ny = p->batch * p->channels * tdm_pool2d_out_height(p) * tdm_pool2d_out_width(p);
+    size_t sizes[NP_COUNT] = {nx, ch, ch, ch, ch, ch, ch, nx, ny, ny, ny, nx, nx, ch, ch};
+    c->at[0] = 0;
+    for (int i = 0; i < NP_COUNT; i++)
+        c->at[i + 1] = c->at[i] + sizes[i];
+    assert_true(c->at[NP_COUNT] <= capacity);
+    test_fill_random(values, c->at[NP_COUNT], seed);
+    for (size_t i = c->at[NP_VAR]; i < c->at[NP_VAR + 1]; i++)
+        values[i] = fabsf(values[i]) + 0.5f;
+    return c->at[NP_COUNT];
+}
+
+/* The training forward and then the backward, with the pool in the batch
+ * norm's calls or apart; each pass's commands into launches. */
+static void np_run(tdm_backend *backend, const norm_pool_case *c, bool together, size_t launches[2])
+{
+    const tdm_batchnorm_shape *s = &c->norm;
+    const tdm_pool2d_shape *p = &c->pool;
+    tdm_backend_counts start = tdm_backend_get_counts(backend);
+    tdm_view x = np_view(c, NP_X), g = np_view(c, NP_GAMMA), b = np_view(c, NP_BETA),
+             mean = np_view(c, NP_MEAN), var = np_view(c, NP_VAR),
+             save_mean = np_view(c, NP_SAVE_MEAN), save_invstd = np_view(c, NP_SAVE_INVSTD),
+             y = np_view(c, NP_Y), pooled = np_view(c, NP_POOLED), argmax = np_view(c, NP_ARGMAX),
+             pooled_dy = np_view(c, NP_POOLED_DY), dy = np_view(c, NP_DY), dx = np_view(c, NP_DX),
+             dgamma = np_view(c, NP_DGAMMA), dbeta = np_view(c, NP_DBETA);
+    if (together) {
+        assert_int_equal(tdm_batchnorm_pool_forward_train(backend, s, p, x, g, b, mean, var,
+                                                          save_mean, save_invstd, y, pooled,
+                                                          argmax),
+                         TDM_OK);
+    } else {
+        assert_int_equal(
+            tdm_batchnorm_forward_train(backend, s, x, g, b, mean, var, save_mean, save_invstd, y),
+            TDM_OK);
+        assert_int_equal(tdm_maxpool2d_forward(backend, p, y, pooled, argmax), TDM_OK);
+    }
+    tdm_backend_counts middle = tdm_backend_get_counts(backend);
+    if (together) {
+        assert_int_equal(tdm_batchnorm_pool_backward(backend, s, p, x, pooled_dy, argmax, y, g,
+                                                     save_mean, save_invstd, dy, dx, dgamma, dbeta),
+                         TDM_OK);
+    } else {
+        assert_int_equal(tdm_maxpool2d_backward(backend, p, argmax, pooled_dy, dy), TDM_OK);
+        assert_int_equal(tdm_batchnorm_backward(backend, s, x, dy, y, g, save_mean, save_invstd, dx,
+                                                dgamma, dbeta),
+                         TDM_OK);
+    }
+    launches[0] = middle.launches - start.launches;
+    launches[1] = tdm_backend_get_counts(backend).launches - middle.launches;
+}
+
+/* A batch norm with the max-pool that reads it gives, with the pool in its
+ * calls, the bits of the two ops one after the other, every operand
+ * included; on OpenCL in one command a pass fewer for 2x2 windows where a
+ * work-group takes a channel (a CPU device's always, a GPU's up to 2048
+ * values), else as many as apart. */
+static void test_batchnorm_pool(void **state)
+{
+    (void)state;
+    enum { CAPACITY = 60000 };
+    static float values[CAPACITY], apart[CAPACITY], together[CAPACITY];
+    /* the stem of ResNet; odd images (floor mode); a channel too large for
+       one work-group on OpenCL; 3x3 windows, which the pool runs apart */
+    const size_t shapes[][4] = {{5, 3, 4, 4}, {3, 2, 5, 7}, {8, 2, 20, 20}, {2, 3, 7, 7}};
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        bool opencl = strcmp(tdm_backend_name(backend), "opencl") == 0;
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            size_t n = shapes[i][0], ch = shapes[i][1], h = shapes[i][2], w = shapes[i][3];
+            size_t k = i == 3 ? 3 : 2;
+            norm_pool_case c = {.norm = {n, ch, h * w, 1e-5f, 0.1f, .relu = i != 1},
+                                .pool = {n, ch, h, w, k, k, 2, 2}};
+            size_t floats = np_layout(&c, values, CAPACITY, 40 + i), launches[2][2];
+            float *results[2] = {apart, together};
+            for (int fused = 0; fused < 2; fused++) {
+                c.buffer = upload(backend, values, floats);
+                np_run(backend, &c, fused, launches[fused]);
+                download(c.buffer, results[fused], floats);
+                tdm_buffer_free(c.buffer);
+            }
+            assert_memory_equal(apart, together, floats * sizeof(float));
+            if (opencl && i != 2) /* the large channel's way depends on the device */
+                for (int pass = 0; pass < 2; pass++)
+                    assert_int_equal(launches[1][pass], launches[0][pass] - (k == 2 ? 1 : 0));
+        }
+    }
+}
+
+/* The pool's shape must be the batch norm's; its outputs overlap nothing. */
+static void test_batchnorm_pool_errors(void **state)
+{
+    (void)state;
+    static float values[4096];
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        norm_pool_case c = {.norm = {2, 3, 16, 1e-5f, 0.1f, .relu = true},
+                            .pool = {2, 3, 4, 4, 2, 2, 2, 2}};
+        size_t floats = np_layout(&c, values, 4096, 7);
+        c.buffer = upload(backend, values, floats);
+        tdm_view x = np_view(&c, NP_X), g = np_view(&c, NP_GAMMA), bt = np_view(&c, NP_BETA),
+                 mean = np_view(&c, NP_MEAN), var = np_view(&c, NP_VAR),
+                 sm = np_view(&c, NP_SAVE_MEAN), si = np_view(&c, NP_SAVE_INVSTD),
+                 y = np_view(&c, NP_Y), pooled = np_view(&c, NP_POOLED),
+                 argmax = np_view(&c, NP_ARGMAX), dy = np_view(&c, NP_DY), dx = np_view(&c, NP_DX);
+        tdm_pool2d_shape wide = {2, 3, 4, 8, 2, 2, 2, 2};
+        expect_error(tdm_batchnorm_pool_forward_train(backend, &c.norm, &wide, x, g, bt, mean, var,
+                                                      sm, si, y, pooled, argmax),
+                     "batchnorm_pool_forward_train: the pool's 2 x 3 images of 4x8 are not the "
+                     "batch norm's 2 x 3 of 16 values");
+        expect_error(tdm_batchnorm_pool_forward_train(backend, &c.norm, &c.pool, x, g, bt, mean,
+                                                      var, sm, si, y, y, argmax),
+                     "batchnorm_pool_forward_train: output pooled overlaps an input");
+        expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, pooled, argmax, y, g,
+                                                 sm, si, x, dx, np_view(&c, NP_DGAMMA),
+                                                 np_view(&c, NP_DBETA)),
+                     "batchnorm_pool_backward: output dy overlaps an input");
+        expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, pooled, argmax, y, g,
+                                                 sm, si, dy, pooled, np_view(&c, NP_DGAMMA),
+                                                 np_view(&c, NP_DBETA)),
+                     "batchnorm_pool_backward: output dx overlaps an input");
+        tdm_buffer_free(c.buffer);
+    }
+}
+
+/* ResNet's passes on OpenCL. The forward, once its dense matrices are
+ * built (a training forward builds them when the parameters have changed),
+ * issues 9 commands in training: the stem 2 (im2col, which keeps its col,
+ * and the product), its batch norm with the ReLU and the max-pool 1, each
+ * block conv 1 (a GEMM with T) and batch norm 1 (4), the add with its ReLU
+ * 1, the head with its average pool 1; an evaluation runs the max-pool
+ * apart, 1 more. The backward, from the gradient the loss writes where it
+ * starts (tdm_model_output_gradient: no copy), issues 11: the head with its
+ * average pool and the backward of the ReLU after the add 1
+ * (small_linear_backward), the add none (both inputs take the add's
+ * gradient as their own: no copies), each batch norm 1 (3; the stem's with
+ * the max-pool's backward), each block conv 3 (the GEMM of dT, its
+ * weights' sums, the input GEMM: 6), conv1's input GEMM adding the block
+ * input's share of the add's gradient (beta = 1: no add), the stem's weight
+ * gradient 1 (its products with the col its training forward kept). Where
+ * small convs are direct kernels (direct_small_convs) the stem's forward is
+ * one kernel (8 in training), and each block conv's gradients are one,
+ * conv1's adding its dx in place (7). */
+static void test_resnet_plans(void **state)
 {
     (void)state;
     tdm_model_spec spec;
@@ -631,13 +801,20 @@ static void test_resnet_backward_plan(void **state)
         tdm_model *model = NULL;
         assert_int_equal(tdm_model_create(backend, &spec, 3, 1, &model), TDM_OK);
         tdm_buffer *x = upload(backend, input, 3 * 64);
-        assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, 3, true), TDM_OK);
+        size_t training = backend->direct_small_convs ? 8 : 9;
+        for (int train = 0; train < 2; train++) { /* training last, for the backward */
+            assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, 3, train), TDM_OK);
+            tdm_backend_counts before = tdm_backend_get_counts(backend);
+            assert_int_equal(tdm_model_forward(model, (tdm_view){x, 0}, 3, train), TDM_OK);
+            assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
+                             train ? training : training + 1);
+        }
         tdm_view doutput = tdm_model_output_gradient(model);
         assert_int_equal(tdm_fill(backend, doutput, 3 * 10, 0.25f), TDM_OK);
         tdm_backend_counts before = tdm_backend_get_counts(backend);
         assert_int_equal(tdm_model_backward(model, doutput), TDM_OK);
         assert_int_equal(tdm_backend_get_counts(backend).launches - before.launches,
-                         backend->direct_small_convs ? 8 : 12);
+                         backend->direct_small_convs ? 7 : 11);
         tdm_buffer_free(x);
         tdm_model_free(model);
     }
@@ -979,7 +1156,9 @@ int main(void)
         cmocka_unit_test(test_pooled_head_on_the_input),
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
         cmocka_unit_test(test_linear_plans),
-        cmocka_unit_test(test_resnet_backward_plan),
+        cmocka_unit_test(test_batchnorm_pool),
+        cmocka_unit_test(test_batchnorm_pool_errors),
+        cmocka_unit_test(test_resnet_plans),
         cmocka_unit_test(test_sgd_step_zero_grad),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);

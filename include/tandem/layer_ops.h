@@ -192,6 +192,26 @@ tdm_status tdm_global_avgpool_forward(tdm_backend *backend, size_t planes, size_
 tdm_status tdm_global_avgpool_backward(tdm_backend *backend, size_t planes, size_t spatial,
                                        tdm_view dy, tdm_view dx);
 
+/* --- a batch norm (and its ReLU) whose output only a max-pool reads --- */
+
+/* The results of tdm_batchnorm_forward_train then tdm_maxpool2d_forward of
+ * y (written too: the backward reads it), and of tdm_maxpool2d_backward
+ * into dy (written) then tdm_batchnorm_backward, the pool in the batch
+ * norm's launches where its windows are 2x2 at stride 2 (ResNet's stem; on
+ * OpenCL where a work-group takes a channel's values). The pool's batch and
+ * channels are the batch norm's, its images the spatial values. */
+tdm_status tdm_batchnorm_pool_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                            const tdm_pool2d_shape *pool, tdm_view x,
+                                            tdm_view gamma, tdm_view beta, tdm_view running_mean,
+                                            tdm_view running_var, tdm_view save_mean,
+                                            tdm_view save_invstd, tdm_view y, tdm_view pooled,
+                                            tdm_view argmax);
+tdm_status tdm_batchnorm_pool_backward(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                       const tdm_pool2d_shape *pool, tdm_view x, tdm_view pooled_dy,
+                                       tdm_view argmax, tdm_view y, tdm_view gamma,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view dy,
+                                       tdm_view dx, tdm_view dgamma, tdm_view dbeta);
+
 /* --- loss --- */
 
 /* Softmax cross-entropy of logits[N][classes] against labels (int32, counted

@@ -36,7 +36,19 @@ typedef struct tdm_batchnorm_views {
     tdm_view x, gamma, beta, running_mean, running_var, save_mean, save_invstd, y;
     tdm_view dy, dx, dgamma, dbeta;
     tdm_view scratch; /* 2 * channels floats for the backward means, lent by the layer */
+    /* With pool_width > 0, a 2x2 max-pool at stride 2 that reads y alone
+     * (tdm_batchnorm_pool_shape): the training forward then writes pooled
+     * and argmax as maxpool2d would from y; backward first writes dy from
+     * the pool's gradient pooled_dy as maxpool2d_backward would. */
+    size_t pool_width;
+    tdm_view pooled, argmax, pooled_dy;
 } tdm_batchnorm_views;
+
+/* That pool's shape: y's images are [spatial / width][width]. */
+static inline tdm_pool2d_shape tdm_batchnorm_pool_shape(const tdm_batchnorm_shape *s, size_t width)
+{
+    return (tdm_pool2d_shape){s->batch, s->channels, s->spatial / width, width, 2, 2, 2, 2};
+}
 
 struct tdm_backend_iface {
     int version;

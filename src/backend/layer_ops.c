@@ -921,12 +921,10 @@ static tdm_status check_channel_views(tdm_backend *backend, const char *op, size
     return TDM_OK;
 }
 
-tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                       tdm_view x, tdm_view gamma, tdm_view beta,
-                                       tdm_view running_mean, tdm_view running_var,
-                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y)
+/* The checks of a training forward, then the op; v holds its operands. */
+static tdm_status forward_train(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                                const tdm_batchnorm_views *v)
 {
-    const char *op = "batchnorm_forward_train";
     size_t count = 0;
     TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
     if (s->batch * s->spatial < 2)
@@ -934,17 +932,27 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
                         "%s: training needs more than one value per channel (batch %zu x "
                         "spatial %zu)",
                         op, s->batch, s->spatial);
-    tdm_view params[] = {gamma, beta, running_mean, running_var, save_mean, save_invstd};
+    tdm_view params[] = {v->gamma,       v->beta,      v->running_mean,
+                         v->running_var, v->save_mean, v->save_invstd};
     static const char *const names[] = {"gamma",       "beta",      "running_mean",
                                         "running_var", "save_mean", "save_invstd"};
     TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 6));
-    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
-    tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
+    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
+    tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var};
     size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
-    TDM_TRY(tdm_check_output(backend, op, y, count, "y", inputs, counts, 5));
-    TDM_TRY(tdm_check_output(backend, op, save_mean, s->channels, "save_mean", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 5));
     TDM_TRY(
-        tdm_check_output(backend, op, save_invstd, s->channels, "save_invstd", inputs, counts, 5));
+        tdm_check_output(backend, op, v->save_mean, s->channels, "save_mean", inputs, counts, 5));
+    TDM_TRY(tdm_check_output(backend, op, v->save_invstd, s->channels, "save_invstd", inputs,
+                             counts, 5));
+    return backend->iface->batchnorm_forward(backend, s, v, true);
+}
+
+tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                       tdm_view x, tdm_view gamma, tdm_view beta,
+                                       tdm_view running_mean, tdm_view running_var,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y)
+{
     tdm_batchnorm_views v = {.x = x,
                              .gamma = gamma,
                              .beta = beta,
@@ -953,7 +961,7 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
                              .save_mean = save_mean,
                              .save_invstd = save_invstd,
                              .y = y};
-    return backend->iface->batchnorm_forward(backend, s, &v, true);
+    return forward_train(backend, "batchnorm_forward_train", s, &v);
 }
 
 tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -981,28 +989,41 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
     return backend->iface->batchnorm_forward(backend, s, &v, false);
 }
 
+/* The checks of a backward pass; v holds its operands. */
+static tdm_status check_backward(tdm_backend *backend, const char *op,
+                                 const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v)
+{
+    size_t count = 0;
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD, s, &count));
+    tdm_view params[] = {v->gamma, v->save_mean, v->save_invstd};
+    static const char *const names[] = {"gamma", "save_mean", "save_invstd"};
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 3));
+    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
+    TDM_TRY(tdm_check_view(backend, v->dy, count, op, "dy"));
+    if (s->relu)
+        TDM_TRY(tdm_check_view(backend, v->y, count, op, "y (read with relu)"));
+    tdm_view inputs[] = {v->x, v->dy, v->gamma, v->save_mean, v->save_invstd, v->y};
+    size_t counts[] = {count, count, s->channels, s->channels, s->channels, s->relu ? count : 0};
+    TDM_TRY(tdm_check_output(backend, op, v->dx, count, "dx", inputs, counts, 6));
+    TDM_TRY(tdm_check_output(backend, op, v->dgamma, s->channels, "dgamma", inputs, counts, 6));
+    return tdm_check_output(backend, op, v->dbeta, s->channels, "dbeta", inputs, counts, 6);
+}
+
+/* The op, checked; the means' room lent to it. */
+static tdm_status run_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                               tdm_batchnorm_views *v)
+{
+    if (s->batch == 0)
+        return TDM_OK;
+    TDM_TRY(borrow_scratch(backend, 0, 2 * s->channels, &v->scratch));
+    return backend->iface->batchnorm_backward(backend, s, v);
+}
+
 tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s, tdm_view x,
                                   tdm_view dy, tdm_view y, tdm_view gamma, tdm_view save_mean,
                                   tdm_view save_invstd, tdm_view dx, tdm_view dgamma,
                                   tdm_view dbeta)
 {
-    const char *op = "batchnorm_backward";
-    size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD, s, &count));
-    tdm_view params[] = {gamma, save_mean, save_invstd};
-    static const char *const names[] = {"gamma", "save_mean", "save_invstd"};
-    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 3));
-    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
-    TDM_TRY(tdm_check_view(backend, dy, count, op, "dy"));
-    if (s->relu)
-        TDM_TRY(tdm_check_view(backend, y, count, op, "y (read with relu)"));
-    tdm_view inputs[] = {x, dy, gamma, save_mean, save_invstd, y};
-    size_t counts[] = {count, count, s->channels, s->channels, s->channels, s->relu ? count : 0};
-    TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", inputs, counts, 6));
-    TDM_TRY(tdm_check_output(backend, op, dgamma, s->channels, "dgamma", inputs, counts, 6));
-    TDM_TRY(tdm_check_output(backend, op, dbeta, s->channels, "dbeta", inputs, counts, 6));
-    if (count == 0)
-        return TDM_OK;
     tdm_batchnorm_views v = {.x = x,
                              .dy = dy,
                              .y = y,
@@ -1012,8 +1033,8 @@ tdm_status tdm_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shap
                              .dx = dx,
                              .dgamma = dgamma,
                              .dbeta = dbeta};
-    TDM_TRY(borrow_scratch(backend, 0, 2 * s->channels, &v.scratch));
-    return backend->iface->batchnorm_backward(backend, s, &v);
+    TDM_TRY(check_backward(backend, "batchnorm_backward", s, &v));
+    return run_backward(backend, s, &v);
 }
 
 /* ---------- pooling ---------- */
@@ -1105,6 +1126,120 @@ tdm_status tdm_global_avgpool_backward(tdm_backend *backend, size_t planes, size
     TDM_TRY(tdm_check_output(backend, op, dx, count, "dx", &dy, &planes, 1));
     return planes ? backend->iface->global_avgpool_backward(backend, planes, spatial, dy, dx)
                   : TDM_OK;
+}
+
+/* ---------- a batch norm and the max-pool that reads it ---------- */
+
+/* The pool's shape is the batch norm's: the same batch and channels,
+ * images of its spatial values; *x_count and *y_count get its sizes. */
+static tdm_status check_norm_pool(tdm_backend *backend, const char *op, tdm_op id,
+                                  const tdm_batchnorm_shape *s, const tdm_pool2d_shape *pool,
+                                  size_t *x_count, size_t *y_count)
+{
+    TDM_TRY(check_pool(backend, op, id, pool, x_count, y_count));
+    if (pool->batch == s->batch && pool->channels == s->channels &&
+        pool->in_height * pool->in_width == s->spatial)
+        return TDM_OK;
+    return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                    "%s: the pool's %zu x %zu images of %zux%zu are not the batch norm's %zu x %zu "
+                    "of %zu values",
+                    op, pool->batch, pool->channels, pool->in_height, pool->in_width, s->batch,
+                    s->channels, s->spatial);
+}
+
+/* The forward's pooled and argmax overlap nothing else it touches. */
+static tdm_status check_pool_outputs(tdm_backend *backend, const char *op,
+                                     const tdm_batchnorm_shape *s, const tdm_pool2d_shape *pool,
+                                     const tdm_batchnorm_views *v)
+{
+    size_t nx = 0, ny = 0, c = s->channels;
+    TDM_TRY(check_norm_pool(backend, op, TDM_OP_MAXPOOL2D, s, pool, &nx, &ny));
+    tdm_view others[] = {v->x,           v->y,         v->gamma,       v->beta,  v->running_mean,
+                         v->running_var, v->save_mean, v->save_invstd, v->pooled};
+    size_t counts[] = {nx, nx, c, c, c, c, c, c, ny};
+    TDM_TRY(tdm_check_output(backend, op, v->pooled, ny, "pooled", others, counts, 8));
+    return tdm_check_output(backend, op, v->argmax, ny, "argmax", others, counts, 9);
+}
+
+/* The backward's pooled_dy and argmax are there, and its outputs (dy
+ * among them) overlap neither them nor what it reads. */
+static tdm_status check_pool_gradient(tdm_backend *backend, const char *op,
+                                      const tdm_batchnorm_shape *s, const tdm_pool2d_shape *pool,
+                                      const tdm_batchnorm_views *v)
+{
+    size_t nx = 0, ny = 0, c = s->channels;
+    TDM_TRY(check_norm_pool(backend, op, TDM_OP_MAXPOOL2D_BACKWARD, s, pool, &nx, &ny));
+    TDM_TRY(tdm_check_view(backend, v->pooled_dy, ny, op, "pooled_dy"));
+    TDM_TRY(tdm_check_view(backend, v->argmax, ny, op, "argmax"));
+    tdm_view inputs[] = {v->pooled_dy, v->argmax,    v->x,          v->y,
+                         v->gamma,     v->save_mean, v->save_invstd};
+    size_t counts[] = {ny, ny, nx, s->relu ? nx : 0, c, c, c};
+    TDM_TRY(tdm_check_output(backend, op, v->dy, nx, "dy", inputs, counts, 7));
+    tdm_view outputs[] = {v->dx, v->dgamma, v->dbeta};
+    size_t output_counts[] = {nx, c, c};
+    static const char *const names[] = {"dx", "dgamma", "dbeta"};
+    for (int i = 0; i < 3; i++) /* the rest: backward() */
+        TDM_TRY(tdm_check_output(backend, op, outputs[i], output_counts[i], names[i], inputs,
+                                 counts, 2));
+    return TDM_OK;
+}
+
+/* A pool the batch norm's op runs: ResNet's 2x2 windows at stride 2. */
+static bool pools_with_norm(const tdm_pool2d_shape *pool)
+{
+    return pool->kernel_h == 2 && pool->kernel_w == 2 && pool->stride_h == 2 && pool->stride_w == 2;
+}
+
+tdm_status tdm_batchnorm_pool_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                            const tdm_pool2d_shape *pool, tdm_view x,
+                                            tdm_view gamma, tdm_view beta, tdm_view running_mean,
+                                            tdm_view running_var, tdm_view save_mean,
+                                            tdm_view save_invstd, tdm_view y, tdm_view pooled,
+                                            tdm_view argmax)
+{
+    const char *op = "batchnorm_pool_forward_train";
+    tdm_batchnorm_views v = {.x = x,
+                             .gamma = gamma,
+                             .beta = beta,
+                             .running_mean = running_mean,
+                             .running_var = running_var,
+                             .save_mean = save_mean,
+                             .save_invstd = save_invstd,
+                             .y = y,
+                             .pooled = pooled,
+                             .argmax = argmax};
+    TDM_TRY(check_pool_outputs(backend, op, s, pool, &v));
+    if (pools_with_norm(pool))
+        v.pool_width = pool->in_width;
+    TDM_TRY(forward_train(backend, op, s, &v));
+    return v.pool_width ? TDM_OK : tdm_maxpool2d_forward(backend, pool, y, pooled, argmax);
+}
+
+tdm_status tdm_batchnorm_pool_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                       const tdm_pool2d_shape *pool, tdm_view x, tdm_view pooled_dy,
+                                       tdm_view argmax, tdm_view y, tdm_view gamma,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view dy,
+                                       tdm_view dx, tdm_view dgamma, tdm_view dbeta)
+{
+    const char *op = "batchnorm_pool_backward";
+    tdm_batchnorm_views v = {.x = x,
+                             .dy = dy,
+                             .y = y,
+                             .gamma = gamma,
+                             .save_mean = save_mean,
+                             .save_invstd = save_invstd,
+                             .dx = dx,
+                             .dgamma = dgamma,
+                             .dbeta = dbeta,
+                             .pooled_dy = pooled_dy,
+                             .argmax = argmax};
+    TDM_TRY(check_pool_gradient(backend, op, s, pool, &v));
+    TDM_TRY(check_backward(backend, op, s, &v));
+    if (pools_with_norm(pool))
+        v.pool_width = pool->in_width;
+    else if (s->batch)
+        TDM_TRY(tdm_maxpool2d_backward(backend, pool, argmax, pooled_dy, dy));
+    return run_backward(backend, s, &v);
 }
 
 /* ---------- loss ---------- */

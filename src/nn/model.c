@@ -52,6 +52,8 @@ typedef struct node {
     bool relu_input;            /* a linear layer doing its input ReLU's backward */
     bool pooled;                /* an average pool its linear layer applies: no work of its own */
     int pool;                   /* a linear layer's average pool (pooled), or -1 */
+    int max_pool;               /* a batch norm's max-pool (by_norm), or -1 */
+    bool by_norm;               /* a max-pool its batch norm runs in training (fuse_norm_pools) */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
     bool direct_adds;           /* a conv whose direct kernel adds its input gradient in place */
     size_t col, col_floats;     /* a conv whose training forward keeps x's col for backward */
@@ -344,6 +346,30 @@ static void fuse_linear_relus(tdm_model *m)
     }
 }
 
+/* A max-pool that alone reads a batch norm's output (through the ReLU the
+ * norm applies) is run by the norm in training (tdm_batchnorm_pool_*: for
+ * 2x2 windows one OpenCL launch a pass instead of two, the same bits). */
+static void fuse_norm_pools(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++)
+        m->nodes[i].max_pool = -1;
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *n = &m->nodes[i];
+        int reader = i, source = n->inputs[0];
+        if (n->kind != NODE_MAXPOOL || source == MODEL_INPUT)
+            continue;
+        if (m->nodes[source].kind == NODE_RELU && m->nodes[source].fused &&
+            !is_input_of_another(m, source, i)) {
+            reader = source;
+            source = m->nodes[source].inputs[0];
+        }
+        if (m->nodes[source].kind != NODE_NORM || is_input_of_another(m, source, reader))
+            continue;
+        m->nodes[source].max_pool = i;
+        n->by_norm = true;
+    }
+}
+
 static void assign_views(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
@@ -420,6 +446,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     fuse_relus(m);
     fuse_heads(m);
     fuse_linear_relus(m);
+    fuse_norm_pools(m);
     assign_views(m);
     return TDM_OK;
 }
@@ -776,6 +803,13 @@ static tdm_status correct_norm_gradient(tdm_model *m, const node *n, tdm_view x,
     return tdm_axpy(m->backend, elements, 1.0f, correction, dx);
 }
 
+/* The max-pool a batch norm runs in training, or NULL (in a distributed
+ * model the batch norms run apart, their statistics shared first). */
+static const node *norm_pool(const tdm_model *m, const node *norm)
+{
+    return norm->max_pool >= 0 && !m->comm ? &m->nodes[norm->max_pool] : NULL;
+}
+
 static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view y, bool train)
 {
     tdm_batchnorm_shape s = norm_shape(n, m->batch);
@@ -786,8 +820,15 @@ static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view
         return tdm_batchnorm_forward_eval(m->backend, &s, x, gamma, beta, mean, var, y);
     if (m->comm)
         return forward_norm_shared(m, n, x, y);
-    return tdm_batchnorm_forward_train(m->backend, &s, x, gamma, beta, mean, var,
-                                       at(m->saved, n->saved), at(m->saved, n->saved + c), y);
+    tdm_view save_mean = at(m->saved, n->saved), save_invstd = at(m->saved, n->saved + c);
+    const node *pool = norm_pool(m, n);
+    if (!pool)
+        return tdm_batchnorm_forward_train(m->backend, &s, x, gamma, beta, mean, var, save_mean,
+                                           save_invstd, y);
+    tdm_pool2d_shape p = pool_shape(pool, m->batch);
+    return tdm_batchnorm_pool_forward_train(
+        m->backend, &s, &p, x, gamma, beta, mean, var, save_mean, save_invstd, y,
+        at(m->activations, pool->activation), at(m->saved, pool->saved));
 }
 
 static tdm_status forward_node(tdm_model *m, const node *n, bool train)
@@ -810,6 +851,8 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
     case NODE_LEAKY_RELU: return tdm_leaky_relu(b, count, n->layer.slope, x, y);
     case NODE_MAXPOOL: {
+        if (train && n->by_norm && !m->comm) /* by its batch norm */
+            return TDM_OK;
         tdm_pool2d_shape s = pool_shape(n, batch);
         return tdm_maxpool2d_forward(b, &s, x, y, at(m->saved, n->saved));
     }
@@ -991,10 +1034,19 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
     /* Its dx is needed even for the first layer: dgamma and dbeta come with it. */
     tdm_view dx =
         needs_input_gradient(m, n, 0) ? input_gradient_target(m, n, 0) : at(m->scratch, 0);
-    TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, at(m->activations, n->activation),
-                                   at(m->params, n->weight), at(m->saved, n->saved),
-                                   at(m->saved, n->saved + c), dx, at(m->grads, n->weight),
-                                   at(m->grads, n->bias)));
+    tdm_view y = at(m->activations, n->activation), gamma = at(m->params, n->weight),
+             save_mean = at(m->saved, n->saved), save_invstd = at(m->saved, n->saved + c),
+             dgamma = at(m->grads, n->weight), dbeta = at(m->grads, n->bias);
+    const node *pool = norm_pool(m, n);
+    if (pool) { /* dy from the pool's gradient first */
+        tdm_pool2d_shape p = pool_shape(pool, m->batch);
+        TDM_TRY(tdm_batchnorm_pool_backward(m->backend, &s, &p, x, at(m->gradients, pool->gradient),
+                                            at(m->saved, pool->saved), y, gamma, save_mean,
+                                            save_invstd, dy, dx, dgamma, dbeta));
+    } else {
+        TDM_TRY(tdm_batchnorm_backward(m->backend, &s, x, dy, y, gamma, save_mean, save_invstd, dx,
+                                       dgamma, dbeta));
+    }
     if (m->comm && needs_input_gradient(m, n, 0))
         TDM_TRY(correct_norm_gradient(m, n, x, dx));
     return needs_input_gradient(m, n, 0) ? finish_input_gradient(m, n, 0) : TDM_OK;
@@ -1003,9 +1055,10 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
 static tdm_status backward_node(tdm_model *m, const node *n)
 {
     if (n->kind == NODE_FLATTEN || n->pooled || n->masked_by_reader ||
-        (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM))
+        (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM) || (n->by_norm && !m->comm))
         return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward; a pool, or a
-                          ReLU its linear reader masks: that layer's */
+                          ReLU its linear reader masks: that layer's; a max-pool its batch
+                          norm's */
     tdm_view x = activation_of(m, n->inputs[0]), dy = at(m->gradients, n->gradient);
     if (n->kind == NODE_NORM)
         return backward_norm(m, n, x, dy);

@@ -324,9 +324,42 @@ static bool fuse_channel_passes(const opencl_context *ctx, const tdm_batchnorm_s
     return loops_in_items(ctx) || s->batch * s->spatial <= FUSED_VALUES_PER_ITEM * ctx->group_size;
 }
 
-/* The statistics alone (then tdm_batchnorm_normalize), or with the values.
- * tdm_batchnorm_stats takes the first STATISTICS_ARGS arguments of
- * tdm_batchnorm_train. */
+/* The arguments of a pool the one-kernel forms run (TDM_BN_POOL in
+ * cl/batchnorm.cl), with `pooled` its values or their gradient; pool 0
+ * without one. */
+typedef struct bn_pool_args {
+    cl_index pool;
+    cl_divisor width, out_w, out_spatial;
+    cl_view pooled, argmax;
+} bn_pool_args;
+
+#define BN_POOL_ARGS(p)                                                                            \
+    ARG((p).pool), ARG((p).width), ARG((p).out_w), ARG((p).out_spatial), VIEW_ARGS((p).pooled),    \
+        VIEW_ARGS((p).argmax)
+
+static bn_pool_args bn_pool_args_of(const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v,
+                                    tdm_view pooled)
+{
+    if (!v->pool_width)
+        return (bn_pool_args){0,
+                              tdm_cl_divisor(1),
+                              tdm_cl_divisor(1),
+                              tdm_cl_divisor(1),
+                              cl_view_of(v->x),
+                              cl_view_of(v->x)}; /* unread */
+    tdm_pool2d_shape p = tdm_batchnorm_pool_shape(s, v->pool_width);
+    size_t out_w = tdm_pool2d_out_width(&p);
+    return (bn_pool_args){1,
+                          tdm_cl_divisor(v->pool_width),
+                          tdm_cl_divisor(out_w),
+                          tdm_cl_divisor(tdm_pool2d_out_height(&p) * out_w),
+                          cl_view_of(pooled),
+                          cl_view_of(v->argmax)};
+}
+
+/* The statistics alone (then tdm_batchnorm_normalize), or with the values
+ * (and the pool's). tdm_batchnorm_stats takes the first STATISTICS_ARGS
+ * arguments of tdm_batchnorm_train. */
 enum { STATISTICS_ARGS = 15 };
 
 static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_shape *s,
@@ -339,10 +372,11 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
     cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     cl_float eps = s->eps, momentum = s->momentum;
     cl_int relu = s->relu;
-    kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),          ARG(eps),
-                         ARG(momentum), VIEW_ARGS(x),  VIEW_ARGS(rm),    VIEW_ARGS(rv),
-                         VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(beta),
-                         ARG(relu),     VIEW_ARGS(y)};
+    bn_pool_args pool = bn_pool_args_of(s, v, v->pooled);
+    kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),           ARG(eps),
+                         ARG(momentum), VIEW_ARGS(x),  VIEW_ARGS(rm),     VIEW_ARGS(rv),
+                         VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),  VIEW_ARGS(beta),
+                         ARG(relu),     VIEW_ARGS(y),  BN_POOL_ARGS(pool)};
     return tdm_cl_launch_groups(ctx, with_values ? K_BATCHNORM_TRAIN : K_BATCHNORM_STATS,
                                 s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
 }
@@ -376,16 +410,27 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          COUNT(args));
 }
 
+/* A pool the one-kernel forms do not run: its own launches. */
+static tdm_status pool_apart(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                             const tdm_batchnorm_views *v, bool forward)
+{
+    if (!v->pool_width)
+        return TDM_OK;
+    tdm_pool2d_shape p = tdm_batchnorm_pool_shape(s, v->pool_width);
+    return forward ? tdm_opencl_maxpool2d(backend, &p, v->y, v->pooled, v->argmax)
+                   : tdm_opencl_maxpool2d_backward(backend, &p, v->argmax, v->pooled_dy, v->dy);
+}
+
 tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                         const tdm_batchnorm_views *v, bool train)
 {
     opencl_context *ctx = ctx_of(backend);
-    if (!train)
-        return launch_normalize(ctx, s, v, true);
-    if (fuse_channel_passes(ctx, s))
+    if (train && fuse_channel_passes(ctx, s))
         return launch_statistics(ctx, s, v, true);
-    TDM_TRY(launch_statistics(ctx, s, v, false));
-    return launch_normalize(ctx, s, v, false);
+    if (train)
+        TDM_TRY(launch_statistics(ctx, s, v, false));
+    TDM_TRY(launch_normalize(ctx, s, v, !train));
+    return pool_apart(backend, s, v, true);
 }
 
 tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -401,12 +446,24 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
     cl_index n = s->batch;
     cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     if (fuse_channel_passes(ctx, s)) {
-        kernel_arg args[] = {ARG(n),        ARG(c),           ARG(sp),           VIEW_ARGS(x),
-                             VIEW_ARGS(dy), VIEW_ARGS(y),     ARG(relu),         VIEW_ARGS(sm),
-                             VIEW_ARGS(si), VIEW_ARGS(gamma), VIEW_ARGS(dgamma), VIEW_ARGS(dbeta),
-                             VIEW_ARGS(dx)};
+        bn_pool_args pool = bn_pool_args_of(s, v, v->pooled_dy);
+        kernel_arg args[] = {ARG(n),
+                             ARG(c),
+                             ARG(sp),
+                             VIEW_ARGS(x),
+                             VIEW_ARGS(dy),
+                             VIEW_ARGS(y),
+                             ARG(relu),
+                             VIEW_ARGS(sm),
+                             VIEW_ARGS(si),
+                             VIEW_ARGS(gamma),
+                             VIEW_ARGS(dgamma),
+                             VIEW_ARGS(dbeta),
+                             VIEW_ARGS(dx),
+                             BN_POOL_ARGS(pool)};
         return tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD, s->channels, args, COUNT(args));
     }
+    TDM_TRY(pool_apart(backend, s, v, false));
     kernel_arg reduce[] = {
         ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),  VIEW_ARGS(dy),
         VIEW_ARGS(y),     ARG(relu),       VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(dgamma),
