@@ -12,7 +12,7 @@
 /* A tensor starts GUARD floats into its buffer, or ALIGNED_LEAD floats
  * (4 KiB, a multiple of every device's base address alignment) where the
  * case asks for an aligned start. */
-enum { GUARD = 37, ALIGNED_LEAD = 1024, MAX_TENSORS = 9, MAX_CASES = 160 };
+enum { GUARD = 37, ALIGNED_LEAD = 1024, MAX_TENSORS = 12, MAX_CASES = 160 };
 
 /* How a tensor's initial values are drawn. INIT_LABELS draws integers in
  * [0, int_range) and makes an int32 tensor; INIT_INDEX marks an int32
@@ -21,6 +21,7 @@ typedef enum tensor_init {
     INIT_RANDOM,   /* uniform in [-1, 1] */
     INIT_NAN,      /* NaN everywhere: must never be read */
     INIT_POSITIVE, /* uniform in [0.5, 2]: variances, inverse deviations */
+    INIT_GRID,     /* uniform on the multiples of 2^-10 in [-1, 1]: equal or far apart */
     INIT_LABELS,
     INIT_INDEX,
     INIT_BITS /* rows of 64-bit words (two floats each) of int_range columns, random bits,

@@ -657,9 +657,9 @@ static tdm_status run_maxpool_backward(tdm_backend *backend, const op_case *c, c
     return tdm_maxpool2d_backward(backend, &c->p.layer.pool, v[2], v[3], v[4]);
 }
 
-static void reference_maxpool(const op_case *c, double *const *t)
+/* y and argmax of the pool of x. */
+static void maxpool_reference(const tdm_pool2d_shape *s, const double *x, double *y, double *argmax)
 {
-    const tdm_pool2d_shape *s = &c->p.layer.pool;
     size_t oh_count = tdm_pool2d_out_height(s), ow_count = tdm_pool2d_out_width(s);
     size_t out = 0;
     for (size_t p = 0; p < s->batch * s->channels; p++)
@@ -670,26 +670,124 @@ static void reference_maxpool(const op_case *c, double *const *t)
                 for (size_t i = 0; i < s->kernel_h; i++)
                     for (size_t j = 0; j < s->kernel_w; j++) {
                         size_t index = (oh * s->stride_h + i) * s->in_width + ow * s->stride_w + j;
-                        double value = t[0][p * s->in_height * s->in_width + index];
+                        double value = x[p * s->in_height * s->in_width + index];
                         if (value > best) {
                             best = value;
                             best_index = index;
                         }
                     }
-                t[1][out] = best;
-                t[2][out] = (double)best_index;
+                y[out] = best;
+                argmax[out] = (double)best_index;
             }
+}
+
+/* dx = dy routed to each window's argmax (summed where windows overlap). */
+static void maxpool_backward_reference(const tdm_pool2d_shape *s, const double *argmax,
+                                       const double *dy, double *dx)
+{
+    size_t plane_out = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
+    size_t plane_in = s->in_height * s->in_width;
+    memset(dx, 0, s->batch * s->channels * plane_in * sizeof(double));
+    for (size_t i = 0; i < s->batch * s->channels * plane_out; i++)
+        dx[(i / plane_out) * plane_in + (size_t)argmax[i]] += dy[i];
+}
+
+static void reference_maxpool(const op_case *c, double *const *t)
+{
+    maxpool_reference(&c->p.layer.pool, t[0], t[1], t[2]);
 }
 
 static void reference_maxpool_backward(const op_case *c, double *const *t)
 {
-    const tdm_pool2d_shape *s = &c->p.layer.pool;
-    size_t plane_out = tdm_pool2d_out_height(s) * tdm_pool2d_out_width(s);
-    size_t plane_in = s->in_height * s->in_width;
     reference_maxpool(c, t);
-    memset(t[4], 0, c->tensors[4].count * sizeof(double));
-    for (size_t i = 0; i < c->tensors[3].count; i++)
-        t[4][(i / plane_out) * plane_in + (size_t)t[2][i]] += t[3][i];
+    maxpool_backward_reference(&c->p.layer.pool, t[2], t[3], t[4]);
+}
+
+/* ---------- a batch norm with the max-pool that reads it ----------
+ * The training forward's cases have x on a grid and gamma positive, no
+ * ReLU: y keeps x's order with gaps far above any rounding, so that the
+ * argmax is the same on every backend (a near tie could go either way
+ * otherwise). The backward takes its argmax from a pool of an input y. */
+
+static const size_t norm_pool_shapes[][4] = {
+    /* batch, channels, height, width; 2x2 windows at stride 2 */
+    {5, 3, 4, 4}, /* ResNet's stem */
+    {3, 2, 5, 7}, /* floor mode drops a row and a column */
+    {128, 2, 4, 4},
+    {8, 2, 20, 20}, /* 3200 values a channel: OpenCL's two-launch way on a GPU */
+};
+enum { NORM_POOL_SHAPE_COUNT = sizeof norm_pool_shapes / sizeof norm_pool_shapes[0] };
+
+static size_t make_norm_pool_cases(op_case *cases, size_t capacity, int mode)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < NORM_POOL_SHAPE_COUNT && count < capacity; i++) {
+        op_case *c = new_case(cases, &count);
+        const size_t *shape = norm_pool_shapes[i];
+        size_t n = shape[0], ch = shape[1], h = shape[2], w = shape[3];
+        tdm_batchnorm_shape *s = &c->p.layer.norm;
+        *s = (tdm_batchnorm_shape){n,     ch,   h * w,
+                                   1e-5f, 0.1f, .relu = mode == NORM_BACKWARD && i % 2};
+        c->p.layer.pool = (tdm_pool2d_shape){n, ch, h, w, 2, 2, 2, 2};
+        size_t nx = n * ch * h * w, ny = n * ch * (h / 2) * (w / 2);
+        if (mode == NORM_BACKWARD) { /* the first nine as batchnorm_backward's */
+            add_tensor(c, "x", nx, false, INIT_RANDOM);
+            add_tensor(c, "dy", nx, true, INIT_NAN);
+            add_tensor(c, "gamma", ch, false, INIT_RANDOM);
+            add_tensor(c, "save_mean", ch, false, INIT_RANDOM);
+            add_tensor(c, "save_invstd", ch, false, INIT_POSITIVE);
+            add_tensor(c, "dx", nx, true, INIT_NAN);
+            add_tensor(c, "dgamma", ch, true, INIT_RANDOM);
+            add_tensor(c, "dbeta", ch, true, INIT_RANDOM);
+            add_tensor(c, "y", nx, false, INIT_RANDOM);
+            add_tensor(c, "pooled", ny, true, INIT_NAN);
+            add_tensor(c, "argmax", ny, true, INIT_INDEX);
+            add_tensor(c, "pooled_dy", ny, false, INIT_RANDOM);
+        } else { /* the first eight as batchnorm_forward_train's */
+            add_tensor(c, "x", nx, false, INIT_GRID);
+            add_tensor(c, "gamma", ch, false, INIT_POSITIVE);
+            add_tensor(c, "beta", ch, false, INIT_RANDOM);
+            add_tensor(c, "running_mean", ch, true, INIT_RANDOM);
+            add_tensor(c, "running_var", ch, true, INIT_POSITIVE);
+            add_tensor(c, "y", nx, true, INIT_NAN);
+            add_tensor(c, "save_mean", ch, true, INIT_NAN);
+            add_tensor(c, "save_invstd", ch, true, INIT_NAN);
+            add_tensor(c, "pooled", ny, true, INIT_NAN);
+            add_tensor(c, "argmax", ny, true, INIT_INDEX);
+        }
+        snprintf(c->label, sizeof c->label, "N=%zu C=%zu %zux%zu%s", n, ch, h, w,
+                 s->relu ? " relu" : "");
+    }
+    return count;
+}
+
+static tdm_status run_norm_pool_train(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_pool_forward_train(backend, &c->p.layer.norm, &c->p.layer.pool, v[0], v[1],
+                                            v[2], v[3], v[4], v[6], v[7], v[5], v[8], v[9]);
+}
+
+/* The argmax from a pool of y first (the same on every backend). */
+static tdm_status run_norm_pool_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    tdm_status status = tdm_maxpool2d_forward(backend, &c->p.layer.pool, v[8], v[9], v[10]);
+    if (status != TDM_OK)
+        return status;
+    return tdm_batchnorm_pool_backward(backend, &c->p.layer.norm, &c->p.layer.pool, v[0], v[11],
+                                       v[10], v[8], v[2], v[3], v[4], v[1], v[5], v[6], v[7]);
+}
+
+static void reference_norm_pool_train(const op_case *c, double *const *t)
+{
+    reference_norm_train(c, t);
+    maxpool_reference(&c->p.layer.pool, t[5], t[8], t[9]);
+}
+
+static void reference_norm_pool_backward(const op_case *c, double *const *t)
+{
+    maxpool_reference(&c->p.layer.pool, t[8], t[9], t[10]);
+    maxpool_backward_reference(&c->p.layer.pool, t[10], t[11], t[1]);
+    reference_norm_backward(c, t);
 }
 
 static const size_t avgpool_shapes[][2] = {{1, 1},  {3, 16},  {512, 4}, {5, 7},
@@ -1057,6 +1155,11 @@ const parity_op parity_layer_ops[] = {
      run_norm_backward, reference_norm_backward, false},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
+    /* The batch norm's bounds; the pool selects and routes exactly. */
+    {"batchnorm_pool_forward_train", TDM_OP_BATCHNORM_FORWARD, 1e-10, 1e-4, make_norm_pool_cases,
+     NORM_TRAIN, run_norm_pool_train, reference_norm_pool_train, false},
+    {"batchnorm_pool_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_pool_cases,
+     NORM_BACKWARD, run_norm_pool_backward, reference_norm_pool_backward, false},
     {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,
      reference_maxpool, false},
     {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_pool_cases, 1,

@@ -477,6 +477,7 @@ static float initial_value(const tensor_spec *t, size_t i, test_rng *rng)
     case INIT_POSITIVE: return test_rng_uniform(rng, 0.5f, 2.0f);
     case INIT_LABELS: return int_as_float((int32_t)(test_rng_next(rng) % t->int_range));
     case INIT_INDEX: return int_as_float(-1);
+    case INIT_GRID: return floorf(test_rng_uniform(rng, -1024.0f, 1024.0f)) / 1024.0f;
     case INIT_RANDOM: break;
     }
     return test_rng_uniform(rng, -1.0f, 1.0f);
