@@ -990,8 +990,8 @@ tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_
 }
 
 /* The checks of a backward pass; v holds its operands. */
-static tdm_status check_backward(tdm_backend *backend, const char *op,
-                                 const tdm_batchnorm_shape *s, const tdm_batchnorm_views *v)
+static tdm_status check_backward(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                                 const tdm_batchnorm_views *v)
 {
     size_t count = 0;
     TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_BACKWARD, s, &count));
@@ -1178,7 +1178,7 @@ static tdm_status check_pool_gradient(tdm_backend *backend, const char *op,
     tdm_view outputs[] = {v->dx, v->dgamma, v->dbeta};
     size_t output_counts[] = {nx, c, c};
     static const char *const names[] = {"dx", "dgamma", "dbeta"};
-    for (int i = 0; i < 3; i++) /* the rest: backward() */
+    for (int i = 0; i < 3; i++) /* against the rest: check_backward */
         TDM_TRY(tdm_check_output(backend, op, outputs[i], output_counts[i], names[i], inputs,
                                  counts, 2));
     return TDM_OK;
