@@ -184,6 +184,18 @@ else
         env TANDEM_DEVICE=opencl:0 "$tandem" selftest
     check "--device beats TANDEM_DEVICE" 0 "tandem: device: cpu" \
         env TANDEM_DEVICE=opencl "$tandem" --device cpu selftest
+    # The OpenCL settings of docs/devices.md refuse what they cannot take.
+    check "TANDEM_OPENCL_DIRECT_CONVS=1 is taken" 0 "\[small convs as direct kernels\]" \
+        env TANDEM_OPENCL_DIRECT_CONVS=1 "$tandem" --device opencl:0:0 selftest
+    check "TANDEM_OPENCL_DIRECT_CONVS=yes is an error" 1 \
+        "opencl: TANDEM_OPENCL_DIRECT_CONVS must be a whole number from 0 to 1, not 'yes'" \
+        env TANDEM_OPENCL_DIRECT_CONVS=yes "$tandem" --device opencl:0:0 selftest
+    for setting in TANDEM_OPENCL_MAX_GROUP=0 TANDEM_OPENCL_REDUCTION_GROUP=16x \
+        TANDEM_OPENCL_BITS_PARTS=-3 TANDEM_OPENCL_PLANE_GROUPS=99999999999999999999 \
+        TANDEM_OPENCL_PROFILE=on; do
+        check "$setting is an error" 1 "opencl: ${setting%%=*} must be a whole number" \
+            env "$setting" "$tandem" --device opencl:0:0 selftest
+    done
     # One epoch of ResNet(1) on the digits: every kernel of training runs.
     digits=$(config digits "[data]
 path = $(dirname "$configs")/data/digits.csv.gz")

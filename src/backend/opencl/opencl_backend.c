@@ -1,5 +1,6 @@
 /* The OpenCL backend: one context, one in-order queue and one program per
  * device; GEMM through CLBlast, the rest through the kernels in cl/. */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,6 +504,31 @@ static size_t power_of_two_at_most(size_t n)
     return p;
 }
 
+/* The most work-items a setting below may give a work-group. */
+enum { MAX_GROUP_SETTING = 1 << 20 };
+
+/* One of the settings the tests and tools/gpu-check.sh turn through the
+ * environment (docs/devices.md): `fallback` when unset or empty, else a
+ * whole number from `least` to `most`; anything else is an error naming
+ * the variable, rather than a setting silently not taken. */
+static tdm_status environment_setting(const char *name, size_t fallback, size_t least, size_t most,
+                                      size_t *value)
+{
+    const char *text = getenv(name);
+    *value = fallback;
+    if (!text || !text[0])
+        return TDM_OK;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long number = strtoull(text, &end, 10);
+    if (text[0] < '0' || text[0] > '9' || *end || errno || number < least || number > most)
+        return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
+                        "opencl: %s must be a whole number from %zu to %zu, not '%.40s'", name,
+                        least, most, text);
+    *value = (size_t)number;
+    return TDM_OK;
+}
+
 /* The device's limits on a work-group, and TANDEM_OPENCL_MAX_GROUP, a cap
  * that lets the tests act as a device with small limits. */
 static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
@@ -513,8 +539,8 @@ static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
     TDM_CL_TRY(
         clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof sizes, sizes, NULL));
     *limit = max_group < sizes[0] ? max_group : sizes[0];
-    const char *cap = getenv("TANDEM_OPENCL_MAX_GROUP");
-    size_t capped = cap && cap[0] ? strtoul(cap, NULL, 10) : 0;
+    size_t capped = 0;
+    TDM_TRY(environment_setting("TANDEM_OPENCL_MAX_GROUP", 0, 1, MAX_GROUP_SETTING, &capped));
     ctx->group_capped = capped > 0 && capped < *limit;
     if (ctx->group_capped)
         *limit = capped;
@@ -540,26 +566,19 @@ static tdm_status kernels_group_limit(const opencl_context *ctx, size_t *limit)
     return TDM_OK;
 }
 
-/* A count the tests may set through the environment: `fallback` when unset,
- * at least 1. */
-static size_t count_from_environment(const char *name, size_t fallback)
-{
-    const char *text = getenv(name);
-    size_t count = text && text[0] ? strtoul(text, NULL, 10) : fallback;
-    return count ? count : 1;
-}
-
 /* The work-group of the per-channel reductions (batch norm, bias): one
  * work-item on a CPU device, which runs a work-group on one core anyway and
  * where PoCL makes a pass over the group per barrier (batch norm's training
  * pass 97-101 -> 50-58 us a launch with one); the group size on a GPU.
  * TANDEM_OPENCL_REDUCTION_GROUP=N sets another, at most the group size (the
  * tests run PoCL's reductions with 16 work-items this way). */
-static size_t reduction_group_of(const opencl_context *ctx)
+static tdm_status set_reduction_group(opencl_context *ctx)
 {
-    size_t fallback = ctx->info.is_gpu_or_accelerator ? ctx->group_size : 1;
-    size_t size = count_from_environment("TANDEM_OPENCL_REDUCTION_GROUP", fallback);
-    return size < ctx->group_size ? size : ctx->group_size;
+    size_t fallback = ctx->info.is_gpu_or_accelerator ? ctx->group_size : 1, size = 0;
+    TDM_TRY(environment_setting("TANDEM_OPENCL_REDUCTION_GROUP", fallback, 1, MAX_GROUP_SETTING,
+                                &size));
+    ctx->reduction_group = size < ctx->group_size ? size : ctx->group_size;
+    return TDM_OK;
 }
 
 static void release_program(opencl_context *ctx)
@@ -583,7 +602,7 @@ static tdm_status build_for_limits(opencl_context *ctx)
     for (int attempt = 0; attempt < 2; attempt++) {
         ctx->group_size =
             power_of_two_at_most(limit < PREFERRED_GROUP_SIZE ? limit : PREFERRED_GROUP_SIZE);
-        ctx->reduction_group = reduction_group_of(ctx);
+        TDM_TRY(set_reduction_group(ctx));
         TDM_TRY(tdm_cl_build_program(ctx->context, ctx->device, &ctx->info, ctx->reduction_group,
                                      &ctx->program));
         TDM_TRY(create_kernels(ctx));
@@ -611,8 +630,9 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     ctx->context = clCreateContext(properties, 1, &ctx->device, NULL, NULL, &err);
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateContext", err);
-    const char *profile = getenv("TANDEM_OPENCL_PROFILE");
-    ctx->profiling = profile && profile[0] && strcmp(profile, "0") != 0;
+    size_t profile = 0;
+    TDM_TRY(environment_setting("TANDEM_OPENCL_PROFILE", 0, 0, 1, &profile));
+    ctx->profiling = profile;
     ctx->queue = clCreateCommandQueue(ctx->context, ctx->device,
                                       ctx->profiling ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     if (err != CL_SUCCESS)
@@ -622,9 +642,11 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
                                &align_bits, NULL));
     ctx->sub_buffer_align = align_bits >= 8 ? align_bits / 8 : 1;
-    ctx->bits_parts = count_from_environment("TANDEM_OPENCL_BITS_PARTS",
-                                             ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS : 1);
-    ctx->plane_groups = count_from_environment("TANDEM_OPENCL_PLANE_GROUPS", MAX_PLANE_GROUPS);
+    TDM_TRY(environment_setting("TANDEM_OPENCL_BITS_PARTS",
+                                ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS : 1, 1,
+                                MAX_GROUP_SETTING, &ctx->bits_parts));
+    TDM_TRY(environment_setting("TANDEM_OPENCL_PLANE_GROUPS", MAX_PLANE_GROUPS, 1, MAX_PLANE_GROUPS,
+                                &ctx->plane_groups));
     tdm_cl_apply_tuning(ctx->device, &ctx->info, ctx->tuning, sizeof ctx->tuning);
     return TDM_OK;
 }
@@ -647,12 +669,13 @@ static void describe(tdm_backend *backend, const opencl_context *ctx)
  * are wide (a GPU: there a GEMM of so few products costs more than one
  * kernel doing them); TANDEM_OPENCL_DIRECT_CONVS=0 or 1 decides instead
  * (tools/gpu-check.sh times both plans on a GPU). */
-static bool direct_convs_of(const opencl_context *ctx)
+static tdm_status set_direct_convs(tdm_backend *backend, const opencl_context *ctx)
 {
-    const char *text = getenv("TANDEM_OPENCL_DIRECT_CONVS");
-    if (text && (strcmp(text, "0") == 0 || strcmp(text, "1") == 0))
-        return text[0] == '1';
-    return ctx->reduction_group > 1;
+    size_t direct = 0;
+    TDM_TRY(
+        environment_setting("TANDEM_OPENCL_DIRECT_CONVS", ctx->reduction_group > 1, 0, 1, &direct));
+    backend->direct_small_convs = direct;
+    return TDM_OK;
 }
 
 tdm_status tdm_opencl_tune(tdm_backend *backend, const tdm_tune_options *options,
@@ -683,6 +706,8 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     tdm_status status = open_device(ctx, platform_index, device_index);
     if (status == TDM_OK)
         status = tdm_backend_init(backend, &opencl_iface, "opencl");
+    if (status == TDM_OK)
+        status = set_direct_convs(backend, ctx);
     if (status != TDM_OK) {
         release_context(ctx);
         free(backend);
@@ -691,7 +716,6 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
     backend->context = ctx;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     backend->gemm_prefers_tn = true;              /* CLBlast's Xgemm (GEMMK=0, column-major) */
-    backend->direct_small_convs = direct_convs_of(ctx);
     describe(backend, ctx);
     *out = backend;
     return TDM_OK;

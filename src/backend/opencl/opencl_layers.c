@@ -38,7 +38,7 @@ static tdm_status launch_planes(opencl_context *ctx, kernel_id id, size_t values
     return tdm_cl_launch_nd(ctx, id, 3, size, local, args, arg_count);
 }
 
-/* Where the reductions take one work-item (a CPU device: reduction_group_of),
+/* Where the reductions take one work-item (a CPU device: set_reduction_group),
  * some ops run a work-item over a whole channel or block, in order, where a
  * GPU spreads them a value a work-item: PoCL runs the work-item's loops as
  * vector loops over contiguous values, and gathers and divides in the spread
