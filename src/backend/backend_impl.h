@@ -157,14 +157,14 @@ struct tdm_backend_iface {
      * var + eps), the running statistics updated (unbiased variance), then
      * y = (x - mean) * invstd * gamma + beta. Evaluation: y with
      * running_mean and 1 / sqrt(running_var + eps) in float. Then max(y, 0)
-     * if shape->relu. */
+     * if shape->relu; then the max-pool of v->pool_width, if any. */
     tdm_status (*batchnorm_forward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                     const tdm_batchnorm_views *v, bool train);
     /* dgamma += sum(dy * xhat), dbeta += sum(dy) per channel; dx = gamma *
      * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the means over the
      * channel's values (scratch: 2 * channels floats the layer lends); with
      * shape->relu, dy is taken as 0 where v->y (the forward's output) is not
-     * > 0. */
+     * > 0. With v->pool_width, dy is first written from the pool's gradient. */
     tdm_status (*batchnorm_backward)(tdm_backend *backend, const tdm_batchnorm_shape *shape,
                                      const tdm_batchnorm_views *v);
     tdm_status (*maxpool2d)(tdm_backend *backend, const tdm_pool2d_shape *shape, tdm_view x,
