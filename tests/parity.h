@@ -113,6 +113,12 @@ typedef struct parity_op {
     /* Runs a GEMM library, whose bits may depend on the thread count; every
      * other op must give the same bits on any number of cpu threads. */
     bool uses_gemm;
+    /* Its outputs can cancel to far below the terms they are computed from
+     * (y + alpha x, a mean of signed values, x - mean): their roundings are
+     * of the terms' size, so the differences are measured against at least
+     * the rms of the case's inputs too (max(|y|, rms(y), that) and, for the
+     * nmse, max(sum y^2, count * that^2)). */
+    bool cancels;
 } parity_op;
 
 /* The definition of cross-correlation in double, visited term by term:

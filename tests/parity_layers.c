@@ -1094,99 +1094,101 @@ const parity_op parity_layer_ops[] = {
     /* conv2d and linear are GEMMs of up to 576-term dot products plus exact
      * data movement: the SGEMM tolerance (see test_parity.c) holds. */
     {"conv2d_forward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_FORWARD, run_conv_forward,
-     reference_conv_forward, true},
+     reference_conv_forward, true, false},
     {"conv2d_backward_input", TDM_OP_COL2IM, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_INPUT,
-     run_conv_backward_input, reference_conv_backward_input, true},
+     run_conv_backward_input, reference_conv_backward_input, true, false},
     {"conv2d_backward_weight", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_WEIGHT,
-     run_conv_backward_weight, reference_conv_backward_weight, true},
+     run_conv_backward_weight, reference_conv_backward_weight, true, false},
     /* Sums in order of at most Cin*KH*KW products (576 for Block(64)) and
      * Cout*KH*KW for the input gradient: the GEMM's bound holds. */
     {"conv2d_forward_direct", TDM_OP_CONV_DIRECT_FORWARD, 1e-10, 1e-4, make_conv_cases,
-     CONV_FORWARD | FEW_TAPS | SMALL_IMAGES, run_conv_forward_direct, reference_conv_forward,
+     CONV_FORWARD | FEW_TAPS | SMALL_IMAGES, run_conv_forward_direct, reference_conv_forward, false,
      false},
     {"conv2d_backward", TDM_OP_IM2COL, 1e-10, 1e-4, make_conv_cases, CONV_BACKWARD_ALL,
-     run_conv_backward_all, reference_conv_backward_all, true},
+     run_conv_backward_all, reference_conv_backward_all, true, false},
     {"conv2d_backward_input_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
      CONV_BACKWARD_INPUT | SMALL_IMAGES, run_conv_backward_input_direct,
-     reference_conv_backward_input, false},
+     reference_conv_backward_input, false, false},
     /* Sums of at most N*OH*OW products in order (here 128 * 16 = 2048; past
      * 2^16 positions the col's GEMM runs, the 66 x 66 shape). */
     {"conv2d_backward_weight_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
      CONV_BACKWARD_WEIGHT | SMALL_IMAGES | FEW_TAPS, run_conv_backward_weight_direct,
-     reference_conv_backward_weight, true},
+     reference_conv_backward_weight, true, false},
     /* Both gradients in one launch: the bounds of the two entries above. */
     {"conv2d_backward_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
      CONV_BACKWARD_ALL | SMALL_IMAGES, run_conv_backward_all_direct, reference_conv_backward_all,
-     false},
+     false, false},
     {"conv2d_backward_accumulate_direct", TDM_OP_CONV_DIRECT_BACKWARD, 1e-10, 1e-4, make_conv_cases,
      CONV_BACKWARD_ALL | SMALL_IMAGES | ACCUMULATE, run_conv_backward_accumulate_direct,
-     reference_conv_backward_all, false},
+     reference_conv_backward_all, false, false},
     {"linear_forward_gemm", TDM_OP_BIAS_ADD, 1e-10, 1e-4, make_linear_cases,
-     CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true},
+     CONV_FORWARD | LINEAR_GEMM, run_linear_forward, reference_linear_forward, true, false},
     {"linear_backward_input_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,
      CONV_BACKWARD_INPUT | LINEAR_GEMM, run_linear_backward_input, reference_linear_backward_input,
-     true},
+     true, false},
     {"linear_backward_weight_gemm", TDM_OP_BIAS_BACKWARD, 1e-10, 1e-4, make_linear_cases,
      CONV_BACKWARD_WEIGHT | LINEAR_GEMM, run_linear_backward_weight,
-     reference_linear_backward_weight, true},
+     reference_linear_backward_weight, true, false},
     {"linear_backward_gemm", TDM_OP_SGEMM, 1e-10, 1e-4, make_linear_cases,
-     LINEAR_BACKWARD_ALL | LINEAR_GEMM, run_linear_backward, reference_linear_backward, true},
+     LINEAR_BACKWARD_ALL | LINEAR_GEMM, run_linear_backward, reference_linear_backward, true,
+     false},
     /* Layers of few weights: float sums in order of up to 4096 products
      * (the 4096-input layer): typically sqrt(4096) * 2^-24 ~ 4e-6 relative,
      * inside the GEMM tolerance. */
     {"linear_forward", TDM_OP_SMALL_LINEAR, 1e-10, 1e-4, make_linear_cases, CONV_FORWARD,
-     run_linear_forward, reference_linear_forward, false},
+     run_linear_forward, reference_linear_forward, false, false},
     {"linear_backward_input", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
-     CONV_BACKWARD_INPUT, run_linear_backward_input, reference_linear_backward_input, false},
+     CONV_BACKWARD_INPUT, run_linear_backward_input, reference_linear_backward_input, false, false},
     {"linear_backward_weight", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
-     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight, false},
+     CONV_BACKWARD_WEIGHT, run_linear_backward_weight, reference_linear_backward_weight, false,
+     false},
     {"linear_backward", TDM_OP_SMALL_LINEAR_BACKWARD, 1e-10, 1e-4, make_linear_cases,
-     LINEAR_BACKWARD_ALL, run_linear_backward, reference_linear_backward, false},
+     LINEAR_BACKWARD_ALL, run_linear_backward, reference_linear_backward, false, false},
     /* Batch statistics are float sums of up to 2048 values: on OpenCL as 64
      * strided partial sums and a fixed tree, about 40 roundings deep, so
      * ~40 * 2^-24 = 2.4e-6 relative at worst; 1e-4 leaves room for the
      * cancellation in x - mean. */
     {"batchnorm_forward_train", TDM_OP_BATCHNORM_FORWARD, 1e-10, 1e-4, make_norm_cases, NORM_TRAIN,
-     run_norm_train, reference_norm_train, false},
+     run_norm_train, reference_norm_train, false, true},
     /* Four float operations per element plus one sqrt and division. */
     {"batchnorm_forward_eval", TDM_OP_BATCHNORM_FORWARD, 1e-12, 1e-5, make_norm_cases, NORM_EVAL,
-     run_norm_eval, reference_norm_eval, false},
+     run_norm_eval, reference_norm_eval, false, true},
     {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
-     run_norm_backward, reference_norm_backward, false},
+     run_norm_backward, reference_norm_backward, false, true},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
     /* The batch norm's bounds; the pool selects and routes exactly. */
     {"batchnorm_pool_forward_train", TDM_OP_BATCHNORM_FORWARD, 1e-10, 1e-4, make_norm_pool_cases,
-     NORM_TRAIN, run_norm_pool_train, reference_norm_pool_train, false},
+     NORM_TRAIN, run_norm_pool_train, reference_norm_pool_train, false, true},
     {"batchnorm_pool_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_pool_cases,
-     NORM_BACKWARD, run_norm_pool_backward, reference_norm_pool_backward, false},
+     NORM_BACKWARD, run_norm_pool_backward, reference_norm_pool_backward, false, true},
     {"maxpool2d_forward", TDM_OP_MAXPOOL2D, 0.0, 0.0, make_pool_cases, 0, run_maxpool,
-     reference_maxpool, false},
+     reference_maxpool, false, false},
     {"maxpool2d_backward", TDM_OP_MAXPOOL2D_BACKWARD, 1e-12, 1e-6, make_pool_cases, 1,
-     run_maxpool_backward, reference_maxpool_backward, false},
+     run_maxpool_backward, reference_maxpool_backward, false, false},
     /* A float sum of up to 576 values, one division: 576 * 2^-24 ~ 3.4e-5
      * worst case, far less in practice. */
     {"global_avgpool_forward", TDM_OP_GLOBAL_AVGPOOL, 1e-12, 4e-5, make_avgpool_cases, 0,
-     run_avgpool, reference_avgpool, false},
+     run_avgpool, reference_avgpool, false, true},
     {"global_avgpool_backward", TDM_OP_GLOBAL_AVGPOOL_BACKWARD, 1e-12, 1e-6, make_avgpool_cases, 1,
-     run_avgpool_backward, reference_avgpool_backward, false},
+     run_avgpool_backward, reference_avgpool_backward, false, false},
     /* exp and log: 3 ulp each in OpenCL, over 10 classes, then a difference
      * of O(1) values: ~1e-6 relative to the loss. */
     {"softmax_cross_entropy", TDM_OP_SOFTMAX_CROSS_ENTROPY, 1e-10, 1e-5, make_loss_cases, 0,
-     run_loss, reference_loss, false},
+     run_loss, reference_loss, false, false},
     /* At most five float operations per element; FMA contraction may differ. */
     /* exp and log in float on OpenCL (3 ulp each) over up to 50 columns. */
     {"softmax_rows", TDM_OP_SOFTMAX_ROWS, 1e-10, 1e-5, make_softmax_cases, 0, run_softmax,
-     reference_softmax, false},
-    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false},
+     reference_softmax, false, false},
+    {"sgd_step", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 0, run_sgd, reference_sgd, false, true},
     {"sgd_step_zero_grad", TDM_OP_SGD, 1e-12, 1e-6, make_sgd_cases, 1, run_sgd_zero_grad,
-     reference_sgd_zero_grad, false},
+     reference_sgd_zero_grad, false, true},
     /* Float sums of up to 98 table entries (scores) or 2000 weights (sums)
      * of values in [-1, 1], in a fixed order per backend: like SGEMM's dot
      * products, ~1e-6 typical, 1e-4 of the result's RMS allowed. */
     {"bits_scores", TDM_OP_BITS_SCORES, 1e-10, 1e-4, make_bits_cases, 0, run_bits_scores,
-     reference_bits_scores, false},
+     reference_bits_scores, false, false},
     {"bits_sums", TDM_OP_BITS_SUMS, 1e-10, 1e-4, make_bits_cases, 1, run_bits_sums,
-     reference_bits_sums, false},
+     reference_bits_sums, false, false},
 };
 const size_t parity_layer_op_count = sizeof parity_layer_ops / sizeof parity_layer_ops[0];
