@@ -1137,6 +1137,62 @@ static void test_pooled_head_on_the_input(void **state)
     }
 }
 
+/* A model's output, loss-free gradients and statistics after one training
+ * pass of x with dy = 1 everywhere; floats into out (at most `room`). */
+static size_t train_pass(tdm_backend *backend, const tdm_model_spec *spec, const float *x,
+                         size_t x_count, float *out, size_t room)
+{
+    tdm_model *model = NULL;
+    assert_int_equal(tdm_model_create(backend, spec, 4, 5, &model), TDM_OK);
+    tdm_buffer *input = upload(backend, x, x_count);
+    assert_int_equal(tdm_model_forward(model, (tdm_view){input, 0}, 4, true), TDM_OK);
+    tdm_view y = tdm_model_output(model), dy = tdm_model_output_gradient(model);
+    size_t outputs = 4 * 3, params = tdm_model_parameter_count(model),
+           stats = tdm_model_statistics_count(model);
+    assert_true(outputs + params + stats <= room);
+    float ones[4 * 3];
+    for (size_t i = 0; i < outputs; i++)
+        ones[i] = 1.0f;
+    download_view(y, out, outputs);
+    assert_int_equal(tdm_buffer_upload(dy.buffer, dy.offset * sizeof(float), ones, sizeof ones),
+                     TDM_OK);
+    assert_int_equal(tdm_model_backward(model, dy), TDM_OK);
+    assert_int_equal(tdm_model_get_gradients(model, out + outputs), TDM_OK);
+    assert_int_equal(tdm_model_get_statistics(model, out + outputs + params), TDM_OK);
+    tdm_buffer_free(input);
+    tdm_model_free(model);
+    return outputs + params + stats;
+}
+
+/* A batch norm read only by a max-pool, without a ReLU between, has the
+ * pool run by the batch norm in training: the same bits as the same model
+ * with an identity between them (leaky_relu slope=1, which nothing fuses),
+ * output, gradients and running statistics, on every backend. */
+static void test_norm_pool_model(void **state)
+{
+    (void)state;
+    tdm_model_spec fused, apart;
+    tdm_model_spec_init(&fused);
+    tdm_model_spec_init(&apart);
+    fused.input = apart.input = (tdm_sample_shape){2, 4, 6};
+    const char *layers[] = {"batchnorm2d", "maxpool2d kernel=2", "flatten", "linear out=3"};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(tdm_model_spec_add_layer(&fused, layers[i]), TDM_OK);
+        if (i == 1)
+            assert_int_equal(tdm_model_spec_add_layer(&apart, "leaky_relu slope=1"), TDM_OK);
+        assert_int_equal(tdm_model_spec_add_layer(&apart, layers[i]), TDM_OK);
+    }
+    enum { X = 4 * 2 * 4 * 6, ROOM = 256 };
+    float x[X], with_pool[ROOM], without[ROOM];
+    test_fill_random(x, X, 21);
+    for (size_t b = 0; b < test_all_backends.count; b++) {
+        tdm_backend *backend = test_all_backends.all[b];
+        size_t floats = train_pass(backend, &fused, x, X, with_pool, ROOM);
+        assert_int_equal(train_pass(backend, &apart, x, X, without, ROOM), floats);
+        assert_memory_equal(with_pool, without, floats * sizeof(float));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1158,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_linear_plans),
         cmocka_unit_test(test_batchnorm_pool),
         cmocka_unit_test(test_batchnorm_pool_errors),
+        cmocka_unit_test(test_norm_pool_model),
         cmocka_unit_test(test_resnet_plans),
         cmocka_unit_test(test_sgd_step_zero_grad),
     };
