@@ -803,11 +803,18 @@ static tdm_status correct_norm_gradient(tdm_model *m, const node *n, tdm_view x,
     return tdm_axpy(m->backend, elements, 1.0f, correction, dx);
 }
 
-/* The max-pool a batch norm runs in training, or NULL (in a distributed
- * model the batch norms run apart, their statistics shared first). */
+/* A max-pool its batch norm runs in training (not in a distributed model,
+ * whose batch norms run apart, their statistics shared first). */
+static bool pooled_by_norm(const tdm_model *m, const node *pool)
+{
+    return pool->by_norm && !m->comm;
+}
+
+/* The max-pool a batch norm runs in training, or NULL. */
 static const node *norm_pool(const tdm_model *m, const node *norm)
 {
-    return norm->max_pool >= 0 && !m->comm ? &m->nodes[norm->max_pool] : NULL;
+    const node *pool = norm->max_pool >= 0 ? &m->nodes[norm->max_pool] : NULL;
+    return pool && pooled_by_norm(m, pool) ? pool : NULL;
 }
 
 static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view y, bool train)
@@ -851,7 +858,7 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
     case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
     case NODE_LEAKY_RELU: return tdm_leaky_relu(b, count, n->layer.slope, x, y);
     case NODE_MAXPOOL: {
-        if (train && n->by_norm && !m->comm) /* by its batch norm */
+        if (train && pooled_by_norm(m, n))
             return TDM_OK;
         tdm_pool2d_shape s = pool_shape(n, batch);
         return tdm_maxpool2d_forward(b, &s, x, y, at(m->saved, n->saved));
@@ -1055,7 +1062,7 @@ static tdm_status backward_norm(tdm_model *m, const node *n, tdm_view x, tdm_vie
 static tdm_status backward_node(tdm_model *m, const node *n)
 {
     if (n->kind == NODE_FLATTEN || n->pooled || n->masked_by_reader ||
-        (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM) || (n->by_norm && !m->comm))
+        (n->fused && m->nodes[n->inputs[0]].kind == NODE_NORM) || pooled_by_norm(m, n))
         return TDM_OK; /* a ReLU fused into a batch norm: masked in its backward; a pool, or a
                           ReLU its linear reader masks: that layer's; a max-pool its batch
                           norm's */
