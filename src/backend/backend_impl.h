@@ -50,6 +50,12 @@ static inline tdm_pool2d_shape tdm_batchnorm_pool_shape(const tdm_batchnorm_shap
     return (tdm_pool2d_shape){s->batch, s->channels, s->spatial / width, width, 2, 2, 2, 2};
 }
 
+/* That pool by the backend's own max-pool ops, for a batch norm entry that
+ * does not run it in its kernels: forward after the values, backward (into
+ * v->dy) before the batch norm's; nothing without v->pool_width. */
+tdm_status tdm_batchnorm_pool_apart(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                    const tdm_batchnorm_views *v, bool forward);
+
 struct tdm_backend_iface {
     int version;
     void (*free)(tdm_backend *backend);

@@ -1184,6 +1184,17 @@ static tdm_status check_pool_gradient(tdm_backend *backend, const char *op,
     return TDM_OK;
 }
 
+tdm_status tdm_batchnorm_pool_apart(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                    const tdm_batchnorm_views *v, bool forward)
+{
+    if (!v->pool_width)
+        return TDM_OK;
+    tdm_pool2d_shape p = tdm_batchnorm_pool_shape(s, v->pool_width);
+    return forward
+               ? backend->iface->maxpool2d(backend, &p, v->y, v->pooled, v->argmax)
+               : backend->iface->maxpool2d_backward(backend, &p, v->argmax, v->pooled_dy, v->dy);
+}
+
 /* A pool the batch norm's op runs: ResNet's 2x2 windows at stride 2. */
 static bool pools_with_norm(const tdm_pool2d_shape *pool)
 {

@@ -932,30 +932,19 @@ tdm_status tdm_cpu_softmax_rows(tdm_backend *backend, size_t rows, size_t cols, 
     return TDM_OK;
 }
 
-/* The max-pool after the normalisation, or its backward before it. */
-static tdm_status batchnorm_pool(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                 const tdm_batchnorm_views *v, bool forward)
-{
-    if (!v->pool_width)
-        return TDM_OK;
-    tdm_pool2d_shape p = tdm_batchnorm_pool_shape(s, v->pool_width);
-    return forward ? tdm_cpu_maxpool2d(backend, &p, v->y, v->pooled, v->argmax)
-                   : tdm_cpu_maxpool2d_backward(backend, &p, v->argmax, v->pooled_dy, v->dy);
-}
-
 tdm_status tdm_cpu_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                      const tdm_batchnorm_views *v, bool train)
 {
     if (train)
         TDM_TRY(batchnorm_stats(backend, s, v));
     TDM_TRY(batchnorm_normalize(backend, s, v, !train));
-    return batchnorm_pool(backend, s, v, true);
+    return tdm_batchnorm_pool_apart(backend, s, v, true);
 }
 
 tdm_status tdm_cpu_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                       const tdm_batchnorm_views *v)
 {
-    TDM_TRY(batchnorm_pool(backend, s, v, false));
+    TDM_TRY(tdm_batchnorm_pool_apart(backend, s, v, false));
     TDM_TRY(batchnorm_backward_reduce(backend, s, v));
     return batchnorm_backward_apply(backend, s, v);
 }

@@ -410,17 +410,6 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          COUNT(args));
 }
 
-/* A pool the one-kernel forms do not run: its own launches. */
-static tdm_status pool_apart(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                             const tdm_batchnorm_views *v, bool forward)
-{
-    if (!v->pool_width)
-        return TDM_OK;
-    tdm_pool2d_shape p = tdm_batchnorm_pool_shape(s, v->pool_width);
-    return forward ? tdm_opencl_maxpool2d(backend, &p, v->y, v->pooled, v->argmax)
-                   : tdm_opencl_maxpool2d_backward(backend, &p, v->argmax, v->pooled_dy, v->dy);
-}
-
 tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                         const tdm_batchnorm_views *v, bool train)
 {
@@ -430,7 +419,7 @@ tdm_status tdm_opencl_batchnorm_forward(tdm_backend *backend, const tdm_batchnor
     if (train)
         TDM_TRY(launch_statistics(ctx, s, v, false));
     TDM_TRY(launch_normalize(ctx, s, v, !train));
-    return pool_apart(backend, s, v, true);
+    return tdm_batchnorm_pool_apart(backend, s, v, true); /* one-kernel forms run theirs */
 }
 
 tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -463,7 +452,7 @@ tdm_status tdm_opencl_batchnorm_backward(tdm_backend *backend, const tdm_batchno
                              BN_POOL_ARGS(pool)};
         return tdm_cl_launch_groups(ctx, K_BATCHNORM_BACKWARD, s->channels, args, COUNT(args));
     }
-    TDM_TRY(pool_apart(backend, s, v, false));
+    TDM_TRY(tdm_batchnorm_pool_apart(backend, s, v, false));
     kernel_arg reduce[] = {
         ARG(n),           ARG(c),          ARG(sp),       VIEW_ARGS(x),  VIEW_ARGS(dy),
         VIEW_ARGS(y),     ARG(relu),       VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(dgamma),
