@@ -733,7 +733,8 @@ static void test_batchnorm_pool(void **state)
     }
 }
 
-/* The pool's shape must be the batch norm's; its outputs overlap nothing. */
+/* The pool's shape must be the batch norm's; its outputs overlap nothing;
+ * its gradient lies in its buffer. */
 static void test_batchnorm_pool_errors(void **state)
 {
     (void)state;
@@ -765,6 +766,14 @@ static void test_batchnorm_pool_errors(void **state)
                                                  sm, si, dy, pooled, np_view(&c, NP_DGAMMA),
                                                  np_view(&c, NP_DBETA)),
                      "batchnorm_pool_backward: output dx overlaps an input");
+        tdm_view past_end = {c.buffer, floats - 2};
+        expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, past_end, argmax, y,
+                                                 g, sm, si, dy, dx, np_view(&c, NP_DGAMMA),
+                                                 np_view(&c, NP_DBETA)),
+                     "batchnorm_pool_backward: operand pooled_dy needs floats");
+        expect_error(tdm_batchnorm_pool_forward_train(backend, &c.norm, &c.pool, x, g, bt, mean,
+                                                      var, sm, si, y, pooled, pooled),
+                     "batchnorm_pool_forward_train: output argmax overlaps an input");
         tdm_buffer_free(c.buffer);
     }
 }
