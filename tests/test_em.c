@@ -409,6 +409,79 @@ static void test_scores_of_labelings(void **state)
     assert_true(fabs(tdm_adjusted_rand_index(big, c, 6) - 0.2424242424242424) < 1e-12);
 }
 
+/* Opens every backend again with buffers capped at `bytes`
+ * (TANDEM_OPENCL_MAX_BUFFER acts as a small CL_DEVICE_MAX_MEM_ALLOC_SIZE). */
+static void open_capped(test_backends *capped, const char *bytes)
+{
+    setenv("TANDEM_OPENCL_MAX_BUFFER", bytes, 1);
+    bool opened = test_backends_open(capped);
+    unsetenv("TANDEM_OPENCL_MAX_BUFFER");
+    assert_true(opened);
+    assert_int_equal(capped->count, test_all_backends.count);
+}
+
+/* The fits of the same data on a backend and on the same device with
+ * small buffers, both methods, blocks of block_rows (0: the default). */
+static void check_capped_fits(const tdm_binary_data *d, tdm_backend *backend, tdm_backend *capped,
+                              size_t block_rows)
+{
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.max_iter = 8;
+    o.tol = 0.0;
+    o.block_rows = block_rows;
+    for (int method = 0; method < 2; method++) {
+        o.method = method ? TDM_EM_METHOD_BITS : TDM_EM_METHOD_GEMM;
+        tdm_em_result kept = fit(backend, d, 2, &o), streamed = fit(capped, d, 2, &o);
+        printf("EM (%s, blocks of %zu) on %s with small buffers: log-likelihood %.6f, %.6f kept "
+               "on the device\n",
+               method ? "bits" : "gemm", block_rows, tdm_backend_name(capped),
+               streamed.log_likelihood, kept.log_likelihood);
+        if (block_rows) /* the same blocks: the same products, in the same order */
+            assert_true(same_result(&kept, &streamed));
+        else /* smaller default blocks: sums of the rows rounded in another order */
+            assert_true(history_gap(&streamed, &kept) < 1e-6);
+        tdm_em_result_free(&kept);
+        tdm_em_result_free(&streamed);
+    }
+}
+
+/* Data larger than one buffer of the device, which otherwise stays there
+ * (6000 rows of 200 values: 4.8 MB of floats, 192 KB of packed words,
+ * against buffers of 128 KiB): EM streams the blocks instead of failing,
+ * with the bits of the fit that kept the data, and shrinks its default
+ * blocks to fit one buffer. What does not fit is named. */
+static void test_data_larger_than_a_device_buffer(void **state)
+{
+    (void)state;
+    enum { ROWS = 6000, COLS = 200, CAP = 131072 };
+    assert_true(tdm_backend_max_buffer_bytes(test_all_backends.all[0]) == SIZE_MAX);
+    static double p[2 * COLS];
+    for (size_t i = 0; i < 2 * COLS; i++)
+        p[i] = 0.1 + 0.8 * (double)((i * 37) % 11) / 10.0;
+    tdm_binary_data d = sample_mixture(ROWS, COLS, 2, p, (const double[]){0.6, 0.4}, 7);
+    test_backends capped;
+    open_capped(&capped, "131072");
+    for (size_t b = 1; b < capped.count; b++) {
+        tdm_backend *device = test_all_backends.all[b];
+        assert_true(tdm_backend_max_buffer_bytes(device) > (size_t)ROWS * COLS * sizeof(float));
+        assert_true(tdm_backend_max_buffer_bytes(device) <= (size_t)1 << 33);
+        assert_true(tdm_backend_max_buffer_bytes(capped.all[b]) == CAP);
+        tdm_buffer *buffer = NULL;
+        assert_int_equal(tdm_buffer_alloc(capped.all[b], CAP, &buffer), TDM_OK);
+        tdm_buffer_free(buffer);
+        assert_int_equal(tdm_buffer_alloc(capped.all[b], CAP + 4, &buffer), TDM_ERR_OUT_OF_MEMORY);
+        assert_null(buffer);
+        assert_non_null(strstr(tdm_last_error(), "a buffer of 131076 bytes is more than"));
+        assert_non_null(strstr(tdm_last_error(), "at most 131072 bytes (capped by "
+                                                 "TANDEM_OPENCL_MAX_BUFFER)"));
+        check_capped_fits(&d, device, capped.all[b], 128);
+        check_capped_fits(&d, device, capped.all[b], 0);
+    }
+    test_backends_close(&capped);
+    tdm_binary_free(&d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -421,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_seeds_blocks_and_backends),
         cmocka_unit_test(test_bits_and_gemm_agree),
         cmocka_unit_test(test_scores_of_labelings),
+        cmocka_unit_test(test_data_larger_than_a_device_buffer),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

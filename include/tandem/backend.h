@@ -75,6 +75,12 @@ bool tdm_backend_uses_host_memory(const tdm_backend *backend);
 /* The host threads the backend runs its loops on (the cpu backend's thread
  * count), which host-side passes over its data may use too (>= 1). */
 size_t tdm_backend_host_threads(const tdm_backend *backend);
+/* The largest buffer tdm_buffer_alloc makes on this backend, in bytes: an
+ * OpenCL device's CL_DEVICE_MAX_MEM_ALLOC_SIZE (at most the 8 GiB its
+ * kernels index), SIZE_MAX on the cpu backend. A larger request fails with
+ * TDM_ERR_OUT_OF_MEMORY and a message naming the limit; EM keeps its data on
+ * a device only where it fits one buffer. */
+size_t tdm_backend_max_buffer_bytes(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 

@@ -106,12 +106,15 @@ typedef struct tdm_em_options {
     double prior_a, prior_b; /* Beta(a, b) prior on every p: MAP; 2, 2 (one pseudo-count each) */
     double clamp;            /* 1e-6: p is kept in [clamp, 1 - clamp] after every M step */
     size_t block_rows;       /* 0 (auto): rows per GEMM block; when streaming, 256 per host
-                                thread and at least 512, else 8192 */
+                                thread and at least 512, else 8192; fewer where a block
+                                would not fit one device buffer */
     size_t shard_rows;       /* 131072: sums over rows are taken per shard of this many rows,
                                 then the shards' sums in order, so any number of processes
                                 gives the same bits (blocks end at shard ends) */
     size_t cache_bytes;      /* 1 GiB: on a device with its own memory, the float copy of the
-                                data stays there when it fits; host-memory backends stream */
+                                data (or its packed words) stays there when it fits this and
+                                one buffer (tdm_backend_max_buffer_bytes); host-memory
+                                backends stream */
     tdm_em_method method;    /* auto */
     const float *initial_p, *initial_pi; /* K x D and K, for TDM_EM_INIT_GIVEN */
     /* Called after every E step (may be NULL): the restart, the iteration

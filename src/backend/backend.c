@@ -84,6 +84,11 @@ size_t tdm_backend_host_threads(const tdm_backend *backend)
     return backend->threads ? backend->threads : 1;
 }
 
+size_t tdm_backend_max_buffer_bytes(const tdm_backend *backend)
+{
+    return backend->max_buffer_bytes ? backend->max_buffer_bytes : SIZE_MAX;
+}
+
 tdm_status tdm_backend_synchronize(tdm_backend *backend)
 {
     return backend->iface->synchronize(backend);

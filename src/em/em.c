@@ -180,11 +180,19 @@ static size_t streamed_block(const tdm_backend *backend)
     return rows > STREAMED_BLOCK_MIN ? rows : STREAMED_BLOCK_MIN;
 }
 
+/* What the whole data may take on the device: cache_bytes, within one
+ * buffer (a device's CL_DEVICE_MAX_MEM_ALLOC_SIZE: past it, stream). */
+static size_t device_budget(const tdm_backend *backend, size_t cache_bytes)
+{
+    size_t most = tdm_backend_max_buffer_bytes(backend);
+    return cache_bytes < most ? cache_bytes : most;
+}
+
 static bool keep_on_device(const em_device *dev, size_t cache_bytes)
 {
     size_t rows = dev->data->rows, cols = dev->cols;
     return !tdm_backend_uses_host_memory(dev->backend) && rows > 0 &&
-           rows <= cache_bytes / sizeof(float) / cols;
+           rows <= device_budget(dev->backend, cache_bytes) / sizeof(float) / cols;
 }
 
 static tdm_status place_matrix(em_device *dev, bool cached)
@@ -216,7 +224,7 @@ static tdm_status place_words(em_device *dev, size_t cache_bytes)
     const tdm_binary_data *data = dev->data;
     size_t bytes = data->row_words * sizeof(uint64_t);
     if (tdm_backend_uses_host_memory(dev->backend) || data->rows == 0 ||
-        data->rows > cache_bytes / bytes)
+        data->rows > device_budget(dev->backend, cache_bytes) / bytes)
         return alloc_floats(dev->backend, 2 * dev->block * data->row_words, &dev->x_block);
     TDM_TRY(tdm_buffer_alloc(dev->backend, data->rows * bytes, &dev->words_all));
     return tdm_buffer_upload(dev->words_all, 0, data->bits, data->rows * bytes);
@@ -239,6 +247,17 @@ static size_t host_floats_needed(const em_device *dev)
     return dev->bits || dev->block * dev->cols < most ? most : dev->block * dev->cols;
 }
 
+/* The default block, fewer rows where a block's widest buffer (its floats,
+ * its packed words as float pairs, or its scores) would pass the device's
+ * largest buffer. */
+static size_t block_within_buffer(const em_device *dev, size_t block)
+{
+    size_t widest = dev->bits ? 2 * dev->data->row_words : dev->cols;
+    widest = widest > dev->k_count ? widest : dev->k_count;
+    size_t rows = tdm_backend_max_buffer_bytes(dev->backend) / sizeof(float) / widest;
+    return block < rows ? block : rows > 0 ? rows : 1;
+}
+
 static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data, size_t k_count,
                               const tdm_em_options *o, em_device *dev)
 {
@@ -247,9 +266,9 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     bool cached = keep_on_device(dev, o->cache_bytes);
     dev->bits = use_bits(o);
     size_t block = o->block_rows ? o->block_rows
-                   : dev->bits   ? BITS_BLOCK
-                   : cached      ? CACHED_BLOCK
-                                 : streamed_block(backend);
+                                 : block_within_buffer(dev, dev->bits ? BITS_BLOCK
+                                                            : cached  ? CACHED_BLOCK
+                                                                      : streamed_block(backend));
     if (block > o->shard_rows)
         block = o->shard_rows; /* a block never spans two shards */
     dev->block = block < data->rows ? block : data->rows > 0 ? data->rows : 1;

@@ -492,6 +492,19 @@ static tdm_status alloc_floats(tdm_backend *backend, size_t count, tdm_buffer **
     return count ? tdm_buffer_alloc(backend, count * sizeof(float), out) : TDM_OK;
 }
 
+/* Each of the model's arrays lives in one buffer of the backend. */
+static tdm_status fits_one_buffer(const tdm_model *m, const char *what, size_t count)
+{
+    size_t most = tdm_backend_max_buffer_bytes(m->backend);
+    if (count <= most / sizeof(float))
+        return TDM_OK;
+    return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
+                    "model: its %s for batches of %zu take %zu bytes, and one buffer of this %s "
+                    "device takes at most %zu: use smaller batches (batch and eval_batch) or "
+                    "another device",
+                    what, m->max_batch, count * sizeof(float), tdm_backend_name(m->backend), most);
+}
+
 static void fill_uniform(tdm_rng *rng, float *values, size_t count, size_t fan_in)
 {
     float bound = 1.0f / sqrtf((float)fan_in);
@@ -561,8 +574,15 @@ tdm_status tdm_model_create(tdm_backend *backend, const tdm_model_spec *spec, si
     size_t counts[] = {m->param_count,   m->param_count,      m->stats_count,
                        m->saved_count,   m->activation_count, m->activation_count,
                        m->scratch_count, m->dense_count,      m->col_count};
-    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && status == TDM_OK; i++)
-        status = alloc_floats(backend, counts[i], buffers[i]);
+    static const char *const names[] = {
+        "parameters",       "gradients",           "running statistics",
+        "saved statistics", "activations",         "activations' gradients",
+        "scratch",          "dense conv matrices", "im2col columns"};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0] && status == TDM_OK; i++) {
+        status = fits_one_buffer(m, names[i], counts[i]);
+        if (status == TDM_OK)
+            status = alloc_floats(backend, counts[i], buffers[i]);
+    }
     if (status == TDM_OK)
         status = initialise(m, seed);
     if (status != TDM_OK) {

@@ -122,9 +122,16 @@ static tdm_status check_batch(const tdm_trainer *t, size_t n)
     return tdm_model_check_training_batch(t->model, smallest);
 }
 
-static tdm_status upload_set(tdm_backend *backend, const tdm_dataset *set, device_set *out)
+static tdm_status upload_set(tdm_backend *backend, const tdm_dataset *set, const char *what,
+                             device_set *out)
 {
     size_t floats = set->count * sample_size(set->shape);
+    size_t most = tdm_backend_max_buffer_bytes(backend);
+    if (floats > most / sizeof(float))
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
+                        "train: the %s set's %zu samples take %zu bytes, and one buffer of this "
+                        "%s device takes at most %zu: use fewer samples or another device",
+                        what, set->count, floats * sizeof(float), tdm_backend_name(backend), most);
     out->count = set->count;
     TDM_TRY(tdm_buffer_alloc(backend, floats * sizeof(float), &out->pixels));
     TDM_TRY(tdm_buffer_upload(out->pixels, 0, set->pixels, floats * sizeof(float)));
@@ -154,11 +161,11 @@ static tdm_status setup(tdm_trainer *t, const tdm_model_spec *spec, const tdm_da
     if (last)
         TDM_TRY(check_batch(t, last));
     TDM_TRY(check_set(test, "test", spec->input, t->classes));
-    TDM_TRY(upload_set(t->backend, train, &t->train));
-    TDM_TRY(upload_set(t->backend, test, &t->test));
+    TDM_TRY(upload_set(t->backend, train, "training", &t->train));
+    TDM_TRY(upload_set(t->backend, test, "test", &t->test));
     if (o->shuffle) {
         TDM_TRY(tdm_dataset_slice(train, 0, train->count, &t->host_train));
-        TDM_TRY(upload_set(t->backend, train, &t->shuffled));
+        TDM_TRY(upload_set(t->backend, train, "training", &t->shuffled));
     }
     return TDM_OK;
 }

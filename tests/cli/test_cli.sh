@@ -192,13 +192,45 @@ else
         env TANDEM_OPENCL_DIRECT_CONVS=yes "$tandem" --device opencl:0:0 selftest
     for setting in TANDEM_OPENCL_MAX_GROUP=0 TANDEM_OPENCL_REDUCTION_GROUP=16x \
         TANDEM_OPENCL_BITS_PARTS=-3 TANDEM_OPENCL_PLANE_GROUPS=99999999999999999999 \
-        TANDEM_OPENCL_PROFILE=on; do
+        TANDEM_OPENCL_PROFILE=on TANDEM_OPENCL_MAX_BUFFER=0; do
         check "$setting is an error" 1 "opencl: ${setting%%=*} must be a whole number" \
             env "$setting" "$tandem" --device opencl:0:0 selftest
     done
     # One epoch of ResNet(1) on the digits: every kernel of training runs.
     digits=$(config digits "[data]
 path = $(dirname "$configs")/data/digits.csv.gz")
+    # A device whose buffers are small (TANDEM_OPENCL_MAX_BUFFER, as
+    # CL_DEVICE_MAX_MEM_ALLOC_SIZE would be): what does not fit one buffer is
+    # named, before any file; EM streams data that does not fit.
+    check "the cap shows in the device line" 0 "\[buffers capped by TANDEM_OPENCL_MAX_BUFFER\]" \
+        env TANDEM_OPENCL_MAX_BUFFER=1048576 "$tandem" --device opencl:0:0 selftest
+    check "a model larger than a device buffer" 1 \
+        "model: its activations for batches of 1024 take [0-9]+ bytes, and one buffer of this opencl device takes at most 100000: use smaller batches" \
+        env TANDEM_OPENCL_MAX_BUFFER=100000 "$tandem" -q --device opencl:0:0 --config "$digits" \
+        --epochs 1 --out "$work/capped_model" train
+    [ ! -e "$work/capped_model" ] && ok "a model larger than a device buffer leaves no files" ||
+        bad "a model larger than a device buffer left files"
+    small_batches=$(config small_batches "[data]
+path = $(dirname "$configs")/data/digits.csv.gz
+[train]
+eval_batch = 128")
+    check "a training set larger than a device buffer" 1 \
+        "train: the training set's 1617 samples take 413952 bytes, and one buffer of this opencl device takes at most 300000" \
+        env TANDEM_OPENCL_MAX_BUFFER=300000 "$tandem" -q --device opencl:0:0 \
+        --config "$small_batches" --epochs 1 --out "$work/capped_set" train
+    [ ! -e "$work/capped_set" ] && ok "a training set larger than a device buffer leaves no files" ||
+        bad "a training set larger than a device buffer left files"
+    em_gemm=$(config em_gemm "[data]
+path = $(dirname "$configs")/data/digits.csv.gz
+height = 8
+width = 8
+max_pixel = 16
+[em]
+method = gemm
+max_iter = 5")
+    check "EM streams floats larger than a device buffer" 0 "log-likelihood" \
+        env TANDEM_OPENCL_MAX_BUFFER=131072 "$tandem" --device opencl:0:0 --config "$em_gemm" \
+        --out "$work/capped_em" em
     profile=$(env TANDEM_OPENCL_PROFILE=1 "$tandem" -q --device opencl:0:0 --config "$digits" \
         --epochs 1 --channels 1 --out "$work/profile" train 2>&1)
     check "TANDEM_OPENCL_PROFILE reports each kernel's device time" 0 \

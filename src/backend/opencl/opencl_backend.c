@@ -197,17 +197,18 @@ static tdm_status opencl_synchronize(tdm_backend *backend)
 
 static tdm_status opencl_buffer_alloc(tdm_backend *backend, tdm_buffer *buffer)
 {
-    if (buffer->size / sizeof(float) > MAX_BUFFER_FLOATS)
+    const opencl_context *ctx = ctx_of(backend);
+    if (buffer->size > ctx->max_buffer_bytes)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
-                        "opencl: a buffer of %zu bytes is more than the kernels index (2^31 "
-                        "floats, 8 GiB)",
-                        buffer->size);
+                        "opencl: a buffer of %zu bytes is more than '%s' takes in one: at most "
+                        "%zu bytes (%s)",
+                        buffer->size, ctx->info.device_name, ctx->max_buffer_bytes,
+                        ctx->buffer_limit);
     cl_int err = CL_SUCCESS;
-    buffer->handle =
-        clCreateBuffer(ctx_of(backend)->context, CL_MEM_READ_WRITE, buffer->size, NULL, &err);
+    buffer->handle = clCreateBuffer(ctx->context, CL_MEM_READ_WRITE, buffer->size, NULL, &err);
     if (err != CL_SUCCESS)
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "clCreateBuffer of %zu bytes on '%s' failed: %s",
-                        buffer->size, ctx_of(backend)->info.device_name, tdm_cl_error_name(err));
+                        buffer->size, ctx->info.device_name, tdm_cl_error_name(err));
     return TDM_OK;
 }
 
@@ -547,6 +548,28 @@ static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
     return TDM_OK;
 }
 
+/* The largest buffer: the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE, at most
+ * what the kernels' 32-bit indices reach, and TANDEM_OPENCL_MAX_BUFFER, a
+ * cap that lets the tests act as a device of small buffers. */
+static tdm_status set_buffer_limit(opencl_context *ctx)
+{
+    cl_ulong device_limit = 0;
+    TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof device_limit,
+                               &device_limit, NULL));
+    const size_t indexed = MAX_BUFFER_FLOATS * sizeof(float);
+    ctx->max_buffer_bytes = device_limit < indexed ? (size_t)device_limit : indexed;
+    ctx->buffer_limit = device_limit < indexed ? "its CL_DEVICE_MAX_MEM_ALLOC_SIZE"
+                                               : "2^31 floats, what tandem's kernels index";
+    size_t capped = 0;
+    TDM_TRY(environment_setting("TANDEM_OPENCL_MAX_BUFFER", 0, 1, indexed, &capped));
+    ctx->buffer_capped = capped > 0 && capped < ctx->max_buffer_bytes;
+    if (ctx->buffer_capped) {
+        ctx->max_buffer_bytes = capped;
+        ctx->buffer_limit = "capped by TANDEM_OPENCL_MAX_BUFFER";
+    }
+    return TDM_OK;
+}
+
 /* The smallest CL_KERNEL_WORK_GROUP_SIZE of the built kernels that allow
  * fewer work-items than they are launched with: the reductions (built with
  * reqd_work_group_size) the reduction group, the others the group size. */
@@ -638,6 +661,7 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
     if (err != CL_SUCCESS)
         return TDM_CL_FAIL("clCreateCommandQueue", err);
     TDM_TRY(build_for_limits(ctx));
+    TDM_TRY(set_buffer_limit(ctx));
     cl_uint align_bits = 0;
     TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof align_bits,
                                &align_bits, NULL));
@@ -657,10 +681,11 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
 static void describe(tdm_backend *backend, const opencl_context *ctx)
 {
     snprintf(backend->description, sizeof backend->description,
-             "opencl %zu:%zu: %.128s (platform %.96s, driver %.48s)%s%s%s%.100s%s",
+             "opencl %zu:%zu: %.128s (platform %.96s, driver %.48s)%s%s%s%s%.100s%s",
              ctx->info.platform_index, ctx->info.device_index, ctx->info.device_name,
              ctx->info.platform_name, ctx->info.driver_version,
              ctx->group_capped ? " [work-groups capped by TANDEM_OPENCL_MAX_GROUP]" : "",
+             ctx->buffer_capped ? " [buffers capped by TANDEM_OPENCL_MAX_BUFFER]" : "",
              backend->direct_small_convs ? " [small convs as direct kernels]" : "",
              ctx->tuning[0] ? " [" : "", ctx->tuning, ctx->tuning[0] ? "]" : "");
 }
@@ -714,6 +739,7 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
         return status;
     }
     backend->context = ctx;
+    backend->max_buffer_bytes = ctx->max_buffer_bytes;
     backend->threads = tdm_cpu_default_threads(); /* for host-side passes over its data */
     backend->gemm_prefers_tn = true;              /* CLBlast's Xgemm (GEMMK=0, column-major) */
     describe(backend, ctx);

@@ -75,6 +75,9 @@ typedef struct opencl_context {
     size_t sub_buffer_align;    /* CL_DEVICE_MEM_BASE_ADDR_ALIGN, in bytes */
     tdm_backend_counts *counts; /* the backend's, counted here */
     bool group_capped;          /* TANDEM_OPENCL_MAX_GROUP lowered it (for testing) */
+    bool buffer_capped;         /* TANDEM_OPENCL_MAX_BUFFER lowered max_buffer_bytes */
+    size_t max_buffer_bytes;    /* the largest buffer: CL_DEVICE_MAX_MEM_ALLOC_SIZE or less */
+    const char *buffer_limit;   /* what sets max_buffer_bytes, for the message */
     bool profiling;             /* TANDEM_OPENCL_PROFILE: each launch timed, report at free */
     profile_row profile[PROFILE_ROWS];
 } opencl_context;
