@@ -23,6 +23,7 @@ typedef struct tdm_opencl_device_info {
     char driver_version[64];
     unsigned long long global_memory_bytes;
     unsigned compute_units;
+    unsigned long long max_alloc_bytes; /* CL_DEVICE_MAX_MEM_ALLOC_SIZE: the largest buffer */
 } tdm_opencl_device_info;
 
 /* Every device of every OpenCL platform, in platform then device order.

@@ -96,6 +96,7 @@ class OpenclDeviceInfo(ctypes.Structure):  # tdm_opencl_device_info
         ("driver_version", ctypes.c_char * 64),
         ("global_memory_bytes", ctypes.c_ulonglong),
         ("compute_units", ctypes.c_uint),
+        ("max_alloc_bytes", ctypes.c_ulonglong),
     ]
 
 
@@ -202,6 +203,7 @@ def devices():
                     "driver_version": _text(info.driver_version),
                     "global_memory_bytes": int(info.global_memory_bytes),
                     "compute_units": int(info.compute_units),
+                    "max_alloc_bytes": int(info.max_alloc_bytes),
                 }
             )
         _libc.free(listed)

@@ -27,10 +27,13 @@ def digits():
 
 
 def test_opencl_is_there_in_ci():
-    found = [d["device"] for d in tandem.devices()]
+    listed = tandem.devices()
+    found = [d["device"] for d in listed]
     assert found[-1] == "cpu"
     if os.environ.get("CI") == "true":
         assert any(d.startswith("opencl:") for d in found), found
+    for d in listed[:-1]:  # the largest buffer is at most the device's memory
+        assert 0 < d["max_alloc_bytes"] <= d["global_memory_bytes"], d
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -15,9 +15,11 @@ static void print_opencl_device(size_t number, const tdm_opencl_device_info *inf
            info->device_index, info->device_name);
     printf("        platform %s (%s), vendor %s\n", info->platform_name, info->platform_vendor,
            info->device_vendor);
-    printf("        %s, %s, %.1f GiB global memory, %u compute units, driver %s\n", info->type,
-           info->opencl_c_version, (double)info->global_memory_bytes / (1024.0 * 1024 * 1024),
-           info->compute_units, info->driver_version);
+    const double gib = 1024.0 * 1024 * 1024;
+    printf("        %s, %s, %.1f GiB global memory (%.1f GiB a buffer), %u compute units, driver "
+           "%s\n",
+           info->type, info->opencl_c_version, (double)info->global_memory_bytes / gib,
+           (double)info->max_alloc_bytes / gib, info->compute_units, info->driver_version);
     char tuning[512];
     tdm_opencl_tuning_status(info, tuning, sizeof tuning);
     printf("        %s\n", tuning);

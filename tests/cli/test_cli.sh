@@ -175,7 +175,9 @@ else
     check "tune on the cpu backend" 1 "tune: cpu backend .* is not an OpenCL device" \
         "$tandem" -q --device cpu tune
     unset TANDEM_TUNING_DIR
-    check "devices shows details" 0 "OpenCL C [0-9.]+.*compute units, driver" "$tandem" devices
+    check "devices shows details" 0 \
+        "OpenCL C [0-9.]+.*[0-9.]+ GiB global memory \([0-9.]+ GiB a buffer\), [0-9]+ compute units, driver" \
+        "$tandem" devices
     check "--device opencl:0:0" 0 "tandem: device: opencl 0:0: " \
         "$tandem" --device opencl:0:0 selftest
     check "selftest agrees on OpenCL" 0 "^max difference from the cpu backend: .*: ok$" \

@@ -96,7 +96,7 @@ tdm_status tdm_cl_describe_device(cl_platform_id platform, cl_device_id device,
                                   tdm_opencl_device_info *info)
 {
     cl_device_type type = 0;
-    cl_ulong memory = 0;
+    cl_ulong memory = 0, max_alloc = 0;
     cl_uint units = 0;
     TDM_TRY(platform_string(platform, CL_PLATFORM_NAME, info->platform_name,
                             sizeof info->platform_name));
@@ -112,10 +112,13 @@ tdm_status tdm_cl_describe_device(cl_platform_id platform, cl_device_id device,
     TDM_CL_TRY(clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL));
     TDM_CL_TRY(clGetDeviceInfo(device, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof memory, &memory, NULL));
     TDM_CL_TRY(clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL));
+    TDM_CL_TRY(
+        clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc, NULL));
     strcpy(info->type, type_name(type));
     info->is_gpu_or_accelerator = (type & (CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_ACCELERATOR)) != 0;
     info->global_memory_bytes = memory;
     info->compute_units = units;
+    info->max_alloc_bytes = max_alloc;
     return TDM_OK;
 }
 

@@ -553,9 +553,7 @@ static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
  * cap that lets the tests act as a device of small buffers. */
 static tdm_status set_buffer_limit(opencl_context *ctx)
 {
-    cl_ulong device_limit = 0;
-    TDM_CL_TRY(clGetDeviceInfo(ctx->device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof device_limit,
-                               &device_limit, NULL));
+    const unsigned long long device_limit = ctx->info.max_alloc_bytes;
     const size_t indexed = MAX_BUFFER_FLOATS * sizeof(float);
     ctx->max_buffer_bytes = device_limit < indexed ? (size_t)device_limit : indexed;
     ctx->buffer_limit = device_limit < indexed ? "its CL_DEVICE_MAX_MEM_ALLOC_SIZE"
