@@ -88,9 +88,12 @@ cmake -S . -B build-gpu "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DTANDEM_BU
     { tail -40 build-gpu.log; exit 1; }
 echo "built"
 
-step "tandem devices and selftest"
+step "tandem devices and selftest (ResNet(4), then ResNet(64) in both conv plans)"
 build-gpu/tandem devices
 build-gpu/tandem --device "$device" selftest
+build-gpu/tandem -q --device "$device" --channels 64 selftest | sed -n '/^two training/,$p'
+TANDEM_OPENCL_DIRECT_CONVS=0 build-gpu/tandem -q --device "$device" --channels 64 selftest |
+    sed -n '/^two training/,$p'
 
 step "training: ms per epoch ($epochs epochs), C = 1, 2, 4, 64"
 timeout 150 build-gpu/bench/bench_train data/digits.csv.gz "$epochs"

@@ -90,8 +90,7 @@ typedef enum tdm_em_init {
 } tdm_em_init;
 
 typedef enum tdm_em_method {
-    TDM_EM_METHOD_AUTO, /* bits on the cpu backend, and on a device whose memory cannot hold
-                           the float matrix (cache_bytes); else gemm */
+    TDM_EM_METHOD_AUTO, /* bits: the faster method on every device measured */
     TDM_EM_METHOD_BITS, /* the products from the packed bits: table lookups, no floats of X */
     TDM_EM_METHOD_GEMM  /* the products as GEMMs on floats widened from the bits */
 } tdm_em_method;

@@ -6,7 +6,7 @@
 #include "cli/config.h"
 
 int cmd_devices(const cli_options *options);  /* device_commands.c */
-int cmd_selftest(const cli_options *options); /* device_commands.c */
+int cmd_selftest(const cli_options *options); /* selftest.c */
 int cmd_tune(const cli_options *options);     /* device_commands.c */
 int cmd_summary(const cli_options *options);  /* summary.c */
 int cmd_train(const cli_options *options);    /* train_cli.c */

@@ -45,6 +45,34 @@ else
     check "default config picks cpu without a GPU" 0 "^\* \[[0-9]+\] cpu" \
         "$tandem" --config "$configs/default.ini" devices
 fi
+# selftest compares a training step of the model and EM with the cpu
+# backend's. selftest_results NAME VALUE COMMAND...: the command prints the
+# two reports and their 9 results, each VALUE (a regex) and within its
+# tolerance, and ends ok.
+selftest_results() {
+    local name=$1 value=$2 output status within
+    shift 2
+    output=$("$@" 2>&1)
+    status=$?
+    within=$(grep -cE "^  [^ ].* +$value \(tolerance [0-9e-]+\)$" <<<"$output")
+    if [ "$status" -eq 0 ] && [ "$within" -eq 9 ] &&
+        grep -q "^two training steps of the model (\[model\]: .*) on [0-9]* random samples, against the cpu backend:$" <<<"$output" &&
+        grep -q "^em, K = 3 on 3000 random rows of 100 values, 10 iterations, against the cpu backend:$" <<<"$output" &&
+        [ "$(tail -1 <<<"$output")" = "selftest: ok" ]; then
+        ok "$name"
+    else
+        bad "$name (exit $status, $within of 9 results as expected)"
+        echo "$output" | sed 's/^/    /'
+    fi
+}
+# The cpu backend against itself is exact; a side that is not finite (an lr
+# that overflows in two steps) fails the check.
+selftest_results "selftest on the cpu backend: every result exact" "0\.00e\+00" \
+    "$tandem" -q --device cpu selftest
+check "selftest fails where a result is not finite" 1 \
+    "eval output +not finite on a side \(tolerance 1e-04\): FAILED" \
+    "$tandem" -q --device cpu --lr 1e6 selftest
+check "and says so last" 1 "^selftest: FAILED$" "$tandem" -q --device cpu --lr 1e6 selftest
 check "--device cpu" 0 "tandem: device: cpu backend" "$tandem" --device cpu selftest
 check "-q silences the device line" 0 "^sgemm" "$tandem" -q --device cpu selftest
 check "bad --device" 1 "invalid device 'gpu'" "$tandem" --device gpu selftest
@@ -182,6 +210,12 @@ else
         "$tandem" --device opencl:0:0 selftest
     check "selftest agrees on OpenCL" 0 "^max difference from the cpu backend: .*: ok$" \
         "$tandem" --device opencl:0:0 selftest
+    # Every OpenCL device: a training step of ResNet(4) and EM, both methods,
+    # within the tolerances of test_pytorch and test_em.
+    for number in $("$tandem" devices | sed -n 's/^[ *] \[[0-9]*\] opencl \([0-9]*:[0-9]*\) .*/\1/p'); do
+        selftest_results "selftest on opencl:$number: training and EM agree" "[0-9.]+e[-+][0-9]+" \
+            "$tandem" -q --device "opencl:$number" selftest
+    done
     check "TANDEM_DEVICE selects" 0 "tandem: device: opencl 0:0" \
         env TANDEM_DEVICE=opencl:0 "$tandem" selftest
     check "--device beats TANDEM_DEVICE" 0 "tandem: device: cpu" \
