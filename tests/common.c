@@ -1,5 +1,7 @@
+#define _POSIX_C_SOURCE 200809L /* setenv, unsetenv */
 #include "common.h"
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -97,6 +99,31 @@ bool test_backends_open(test_backends *backends)
         printf("SKIPPING OpenCL parity: no OpenCL device on this machine\n");
     }
     return true;
+}
+
+void test_backends_open_with(test_backends *backends, const char *const settings[][2], size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        setenv(settings[i][0], settings[i][1], 1);
+    bool opened = test_backends_open(backends);
+    for (size_t i = 0; i < count; i++)
+        unsetenv(settings[i][0]);
+    assert_true(opened);
+}
+
+double test_max_relative_error(const float *x, const float *y, size_t count)
+{
+    double squares = 0.0, worst = 0.0;
+    for (size_t i = 0; i < count; i++)
+        squares += (double)y[i] * y[i];
+    double rms = sqrt(squares / (double)count);
+    for (size_t i = 0; i < count; i++) {
+        double diff = fabs((double)x[i] - y[i]);
+        if (isnan(diff))
+            return INFINITY;
+        worst = fmax(worst, diff / fmax(fmax(fabs(y[i]), rms), 1e-30));
+    }
+    return worst;
 }
 
 void test_backends_close(test_backends *backends)

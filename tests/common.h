@@ -40,6 +40,10 @@ typedef struct test_backends {
 /* Opens them and prints each one; false (with a message) when an OpenCL
  * device exists but fails to open, or none exists in CI. */
 bool test_backends_open(test_backends *backends);
+/* The same with environment settings (TANDEM_OPENCL_MAX_BUFFER, say) in
+ * force while they open, then removed; fails the test unless they open. */
+void test_backends_open_with(test_backends *backends, const char *const settings[][2],
+                             size_t count);
 void test_backends_close(test_backends *backends);
 
 /* The backends of a test program, opened and closed by these cmocka group
@@ -47,6 +51,10 @@ void test_backends_close(test_backends *backends);
 extern test_backends test_all_backends;
 int test_open_all_backends(void **state);
 int test_close_all_backends(void **state);
+
+/* max |x - y| / max(|y|, rms(y)) over count values: a relative error that
+ * small entries do not inflate; INFINITY where a difference is NaN. */
+double test_max_relative_error(const float *x, const float *y, size_t count);
 
 /* The bundled digits split as tandem train splits them (the [data] defaults). */
 void test_load_digits(tdm_dataset *train, tdm_dataset *test);

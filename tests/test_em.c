@@ -413,10 +413,8 @@ static void test_scores_of_labelings(void **state)
  * (TANDEM_OPENCL_MAX_BUFFER acts as a small CL_DEVICE_MAX_MEM_ALLOC_SIZE). */
 static void open_capped(test_backends *capped, const char *bytes)
 {
-    setenv("TANDEM_OPENCL_MAX_BUFFER", bytes, 1);
-    bool opened = test_backends_open(capped);
-    unsetenv("TANDEM_OPENCL_MAX_BUFFER");
-    assert_true(opened);
+    const char *const settings[][2] = {{"TANDEM_OPENCL_MAX_BUFFER", bytes}};
+    test_backends_open_with(capped, settings, 1);
     assert_int_equal(capped->count, test_all_backends.count);
 }
 

@@ -106,26 +106,10 @@ static tdm_model_spec spec_of(const fixture *f)
     return spec;
 }
 
-/* max |x - y| / max(|y|, rms(y)) over the tensor, as in the parity harness. */
-static double max_relative_error(const float *x, const float *y, size_t count)
-{
-    double squares = 0.0, worst = 0.0;
-    for (size_t i = 0; i < count; i++)
-        squares += (double)y[i] * y[i];
-    double rms = sqrt(squares / (double)count);
-    for (size_t i = 0; i < count; i++) {
-        double diff = fabs((double)x[i] - y[i]);
-        if (isnan(diff))
-            return INFINITY;
-        worst = fmax(worst, diff / fmax(fmax(fabs(y[i]), rms), 1e-30));
-    }
-    return worst;
-}
-
 static void expect_close(const char *fixture_name, tdm_backend *backend, const char *what,
                          const float *got, const named_tensor *want, double tolerance)
 {
-    double error = max_relative_error(got, want->values, want->count);
+    double error = test_max_relative_error(got, want->values, want->count);
     printf("  %-18s %-16s max relative error %.2e (tolerance %.0e)\n", fixture_name, what, error,
            tolerance);
     if (!(error <= tolerance))

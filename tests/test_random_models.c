@@ -203,30 +203,13 @@ static void print_model(const random_model *m)
     printf("\n");
 }
 
-/* max |x - y| / max(|y|, rms(y)), as test_pytorch measures. */
-static double relative_error(const float *x, const float *y, size_t count)
-{
-    double squares = 0.0, worst = 0.0;
-    for (size_t i = 0; i < count; i++)
-        squares += (double)y[i] * y[i];
-    double rms = sqrt(squares / (double)(count ? count : 1));
-    for (size_t i = 0; i < count; i++)
-        worst = fmax(worst, fabs((double)x[i] - y[i]) / fmax(fmax(fabs(y[i]), rms), 1e-30));
-    return isfinite(squares) ? worst : NAN;
-}
-
 /* Opens every OpenCL device again in the forms a GPU takes. */
 static void open_gpu_forms(test_backends *gpu_forms)
 {
-    const char *settings[][2] = {{"TANDEM_OPENCL_MAX_GROUP", "16"},
-                                 {"TANDEM_OPENCL_REDUCTION_GROUP", "16"},
-                                 {"TANDEM_OPENCL_DIRECT_CONVS", "1"}};
-    for (size_t i = 0; i < 3; i++)
-        setenv(settings[i][0], settings[i][1], 1);
-    bool opened = test_backends_open(gpu_forms);
-    for (size_t i = 0; i < 3; i++)
-        unsetenv(settings[i][0]);
-    assert_true(opened);
+    const char *const settings[][2] = {{"TANDEM_OPENCL_MAX_GROUP", "16"},
+                                       {"TANDEM_OPENCL_REDUCTION_GROUP", "16"},
+                                       {"TANDEM_OPENCL_DIRECT_CONVS", "1"}};
+    test_backends_open_with(gpu_forms, settings, 3);
 }
 
 /* One model on one backend: fused and apart give the same bits; the fused
@@ -243,7 +226,7 @@ static pass_results check_plans(tdm_backend *backend, const random_model *m, con
         fail_msg("on %s the model's plan differs from its layers one at a time (largest "
                  "difference %.3g)",
                  tdm_backend_description(backend),
-                 relative_error(fused.values, alone.values, fused.count));
+                 test_max_relative_error(fused.values, alone.values, fused.count));
     }
     free(alone.values);
     return fused;
@@ -263,10 +246,10 @@ static void check_against_cpu(const tdm_backend *backend, const random_model *m,
 {
     size_t outputs = BATCH * CLASSES, rest = got->count - 2 * outputs;
     assert_int_equal(got->count, cpu->count);
-    double output_error =
-        fmax(relative_error(got->values, cpu->values, outputs),
-             relative_error(got->values + outputs + rest, cpu->values + outputs + rest, outputs));
-    double rest_error = relative_error(got->values + outputs, cpu->values + outputs, rest);
+    double output_error = fmax(test_max_relative_error(got->values, cpu->values, outputs),
+                               test_max_relative_error(got->values + outputs + rest,
+                                                       cpu->values + outputs + rest, outputs));
+    double rest_error = test_max_relative_error(got->values + outputs, cpu->values + outputs, rest);
     if (!(output_error <= 5e-4 && rest_error <= 2e-3)) {
         print_model(m);
         fail_msg("%s disagrees with the cpu backend: outputs %.3g (5e-4), gradients and "

@@ -87,9 +87,19 @@ static tdm_status run_square_gemm(tdm_backend *backend, const float *a, const fl
     return status;
 }
 
-/* The same product on both backends: speed, and the largest difference
- * relative to the largest entry (512-term float32 dot products round to
- * ~1e-6 of it). */
+/* max |x - y| over the largest |y|: 512-term float32 dot products round to
+ * ~1e-6 of it. */
+static double largest_entry_difference(const float *x, const float *y, size_t count)
+{
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < count; i++)
+        scale = fmax(scale, fabs(y[i]));
+    for (size_t i = 0; i < count; i++)
+        worst = fmax(worst, fabs((double)x[i] - y[i]) / fmax(scale, 1e-30));
+    return worst;
+}
+
+/* The same product on both backends: speed, and the largest difference. */
 static tdm_status check_sgemm(tdm_backend *device, tdm_backend *cpu, bool *ok)
 {
     const size_t n = SGEMM_SIZE, count = n * n;
@@ -109,15 +119,12 @@ static tdm_status check_sgemm(tdm_backend *device, tdm_backend *cpu, bool *ok)
     if (status == TDM_OK)
         status = run_square_gemm(cpu, a, b, reference, &seconds[1]);
     if (status == TDM_OK) {
-        double flops = 2.0 * (double)n * (double)n * (double)n, scale = 0.0, worst = 0.0;
+        double flops = 2.0 * (double)n * (double)n * (double)n;
         tdm_backend *sides[2] = {device, cpu};
         for (int s = 0; s < 2; s++)
             printf("sgemm %zux%zux%zu on %s: %.2f ms (%.1f GFLOP/s)\n", n, n, n,
                    tdm_backend_description(sides[s]), seconds[s] * 1e3, flops / seconds[s] * 1e-9);
-        for (size_t i = 0; i < count; i++)
-            scale = fmax(scale, fabs(reference[i]));
-        for (size_t i = 0; i < count; i++)
-            worst = fmax(worst, fabs((double)c[i] - reference[i]) / fmax(scale, 1e-30));
+        double worst = largest_entry_difference(c, reference, count);
         const double tolerance = 1e-4;
         *ok = worst <= tolerance;
         printf("max difference from the cpu backend: %.2e of the largest entry (tolerance %.0e): "
