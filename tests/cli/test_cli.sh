@@ -73,6 +73,12 @@ check "selftest fails where a result is not finite" 1 \
     "eval output +not finite on a side \(tolerance 1e-04\): FAILED" \
     "$tandem" -q --device cpu --lr 1e6 selftest
 check "and says so last" 1 "^selftest: FAILED$" "$tandem" -q --device cpu --lr 1e6 selftest
+no_scores=$(config no_scores "[model]
+input = 1x8x8
+layer = conv2d out=2 kernel=3")
+check "selftest of a model that does not end in class scores" 1 \
+    "selftest: the model must end in class scores \(it outputs 2x6x6\)" \
+    "$tandem" -q --device cpu --config "$no_scores" selftest
 check "--device cpu" 0 "tandem: device: cpu backend" "$tandem" --device cpu selftest
 check "-q silences the device line" 0 "^sgemm" "$tandem" -q --device cpu selftest
 check "bad --device" 1 "invalid device 'gpu'" "$tandem" --device gpu selftest
