@@ -480,6 +480,97 @@ static void test_data_larger_than_a_device_buffer(void **state)
     tdm_binary_free(&d);
 }
 
+/* The default blocks of the bits method and, given `settings`, the fits of
+ * every OpenCL device reopened with them. */
+typedef struct gpu_blocks_case {
+    const char *what;
+    size_t rows, cols, k_count, shard_rows, expected_block;
+} gpu_blocks_case;
+
+/* On a device reopened with TANDEM_OPENCL_PARALLEL_ROWS (a GPU's rows on
+ * PoCL and rusticl), the bits method's default block is expected_block: the
+ * fit equals, bit for bit, the one with block_rows = expected_block, and
+ * agrees with the cpu backend's (1e-5, as test_seeds_blocks_and_backends). */
+static void check_gpu_blocks(const gpu_blocks_case *c, const char *const settings[][2],
+                             size_t count)
+{
+    static double p[512 * 64];
+    assert_true(c->k_count * c->cols <= 512 * 64);
+    double *pi = malloc(c->k_count * sizeof(double));
+    for (size_t i = 0; i < c->k_count * c->cols; i++)
+        p[i] = 0.1 + 0.8 * (double)((i * 37 + i / c->cols) % 11) / 10.0;
+    for (size_t k = 0; k < c->k_count; k++)
+        pi[k] = 1.0 / (double)c->k_count;
+    tdm_binary_data d = sample_mixture(c->rows, c->cols, c->k_count, p, pi, 11);
+    test_backends wide;
+    test_backends_open_with(&wide, settings, count);
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.max_iter = 3;
+    o.tol = 0.0;
+    o.method = TDM_EM_METHOD_BITS;
+    o.shard_rows = c->shard_rows;
+    tdm_em_result cpu = fit(test_all_backends.all[0], &d, c->k_count, &o);
+    for (size_t b = 1; b < wide.count; b++) {
+        o.block_rows = 0;
+        tdm_em_result automatic = fit(wide.all[b], &d, c->k_count, &o);
+        o.block_rows = c->expected_block;
+        tdm_em_result given = fit(wide.all[b], &d, c->k_count, &o);
+        printf("EM (bits, %s) on %s: log-likelihood %.6f, %.6f in blocks of %zu, cpu %.6f\n",
+               c->what, tdm_backend_name(wide.all[b]), automatic.log_likelihood,
+               given.log_likelihood, c->expected_block, cpu.log_likelihood);
+        assert_true(same_result(&automatic, &given));
+        assert_true(history_gap(&automatic, &cpu) < 1e-5);
+        tdm_em_result_free(&automatic);
+        tdm_em_result_free(&given);
+    }
+    tdm_em_result_free(&cpu);
+    test_backends_close(&wide);
+    tdm_binary_free(&d);
+    free(pi);
+}
+
+/* A GPU's EM blocks fill it (tdm_backend_parallel_rows): two work-groups of
+ * its largest size a compute unit, within a shard and 64 MiB of scores; 0
+ * (BITS_BLOCK, 8192 rows) on the cpu backend and CPU devices. bits_sums
+ * then splits a block into parts of 128 rows, as many as 64 MiB of partial
+ * sums and one buffer hold. */
+static void test_blocks_that_fill_a_gpu(void **state)
+{
+    (void)state;
+    assert_int_equal(tdm_backend_parallel_rows(test_all_backends.all[0]), 0);
+    tdm_opencl_device_info *devices = NULL;
+    size_t count = 0;
+    if (test_all_backends.count > 1)
+        assert_int_equal(tdm_opencl_list_devices(&devices, &count), TDM_OK);
+    for (size_t b = 1; b < test_all_backends.count; b++) {
+        size_t rows = tdm_backend_parallel_rows(test_all_backends.all[b]);
+        if (devices[b - 1].is_gpu_or_accelerator)
+            assert_true(rows >= 2 * (size_t)devices[b - 1].compute_units);
+        else
+            assert_int_equal(rows, 0);
+    }
+    free(devices);
+    /* rows past the 8192 of a CPU's block, in two blocks; bits_sums in parts */
+    const char *const wide[][2] = {{"TANDEM_OPENCL_PARALLEL_ROWS", "20000"},
+                                   {"TANDEM_OPENCL_BITS_PARTS", "64"}};
+    check_gpu_blocks(&(gpu_blocks_case){"a GPU's blocks", 30000, 70, 3, 131072, 20000}, wide, 2);
+    /* a block never spans two shards */
+    check_gpu_blocks(&(gpu_blocks_case){"blocks within shards", 30000, 70, 3, 12000, 12000}, wide,
+                     2);
+    /* K = 300: 64 MiB of scores hold 55924 rows */
+    const char *const many[][2] = {{"TANDEM_OPENCL_PARALLEL_ROWS", "100000"}};
+    check_gpu_blocks(&(gpu_blocks_case){"scores within 64 MiB", 60000, 20, 300, 131072, 55924},
+                     many, 1);
+    /* 128 KiB buffers: blocks of 4096 rows (8 floats of words a row), and
+     * 81 parts of 402 floats, not 1000 */
+    const char *const small[][2] = {{"TANDEM_OPENCL_PARALLEL_ROWS", "20000"},
+                                    {"TANDEM_OPENCL_BITS_PARTS", "1000"},
+                                    {"TANDEM_OPENCL_MAX_BUFFER", "131072"}};
+    check_gpu_blocks(
+        &(gpu_blocks_case){"partial sums within one buffer", 6000, 200, 2, 131072, 4096}, small, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_bits_and_gemm_agree),
         cmocka_unit_test(test_scores_of_labelings),
         cmocka_unit_test(test_data_larger_than_a_device_buffer),
+        cmocka_unit_test(test_blocks_that_fill_a_gpu),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

@@ -114,17 +114,20 @@ TANDEM_OPENCL_DIRECT_CONVS=0 TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/tandem
     --config configs/resnet.ini --channels 64 --epochs 3 --out "$work/profile-gemm" train 2>&1 |
     grep -A12 "opencl profile"
 for n in "${em_sizes[@]}"; do
-    step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods"
+    step "EM: ms per iteration, n = $n, D = 784, K = 20, both methods, then bits in blocks of 8192 rows"
     timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 bits
     timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 gemm
+    # the blocks before they filled a GPU (docs/devices.md), same run
+    TANDEM_OPENCL_PARALLEL_ROWS=0 timeout 60 build-gpu/bench/bench_em "$n" 784 20 5 bits all
 done
 step "where EM's time goes on the device (bits, n = ${em_sizes[0]}, TANDEM_OPENCL_PROFILE)"
 TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/bench/bench_em "${em_sizes[0]}" 784 20 5 bits 2>&1 |
     grep -A8 "opencl profile"
 TANDEM_OPENCL_PROFILE=1 timeout 60 build-gpu/bench/bench_em "${em_sizes[0]}" 784 20 5 gemm 2>&1 |
     grep -A8 "opencl profile"
-step "EM: n = $em_big from packed bits"
+step "EM: n = $em_big from packed bits, then in blocks of 8192 rows"
 timeout 90 build-gpu/bench/bench_em "$em_big" 784 20 3 bits
+TANDEM_OPENCL_PARALLEL_ROWS=0 timeout 90 build-gpu/bench/bench_em "$em_big" 784 20 3 bits all
 step "SGEMM of the cpu backend, $(nproc) threads"
 timeout 60 build-gpu/bench/bench_gemm
 

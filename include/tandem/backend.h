@@ -81,6 +81,12 @@ size_t tdm_backend_host_threads(const tdm_backend *backend);
  * TDM_ERR_OUT_OF_MEMORY and a message naming the limit; EM keeps its data on
  * a device only where it fits one buffer. */
 size_t tdm_backend_max_buffer_bytes(const tdm_backend *backend);
+/* The rows a kernel of a work-item or two a row (EM's bits_scores and
+ * bits_sums) takes to keep every compute unit busy: on an OpenCL GPU two
+ * work-groups of the device's largest size a compute unit (270336 on an
+ * H100), so that EM's blocks fill it; 0 on the cpu backend and OpenCL CPU
+ * devices, whose cores a few thousand rows keep busy. */
+size_t tdm_backend_parallel_rows(const tdm_backend *backend);
 tdm_status tdm_backend_synchronize(tdm_backend *backend);
 void tdm_backend_free(tdm_backend *backend); /* NULL is allowed */
 

@@ -104,9 +104,11 @@ typedef struct tdm_em_options {
     uint64_t seed;           /* restart r uses a seed derived from (seed, r) */
     double prior_a, prior_b; /* Beta(a, b) prior on every p: MAP; 2, 2 (one pseudo-count each) */
     double clamp;            /* 1e-6: p is kept in [clamp, 1 - clamp] after every M step */
-    size_t block_rows;       /* 0 (auto): rows per GEMM block; when streaming, 256 per host
-                                thread and at least 512, else 8192; fewer where a block
-                                would not fit one device buffer */
+    size_t block_rows;       /* 0 (auto): rows per block; bits: 8192, or the rows that fill
+                                a GPU (tdm_backend_parallel_rows) within 64 MiB of scores;
+                                gemm when streaming: 256 per host thread and at least 512,
+                                else 8192; fewer where a block would not fit one device
+                                buffer, and never past a shard */
     size_t shard_rows;       /* 131072: sums over rows are taken per shard of this many rows,
                                 then the shards' sums in order, so any number of processes
                                 gives the same bits (blocks end at shard ends) */

@@ -89,6 +89,11 @@ size_t tdm_backend_max_buffer_bytes(const tdm_backend *backend)
     return backend->max_buffer_bytes ? backend->max_buffer_bytes : SIZE_MAX;
 }
 
+size_t tdm_backend_parallel_rows(const tdm_backend *backend)
+{
+    return backend->parallel_rows;
+}
+
 tdm_status tdm_backend_synchronize(tdm_backend *backend)
 {
     return backend->iface->synchronize(backend);

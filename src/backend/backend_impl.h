@@ -220,6 +220,7 @@ struct tdm_backend {
     bool host_memory;        /* set by the backend: see tdm_backend_uses_host_memory */
     size_t threads;          /* set by the backend: see tdm_backend_host_threads */
     size_t max_buffer_bytes; /* set by the backend (0: none): see tdm_backend_max_buffer_bytes */
+    size_t parallel_rows;    /* set by the backend (0: none): see tdm_backend_parallel_rows */
     /* Set by the backend when its sgemm reads op(A) = A^T and op(B) = B, both
      * stored k-major, in place but copies other orientations first (CLBlast's
      * indirect GEMM): layers then transpose an operand themselves where that

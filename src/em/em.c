@@ -168,7 +168,8 @@ enum {
     STREAMED_ROWS_PER_THREAD = 256,
     STREAMED_BLOCK_MIN = 512,
     CACHED_BLOCK = 8192,
-    BITS_BLOCK = 8192 /* rows per bits_scores / bits_sums call */
+    BITS_BLOCK = 8192, /* rows per bits_scores / bits_sums call, or a GPU's (bits_block) */
+    BLOCK_SCORES_BYTES = 64 << 20
 };
 
 /* Streamed blocks give each host thread 256 rows (800 KB of floats at
@@ -178,6 +179,18 @@ static size_t streamed_block(const tdm_backend *backend)
 {
     size_t rows = STREAMED_ROWS_PER_THREAD * tdm_backend_host_threads(backend);
     return rows > STREAMED_BLOCK_MIN ? rows : STREAMED_BLOCK_MIN;
+}
+
+/* The bits method's block: BITS_BLOCK rows, or the more rows that keep the
+ * device busy (a GPU: 8192 rows a block kept an H100 6% occupied, 13 launches
+ * of each kernel and 26 waits a pass at n = 100000), as long as their scores
+ * stay within BLOCK_SCORES_BYTES. */
+static size_t bits_block(const tdm_backend *backend, size_t k_count)
+{
+    size_t rows = tdm_backend_parallel_rows(backend);
+    size_t most = BLOCK_SCORES_BYTES / sizeof(float) / k_count;
+    rows = rows < most ? rows : most;
+    return rows > BITS_BLOCK ? rows : BITS_BLOCK;
 }
 
 /* What the whole data may take on the device: cache_bytes, within one
@@ -258,6 +271,15 @@ static size_t block_within_buffer(const em_device *dev, size_t block)
     return block < rows ? block : rows > 0 ? rows : 1;
 }
 
+/* The block of block_rows = 0 (auto). */
+static size_t default_block(const em_device *dev, bool cached)
+{
+    size_t rows = dev->bits ? bits_block(dev->backend, dev->k_count)
+                  : cached  ? CACHED_BLOCK
+                            : streamed_block(dev->backend);
+    return block_within_buffer(dev, rows);
+}
+
 static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data, size_t k_count,
                               const tdm_em_options *o, em_device *dev)
 {
@@ -265,10 +287,7 @@ static tdm_status open_device(tdm_backend *backend, const tdm_binary_data *data,
     *dev = (em_device){.backend = backend, .data = data, .k_count = k_count, .cols = data->cols};
     bool cached = keep_on_device(dev, o->cache_bytes);
     dev->bits = use_bits(o);
-    size_t block = o->block_rows ? o->block_rows
-                                 : block_within_buffer(dev, dev->bits ? BITS_BLOCK
-                                                            : cached  ? CACHED_BLOCK
-                                                                      : streamed_block(backend));
+    size_t block = o->block_rows ? o->block_rows : default_block(dev, cached);
     if (block > o->shard_rows)
         block = o->shard_rows; /* a block never spans two shards */
     dev->block = block < data->rows ? block : data->rows > 0 ? data->rows : 1;

@@ -249,7 +249,7 @@ layer = linear out=10")
         env TANDEM_OPENCL_DIRECT_CONVS=yes "$tandem" --device opencl:0:0 selftest
     for setting in TANDEM_OPENCL_MAX_GROUP=0 TANDEM_OPENCL_REDUCTION_GROUP=16x \
         TANDEM_OPENCL_BITS_PARTS=-3 TANDEM_OPENCL_PLANE_GROUPS=99999999999999999999 \
-        TANDEM_OPENCL_PROFILE=on TANDEM_OPENCL_MAX_BUFFER=0; do
+        TANDEM_OPENCL_PROFILE=on TANDEM_OPENCL_MAX_BUFFER=0 TANDEM_OPENCL_PARALLEL_ROWS=lots; do
         check "$setting is an error" 1 "opencl: ${setting%%=*} must be a whole number" \
             env "$setting" "$tandem" --device opencl:0:0 selftest
     done

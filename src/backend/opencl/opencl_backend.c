@@ -310,10 +310,16 @@ static tdm_status opencl_elementwise(tdm_backend *backend, tdm_elementwise_op op
 }
 
 tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size, size_t bytes,
-                                 const char *what)
+                                 const char *what, bool within_limit)
 {
     if (bytes <= *size)
         return TDM_OK;
+    if (within_limit && bytes > ctx->max_buffer_bytes)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY,
+                        "opencl: %zu bytes of %s are more than one buffer of %s holds: at most "
+                        "%zu bytes (%s)",
+                        bytes, what, ctx->info.device_name, ctx->max_buffer_bytes,
+                        ctx->buffer_limit);
     if (*mem)
         clReleaseMemObject(*mem);
     *size = 0;
@@ -404,8 +410,9 @@ static tdm_status enqueue_sgemm(opencl_context *ctx, const tdm_sgemm_args *g,
     if (code != CLBlastSuccess)
         return TDM_CL_FAIL("CLBlastSGemmTempBufferSize", code);
     if (scratch > 0)
+        /* sized by CLBlast (copies of all three operands): the driver judges it */
         TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->gemm_scratch, &ctx->gemm_scratch_size, scratch,
-                                      "GEMM scratch"));
+                                      "GEMM scratch", false));
     const cl_mem *mem = ops->mem;
     ctx->counts->launches++;
     cl_event marker = profile_marker(ctx), event, *timed = profile_event(ctx, &event);
@@ -545,6 +552,7 @@ static tdm_status device_group_limit(opencl_context *ctx, size_t *limit)
     ctx->group_capped = capped > 0 && capped < *limit;
     if (ctx->group_capped)
         *limit = capped;
+    ctx->device_group_limit = *limit;
     return TDM_OK;
 }
 
@@ -665,7 +673,7 @@ static tdm_status open_device(opencl_context *ctx, size_t platform_index, size_t
                                &align_bits, NULL));
     ctx->sub_buffer_align = align_bits >= 8 ? align_bits / 8 : 1;
     TDM_TRY(environment_setting("TANDEM_OPENCL_BITS_PARTS",
-                                ctx->info.is_gpu_or_accelerator ? GPU_BITS_PARTS : 1, 1,
+                                ctx->info.is_gpu_or_accelerator ? MAX_GROUP_SETTING : 1, 1,
                                 MAX_GROUP_SETTING, &ctx->bits_parts));
     TDM_TRY(environment_setting("TANDEM_OPENCL_PLANE_GROUPS", MAX_PLANE_GROUPS, 1, MAX_PLANE_GROUPS,
                                 &ctx->plane_groups));
@@ -701,6 +709,18 @@ static tdm_status set_direct_convs(tdm_backend *backend, const opencl_context *c
     return TDM_OK;
 }
 
+/* Two work-groups of the device's largest size a compute unit on a GPU
+ * (tdm_backend_parallel_rows); TANDEM_OPENCL_PARALLEL_ROWS=N sets N on any
+ * device (the tests give PoCL a GPU's blocks so). */
+static tdm_status set_parallel_rows(tdm_backend *backend, const opencl_context *ctx)
+{
+    size_t fill = ctx->info.is_gpu_or_accelerator
+                      ? 2 * (size_t)ctx->info.compute_units * ctx->device_group_limit
+                      : 0;
+    return environment_setting("TANDEM_OPENCL_PARALLEL_ROWS", fill, 0, MAX_BUFFER_FLOATS,
+                               &backend->parallel_rows);
+}
+
 tdm_status tdm_opencl_tune(tdm_backend *backend, const tdm_tune_options *options,
                            tdm_tune_report *report)
 {
@@ -731,6 +751,8 @@ tdm_status tdm_opencl_backend_create(size_t platform_index, size_t device_index,
         status = tdm_backend_init(backend, &opencl_iface, "opencl");
     if (status == TDM_OK)
         status = set_direct_convs(backend, ctx);
+    if (status == TDM_OK)
+        status = set_parallel_rows(backend, ctx);
     if (status != TDM_OK) {
         release_context(ctx);
         free(backend);

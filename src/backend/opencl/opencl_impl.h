@@ -33,12 +33,13 @@ enum { PREFERRED_GROUP_SIZE = 64 };
 typedef cl_uint cl_index;
 #define MAX_BUFFER_FLOATS ((size_t)1 << 31)
 
-/* EM's bits_sums on a GPU splits a block's rows into up to this many parts
- * of at least BITS_PART_ROWS rows (one loop over all rows per work-item
- * leaves most of a GPU idle), then adds the parts in order: deterministic,
- * and the same on every run of a device. TANDEM_OPENCL_BITS_PARTS=N sets
- * the most parts on any device (the tests split rows on PoCL this way). */
-enum { GPU_BITS_PARTS = 64, BITS_PART_ROWS = 128 };
+/* EM's bits_sums on a GPU splits a block's rows into parts of
+ * BITS_PART_ROWS rows (one loop over all rows per work-item leaves most of
+ * a GPU idle), as many as BITS_PARTIALS_BYTES of partial sums hold, then
+ * adds the parts in order: deterministic, and the same on every run of a
+ * device. TANDEM_OPENCL_BITS_PARTS=N sets the most parts on any device (the
+ * tests split rows on PoCL this way). */
+enum { BITS_PART_ROWS = 128, BITS_PARTIALS_BYTES = 64 << 20 };
 
 /* The (value, plane) kernels launch at most this many work-groups of planes
  * along the second axis (CUDA grids hold 65535 a side), the rest along the
@@ -71,6 +72,7 @@ typedef struct opencl_context {
     size_t plane_groups;        /* MAX_PLANE_GROUPS, or what the tests set */
     char tuning[512];           /* what tdm_cl_apply_tuning said ("" if not tuned) */
     size_t group_size;          /* the local size of every 1-D launch */
+    size_t device_group_limit;  /* the device's largest work-group (or TANDEM_OPENCL_MAX_GROUP) */
     size_t reduction_group;     /* that of the per-channel reductions (TDM_GROUP_SIZE) */
     size_t sub_buffer_align;    /* CL_DEVICE_MEM_BASE_ADDR_ALIGN, in bytes */
     tdm_backend_counts *counts; /* the backend's, counted here */
@@ -102,9 +104,10 @@ typedef struct kernel_arg {
         sizeof(variable), &(variable)                                                              \
     }
 
-/* Grows a scratch buffer of the backend's to at least `bytes`. */
+/* Grows a scratch buffer of the backend's to at least `bytes`; with
+ * `within_limit`, a size past max_buffer_bytes is refused, naming it. */
 tdm_status tdm_cl_ensure_scratch(opencl_context *ctx, cl_mem *mem, size_t *size, size_t bytes,
-                                 const char *what);
+                                 const char *what, bool within_limit);
 
 /* Sets the arguments and enqueues a 1-D launch of one work-item per item,
  * rounded up to whole work-groups: the kernels return past `items`. No

@@ -633,11 +633,17 @@ tdm_status tdm_opencl_bits_scores(tdm_backend *backend, const tdm_bits_shape *s,
 }
 
 /* Parts of the rows for bits_sums: 1 on a CPU device; on a GPU as many as
- * give each part BITS_PART_ROWS rows, up to the context's bits_parts. */
-static size_t bits_parts(const opencl_context *ctx, size_t rows)
+ * give each part BITS_PART_ROWS rows. At most the context's bits_parts, and
+ * as many partial sums of `count` floats as BITS_PARTIALS_BYTES and one
+ * buffer hold. */
+static size_t bits_parts(const opencl_context *ctx, size_t rows, size_t count)
 {
+    size_t budget =
+        ctx->max_buffer_bytes < BITS_PARTIALS_BYTES ? ctx->max_buffer_bytes : BITS_PARTIALS_BYTES;
+    size_t room = budget / sizeof(float) / count;
     size_t parts = ctx->info.is_gpu_or_accelerator ? rows / BITS_PART_ROWS : ctx->bits_parts;
     parts = parts < ctx->bits_parts ? parts : ctx->bits_parts;
+    parts = parts < room ? parts : room;
     parts = parts < rows ? parts : rows;
     return parts > 0 ? parts : 1;
 }
@@ -648,11 +654,11 @@ tdm_status tdm_opencl_bits_sums(tdm_backend *backend, const tdm_bits_shape *s, t
     opencl_context *ctx = ctx_of(backend);
     cl_view x = cl_view_of(bits), w = cl_view_of(weights), y = cl_view_of(sums);
     cl_index rows = s->rows, cols = s->cols, words = s->row_words, k = s->components;
-    cl_index parts = bits_parts(ctx, s->rows), count = k * (cols + 1);
+    cl_index count = k * (cols + 1), parts = bits_parts(ctx, s->rows, count);
     cl_view out = y;
     if (parts > 1) {
         TDM_TRY(tdm_cl_ensure_scratch(ctx, &ctx->bits_partials, &ctx->bits_partials_size,
-                                      parts * count * sizeof(float), "bits_sums partials"));
+                                      parts * count * sizeof(float), "bits_sums partials", true));
         out = (cl_view){ctx->bits_partials, 0};
     }
     kernel_arg args[] = {ARG(rows),  ARG(cols),    ARG(words),   ARG(k),
