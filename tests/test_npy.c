@@ -1,5 +1,6 @@
 /* numpy .npy input for EM (tdm_binary_load_npy): files written here byte by
- * byte as numpy writes them (format 1.0 and 2.0, uint8, bool, packbits),
+ * byte as numpy writes them (format 1.0 and 2.0, uint8, bool, packbits,
+ * rows of one word and of three),
  * and every kind of bad file, each named in its error. */
 #define _POSIX_C_SOURCE 200809L
 #include <setjmp.h>
@@ -100,6 +101,35 @@ static void test_reads_what_numpy_writes(void **state)
     tdm_binary_free(&data);
 }
 
+/* 139 columns (three words, the last partly padding), as 0/1 bytes and
+ * packed: the words of every row, column by column. */
+static void test_rows_of_several_words(void **state)
+{
+    (void)state;
+    enum { WIDE_ROWS = 4, WIDE_COLS = 139, WIDE_PACKED = (WIDE_COLS + 7) / 8 };
+    static uint8_t wide[WIDE_ROWS][WIDE_COLS], packed[WIDE_ROWS][WIDE_PACKED];
+    for (size_t r = 0; r < WIDE_ROWS; r++)
+        for (size_t c = 0; c < WIDE_COLS; c++) {
+            wide[r][c] = (uint8_t)((r * 13 + c * c) % 7 < 3);
+            packed[r][c / 8] |= (uint8_t)(wide[r][c] << (7 - c % 8));
+        }
+    const char *dicts[] = {"{'descr': '|u1', 'fortran_order': False, 'shape': (4, 139), }",
+                           "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 18), }"};
+    for (int is_packed = 0; is_packed < 2; is_packed++) {
+        tdm_binary_data data;
+        const char *path = is_packed ? write_npy("wide_packed", 1, dicts[1], packed, sizeof packed)
+                                     : write_npy("wide", 1, dicts[0], wide, sizeof wide);
+        assert_int_equal(tdm_binary_load_npy(path, is_packed ? WIDE_COLS : 0, &data), TDM_OK);
+        assert_int_equal(data.row_words, 3);
+        for (size_t r = 0; r < WIDE_ROWS; r++) {
+            for (size_t c = 0; c < WIDE_COLS; c++)
+                assert_int_equal(tdm_binary_get(&data, r, c), wide[r][c]);
+            assert_int_equal(data.bits[r * 3 + 2] >> (WIDE_COLS - 128), 0);
+        }
+        tdm_binary_free(&data);
+    }
+}
+
 /* Loads a file expected to fail; its message must name the file and say `why`. */
 static void expect_error(const char *path, size_t packed_cols, const char *why)
 {
@@ -195,6 +225,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_what_numpy_writes),
+        cmocka_unit_test(test_rows_of_several_words),
         cmocka_unit_test(test_bad_files),
     };
     return cmocka_run_group_tests(tests, make_work_dir, remove_work_dir);

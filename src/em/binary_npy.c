@@ -164,6 +164,17 @@ static tdm_status check_size(const char *path, FILE *file, const npy_header *h,
     return TDM_OK;
 }
 
+/* A row of 0/1 bytes into its (zeroed) words; false if a byte is not 0 or 1. */
+static bool pack_row(const uint8_t *values, size_t cols, uint64_t *words)
+{
+    uint8_t any = 0;
+    for (size_t c = 0; c < cols; c++) {
+        any |= values[c];
+        words[c / 64] |= (uint64_t)(values[c] & 1u) << (c % 64);
+    }
+    return any <= 1;
+}
+
 /* 0/1 bytes, packed as they are read, a chunk of rows at a time; the file
  * is at out's first row. */
 static tdm_status read_values(const char *path, FILE *file, const npy_header *h,
@@ -179,21 +190,34 @@ static tdm_status read_values(const char *path, FILE *file, const npy_header *h,
             status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
             break;
         }
-        for (size_t i = 0; i < rows * h->cols && status == TDM_OK; i++) {
-            if (chunk[i] > 1)
-                status =
-                    TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1", path,
-                             out->first_row + first + i / h->cols + 1, i % h->cols + 1, chunk[i]);
-            else
-                tdm_binary_set(out, first + i / h->cols, i % h->cols, chunk[i]);
+        for (size_t r = 0; r < rows && status == TDM_OK; r++) {
+            const uint8_t *values = chunk + r * h->cols;
+            if (pack_row(values, h->cols, out->bits + (first + r) * out->row_words))
+                continue;
+            size_t c = 0;
+            while (values[c] <= 1)
+                c++;
+            status = TDM_FAIL(TDM_ERR_DATA, "%s: row %zu, column %zu: value %d is not 0 or 1", path,
+                              out->first_row + first + r + 1, c + 1, values[c]);
         }
     }
     free(chunk);
     return status;
 }
 
-/* numpy.packbits(X, axis=1) bytes: the first column in the high bit; the
- * padding bits of each row's last byte must be 0, as packbits writes them. */
+/* A packbits byte (the first of its 8 columns in the high bit) in tandem's
+ * order (the first in bit 0). */
+static uint64_t reversed_byte(uint8_t byte)
+{
+    unsigned b = byte;
+    b = (b & 0xF0u) >> 4 | (b & 0x0Fu) << 4;
+    b = (b & 0xCCu) >> 2 | (b & 0x33u) << 2;
+    return (b & 0xAAu) >> 1 | (b & 0x55u) << 1;
+}
+
+/* numpy.packbits(X, axis=1) bytes, 8 columns at a time: the first column in
+ * the high bit; the padding bits of each row's last byte must be 0, as
+ * packbits writes them. */
 static tdm_status unpack_values(const char *path, FILE *file, const npy_header *h,
                                 tdm_binary_data *out)
 {
@@ -207,8 +231,9 @@ static tdm_status unpack_values(const char *path, FILE *file, const npy_header *
             status = TDM_FAIL(TDM_ERR_IO, "%s: read error", path);
             break;
         }
-        for (size_t c = 0; c < cols; c++)
-            tdm_binary_set(out, r, c, row[c / 8] >> (7 - c % 8) & 1);
+        uint64_t *words = out->bits + r * out->row_words;
+        for (size_t j = 0; j < h->cols; j++)
+            words[j / 8] |= reversed_byte(row[j]) << (8 * (j % 8));
         if (cols % 8 && (row[h->cols - 1] & (0xFFu >> (cols % 8))))
             status = TDM_FAIL(TDM_ERR_DATA,
                               "%s: row %zu has bits set beyond column %zu (is packed_cols right?)",
