@@ -480,6 +480,45 @@ static void test_data_larger_than_a_device_buffer(void **state)
     tdm_binary_free(&d);
 }
 
+/* k-means++ and the hard assignment after it share their rows among the
+ * host's threads (4096 rows a thread at least) and add integers: the same
+ * bits on 1, 2 and 3 threads, for both initialisations that use them
+ * (the iterations after them too: tandem's loops give the same bits on any
+ * thread count). */
+static void test_initialisation_on_any_thread_count(void **state)
+{
+    (void)state;
+    enum { ROWS = 20000, COLS = 150, K = 6 };
+    static double p[K * COLS];
+    for (size_t i = 0; i < K * COLS; i++)
+        p[i] = 0.05 + 0.9 * (double)((i * 29 + i / COLS) % 13) / 12.0;
+    const double pi[K] = {0.3, 0.2, 0.2, 0.1, 0.1, 0.1};
+    tdm_binary_data d = sample_mixture(ROWS, COLS, K, p, pi, 23);
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.max_iter = 2;
+    for (int init = 0; init < 2; init++) {
+        o.init = init ? TDM_EM_INIT_RANDOM_ROWS : TDM_EM_INIT_KMEANS_PLUS_PLUS;
+        tdm_em_result first = {0};
+        for (size_t threads = 1; threads <= 3; threads++) {
+            tdm_backend *cpu = NULL;
+            assert_int_equal(tdm_cpu_backend_create_threads(threads, &cpu), TDM_OK);
+            tdm_em_result r = fit(cpu, &d, K, &o);
+            printf("EM (%s) on %zu threads: log-likelihood %.9f\n",
+                   init ? "random rows" : "k-means++", threads, r.log_likelihood);
+            if (threads == 1)
+                first = r;
+            else {
+                assert_true(same_result(&r, &first));
+                tdm_em_result_free(&r);
+            }
+            tdm_backend_free(cpu);
+        }
+        tdm_em_result_free(&first);
+    }
+    tdm_binary_free(&d);
+}
+
 /* The default blocks of the bits method and, given `settings`, the fits of
  * every OpenCL device reopened with them. */
 typedef struct gpu_blocks_case {
@@ -585,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_scores_of_labelings),
         cmocka_unit_test(test_data_larger_than_a_device_buffer),
         cmocka_unit_test(test_blocks_that_fill_a_gpu),
+        cmocka_unit_test(test_initialisation_on_any_thread_count),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

@@ -775,6 +775,7 @@ static tdm_status fit(tdm_backend *backend, const em_part *part, const tdm_em_op
     em_device dev;
     memset(&dev, 0, sizeof dev);
     fit_state f = {.dev = &dev, .part = *part, .options = o};
+    f.part.threads = tdm_backend_host_threads(backend);
     tdm_status status = alloc_state(&f);
     if (status == TDM_OK)
         status = open_device(backend, part->data, o->components, o, &dev);

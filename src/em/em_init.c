@@ -48,8 +48,28 @@ void tdm_em_seed_component(const uint64_t *words, size_t cols, size_t rows, size
     pi[k] = 1.0 / (double)rows;
 }
 
+/* The row loops below compiled twice, with the POPCNT instruction and
+ * without (Debian builds for baseline x86-64, where __builtin_popcountll is
+ * a call into libgcc), the clone for the CPU picked when the library loads. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define POPCOUNT_CLONES __attribute__((target_clones("popcnt", "default")))
+#else
+#define POPCOUNT_CLONES
+#endif
+
+/* Rows a host pass gives each thread at least. */
+enum { ROWS_PER_THREAD = 4096 };
+
+/* The threads of a pass over `rows` rows. */
+static int team_for(const em_part *part, size_t rows)
+{
+    size_t most = rows / ROWS_PER_THREAD;
+    return (int)(most < 1 ? 1 : most < part->threads ? most : part->threads);
+}
+
 /* The number of columns where two rows differ (padding bits are 0 in both). */
-static size_t hamming(const uint64_t *x, const uint64_t *y, size_t words)
+static inline __attribute__((always_inline)) size_t hamming(const uint64_t *x, const uint64_t *y,
+                                                            size_t words)
 {
     size_t distance = 0;
     for (size_t w = 0; w < words; w++)
@@ -122,6 +142,35 @@ static tdm_status first_past(const em_part *part, const double *weights, double 
     return status;
 }
 
+/* nearest[i] = min(nearest[i], d^2), d the Hamming distance of row i to
+ * the centre, for rows [first, last); returns their sum. */
+POPCOUNT_CLONES static uint64_t nearer(const tdm_binary_data *data, const uint64_t *centre,
+                                       size_t first, size_t last, double *nearest)
+{
+    uint64_t sum = 0;
+    for (size_t i = first; i < last; i++) {
+        double d = (double)hamming(row_words(data, i), centre, data->row_words);
+        nearest[i] = fmin(nearest[i], d * d);
+        sum += (uint64_t)nearest[i];
+    }
+    return sum;
+}
+
+/* nearer over all rows, a range a thread; the sum in integers, so exact and
+ * the same on any number of threads (d^2 <= D^2: below 2^64 for any n * D^2
+ * a machine holds). */
+static double all_nearer(const em_part *part, const uint64_t *centre, double *nearest)
+{
+    size_t n = part->data->rows;
+    int team = team_for(part, n);
+    uint64_t total = 0;
+#pragma omp parallel for schedule(static) num_threads(team) reduction(+ : total)
+    for (int t = 0; t < team; t++)
+        total += nearer(part->data, centre, n * (size_t)t / (size_t)team,
+                        n * (size_t)(t + 1) / (size_t)team, nearest);
+    return (double)total;
+}
+
 /* k-means++: the first centre uniformly, each next one with probability
  * proportional to the squared distance to the nearest centre so far. The
  * centres are rows' words: a centre may be another process's row. */
@@ -134,12 +183,8 @@ static tdm_status kmeans_plus_plus(const em_part *part, size_t k_count, tdm_rng 
     for (size_t i = 0; i < n; i++)
         nearest[i] = INFINITY;
     for (size_t k = 1; k < k_count; k++) {
-        double local = 0.0, before = 0.0, total = 0.0;
-        for (size_t i = 0; i < n; i++) {
-            double d = (double)hamming(row_words(data, i), centres + (k - 1) * words, words);
-            nearest[i] = fmin(nearest[i], d * d);
-            local += nearest[i];
-        }
+        double local = all_nearer(part, centres + (k - 1) * words, nearest), before = 0.0,
+               total = 0.0;
         TDM_TRY(process_totals(part, local, &before, &total));
         double target = uniform(rng) * total;
         size_t pick = (size_t)(tdm_rng_next(rng) % total_rows); /* all rows on centres: any row */
@@ -170,14 +215,14 @@ static tdm_status random_rows(const em_part *part, size_t k_count, tdm_rng *rng,
     return status;
 }
 
-/* Sums of a hard assignment of every row to its nearest centre (ties: the
- * first): counts and bit sums, integers, so added across processes exactly. */
-static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres, size_t k_count,
-                                    em_sums *sums)
+/* Rows [first, last) each to its nearest centre (ties: the first): their
+ * counts added to n, their bits to s (K x D). */
+POPCOUNT_CLONES static void assign_rows(const tdm_binary_data *data, const uint64_t *centres,
+                                        size_t k_count, size_t first, size_t last, double *s,
+                                        double *n)
 {
-    const tdm_binary_data *data = part->data;
-    size_t cols = data->cols, words = data->row_words;
-    for (size_t i = 0; i < data->rows; i++) {
+    size_t words = data->row_words;
+    for (size_t i = first; i < last; i++) {
         size_t best = 0, best_distance = SIZE_MAX;
         for (size_t k = 0; k < k_count; k++) {
             size_t d = hamming(row_words(data, i), centres + k * words, words);
@@ -186,10 +231,39 @@ static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres
                 best_distance = d;
             }
         }
-        sums->n[best] += 1.0;
-        add_row_bits(data, i, 1.0, sums->s + best * cols);
+        n[best] += 1.0;
+        add_row_bits(data, i, 1.0, s + best * data->cols);
     }
-    return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (cols + 1));
+}
+
+/* The most bytes of per-thread sums a hard assignment takes. */
+enum { ASSIGN_SUMS_BYTES = 64 << 20 };
+
+/* Sums of a hard assignment of every row to its nearest centre: counts and
+ * bit sums, integers, so exact whichever thread adds which rows and added
+ * across processes exactly. Each thread sums a range of rows on its own. */
+static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres, size_t k_count,
+                                    em_sums *sums)
+{
+    const tdm_binary_data *data = part->data;
+    size_t stride = k_count * (data->cols + 1), rows = data->rows;
+    size_t most = ASSIGN_SUMS_BYTES / sizeof(double) / stride;
+    int team = team_for(part, rows);
+    team = (size_t)team <= most ? team : most > 1 ? (int)most : 1;
+    double *own = calloc((size_t)team * stride, sizeof(double));
+    if (!own)
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (int t = 0; t < team; t++) {
+        double *s = own + (size_t)t * stride;
+        assign_rows(data, centres, k_count, rows * (size_t)t / (size_t)team,
+                    rows * (size_t)(t + 1) / (size_t)team, s, s + k_count * data->cols);
+    }
+    for (int t = 0; t < team; t++)
+        for (size_t i = 0; i < stride; i++)
+            sums->s[i] += own[(size_t)t * stride + i]; /* sums->n follows sums->s */
+    free(own);
+    return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (data->cols + 1));
 }
 
 /* Random responsibilities: K uniforms per row, from the RNG moved ahead to
