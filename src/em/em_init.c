@@ -63,8 +63,8 @@ enum { ROWS_PER_THREAD = 4096 };
 /* The threads of a pass over `rows` rows. */
 static int team_for(const em_part *part, size_t rows)
 {
-    size_t most = rows / ROWS_PER_THREAD;
-    return (int)(most < 1 ? 1 : most < part->threads ? most : part->threads);
+    size_t most = rows / ROWS_PER_THREAD, threads = part->threads > 0 ? part->threads : 1;
+    return (int)(most < 1 ? 1 : most < threads ? most : threads);
 }
 
 /* The number of columns where two rows differ (padding bits are 0 in both). */

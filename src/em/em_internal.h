@@ -19,7 +19,7 @@ typedef struct em_part {
     const tdm_binary_data *data; /* rows [first_row, first_row + data->rows) */
     tdm_comm *comm;
     size_t first_row, total_rows, shard_rows;
-    size_t threads; /* for host passes over the rows: the backend's (>= 1) */
+    size_t threads; /* for host passes over the rows: the backend's (0: one) */
 } em_part;
 
 /* TDM_ERR_INVALID_ARGUMENT unless share is NULL or a valid share. */
