@@ -480,6 +480,78 @@ static void test_data_larger_than_a_device_buffer(void **state)
     tdm_binary_free(&d);
 }
 
+/* The mean log-likelihood of d under (p, pi), K components, in double. */
+static double mean_log_likelihood(const tdm_binary_data *d, const double *p, const double *pi,
+                                  size_t k_count)
+{
+    double total = 0.0, terms[2];
+    assert_true(k_count <= 2);
+    for (size_t i = 0; i < d->rows; i++) {
+        for (size_t k = 0; k < k_count; k++) {
+            terms[k] = log(pi[k]);
+            for (size_t c = 0; c < d->cols; c++)
+                terms[k] +=
+                    tdm_binary_get(d, i, c) ? log(p[k * d->cols + c]) : log1p(-p[k * d->cols + c]);
+        }
+        double top = k_count == 2 ? fmax(terms[0], terms[1]) : terms[0];
+        double sum = exp(terms[0] - top) + (k_count == 2 ? exp(terms[1] - top) : 0.0);
+        total += top + log(sum);
+    }
+    return total / (double)d->rows;
+}
+
+/* The first E step scores the start: with one component it is the column
+ * counts of all rows (p = (S + 1) / (n + 2) under the default prior), on
+ * 150 columns (three words) of random rows; with two components of two
+ * distinct rows, k-means++ picks one of each and every row goes to its
+ * own, so p = (n_k x + 1) / (n_k + 2) and pi = n_k / n. The first
+ * iteration's log-likelihood is compared with these starts', within 1e-5
+ * relative (float32 scores of about 100 a row, summed in double) plus 2e-4:
+ * the two rows' scores are near 0, sums of 150 float32 terms of up to
+ * |log p - log(1 - p)| = 9.3, each row's rounded by up to 150 x 9.3 x 2^-24
+ * = 8e-5. */
+static void test_the_start_is_the_hard_assignment(void **state)
+{
+    (void)state;
+    enum { ROWS = 10000, COLS = 150 };
+    static double column_p[COLS], start[2 * COLS];
+    for (size_t c = 0; c < COLS; c++)
+        column_p[c] = 0.05 + 0.9 * (double)((c * 37) % 11) / 10.0;
+    tdm_binary_data d = sample_mixture(ROWS, COLS, 1, column_p, (const double[]){1.0}, 31);
+    for (size_t c = 0; c < COLS; c++) {
+        double ones = 0.0;
+        for (size_t i = 0; i < ROWS; i++)
+            ones += tdm_binary_get(&d, i, c);
+        start[c] = (ones + 1.0) / (ROWS + 2.0);
+    }
+    double expected[2] = {mean_log_likelihood(&d, start, (const double[]){1.0}, 1)};
+    tdm_binary_data two = new_data(ROWS, COLS);
+    for (size_t i = 0; i < ROWS; i++)
+        for (size_t c = 0; c < COLS; c++)
+            tdm_binary_set(&two, i, c, (i % 3 == 0) == (c % 2 == 0 || c % 7 == 3));
+    double n_b = (ROWS + 2) / 3, n_a = ROWS - n_b;
+    for (size_t c = 0; c < COLS; c++) {
+        bool b_bit = c % 2 == 0 || c % 7 == 3;
+        start[c] = ((b_bit ? 0.0 : n_a) + 1.0) / (n_a + 2.0);
+        start[COLS + c] = ((b_bit ? n_b : 0.0) + 1.0) / (n_b + 2.0);
+    }
+    expected[1] = mean_log_likelihood(&two, start, (const double[]){n_a / ROWS, n_b / ROWS}, 2);
+    tdm_em_options o;
+    tdm_em_options_init(&o);
+    o.max_iter = 1;
+    for (size_t b = 0; b < test_all_backends.count; b++)
+        for (size_t k_count = 1; k_count <= 2; k_count++) {
+            tdm_em_result r = fit(test_all_backends.all[b], k_count == 1 ? &d : &two, k_count, &o);
+            printf("EM start, K = %zu, on %s: %.9f, expected %.9f\n", k_count,
+                   tdm_backend_name(test_all_backends.all[b]), r.history[0], expected[k_count - 1]);
+            assert_true(fabs(r.history[0] - expected[k_count - 1]) <
+                        1e-5 * fabs(expected[k_count - 1]) + 2e-4);
+            tdm_em_result_free(&r);
+        }
+    tdm_binary_free(&two);
+    tdm_binary_free(&d);
+}
+
 /* k-means++ and the hard assignment after it share their rows among the
  * host's threads (4096 rows a thread at least) and add integers: the same
  * bits on 1, 2 and 3 threads, for both initialisations that use them
@@ -625,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_data_larger_than_a_device_buffer),
         cmocka_unit_test(test_blocks_that_fill_a_gpu),
         cmocka_unit_test(test_initialisation_on_any_thread_count),
+        cmocka_unit_test(test_the_start_is_the_hard_assignment),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }

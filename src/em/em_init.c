@@ -215,55 +215,80 @@ static tdm_status random_rows(const em_part *part, size_t k_count, tdm_rng *rng,
     return status;
 }
 
+/* Bit j of a byte as lane j, 0 or 1: a row's bits counted 8 columns at a
+ * time, without a branch a bit. */
+typedef struct byte_lanes {
+    uint64_t lane[256][8];
+} byte_lanes;
+
 /* Rows [first, last) each to its nearest centre (ties: the first): their
- * counts added to n, their bits to s (K x D). */
+ * count added to n, their bits to counts (K x the row's bytes x 8). */
 POPCOUNT_CLONES static void assign_rows(const tdm_binary_data *data, const uint64_t *centres,
-                                        size_t k_count, size_t first, size_t last, double *s,
-                                        double *n)
+                                        size_t k_count, const byte_lanes *bits, size_t first,
+                                        size_t last, uint64_t *counts, uint64_t *n)
 {
-    size_t words = data->row_words;
+    size_t words = data->row_words, bytes = (data->cols + 7) / 8;
     for (size_t i = first; i < last; i++) {
+        const uint64_t *row = row_words(data, i);
         size_t best = 0, best_distance = SIZE_MAX;
         for (size_t k = 0; k < k_count; k++) {
-            size_t d = hamming(row_words(data, i), centres + k * words, words);
+            size_t d = hamming(row, centres + k * words, words);
             if (d < best_distance) {
                 best = k;
                 best_distance = d;
             }
         }
-        n[best] += 1.0;
-        add_row_bits(data, i, 1.0, s + best * data->cols);
+        n[best]++;
+        uint64_t *column = counts + best * bytes * 8;
+        for (size_t j = 0; j < bytes; j++, column += 8) {
+            const uint64_t *lanes = bits->lane[row[j / 8] >> (8 * (j % 8)) & 0xFF];
+            for (unsigned l = 0; l < 8; l++)
+                column[l] += lanes[l];
+        }
     }
 }
 
-/* The most bytes of per-thread sums a hard assignment takes. */
-enum { ASSIGN_SUMS_BYTES = 64 << 20 };
+/* The most bytes of per-thread counts a hard assignment takes. */
+enum { ASSIGN_COUNTS_BYTES = 64 << 20 };
 
 /* Sums of a hard assignment of every row to its nearest centre: counts and
  * bit sums, integers, so exact whichever thread adds which rows and added
- * across processes exactly. Each thread sums a range of rows on its own. */
+ * across processes exactly. Each thread counts a range of rows on its own. */
 static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres, size_t k_count,
                                     em_sums *sums)
 {
     const tdm_binary_data *data = part->data;
-    size_t stride = k_count * (data->cols + 1), rows = data->rows;
-    size_t most = ASSIGN_SUMS_BYTES / sizeof(double) / stride;
+    size_t cols = data->cols, padded = (cols + 7) / 8 * 8, rows = data->rows;
+    size_t stride = k_count * (padded + 1), most = ASSIGN_COUNTS_BYTES / sizeof(uint64_t) / stride;
     int team = team_for(part, rows);
     team = (size_t)team <= most ? team : most > 1 ? (int)most : 1;
-    double *own = calloc((size_t)team * stride, sizeof(double));
-    if (!own)
+    uint64_t *own = calloc((size_t)team * stride, sizeof(uint64_t));
+    byte_lanes *bits = malloc(sizeof *bits);
+    if (!own || !bits) {
+        free(own);
+        free(bits);
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    }
+    for (unsigned byte = 0; byte < 256; byte++)
+        for (unsigned j = 0; j < 8; j++)
+            bits->lane[byte][j] = byte >> j & 1u;
 #pragma omp parallel for schedule(static) num_threads(team)
     for (int t = 0; t < team; t++) {
-        double *s = own + (size_t)t * stride;
-        assign_rows(data, centres, k_count, rows * (size_t)t / (size_t)team,
-                    rows * (size_t)(t + 1) / (size_t)team, s, s + k_count * data->cols);
+        uint64_t *counts = own + (size_t)t * stride;
+        assign_rows(data, centres, k_count, bits, rows * (size_t)t / (size_t)team,
+                    rows * (size_t)(t + 1) / (size_t)team, counts, counts + k_count * padded);
     }
-    for (int t = 0; t < team; t++)
-        for (size_t i = 0; i < stride; i++)
-            sums->s[i] += own[(size_t)t * stride + i]; /* sums->n follows sums->s */
+    for (int t = 0; t < team; t++) {
+        const uint64_t *counts = own + (size_t)t * stride;
+        for (size_t k = 0; k < k_count; k++) {
+            for (size_t c = 0; c < cols; c++)
+                sums->s[k * cols + c] += (double)counts[k * padded + c];
+            sums->n[k] += (double)counts[k_count * padded + k];
+        }
+    }
     free(own);
-    return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (data->cols + 1));
+    free(bits);
+    return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (cols + 1));
 }
 
 /* Random responsibilities: K uniforms per row, from the RNG moved ahead to
