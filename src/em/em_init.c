@@ -224,8 +224,9 @@ typedef struct byte_lanes {
 /* Rows [first, last) each to its nearest centre (ties: the first): their
  * count added to n, their bits to counts (K x the row's bytes x 8). */
 POPCOUNT_CLONES static void assign_rows(const tdm_binary_data *data, const uint64_t *centres,
-                                        size_t k_count, const byte_lanes *bits, size_t first,
-                                        size_t last, uint64_t *counts, uint64_t *n)
+                                        size_t k_count, const byte_lanes *restrict bits,
+                                        size_t first, size_t last, uint64_t *restrict counts,
+                                        uint64_t *n)
 {
     size_t words = data->row_words, bytes = (data->cols + 7) / 8;
     for (size_t i = first; i < last; i++) {
