@@ -480,6 +480,32 @@ static void test_data_larger_than_a_device_buffer(void **state)
     tdm_binary_free(&d);
 }
 
+/* A binary CSV's fields: bare 0s and 1s (read without strtol), and the
+ * forms strtol reads (+1, 01, spaces around, a CR before the newline), and
+ * labels of one digit and more; every value where it belongs. */
+static void test_csv_values(void **state)
+{
+    (void)state;
+    const char *path = "test_em_values.csv";
+    FILE *file = fopen(path, "w");
+    assert_non_null(file);
+    fputs("0,1,1,0,1\n1,0,+1,01,7\r\n 0, 1,1 ,0,12\n1,1,1,1,0\n", file);
+    fclose(file);
+    static const bool expected[4][4] = {{0, 1, 1, 0}, {1, 0, 1, 1}, {0, 1, 1, 0}, {1, 1, 1, 1}};
+    static const int32_t labels[4] = {1, 7, 12, 0};
+    tdm_binary_data d;
+    assert_int_equal(tdm_binary_load_csv(path, true, &d), TDM_OK);
+    assert_int_equal(d.rows, 4);
+    assert_int_equal(d.cols, 4);
+    for (size_t r = 0; r < 4; r++) {
+        for (size_t c = 0; c < 4; c++)
+            assert_int_equal(tdm_binary_get(&d, r, c), expected[r][c]);
+        assert_int_equal(d.labels[r], labels[r]);
+    }
+    tdm_binary_free(&d);
+    remove(path);
+}
+
 /* The mean log-likelihood of d under (p, pi), K components, in double. */
 static double mean_log_likelihood(const tdm_binary_data *d, const double *p, const double *pi,
                                   size_t k_count)
@@ -698,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_blocks_that_fill_a_gpu),
         cmocka_unit_test(test_initialisation_on_any_thread_count),
         cmocka_unit_test(test_the_start_is_the_hard_assignment),
+        cmocka_unit_test(test_csv_values),
     };
     return cmocka_run_group_tests(tests, test_open_all_backends, test_close_all_backends);
 }
