@@ -579,10 +579,12 @@ static void test_the_start_is_the_hard_assignment(void **state)
 }
 
 /* k-means++ and the hard assignment after it share their rows among the
- * host's threads (4096 rows a thread at least) and add integers: the same
- * bits on 1, 2 and 3 threads, for both initialisations that use them
- * (the iterations after them too: tandem's loops give the same bits on any
- * thread count). */
+ * host's threads (4096 rows a thread at least) and add integers; random
+ * responsibilities share the shards (4 here), each summed in row order:
+ * the same bits on 1, 2 and 3 threads for every initialisation (the
+ * iterations after them too: tandem's loops give the same bits on any
+ * thread count), and random responsibilities within rounding the fit in
+ * one shard. */
 static void test_initialisation_on_any_thread_count(void **state)
 {
     (void)state;
@@ -595,15 +597,19 @@ static void test_initialisation_on_any_thread_count(void **state)
     tdm_em_options o;
     tdm_em_options_init(&o);
     o.max_iter = 2;
-    for (int init = 0; init < 2; init++) {
-        o.init = init ? TDM_EM_INIT_RANDOM_ROWS : TDM_EM_INIT_KMEANS_PLUS_PLUS;
+    o.shard_rows = ROWS / 4;
+    static const tdm_em_init inits[3] = {TDM_EM_INIT_KMEANS_PLUS_PLUS, TDM_EM_INIT_RANDOM_ROWS,
+                                         TDM_EM_INIT_RANDOM_RESPONSIBILITIES};
+    static const char *const names[3] = {"k-means++", "random rows", "random responsibilities"};
+    for (int init = 0; init < 3; init++) {
+        o.init = inits[init];
         tdm_em_result first = {0};
         for (size_t threads = 1; threads <= 3; threads++) {
             tdm_backend *cpu = NULL;
             assert_int_equal(tdm_cpu_backend_create_threads(threads, &cpu), TDM_OK);
             tdm_em_result r = fit(cpu, &d, K, &o);
-            printf("EM (%s) on %zu threads: log-likelihood %.9f\n",
-                   init ? "random rows" : "k-means++", threads, r.log_likelihood);
+            printf("EM (%s) on %zu threads: log-likelihood %.9f\n", names[init], threads,
+                   r.log_likelihood);
             if (threads == 1)
                 first = r;
             else {
@@ -611,6 +617,19 @@ static void test_initialisation_on_any_thread_count(void **state)
                 tdm_em_result_free(&r);
             }
             tdm_backend_free(cpu);
+        }
+        /* Each row's uniforms come from the RNG moved to its row, so one
+         * shard gives the same start; the fits differ by the float32 sums
+         * of other blocks (blocks end at shard ends): 1e-6. */
+        if (inits[init] == TDM_EM_INIT_RANDOM_RESPONSIBILITIES) {
+            o.shard_rows = ROWS;
+            tdm_em_result whole = fit(test_all_backends.all[0], &d, K, &o);
+            o.shard_rows = ROWS / 4;
+            printf("EM (%s) in one shard: log-likelihood %.9f\n", names[init],
+                   whole.log_likelihood);
+            assert_true(fabs(whole.log_likelihood - first.log_likelihood) <
+                        1e-6 * fabs(first.log_likelihood));
+            tdm_em_result_free(&whole);
         }
         tdm_em_result_free(&first);
     }

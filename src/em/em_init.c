@@ -292,20 +292,15 @@ static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres
     return part->comm->ops->allreduce_sum_double(part->comm, sums->s, k_count * (cols + 1));
 }
 
-/* Random responsibilities: K uniforms per row, from the RNG moved ahead to
- * this process's first row (splitmix64 steps by a constant), and summed per
- * shard as the E step's sums are. sums->s is followed by sums->n. */
-static tdm_status random_responsibilities(const em_part *part, size_t k_count, tdm_rng rng,
-                                          double *eta, em_sums *sums)
+/* Rows [first, last): K uniforms a row from rng (at row `first`), their
+ * shares of the row added to s (K x D) and to n (K, after s) in row order. */
+static void share_rows(const tdm_binary_data *data, size_t k_count, tdm_rng rng, size_t first,
+                       size_t last, double *eta, double *s)
 {
-    const tdm_binary_data *data = part->data;
-    size_t cols = data->cols, stride = k_count * (cols + 1), shards = tdm_em_local_shards(part);
-    double *partials = calloc(shards * stride + 1, sizeof(double));
-    if (!partials)
-        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
-    rng.state += 0x9E3779B97F4A7C15ull * (uint64_t)(part->first_row * k_count);
-    for (size_t i = 0; i < data->rows; i++) {
-        double *s = partials + i / part->shard_rows * stride, *n = s + k_count * cols, total = 0.0;
+    size_t cols = data->cols;
+    double *n = s + k_count * cols;
+    for (size_t i = first; i < last; i++) {
+        double total = 0.0;
         for (size_t k = 0; k < k_count; k++)
             total += eta[k] = uniform(&rng) + 1e-12;
         for (size_t k = 0; k < k_count; k++) {
@@ -314,8 +309,37 @@ static tdm_status random_responsibilities(const em_part *part, size_t k_count, t
             add_row_bits(data, i, share, s + k * cols);
         }
     }
+}
+
+/* Random responsibilities: K uniforms per row, from the RNG moved ahead to
+ * the row (splitmix64 steps by a constant), and summed per shard as the E
+ * step's sums are: each shard by one thread in row order, so the same bits
+ * on any number of threads. sums->s is followed by sums->n. */
+static tdm_status random_responsibilities(const em_part *part, size_t k_count, tdm_rng rng,
+                                          em_sums *sums)
+{
+    const tdm_binary_data *data = part->data;
+    size_t cols = data->cols, stride = k_count * (cols + 1), shards = tdm_em_local_shards(part);
+    double *partials = calloc(shards * stride + 1, sizeof(double));
+    double *etas = malloc((shards * k_count + 1) * sizeof(double));
+    if (!partials || !etas) {
+        free(partials);
+        free(etas);
+        return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
+    }
+    int team = team_for(part, data->rows);
+    team = (size_t)team <= shards ? team : shards > 0 ? (int)shards : 1;
+#pragma omp parallel for schedule(static) num_threads(team)
+    for (size_t h = 0; h < shards; h++) {
+        size_t first = h * part->shard_rows, last = first + part->shard_rows;
+        tdm_rng at = {rng.state +
+                      0x9E3779B97F4A7C15ull * (uint64_t)((part->first_row + first) * k_count)};
+        share_rows(data, k_count, at, first, last < data->rows ? last : data->rows,
+                   etas + h * k_count, partials + h * stride);
+    }
     tdm_status status = tdm_em_sum_shards(part, partials, stride, sums->s);
     free(partials);
+    free(etas);
     return status;
 }
 
@@ -385,20 +409,20 @@ tdm_status tdm_em_initialize(const em_part *part, const tdm_em_options *o, tdm_r
         return given_parameters(part->data, o, p, pi);
     const tdm_binary_data *data = part->data;
     size_t k_count = o->components, cols = data->cols, words = data->row_words;
-    double *s = calloc(k_count * cols + k_count + data->rows + k_count, sizeof(double));
+    double *s = calloc(k_count * (cols + 1) + data->rows, sizeof(double));
     uint64_t *centres = malloc((k_count + 1) * words * sizeof(uint64_t)); /* and one row */
     bool *empty = malloc(k_count * sizeof(bool));
     tdm_status status =
         s && centres && empty ? TDM_OK : TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
     em_sums sums = {.s = s, .n = s ? s + k_count * cols : NULL};
-    double *scratch = s ? s + k_count * cols + k_count : NULL; /* rows + K values */
+    double *nearest = s ? s + k_count * (cols + 1) : NULL; /* k-means++'s, a value a row */
     bool hard = o->init != TDM_EM_INIT_RANDOM_RESPONSIBILITIES;
     if (status == TDM_OK && hard)
-        status = choose_centres(part, o, rng, scratch, centres);
+        status = choose_centres(part, o, rng, nearest, centres);
     if (status == TDM_OK && hard)
         status = assign_to_centres(part, centres, k_count, &sums);
     else if (status == TDM_OK)
-        status = random_responsibilities(part, k_count, *rng, scratch, &sums);
+        status = random_responsibilities(part, k_count, *rng, &sums);
     if (status == TDM_OK)
         status =
             finish(part, o, hard ? centres : NULL, centres + k_count * words, &sums, p, pi, empty);
