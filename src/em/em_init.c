@@ -60,11 +60,13 @@ void tdm_em_seed_component(const uint64_t *words, size_t cols, size_t rows, size
 /* Rows a host pass gives each thread at least. */
 enum { ROWS_PER_THREAD = 4096 };
 
-/* The threads of a pass over `rows` rows. */
-static int team_for(const em_part *part, size_t rows)
+/* The threads of a pass over `rows` rows, at most `most` (and at least 1). */
+static int team_for(const em_part *part, size_t rows, size_t most)
 {
-    size_t most = rows / ROWS_PER_THREAD, threads = part->threads > 0 ? part->threads : 1;
-    return (int)(most < 1 ? 1 : most < threads ? most : threads);
+    size_t team = rows / ROWS_PER_THREAD, threads = part->threads > 0 ? part->threads : 1;
+    team = team < threads ? team : threads;
+    team = team < most ? team : most;
+    return (int)(team > 1 ? team : 1);
 }
 
 /* The number of columns where two rows differ (padding bits are 0 in both). */
@@ -162,7 +164,7 @@ POPCOUNT_CLONES static uint64_t nearer(const tdm_binary_data *data, const uint64
 static double all_nearer(const em_part *part, const uint64_t *centre, double *nearest)
 {
     size_t n = part->data->rows;
-    int team = team_for(part, n);
+    int team = team_for(part, n, SIZE_MAX);
     uint64_t total = 0;
 #pragma omp parallel for schedule(static) num_threads(team) reduction(+ : total)
     for (int t = 0; t < team; t++)
@@ -261,8 +263,7 @@ static tdm_status assign_to_centres(const em_part *part, const uint64_t *centres
     const tdm_binary_data *data = part->data;
     size_t cols = data->cols, padded = (cols + 7) / 8 * 8, rows = data->rows;
     size_t stride = k_count * (padded + 1), most = ASSIGN_COUNTS_BYTES / sizeof(uint64_t) / stride;
-    int team = team_for(part, rows);
-    team = (size_t)team <= most ? team : most > 1 ? (int)most : 1;
+    int team = team_for(part, rows, most);
     uint64_t *own = calloc((size_t)team * stride, sizeof(uint64_t));
     byte_lanes *bits = malloc(sizeof *bits);
     if (!own || !bits) {
@@ -327,8 +328,7 @@ static tdm_status random_responsibilities(const em_part *part, size_t k_count, t
         free(etas);
         return TDM_FAIL(TDM_ERR_OUT_OF_MEMORY, "em: out of host memory");
     }
-    int team = team_for(part, data->rows);
-    team = (size_t)team <= shards ? team : shards > 0 ? (int)shards : 1;
+    int team = team_for(part, data->rows, shards);
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t h = 0; h < shards; h++) {
         size_t first = h * part->shard_rows, last = first + part->shard_rows;
