@@ -102,38 +102,47 @@ inline float tdm_bn_save(float2 stats, uint c, uint count, float eps, float mome
     return invstd;
 }
 
-// (x - mean) * invstd * gamma + beta, then max(., 0) with relu.
-inline float tdm_bn_value(float x, float mean, float invstd, float gamma, float beta, int relu)
+// (x[i] - mean) * invstd * gamma + beta, plus r[i] with add (rounded
+// first: the sum tdm_add makes), then max(., 0) with relu. Without add the
+// host passes x again as r, unread.
+inline float tdm_bn_value(__global const float *x, __global const float *r, uint i, float mean,
+                          float invstd, float gamma, float beta, int add, int relu)
 {
-    const float value = (x - mean) * invstd * gamma + beta;
+    float value = (x[i] - mean) * invstd * gamma + beta;
+    if (add)
+        value += r[i];
     return relu && value < 0.0f ? 0.0f : value; // NaN is not < 0
 }
 
-// y[i] = tdm_bn_value(x[i]) over [first, end), four values at a time (the
+// y[i] = tdm_bn_value(i) over [first, end), four values at a time (the
 // same formula a lane: the same bits).
-inline void tdm_bn_values(__global const float *x, __global float *y, uint first, uint end,
-                          float mean, float invstd, float gamma, float beta, int relu)
+inline void tdm_bn_values(__global const float *x, __global const float *r, __global float *y,
+                          uint first, uint end, float mean, float invstd, float gamma, float beta,
+                          int add, int relu)
 {
     uint i = first;
     for (; i + 4 <= end; i += 4) {
-        const float4 value = (vload4(0, x + i) - mean) * invstd * gamma + beta;
+        float4 value = (vload4(0, x + i) - mean) * invstd * gamma + beta;
+        if (add)
+            value += vload4(0, r + i);
         const int4 negative = value < (float4)(0.0f); // NaN is not < 0
         vstore4(relu ? select(value, (float4)(0.0f), negative) : value, 0, y + i);
     }
     for (; i < end; i++)
-        y[i] = tdm_bn_value(x[i], mean, invstd, gamma, beta, relu);
+        y[i] = tdm_bn_value(x, r, i, mean, invstd, gamma, beta, add, relu);
 }
 
 // The channel's y, the work-items sharing its values as in tdm_channel_sum;
-// x and y at the channel's first value.
-inline void tdm_bn_channel_values(__global const float *x, __global float *y, uint batch,
-                                  uint stride, uint spatial, float mean, float invstd, float gamma,
-                                  float beta, int relu)
+// x, r and y at the channel's first value.
+inline void tdm_bn_channel_values(__global const float *x, __global const float *r,
+                                  __global float *y, uint batch, uint stride, uint spatial,
+                                  float mean, float invstd, float gamma, float beta, int add,
+                                  int relu)
 {
     const uint parts = tdm_channel_parts(batch);
     for (uint u = get_local_id(0); u < batch * parts; u += TDM_GROUP_SIZE) {
         const uint2 piece = tdm_channel_piece(u, parts, stride, spatial);
-        tdm_bn_values(x, y, piece.x, piece.y, mean, invstd, gamma, beta, relu);
+        tdm_bn_values(x, r, y, piece.x, piece.y, mean, invstd, gamma, beta, add, relu);
     }
 }
 
@@ -164,7 +173,8 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
                     __global float *running_var, uint running_var_offset, __global float *save_mean,
                     uint save_mean_offset, __global float *save_invstd, uint save_invstd_offset,
                     __global const float *gamma, uint gamma_offset, __global const float *beta,
-                    uint beta_offset, int relu, __global float *y, uint y_offset, TDM_BN_POOL)
+                    uint beta_offset, __global const float *residual, uint residual_offset, int add,
+                    int relu, __global float *y, uint y_offset, TDM_BN_POOL)
 {
     __local float partial[TDM_GROUP_SIZE + 1];
     const uint c = get_group_id(0), stride = channels.x * spatial.x, first = c * spatial.x;
@@ -173,8 +183,9 @@ tdm_batchnorm_train(uint batch, tdm_divisor channels, tdm_divisor spatial, float
         tdm_bn_save(stats, c, batch * spatial.x, eps, momentum, running_mean + running_mean_offset,
                     running_var + running_var_offset, save_mean + save_mean_offset,
                     save_invstd + save_invstd_offset);
-    tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, stride, spatial.x,
-                          stats.x, invstd, gamma[gamma_offset + c], beta[beta_offset + c], relu);
+    tdm_bn_channel_values(x + x_offset + first, residual + residual_offset + first,
+                          y + y_offset + first, batch, stride, spatial.x, stats.x, invstd,
+                          gamma[gamma_offset + c], beta[beta_offset + c], add, relu);
     if (pool)
         tdm_bn_pool(y + y_offset + first, c, batch, channels.x, stride, pool, width, out_w,
                     out_spatial, pooled, pooled_offset, argmax, argmax_offset);
@@ -191,21 +202,21 @@ inline float tdm_bn_invstd(float scale, int scale_is_variance, float eps)
 // that a CPU device runs a plane's values as one vector loop. mean and
 // invstd the saved ones, or in evaluation mode `scale` holds the running
 // variance and invstd = 1 / sqrt(var + eps).
-__kernel void tdm_batchnorm_normalize(uint batch, tdm_divisor channels, tdm_divisor spatial,
-                                      __global const float *x, uint x_offset,
-                                      __global const float *mean, uint mean_offset,
-                                      __global const float *scale, uint scale_offset,
-                                      int scale_is_variance, float eps, __global const float *gamma,
-                                      uint gamma_offset, __global const float *beta,
-                                      uint beta_offset, int relu, __global float *y, uint y_offset)
+__kernel void tdm_batchnorm_normalize(
+    uint batch, tdm_divisor channels, tdm_divisor spatial, __global const float *x, uint x_offset,
+    __global const float *mean, uint mean_offset, __global const float *scale, uint scale_offset,
+    int scale_is_variance, float eps, __global const float *gamma, uint gamma_offset,
+    __global const float *beta, uint beta_offset, __global const float *residual,
+    uint residual_offset, int add, int relu, __global float *y, uint y_offset)
 {
     const uint s = get_global_id(0), plane = tdm_plane();
     if (s >= spatial.x || plane >= batch * channels.x)
         return;
     const uint c = tdm_mod(plane, channels), id = plane * spatial.x + s;
     const float invstd = tdm_bn_invstd(scale[scale_offset + c], scale_is_variance, eps);
-    y[y_offset + id] = tdm_bn_value(x[x_offset + id], mean[mean_offset + c], invstd,
-                                    gamma[gamma_offset + c], beta[beta_offset + c], relu);
+    y[y_offset + id] =
+        tdm_bn_value(x + x_offset, residual + residual_offset, id, mean[mean_offset + c], invstd,
+                     gamma[gamma_offset + c], beta[beta_offset + c], add, relu);
 }
 
 // The same values, one work-group a channel (a CPU device: one work-item,
@@ -216,13 +227,15 @@ tdm_batchnorm_normalize_channels(uint batch, tdm_divisor channels, tdm_divisor s
                                  uint mean_offset, __global const float *scale, uint scale_offset,
                                  int scale_is_variance, float eps, __global const float *gamma,
                                  uint gamma_offset, __global const float *beta, uint beta_offset,
+                                 __global const float *residual, uint residual_offset, int add,
                                  int relu, __global float *y, uint y_offset)
 {
     const uint c = get_group_id(0), first = c * spatial.x;
     const float invstd = tdm_bn_invstd(scale[scale_offset + c], scale_is_variance, eps);
-    tdm_bn_channel_values(x + x_offset + first, y + y_offset + first, batch, channels.x * spatial.x,
-                          spatial.x, mean[mean_offset + c], invstd, gamma[gamma_offset + c],
-                          beta[beta_offset + c], relu);
+    tdm_bn_channel_values(x + x_offset + first, residual + residual_offset + first,
+                          y + y_offset + first, batch, channels.x * spatial.x, spatial.x,
+                          mean[mean_offset + c], invstd, gamma[gamma_offset + c],
+                          beta[beta_offset + c], add, relu);
 }
 
 // dy[i], or 0 with relu where the fused ReLU's output y[i] is not > 0 (the

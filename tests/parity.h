@@ -80,6 +80,7 @@ typedef struct layer_case {
     tdm_cross_entropy_shape loss;
     tdm_sgd_options sgd;
     bool first_step;
+    bool residual; /* a batch norm's forward adds a residual, its last tensor */
     size_t planes, spatial;
 } layer_case;
 

@@ -471,7 +471,14 @@ static const size_t norm_shapes[][3] = {
 };
 enum { NORM_SHAPE_COUNT = sizeof norm_shapes / sizeof norm_shapes[0] };
 
-typedef enum norm_mode { NORM_TRAIN, NORM_EVAL, NORM_BACKWARD } norm_mode;
+/* NORM_ADD_*: the forwards with a residual added before the ReLU. */
+typedef enum norm_mode {
+    NORM_TRAIN,
+    NORM_EVAL,
+    NORM_BACKWARD,
+    NORM_ADD_TRAIN,
+    NORM_ADD_EVAL
+} norm_mode;
 
 static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
 {
@@ -495,16 +502,20 @@ static size_t make_norm_cases(op_case *cases, size_t capacity, int mode)
             /* the forward's output, a mask about half on; never read without relu */
             add_tensor(c, "y", n, false, s->relu ? INIT_RANDOM : INIT_NAN);
         } else {
+            bool train = mode == NORM_TRAIN || mode == NORM_ADD_TRAIN;
             add_tensor(c, "x", n, false, INIT_RANDOM);
             add_tensor(c, "gamma", ch, false, INIT_RANDOM);
             add_tensor(c, "beta", ch, false, INIT_RANDOM);
-            add_tensor(c, "running_mean", ch, mode == NORM_TRAIN, INIT_RANDOM);
-            add_tensor(c, "running_var", ch, mode == NORM_TRAIN, INIT_POSITIVE);
+            add_tensor(c, "running_mean", ch, train, INIT_RANDOM);
+            add_tensor(c, "running_var", ch, train, INIT_POSITIVE);
             add_tensor(c, "y", n, true, INIT_NAN);
-            if (mode == NORM_TRAIN) {
+            if (train) {
                 add_tensor(c, "save_mean", ch, true, INIT_NAN);
                 add_tensor(c, "save_invstd", ch, true, INIT_NAN);
             }
+            c->p.layer.residual = mode == NORM_ADD_TRAIN || mode == NORM_ADD_EVAL;
+            if (c->p.layer.residual)
+                add_tensor(c, "residual", n, false, INIT_RANDOM);
         }
         snprintf(c->label, sizeof c->label, "N=%zu C=%zu spatial=%zu eps=%g momentum=%g%s",
                  s->batch, s->channels, s->spatial, (double)s->eps, (double)s->momentum,
@@ -525,6 +536,18 @@ static tdm_status run_norm_eval(tdm_backend *backend, const op_case *c, const td
                                       v[5]);
 }
 
+static tdm_status run_norm_add_train(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_add_forward_train(backend, &c->p.layer.norm, v[0], v[8], v[1], v[2], v[3],
+                                           v[4], v[6], v[7], v[5]);
+}
+
+static tdm_status run_norm_add_eval(tdm_backend *backend, const op_case *c, const tdm_view *v)
+{
+    return tdm_batchnorm_add_forward_eval(backend, &c->p.layer.norm, v[0], v[6], v[1], v[2], v[3],
+                                          v[4], v[5]);
+}
+
 static tdm_status run_norm_backward(tdm_backend *backend, const op_case *c, const tdm_view *v)
 {
     return tdm_batchnorm_backward(backend, &c->p.layer.norm, v[0], v[1], v[8], v[2], v[3], v[4],
@@ -536,13 +559,22 @@ static size_t norm_index(const tdm_batchnorm_shape *s, size_t c, size_t k)
     return ((k / s->spatial) * s->channels + c) * s->spatial + k % s->spatial;
 }
 
+/* y = (x - mean) * invstd * gamma + beta (+ residual where given), then the ReLU. */
 static void normalize_reference(const tdm_batchnorm_shape *s, size_t c, const double *x,
-                                double mean, double invstd, double gamma, double beta, double *y)
+                                const double *residual, double mean, double invstd, double gamma,
+                                double beta, double *y)
 {
     for (size_t k = 0; k < s->batch * s->spatial; k++) {
-        double value = (x[norm_index(s, c, k)] - mean) * invstd * gamma + beta;
-        y[norm_index(s, c, k)] = s->relu && value < 0.0 ? 0.0 : value;
+        size_t i = norm_index(s, c, k);
+        double value = (x[i] - mean) * invstd * gamma + beta + (residual ? residual[i] : 0.0);
+        y[i] = s->relu && value < 0.0 ? 0.0 : value;
     }
+}
+
+/* The tensor a case adds before the ReLU, or NULL. */
+static const double *residual_of(const op_case *c, double *const *t)
+{
+    return c->p.layer.residual ? t[c->tensor_count - 1] : NULL;
 }
 
 static void reference_norm_train(const op_case *c, double *const *t)
@@ -561,7 +593,7 @@ static void reference_norm_train(const op_case *c, double *const *t)
         t[4][ch] = (1.0 - m) * t[4][ch] + m * squares / (count - 1.0);
         t[6][ch] = mean;
         t[7][ch] = invstd;
-        normalize_reference(s, ch, t[0], mean, invstd, t[1][ch], t[2][ch], t[5]);
+        normalize_reference(s, ch, t[0], residual_of(c, t), mean, invstd, t[1][ch], t[2][ch], t[5]);
     }
 }
 
@@ -569,8 +601,8 @@ static void reference_norm_eval(const op_case *c, double *const *t)
 {
     const tdm_batchnorm_shape *s = &c->p.layer.norm;
     for (size_t ch = 0; ch < s->channels; ch++)
-        normalize_reference(s, ch, t[0], t[3][ch], 1.0 / sqrt(t[4][ch] + s->eps), t[1][ch],
-                            t[2][ch], t[5]);
+        normalize_reference(s, ch, t[0], residual_of(c, t), t[3][ch], 1.0 / sqrt(t[4][ch] + s->eps),
+                            t[1][ch], t[2][ch], t[5]);
 }
 
 /* The gradient of y = (x - mean) * invstd * gamma + beta when mean and
@@ -1155,6 +1187,11 @@ const parity_op parity_layer_ops[] = {
      run_norm_eval, reference_norm_eval, false, true},
     {"batchnorm_backward", TDM_OP_BATCHNORM_BACKWARD, 1e-10, 1e-4, make_norm_cases, NORM_BACKWARD,
      run_norm_backward, reference_norm_backward, false, true},
+    /* The same bounds: the residual adds one rounding. */
+    {"batchnorm_add_forward_train", TDM_OP_BATCHNORM_FORWARD, 1e-10, 1e-4, make_norm_cases,
+     NORM_ADD_TRAIN, run_norm_add_train, reference_norm_train, false, true},
+    {"batchnorm_add_forward_eval", TDM_OP_BATCHNORM_FORWARD, 1e-12, 1e-5, make_norm_cases,
+     NORM_ADD_EVAL, run_norm_add_eval, reference_norm_eval, false, true},
     /* Max-pool selects one input: exact, argmax included. Its backward adds
      * at most (k/s)^2 values in a fixed order: a few roundings. */
     /* The batch norm's bounds; the pool selects and routes exactly. */

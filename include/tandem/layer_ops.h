@@ -212,6 +212,25 @@ tdm_status tdm_batchnorm_pool_backward(tdm_backend *backend, const tdm_batchnorm
                                        tdm_view save_mean, tdm_view save_invstd, tdm_view dy,
                                        tdm_view dx, tdm_view dgamma, tdm_view dbeta);
 
+/* --- a batch norm whose output only a residual add reads --- */
+
+/* The results of tdm_batchnorm_forward_train (or _eval) then tdm_add (with
+ * shape->relu, tdm_add_relu) of `residual`: y = bn(x) + residual, then the
+ * ReLU, the add in the batch norm's launch (ResNet's Block: one OpenCL
+ * launch a pass instead of two, the same bits). bn(x) itself is not kept,
+ * and its gradient is the sum's: the backward is tdm_batchnorm_backward
+ * without relu, the ReLU's mask applied before it. An empty residual adds
+ * nothing (the plain forward, as an empty bias does). */
+tdm_status tdm_batchnorm_add_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                           tdm_view x, tdm_view residual, tdm_view gamma,
+                                           tdm_view beta, tdm_view running_mean,
+                                           tdm_view running_var, tdm_view save_mean,
+                                           tdm_view save_invstd, tdm_view y);
+tdm_status tdm_batchnorm_add_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *shape,
+                                          tdm_view x, tdm_view residual, tdm_view gamma,
+                                          tdm_view beta, tdm_view running_mean,
+                                          tdm_view running_var, tdm_view y);
+
 /* --- loss --- */
 
 /* Softmax cross-entropy of logits[N][classes] against labels (int32, counted

@@ -36,6 +36,9 @@ typedef struct tdm_batchnorm_views {
     tdm_view x, gamma, beta, running_mean, running_var, save_mean, save_invstd, y;
     tdm_view dy, dx, dgamma, dbeta;
     tdm_view scratch; /* 2 * channels floats for the backward means, lent by the layer */
+    /* Where given, added to the normalised values before the ReLU (the
+     * forward entry; never with a pool). */
+    tdm_view residual;
     /* With pool_width > 0, a 2x2 max-pool at stride 2 that reads y alone
      * (tdm_batchnorm_pool_shape): the training forward then writes pooled
      * and argmax as maxpool2d would from y; backward first writes dy from

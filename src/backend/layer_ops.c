@@ -921,6 +921,15 @@ static tdm_status check_channel_views(tdm_backend *backend, const char *op, size
     return TDM_OK;
 }
 
+/* x, and the residual where one is given. */
+static tdm_status check_values(tdm_backend *backend, const char *op, const tdm_batchnorm_views *v,
+                               size_t count)
+{
+    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
+    return given(v->residual) ? tdm_check_view(backend, v->residual, count, op, "residual")
+                              : TDM_OK;
+}
+
 /* The checks of a training forward, then the op; v holds its operands. */
 static tdm_status forward_train(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
                                 const tdm_batchnorm_views *v)
@@ -937,23 +946,43 @@ static tdm_status forward_train(tdm_backend *backend, const char *op, const tdm_
     static const char *const names[] = {"gamma",       "beta",      "running_mean",
                                         "running_var", "save_mean", "save_invstd"};
     TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 6));
-    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
-    tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var};
-    size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
-    TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 5));
+    TDM_TRY(check_values(backend, op, v, count));
+    tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var, v->residual};
+    size_t counts[] = {count,       s->channels, s->channels,
+                       s->channels, s->channels, given(v->residual) ? count : 0};
+    TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 6));
     TDM_TRY(
-        tdm_check_output(backend, op, v->save_mean, s->channels, "save_mean", inputs, counts, 5));
+        tdm_check_output(backend, op, v->save_mean, s->channels, "save_mean", inputs, counts, 6));
     TDM_TRY(tdm_check_output(backend, op, v->save_invstd, s->channels, "save_invstd", inputs,
-                             counts, 5));
+                             counts, 6));
     return backend->iface->batchnorm_forward(backend, s, v, true);
 }
 
-tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
-                                       tdm_view x, tdm_view gamma, tdm_view beta,
-                                       tdm_view running_mean, tdm_view running_var,
-                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y)
+/* The checks of an evaluation forward, then the op; v holds its operands. */
+static tdm_status forward_eval(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                               const tdm_batchnorm_views *v)
+{
+    size_t count = 0;
+    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
+    tdm_view params[] = {v->gamma, v->beta, v->running_mean, v->running_var};
+    static const char *const names[] = {"gamma", "beta", "running_mean", "running_var"};
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 4));
+    TDM_TRY(check_values(backend, op, v, count));
+    tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var, v->residual};
+    size_t counts[] = {count,       s->channels, s->channels,
+                       s->channels, s->channels, given(v->residual) ? count : 0};
+    TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 6));
+    return count ? backend->iface->batchnorm_forward(backend, s, v, false) : TDM_OK;
+}
+
+/* The training forward's operands, checked under the name `op`. */
+static tdm_status train_named(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                              tdm_view x, tdm_view residual, tdm_view gamma, tdm_view beta,
+                              tdm_view running_mean, tdm_view running_var, tdm_view save_mean,
+                              tdm_view save_invstd, tdm_view y)
 {
     tdm_batchnorm_views v = {.x = x,
+                             .residual = residual,
                              .gamma = gamma,
                              .beta = beta,
                              .running_mean = running_mean,
@@ -961,32 +990,58 @@ tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm
                              .save_mean = save_mean,
                              .save_invstd = save_invstd,
                              .y = y};
-    return forward_train(backend, "batchnorm_forward_train", s, &v);
+    return forward_train(backend, op, s, &v);
+}
+
+/* The evaluation forward's operands, checked under the name `op`. */
+static tdm_status eval_named(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                             tdm_view x, tdm_view residual, tdm_view gamma, tdm_view beta,
+                             tdm_view running_mean, tdm_view running_var, tdm_view y)
+{
+    tdm_batchnorm_views v = {.x = x,
+                             .residual = residual,
+                             .gamma = gamma,
+                             .beta = beta,
+                             .running_mean = running_mean,
+                             .running_var = running_var,
+                             .y = y};
+    return forward_eval(backend, op, s, &v);
+}
+
+tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                       tdm_view x, tdm_view gamma, tdm_view beta,
+                                       tdm_view running_mean, tdm_view running_var,
+                                       tdm_view save_mean, tdm_view save_invstd, tdm_view y)
+{
+    return train_named(backend, "batchnorm_forward_train", s, x, (tdm_view){0}, gamma, beta,
+                       running_mean, running_var, save_mean, save_invstd, y);
 }
 
 tdm_status tdm_batchnorm_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
                                       tdm_view x, tdm_view gamma, tdm_view beta,
                                       tdm_view running_mean, tdm_view running_var, tdm_view y)
 {
-    const char *op = "batchnorm_forward_eval";
-    size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
-    tdm_view params[] = {gamma, beta, running_mean, running_var};
-    static const char *const names[] = {"gamma", "beta", "running_mean", "running_var"};
-    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 4));
-    TDM_TRY(tdm_check_view(backend, x, count, op, "x"));
-    tdm_view inputs[] = {x, gamma, beta, running_mean, running_var};
-    size_t counts[] = {count, s->channels, s->channels, s->channels, s->channels};
-    TDM_TRY(tdm_check_output(backend, op, y, count, "y", inputs, counts, 5));
-    if (count == 0)
-        return TDM_OK;
-    tdm_batchnorm_views v = {.x = x,
-                             .gamma = gamma,
-                             .beta = beta,
-                             .running_mean = running_mean,
-                             .running_var = running_var,
-                             .y = y};
-    return backend->iface->batchnorm_forward(backend, s, &v, false);
+    return eval_named(backend, "batchnorm_forward_eval", s, x, (tdm_view){0}, gamma, beta,
+                      running_mean, running_var, y);
+}
+
+tdm_status tdm_batchnorm_add_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                           tdm_view x, tdm_view residual, tdm_view gamma,
+                                           tdm_view beta, tdm_view running_mean,
+                                           tdm_view running_var, tdm_view save_mean,
+                                           tdm_view save_invstd, tdm_view y)
+{
+    return train_named(backend, "batchnorm_add_forward_train", s, x, residual, gamma, beta,
+                       running_mean, running_var, save_mean, save_invstd, y);
+}
+
+tdm_status tdm_batchnorm_add_forward_eval(tdm_backend *backend, const tdm_batchnorm_shape *s,
+                                          tdm_view x, tdm_view residual, tdm_view gamma,
+                                          tdm_view beta, tdm_view running_mean,
+                                          tdm_view running_var, tdm_view y)
+{
+    return eval_named(backend, "batchnorm_add_forward_eval", s, x, residual, gamma, beta,
+                      running_mean, running_var, y);
 }
 
 /* The checks of a backward pass; v holds its operands. */

@@ -46,14 +46,16 @@ typedef struct node {
      * now its input's own, in its GEMM or direct kernel (can_add_in_place):
      * no add launch. */
     bool adds_in_place;
-    bool relu_after;            /* an add or a norm that applies the ReLU after it */
-    bool fused;                 /* a ReLU its input node applies: its view, no forward work */
-    bool masked_by_reader;      /* such a ReLU whose backward its linear reader does */
-    bool relu_input;            /* a linear layer doing its input ReLU's backward */
-    bool pooled;                /* an average pool its linear layer applies: no work of its own */
-    int pool;                   /* a linear layer's average pool (pooled), or -1 */
-    int max_pool;               /* a batch norm's max-pool (by_norm), or -1 */
-    bool by_norm;               /* a max-pool its batch norm runs in training (fuse_norm_pools) */
+    bool relu_after;       /* an add or a norm that applies the ReLU after it */
+    bool fused;            /* a ReLU its input node applies: its view, no forward work */
+    bool masked_by_reader; /* such a ReLU whose backward its linear reader does */
+    bool relu_input;       /* a linear layer doing its input ReLU's backward */
+    bool pooled;           /* an average pool its linear layer applies: no work of its own */
+    int pool;              /* a linear layer's average pool (pooled), or -1 */
+    int max_pool;          /* a batch norm's max-pool (by_norm), or -1 */
+    bool by_norm;          /* a max-pool its batch norm runs in training (fuse_norm_pools) */
+    int residual_add;      /* a batch norm's add, whose sum it writes (fuse_norm_adds), or -1 */
+    bool summed_by_norm;   /* such an add: no forward work of its own */
     size_t dense, dense_floats; /* a conv run with its dense matrix: where it is kept, size */
     bool direct_adds;           /* a conv whose direct kernel adds its input gradient in place */
     size_t col, col_floats;     /* a conv whose training forward keeps x's col for backward */
@@ -370,6 +372,29 @@ static void fuse_norm_pools(tdm_model *m)
     }
 }
 
+/* A batch norm without a ReLU of its own (nor a pool) read only by an add,
+ * whose other input comes before it, writes the add's sum and the add's
+ * ReLU (tdm_batchnorm_add_*: one launch a pass instead of two, the same
+ * bits). Its own output is then never written: only the add read it, and
+ * its backward, without a ReLU, does not. */
+static void fuse_norm_adds(tdm_model *m)
+{
+    for (int i = 0; i < (int)m->node_count; i++)
+        m->nodes[i].residual_add = -1;
+    for (int i = 0; i < (int)m->node_count; i++) {
+        node *add = &m->nodes[i];
+        for (int slot = 0; slot < 2 && add->kind == NODE_ADD && !add->summed_by_norm; slot++) {
+            int norm = add->inputs[slot], other = add->inputs[1 - slot];
+            if (norm == MODEL_INPUT || other >= norm || m->nodes[norm].kind != NODE_NORM ||
+                m->nodes[norm].relu_after || m->nodes[norm].max_pool >= 0 ||
+                is_input_of_another(m, norm, i))
+                continue;
+            m->nodes[norm].residual_add = i;
+            add->summed_by_norm = true;
+        }
+    }
+}
+
 static void assign_views(tdm_model *m)
 {
     for (size_t i = 0; i < m->node_count; i++) {
@@ -447,6 +472,7 @@ static tdm_status build_nodes(tdm_model *m, const tdm_model_spec *spec)
     fuse_heads(m);
     fuse_linear_relus(m);
     fuse_norm_pools(m);
+    fuse_norm_adds(m);
     assign_views(m);
     return TDM_OK;
 }
@@ -736,9 +762,10 @@ static void combine_statistics(const double *all, int size, size_t c, double *me
 /* The layer's forward on this share gives its statistics (and a y to
  * replace); the whole batch's go into the saved and running statistics as
  * the one-process op computes them, and y is normalised with them. */
-static tdm_status forward_norm_shared(tdm_model *m, const node *n, tdm_view x, tdm_view y)
+static tdm_status forward_norm_shared(tdm_model *m, const node *n, const tdm_batchnorm_shape *sum,
+                                      tdm_view x, tdm_view residual, tdm_view y)
 {
-    tdm_batchnorm_shape s = norm_shape(n, m->batch);
+    tdm_batchnorm_shape s = *sum;
     size_t c = n->in.channels, elements = m->batch * tdm_nn_volume(n->in);
     shared_room room = room_of(m, c);
     float *values = room.floats, *running = values + 2 * c;
@@ -771,9 +798,9 @@ static tdm_status forward_norm_shared(tdm_model *m, const node *n, tdm_view x, t
         values[c + k] = (float)var[k];
     }
     TDM_TRY(upload_pair(m->shared, elements, c, values));
-    return tdm_batchnorm_forward_eval(m->backend, &s, x, at(m->params, n->weight),
-                                      at(m->params, n->bias), at(m->shared, elements),
-                                      at(m->shared, elements + c), y);
+    return tdm_batchnorm_add_forward_eval(m->backend, &s, x, residual, at(m->params, n->weight),
+                                          at(m->params, n->bias), at(m->shared, elements),
+                                          at(m->shared, elements + c), y);
 }
 
 /* The op's dx used this share's sums of dy and dy * xhat (in dbeta and
@@ -837,21 +864,32 @@ static const node *norm_pool(const tdm_model *m, const node *norm)
     return pool && pooled_by_norm(m, pool) ? pool : NULL;
 }
 
-static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, tdm_view y, bool train)
+/* A batch norm's forward; one that writes its add's sum (fuse_norm_adds)
+ * writes it where the add would, with the add's ReLU. */
+static tdm_status forward_norm(tdm_model *m, const node *n, tdm_view x, bool train)
 {
     tdm_batchnorm_shape s = norm_shape(n, m->batch);
     size_t c = n->in.channels;
+    const node *add = n->residual_add >= 0 ? &m->nodes[n->residual_add] : NULL;
     tdm_view gamma = at(m->params, n->weight), beta = at(m->params, n->bias);
     tdm_view mean = at(m->stats, n->stats), var = at(m->stats, n->stats + c);
+    tdm_view y = at(m->activations, (add ? add : n)->activation), residual = {0};
+    if (add) {
+        int self = (int)(n - m->nodes);
+        int other = add->inputs[0] == self ? add->inputs[1] : add->inputs[0];
+        residual = activation_of(m, other);
+        s.relu = add->relu_after;
+    }
     if (!train)
-        return tdm_batchnorm_forward_eval(m->backend, &s, x, gamma, beta, mean, var, y);
+        return tdm_batchnorm_add_forward_eval(m->backend, &s, x, residual, gamma, beta, mean, var,
+                                              y);
     if (m->comm)
-        return forward_norm_shared(m, n, x, y);
+        return forward_norm_shared(m, n, &s, x, residual, y);
     tdm_view save_mean = at(m->saved, n->saved), save_invstd = at(m->saved, n->saved + c);
     const node *pool = norm_pool(m, n);
     if (!pool)
-        return tdm_batchnorm_forward_train(m->backend, &s, x, gamma, beta, mean, var, save_mean,
-                                           save_invstd, y);
+        return tdm_batchnorm_add_forward_train(m->backend, &s, x, residual, gamma, beta, mean, var,
+                                               save_mean, save_invstd, y);
     tdm_pool2d_shape p = pool_shape(pool, m->batch);
     return tdm_batchnorm_pool_forward_train(
         m->backend, &s, &p, x, gamma, beta, mean, var, save_mean, save_invstd, y,
@@ -873,7 +911,7 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
             return tdm_conv2d_forward_col(b, &s, x, w, bias, y, at(m->cols, n->col));
         return tdm_conv2d_forward(b, &s, x, w, bias, y);
     }
-    case NODE_NORM: return forward_norm(m, n, x, y, train);
+    case NODE_NORM: return forward_norm(m, n, x, train);
     case NODE_RELU: return n->fused ? TDM_OK : tdm_relu(b, count, x, y);
     case NODE_SIGMOID: return tdm_sigmoid(b, count, x, y);
     case NODE_LEAKY_RELU: return tdm_leaky_relu(b, count, n->layer.slope, x, y);
@@ -895,6 +933,8 @@ static tdm_status forward_node(tdm_model *m, const node *n, bool train)
                                   at(m->params, n->weight), optional_bias(n, m->params), y);
     }
     case NODE_ADD:
+        if (n->summed_by_norm)
+            return TDM_OK;
         return (n->relu_after ? tdm_add_relu : tdm_add)(b, count, x, activation_of(m, n->inputs[1]),
                                                         y);
     }

@@ -517,6 +517,7 @@ static tdm_status batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_
     const float *restrict x = floats(v->x), *gamma = floats(v->gamma), *beta = floats(v->beta);
     const float *mean = floats(eval ? v->running_mean : v->save_mean);
     const float *scale = floats(eval ? v->running_var : v->save_invstd);
+    const float *restrict residual = v->residual.buffer ? floats(v->residual) : NULL;
     float *restrict y = floats(v->y);
     int team = tdm_cpu_team(backend, s->batch * s->channels * s->spatial);
 #pragma omp parallel for collapse(2) schedule(static) num_threads(team)
@@ -526,6 +527,8 @@ static tdm_status batchnorm_normalize(tdm_backend *backend, const tdm_batchnorm_
             size_t first = (n * s->channels + c) * s->spatial;
             for (size_t i = first; i < first + s->spatial; i++) {
                 float value = (x[i] - mean[c]) * invstd * gamma[c] + beta[c];
+                if (residual) /* rounded first: the sum tdm_add would make */
+                    value += residual[i];
                 y[i] = s->relu && value < 0.0f ? 0.0f : value; /* NaN is not < 0 */
             }
         }

@@ -357,6 +357,12 @@ static bn_pool_args bn_pool_args_of(const tdm_batchnorm_shape *s, const tdm_batc
                           cl_view_of(v->argmax)};
 }
 
+/* The residual the kernels add, or x (unread) without one. */
+static cl_view residual_of(const tdm_batchnorm_views *v)
+{
+    return cl_view_of(v->residual.buffer ? v->residual : v->x);
+}
+
 /* The statistics alone (then tdm_batchnorm_normalize), or with the values
  * (and the pool's). tdm_batchnorm_stats takes the first STATISTICS_ARGS
  * arguments of tdm_batchnorm_train. */
@@ -367,16 +373,30 @@ static tdm_status launch_statistics(opencl_context *ctx, const tdm_batchnorm_sha
 {
     cl_view x = cl_view_of(v->x), rm = cl_view_of(v->running_mean), rv = cl_view_of(v->running_var),
             sm = cl_view_of(v->save_mean), si = cl_view_of(v->save_invstd),
-            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
+            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y),
+            residual = residual_of(v);
     cl_index n = s->batch;
     cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     cl_float eps = s->eps, momentum = s->momentum;
-    cl_int relu = s->relu;
+    cl_int add = v->residual.buffer != NULL, relu = s->relu;
     bn_pool_args pool = bn_pool_args_of(s, v, v->pooled);
-    kernel_arg args[] = {ARG(n),        ARG(c),        ARG(sp),           ARG(eps),
-                         ARG(momentum), VIEW_ARGS(x),  VIEW_ARGS(rm),     VIEW_ARGS(rv),
-                         VIEW_ARGS(sm), VIEW_ARGS(si), VIEW_ARGS(gamma),  VIEW_ARGS(beta),
-                         ARG(relu),     VIEW_ARGS(y),  BN_POOL_ARGS(pool)};
+    kernel_arg args[] = {ARG(n),
+                         ARG(c),
+                         ARG(sp),
+                         ARG(eps),
+                         ARG(momentum),
+                         VIEW_ARGS(x),
+                         VIEW_ARGS(rm),
+                         VIEW_ARGS(rv),
+                         VIEW_ARGS(sm),
+                         VIEW_ARGS(si),
+                         VIEW_ARGS(gamma),
+                         VIEW_ARGS(beta),
+                         VIEW_ARGS(residual),
+                         ARG(add),
+                         ARG(relu),
+                         VIEW_ARGS(y),
+                         BN_POOL_ARGS(pool)};
     return tdm_cl_launch_groups(ctx, with_values ? K_BATCHNORM_TRAIN : K_BATCHNORM_STATS,
                                 s->channels, args, with_values ? COUNT(args) : STATISTICS_ARGS);
 }
@@ -386,11 +406,12 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
 {
     cl_view x = cl_view_of(v->x), mean = cl_view_of(eval ? v->running_mean : v->save_mean),
             scale = cl_view_of(eval ? v->running_var : v->save_invstd),
-            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y);
+            gamma = cl_view_of(v->gamma), beta = cl_view_of(v->beta), y = cl_view_of(v->y),
+            residual = residual_of(v);
     cl_index n = s->batch;
     cl_divisor c = tdm_cl_divisor(s->channels), sp = tdm_cl_divisor(s->spatial);
     cl_float eps = s->eps;
-    cl_int scale_is_variance = eval, relu = s->relu;
+    cl_int scale_is_variance = eval, add = v->residual.buffer != NULL, relu = s->relu;
     kernel_arg args[] = {ARG(n),
                          ARG(c),
                          ARG(sp),
@@ -401,6 +422,8 @@ static tdm_status launch_normalize(opencl_context *ctx, const tdm_batchnorm_shap
                          ARG(eps),
                          VIEW_ARGS(gamma),
                          VIEW_ARGS(beta),
+                         VIEW_ARGS(residual),
+                         ARG(add),
                          ARG(relu),
                          VIEW_ARGS(y)};
     if (loops_in_items(ctx))
