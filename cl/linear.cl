@@ -4,6 +4,8 @@
 // With pool > 1, x is [N][in][pool] and each feature the mean of its pool
 // (a global average pool before the layer, in the same launch).
 
+#define TDM_LINEAR_LANES 16 // outputs a CPU device's work-item sums at once
+
 // Feature `row` (n * in + i) of x: x[row], or its pool's mean with
 // tdm_global_avgpool's bits.
 inline float tdm_linear_feature(__global const float *x, uint row, uint pool)
@@ -32,6 +34,36 @@ __kernel void tdm_small_linear(uint outputs, tdm_divisor out_features, uint in_f
     for (uint i = 0; i < in_features; i++)
         sum += tdm_linear_feature(x + x_offset, n * in_features + i, pool) * weights[i];
     y[y_offset + id] = with_bias ? sum + bias[bias_offset + o] : sum;
+}
+
+// The same values, a work-item a sample (a CPU device): each feature read,
+// and pooled, once for TDM_LINEAR_LANES outputs at a time instead of once
+// an output, each output's sum in the same order.
+__kernel void tdm_small_linear_rows(uint outputs, tdm_divisor out_features, uint in_features,
+                                    uint pool, __global const float *x, uint x_offset,
+                                    __global const float *w, uint w_offset, int with_bias,
+                                    __global const float *bias, uint bias_offset, __global float *y,
+                                    uint y_offset)
+{
+    const uint n = get_global_id(0), out = out_features.x;
+    if (n * out >= outputs)
+        return;
+    for (uint first = 0; first < out; first += TDM_LINEAR_LANES) {
+        const uint lanes = min((uint)TDM_LINEAR_LANES, out - first);
+        __global const float *weights = w + w_offset + first * in_features;
+        float sums[TDM_LINEAR_LANES];
+        for (uint l = 0; l < lanes; l++)
+            sums[l] = 0.0f;
+        for (uint i = 0; i < in_features; i++) {
+            const float feature = tdm_linear_feature(x + x_offset, n * in_features + i, pool);
+            for (uint l = 0; l < lanes; l++)
+                sums[l] += feature * weights[l * in_features + i];
+        }
+        for (uint l = 0; l < lanes; l++) {
+            const uint o = first + l;
+            y[y_offset + n * out + o] = with_bias ? sums[l] + bias[bias_offset + o] : sums[l];
+        }
+    }
 }
 
 // dx[n][i] = the sum over o of dy[n][o] * w[o][i]; with a pool, each of its
@@ -65,6 +97,37 @@ void tdm_small_linear_dw(uint id, uint batch, uint out_features, tdm_divisor in_
     dw[id] += sum;
 }
 
+// dw[o][i] += the sum over n of dy[n][o] * feature(n, i) for every o, the
+// feature read (and pooled) once a sample for TDM_LINEAR_LANES outputs.
+void tdm_small_linear_dw_feature(uint i, uint batch, uint out_features, uint in_features, uint pool,
+                                 __global const float *x, __global const float *dy,
+                                 __global float *dw)
+{
+    for (uint first = 0; first < out_features; first += TDM_LINEAR_LANES) {
+        const uint lanes = min((uint)TDM_LINEAR_LANES, out_features - first);
+        float sums[TDM_LINEAR_LANES];
+        for (uint l = 0; l < lanes; l++)
+            sums[l] = 0.0f;
+        for (uint n = 0; n < batch; n++) {
+            const float feature = tdm_linear_feature(x, n * in_features + i, pool);
+            for (uint l = 0; l < lanes; l++)
+                sums[l] += dy[n * out_features + first + l] * feature;
+        }
+        for (uint l = 0; l < lanes; l++)
+            dw[(first + l) * in_features + i] += sums[l];
+    }
+}
+
+// db[o] += the sum over n of dy[n][o].
+void tdm_small_linear_db(uint o, uint batch, uint out_features, __global const float *dy,
+                         __global float *db)
+{
+    float sum = 0.0f;
+    for (uint n = 0; n < batch; n++)
+        sum += dy[n * out_features + o];
+    db[o] += sum;
+}
+
 // The backward pass in one launch: the first dx_count work-items write dx
 // (0 when not asked for; a feature's whole pool each), the next dw_count add
 // to dweight, the last db_count to dbias (db[o] += the sum over n of
@@ -91,10 +154,38 @@ __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divis
         return;
     }
     id -= dw_count;
-    if (id >= db_count)
+    if (id < db_count)
+        tdm_small_linear_db(id, batch, out_features, g, db + db_offset);
+}
+
+// The same values, a work-item a sample's dx or a feature's weights (a CPU
+// device): the first dx_rows work-items write a sample's dx each (dx_count
+// = dx_rows * in), the next dw_features (in, or 0) add to a feature's
+// weights, the last db_count to dbias.
+__kernel void tdm_small_linear_backward_rows(uint batch, uint out_features, tdm_divisor in_features,
+                                             uint pool, int relu, uint dx_rows, uint dw_features,
+                                             uint db_count, __global const float *x, uint x_offset,
+                                             __global const float *w, uint w_offset,
+                                             __global const float *dy, uint dy_offset,
+                                             __global float *dx, uint dx_offset, __global float *dw,
+                                             uint dw_offset, __global float *db, uint db_offset)
+{
+    uint id = get_global_id(0);
+    const uint in = in_features.x;
+    __global const float *g = dy + dy_offset;
+    if (id < dx_rows) {
+        for (uint i = 0; i < in; i++)
+            tdm_small_linear_dx(id * in + i, out_features, in_features, pool, relu, x + x_offset,
+                                w + w_offset, g, dx + dx_offset);
         return;
-    float sum = 0.0f;
-    for (uint n = 0; n < batch; n++)
-        sum += g[n * out_features + id];
-    db[db_offset + id] += sum;
+    }
+    id -= dx_rows;
+    if (id < dw_features) {
+        tdm_small_linear_dw_feature(id, batch, out_features, in, pool, x + x_offset, g,
+                                    dw + dw_offset);
+        return;
+    }
+    id -= dw_features;
+    if (id < db_count)
+        tdm_small_linear_db(id, batch, out_features, g, db + db_offset);
 }

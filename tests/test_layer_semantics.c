@@ -606,6 +606,54 @@ static void test_linear_plans(void **state)
     }
 }
 
+/* A small linear layer's forward and whole backward on random operands
+ * from `seed` (dw and db start non-zero: the backward adds to them); every
+ * operand into out, `floats` of them. */
+static void linear_results(tdm_backend *backend, const tdm_linear_shape *s, uint64_t seed,
+                           float *out, size_t floats)
+{
+    size_t nx = s->batch * s->in_features * (s->pool > 1 ? s->pool : 1),
+           nw = s->out_features * s->in_features, ny = s->batch * s->out_features;
+    assert_int_equal(floats, 2 * nx + 2 * nw + 2 * ny + 2 * s->out_features);
+    test_fill_random(out, floats, seed);
+    tdm_buffer *all = upload(backend, out, floats);
+    tdm_view x = {all, 0}, w = {all, nx}, b = {all, nx + nw}, y = {all, nx + nw + s->out_features},
+             dy = {all, y.offset + ny}, dx = {all, dy.offset + ny}, dw = {all, dx.offset + nx},
+             db = {all, dw.offset + nw};
+    assert_int_equal(tdm_linear_forward(backend, s, x, w, b, y), TDM_OK);
+    assert_int_equal(tdm_linear_backward(backend, s, x, w, dy, dx, dw, db), TDM_OK);
+    download(all, out, floats);
+    tdm_buffer_free(all);
+}
+
+/* The small linear layer's two OpenCL forms, a work-item a sample or a
+ * feature (tdm_small_linear_rows, _backward_rows: a CPU device) and a
+ * work-item a value (a GPU), give the same bits: each sum in the same
+ * order. ResNet's head, more outputs than a work-item's 16 lanes, no pool. */
+static void test_linear_forms(void **state)
+{
+    (void)state;
+    const tdm_linear_shape shapes[] = {
+        {128, 64, 10, 4, true}, {5, 3, 37, 3, true}, {6, 40, 20, 0, false}};
+    enum { ROOM = 80000 };
+    static float rows[ROOM], spread[ROOM];
+    test_backends gpu_forms;
+    const char *const settings[][2] = {{"TANDEM_OPENCL_REDUCTION_GROUP", "16"}};
+    test_backends_open_with(&gpu_forms, settings, 1);
+    for (size_t b = 1; b < test_all_backends.count; b++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            const tdm_linear_shape *s = &shapes[i];
+            size_t nx = s->batch * s->in_features * (s->pool > 1 ? s->pool : 1),
+                   nw = s->out_features * s->in_features, ny = s->batch * s->out_features,
+                   floats = 2 * nx + 2 * nw + 2 * ny + 2 * s->out_features;
+            assert_true(floats <= ROOM);
+            linear_results(test_all_backends.all[b], s, 70 + i, rows, floats);
+            linear_results(gpu_forms.all[b], s, 70 + i, spread, floats);
+            assert_memory_equal(rows, spread, floats * sizeof(float));
+        }
+    test_backends_close(&gpu_forms);
+}
+
 /* The operands of a batch norm with the max-pool that reads it, at
  * consecutive offsets of one buffer. */
 enum {
@@ -1353,6 +1401,7 @@ int main(void)
         cmocka_unit_test(test_pooled_head_on_the_input),
         cmocka_unit_test(test_few_tap_weight_gradient_plans),
         cmocka_unit_test(test_linear_plans),
+        cmocka_unit_test(test_linear_forms),
         cmocka_unit_test(test_batchnorm_pool),
         cmocka_unit_test(test_batchnorm_pool_errors),
         cmocka_unit_test(test_norm_pool_model),
