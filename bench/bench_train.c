@@ -1,6 +1,7 @@
 /* ms per epoch of the source's protocol (ResNet(C) on the digits, SGD batch
  * 128, lr 0.1, then evaluation of both sets in eval mode) for each C on each
- * backend: the cpu backend and every OpenCL device. One line per run:
+ * backend: the cpu backend and every OpenCL device, each C on every backend
+ * in turn (so that a ratio compares runs close in time). One line per run:
  *   tandem <backend> <C> <ms per epoch> <final train error> <final test error>
  *          <kernel launches per epoch> <waits for the device per epoch>
  * (an epoch: 13 training steps of 128 digits, then both sets evaluated; the
@@ -58,14 +59,29 @@ static int time_one(tdm_backend *backend, const char *name, size_t channels, siz
     return 0;
 }
 
-static int run_backend(tdm_backend *backend, const char *name, const size_t *channels, size_t count,
-                       size_t epochs, const tdm_dataset *train, const tdm_dataset *test)
+enum { MAX_BACKENDS = 17 };
+
+/* The cpu backend, then every OpenCL device, each with its name for the
+ * output; returns how many opened (all, or a failure). */
+static int open_backends(tdm_backend **backends, char names[][64], size_t *count)
 {
-    fprintf(stderr, "bench: %s\n", tdm_backend_description(backend));
-    for (size_t i = 0; i < count; i++)
-        if (time_one(backend, name, channels[i], epochs, train, test) != 0)
-            return 1;
-    return 0;
+    *count = 0;
+    if (bench_cpu_backend(&backends[0]) != TDM_OK)
+        return 1;
+    snprintf(names[(*count)++], 64, "cpu");
+    tdm_opencl_device_info *devices = NULL;
+    size_t device_count = 0;
+    int failed = 0;
+    if (tdm_opencl_list_devices(&devices, &device_count) == TDM_OK)
+        for (size_t d = 0; d < device_count && *count < MAX_BACKENDS && !failed; d++) {
+            failed = tdm_opencl_backend_create(devices[d].platform_index, devices[d].device_index,
+                                               &backends[*count]) != TDM_OK;
+            if (!failed)
+                snprintf(names[(*count)++], 64, "opencl:%zu:%zu", devices[d].platform_index,
+                         devices[d].device_index);
+        }
+    free(devices);
+    return failed;
 }
 
 int main(int argc, char **argv)
@@ -82,25 +98,21 @@ int main(int argc, char **argv)
     tdm_data_config_init(&data);
     snprintf(data.path, sizeof data.path, "%s", argv[1]);
     tdm_dataset train, test;
-    tdm_backend *backend = NULL;
+    tdm_backend *backends[MAX_BACKENDS] = {NULL};
+    char names[MAX_BACKENDS][64];
+    size_t backend_count = 0;
     int failed = tdm_data_config_load(&data, &train, &test) != TDM_OK ||
-                 bench_cpu_backend(&backend) != TDM_OK ||
-                 run_backend(backend, "cpu", channels, count, epochs, &train, &test) != 0;
-    tdm_backend_free(backend);
-    tdm_opencl_device_info *devices = NULL;
-    size_t device_count = 0;
-    if (!failed && tdm_opencl_list_devices(&devices, &device_count) == TDM_OK) {
-        for (size_t d = 0; d < device_count && !failed; d++) {
-            char name[64];
-            snprintf(name, sizeof name, "opencl:%zu:%zu", devices[d].platform_index,
-                     devices[d].device_index);
-            failed = tdm_opencl_backend_create(devices[d].platform_index, devices[d].device_index,
-                                               &backend) != TDM_OK ||
-                     run_backend(backend, name, channels, count, epochs, &train, &test) != 0;
-            tdm_backend_free(backend);
-        }
-    }
-    free(devices);
+                 open_backends(backends, names, &backend_count) != 0;
+    for (size_t b = 0; b < backend_count; b++)
+        fprintf(stderr, "bench: %s\n", tdm_backend_description(backends[b]));
+    /* Each C on every backend in turn: a ratio between backends compares
+       runs minutes apart at most, not the whole sweep apart (the machine's
+       speed drifts). */
+    for (size_t i = 0; i < count && !failed; i++)
+        for (size_t b = 0; b < backend_count && !failed; b++)
+            failed = time_one(backends[b], names[b], channels[i], epochs, &train, &test) != 0;
+    for (size_t b = 0; b < backend_count; b++)
+        tdm_backend_free(backends[b]);
     if (failed)
         fprintf(stderr, "bench: %s\n", tdm_last_error());
     tdm_dataset_free(&train);

@@ -16,7 +16,7 @@
 # created when missing (bench/.venv, or TANDEM_BENCH_VENV).
 #   bench/run.sh [EPOCHS] [EM_ITERATIONS]     (default 100 and 10)
 # TANDEM_THREADS sets the thread count of both sides (default: all cores).
-set -eu
+set -eu -o pipefail
 cd "$(dirname "$0")/.."
 epochs=${1:-100}
 em_iterations=${2:-10}
@@ -69,7 +69,8 @@ echo "| --- | --- | --- | --- |"
 build/bench/bench_gemm "$threads" 2>/dev/null |
     awk '{ printf "| %s | %s | %s | %s |\n", $2, $4, ($5 ? $6 : "-"), ($5 ? $7 : "-") }'
 
-build/bench/bench_train data/digits.csv.gz "$epochs" >"$results/train" 2>/dev/null
+# bench_train runs each C on every backend in turn; the table lists them by backend.
+build/bench/bench_train data/digits.csv.gz "$epochs" 2>/dev/null | sort -s -k2,2 >"$results/train"
 "${pypi[@]}" bench/pytorch_resnet.py "$epochs" "$threads" 1 2 4 64 | sed 's/^pytorch/pypi/' \
     >>"$results/train"
 if [ ${#debian[@]} -gt 0 ]; then
