@@ -128,12 +128,14 @@ void tdm_small_linear_db(uint o, uint batch, uint out_features, __global const f
     db[o] += sum;
 }
 
-// The backward pass in one launch: the first dx_count work-items write dx
-// (0 when not asked for; a feature's whole pool each), the next dw_count add
-// to dweight, the last db_count to dbias (db[o] += the sum over n of
-// dy[n][o]).
+// The backward pass in one launch: the first dx_items work-items write dx
+// (0 when not asked for; a feature's whole pool each), the next dw_items
+// add to dweight, the last db_count to dbias. A work-item takes a value of
+// dx and a weight (a GPU) or, with rows, a sample's dx and a feature's
+// weights (a CPU device: each feature pooled once for 16 outputs); the same
+// sums in the same order either way.
 __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divisor in_features,
-                                        uint pool, int relu, uint dx_count, uint dw_count,
+                                        uint pool, int relu, int rows, uint dx_items, uint dw_items,
                                         uint db_count, __global const float *x, uint x_offset,
                                         __global const float *w, uint w_offset,
                                         __global const float *dy, uint dy_offset,
@@ -142,50 +144,25 @@ __kernel void tdm_small_linear_backward(uint batch, uint out_features, tdm_divis
 {
     uint id = get_global_id(0);
     __global const float *g = dy + dy_offset;
-    if (id < dx_count) {
-        tdm_small_linear_dx(id, out_features, in_features, pool, relu, x + x_offset, w + w_offset,
-                            g, dx + dx_offset);
-        return;
-    }
-    id -= dx_count;
-    if (id < dw_count) {
-        tdm_small_linear_dw(id, batch, out_features, in_features, pool, x + x_offset, g,
-                            dw + dw_offset);
-        return;
-    }
-    id -= dw_count;
-    if (id < db_count)
-        tdm_small_linear_db(id, batch, out_features, g, db + db_offset);
-}
-
-// The same values, a work-item a sample's dx or a feature's weights (a CPU
-// device): the first dx_rows work-items write a sample's dx each (dx_count
-// = dx_rows * in), the next dw_features (in, or 0) add to a feature's
-// weights, the last db_count to dbias.
-__kernel void tdm_small_linear_backward_rows(uint batch, uint out_features, tdm_divisor in_features,
-                                             uint pool, int relu, uint dx_rows, uint dw_features,
-                                             uint db_count, __global const float *x, uint x_offset,
-                                             __global const float *w, uint w_offset,
-                                             __global const float *dy, uint dy_offset,
-                                             __global float *dx, uint dx_offset, __global float *dw,
-                                             uint dw_offset, __global float *db, uint db_offset)
-{
-    uint id = get_global_id(0);
-    const uint in = in_features.x;
-    __global const float *g = dy + dy_offset;
-    if (id < dx_rows) {
-        for (uint i = 0; i < in; i++)
-            tdm_small_linear_dx(id * in + i, out_features, in_features, pool, relu, x + x_offset,
+    if (id < dx_items) {
+        const uint first = rows ? id * in_features.x : id,
+                   end = rows ? first + in_features.x : id + 1;
+        for (uint value = first; value < end; value++)
+            tdm_small_linear_dx(value, out_features, in_features, pool, relu, x + x_offset,
                                 w + w_offset, g, dx + dx_offset);
         return;
     }
-    id -= dx_rows;
-    if (id < dw_features) {
-        tdm_small_linear_dw_feature(id, batch, out_features, in, pool, x + x_offset, g,
-                                    dw + dw_offset);
+    id -= dx_items;
+    if (id < dw_items) {
+        if (rows)
+            tdm_small_linear_dw_feature(id, batch, out_features, in_features.x, pool, x + x_offset,
+                                        g, dw + dw_offset);
+        else
+            tdm_small_linear_dw(id, batch, out_features, in_features, pool, x + x_offset, g,
+                                dw + dw_offset);
         return;
     }
-    id -= dw_features;
+    id -= dw_items;
     if (id < db_count)
         tdm_small_linear_db(id, batch, out_features, g, db + db_offset);
 }

@@ -627,9 +627,10 @@ static void linear_results(tdm_backend *backend, const tdm_linear_shape *s, uint
 }
 
 /* The small linear layer's two OpenCL forms, a work-item a sample or a
- * feature (tdm_small_linear_rows, _backward_rows: a CPU device) and a
- * work-item a value (a GPU), give the same bits: each sum in the same
- * order. ResNet's head, more outputs than a work-item's 16 lanes, no pool. */
+ * feature (tdm_small_linear_rows, tdm_small_linear_backward with rows: a
+ * CPU device) and a work-item a value (a GPU), give the same bits: each
+ * sum in the same order. ResNet's head, more outputs than a work-item's 16
+ * lanes, no pool. */
 static void test_linear_forms(void **state)
 {
     (void)state;

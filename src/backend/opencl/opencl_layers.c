@@ -251,26 +251,24 @@ tdm_status tdm_opencl_small_linear_backward(tdm_backend *backend, const tdm_line
             g = cl_view_of(dy), gx = cl_view_of(dx.buffer ? dx : dy),
             gw = cl_view_of(dweight.buffer ? dweight : dy),
             gb = cl_view_of(dbias.buffer ? dbias : dy);
-    /* A CPU device's work-items take a sample's dx or a feature's weights
-     * (tdm_small_linear_backward_rows), a GPU's a value each. */
-    bool rows = loops_in_items(ctx_of(backend));
+    /* A CPU device's work-items take a sample's dx or a feature's weights,
+     * a GPU's a value each. */
+    cl_int rows = loops_in_items(ctx_of(backend));
     size_t dx_per_item = rows ? s->in_features : 1, dw_per_item = rows ? s->out_features : 1;
     cl_index batch = s->batch, out_features = s->out_features, pool = s->pool > 1 ? s->pool : 1,
-             dx_count = dx.buffer ? s->batch * s->in_features / dx_per_item : 0,
-             dw_count = dweight.buffer ? s->out_features * s->in_features / dw_per_item : 0,
+             dx_items = dx.buffer ? s->batch * s->in_features / dx_per_item : 0,
+             dw_items = dweight.buffer ? s->out_features * s->in_features / dw_per_item : 0,
              db_count = dbias.buffer ? s->out_features : 0;
     cl_divisor in_features = tdm_cl_divisor(s->in_features);
     cl_int relu = s->relu && dx.buffer;
     kernel_arg args[] = {ARG(batch),    ARG(out_features), ARG(in_features), ARG(pool),
-                         ARG(relu),     ARG(dx_count),     ARG(dw_count),    ARG(db_count),
-                         VIEW_ARGS(in), VIEW_ARGS(w),      VIEW_ARGS(g),     VIEW_ARGS(gx),
-                         VIEW_ARGS(gw), VIEW_ARGS(gb)};
-    size_t items = (size_t)dx_count + dw_count + db_count;
+                         ARG(relu),     ARG(rows),         ARG(dx_items),    ARG(dw_items),
+                         ARG(db_count), VIEW_ARGS(in),     VIEW_ARGS(w),     VIEW_ARGS(g),
+                         VIEW_ARGS(gx), VIEW_ARGS(gw),     VIEW_ARGS(gb)};
+    size_t items = (size_t)dx_items + dw_items + db_count;
     if (items == 0)
         return TDM_OK;
-    return tdm_cl_launch(ctx_of(backend),
-                         rows ? K_SMALL_LINEAR_BACKWARD_ROWS : K_SMALL_LINEAR_BACKWARD, items, args,
-                         COUNT(args));
+    return tdm_cl_launch(ctx_of(backend), K_SMALL_LINEAR_BACKWARD, items, args, COUNT(args));
 }
 
 tdm_status tdm_opencl_swap_axes(tdm_backend *backend, size_t outer, size_t inner, size_t spatial,
