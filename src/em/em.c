@@ -727,7 +727,7 @@ static tdm_status restart(fit_state *f, size_t index, tdm_em_result *best)
 {
     tdm_em_result run;
     TDM_TRY(alloc_result(f->options->components, f->part.data->cols, f->options->max_iter, &run));
-    tdm_rng rng = {f->options->seed + 0x9E3779B97F4A7C15ull * (index + 1)};
+    tdm_rng rng = tdm_rng_skip((tdm_rng){f->options->seed}, index + 1);
     tdm_rng_next(&rng);
     tdm_status status = tdm_em_initialize(&f->part, f->options, &rng, f->p, f->pi);
     if (status == TDM_OK)

@@ -313,7 +313,7 @@ static void share_rows(const tdm_binary_data *data, size_t k_count, tdm_rng rng,
 }
 
 /* Random responsibilities: K uniforms per row, from the RNG moved ahead to
- * the row (splitmix64 steps by a constant), and summed per shard as the E
+ * the row (tdm_rng_skip), and summed per shard as the E
  * step's sums are: each shard by one thread in row order, so the same bits
  * on any number of threads. sums->s is followed by sums->n. */
 static tdm_status random_responsibilities(const em_part *part, size_t k_count, tdm_rng rng,
@@ -332,8 +332,7 @@ static tdm_status random_responsibilities(const em_part *part, size_t k_count, t
 #pragma omp parallel for schedule(static) num_threads(team)
     for (size_t h = 0; h < shards; h++) {
         size_t first = h * part->shard_rows, last = first + part->shard_rows;
-        tdm_rng at = {rng.state +
-                      0x9E3779B97F4A7C15ull * (uint64_t)((part->first_row + first) * k_count)};
+        tdm_rng at = tdm_rng_skip(rng, (uint64_t)((part->first_row + first) * k_count));
         share_rows(data, k_count, at, first, last < data->rows ? last : data->rows,
                    etas + h * k_count, partials + h * stride);
     }
