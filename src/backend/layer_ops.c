@@ -921,22 +921,14 @@ static tdm_status check_channel_views(tdm_backend *backend, const char *op, size
     return TDM_OK;
 }
 
-/* x, and the residual where one is given. */
-static tdm_status check_values(tdm_backend *backend, const char *op, const tdm_batchnorm_views *v,
-                               size_t count)
-{
-    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
-    return given(v->residual) ? tdm_check_view(backend, v->residual, count, op, "residual")
-                              : TDM_OK;
-}
-
-/* The checks of a training forward, then the op; v holds its operands. */
-static tdm_status forward_train(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
-                                const tdm_batchnorm_views *v)
+/* The checks of a forward (training: save_mean and save_invstd written
+ * too), then the op; v holds its operands. */
+static tdm_status norm_forward(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
+                               const tdm_batchnorm_views *v, bool train)
 {
     size_t count = 0;
     TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
-    if (s->batch * s->spatial < 2)
+    if (train && s->batch * s->spatial < 2)
         return TDM_FAIL(TDM_ERR_INVALID_ARGUMENT,
                         "%s: training needs more than one value per channel (batch %zu x "
                         "spatial %zu)",
@@ -945,34 +937,21 @@ static tdm_status forward_train(tdm_backend *backend, const char *op, const tdm_
                          v->running_var, v->save_mean, v->save_invstd};
     static const char *const names[] = {"gamma",       "beta",      "running_mean",
                                         "running_var", "save_mean", "save_invstd"};
-    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 6));
-    TDM_TRY(check_values(backend, op, v, count));
+    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, train ? 6 : 4));
+    TDM_TRY(tdm_check_view(backend, v->x, count, op, "x"));
+    if (given(v->residual))
+        TDM_TRY(tdm_check_view(backend, v->residual, count, op, "residual"));
     tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var, v->residual};
     size_t counts[] = {count,       s->channels, s->channels,
                        s->channels, s->channels, given(v->residual) ? count : 0};
     TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 6));
-    TDM_TRY(
-        tdm_check_output(backend, op, v->save_mean, s->channels, "save_mean", inputs, counts, 6));
-    TDM_TRY(tdm_check_output(backend, op, v->save_invstd, s->channels, "save_invstd", inputs,
-                             counts, 6));
-    return backend->iface->batchnorm_forward(backend, s, v, true);
-}
-
-/* The checks of an evaluation forward, then the op; v holds its operands. */
-static tdm_status forward_eval(tdm_backend *backend, const char *op, const tdm_batchnorm_shape *s,
-                               const tdm_batchnorm_views *v)
-{
-    size_t count = 0;
-    TDM_TRY(check_batchnorm(backend, op, TDM_OP_BATCHNORM_FORWARD, s, &count));
-    tdm_view params[] = {v->gamma, v->beta, v->running_mean, v->running_var};
-    static const char *const names[] = {"gamma", "beta", "running_mean", "running_var"};
-    TDM_TRY(check_channel_views(backend, op, s->channels, params, names, 4));
-    TDM_TRY(check_values(backend, op, v, count));
-    tdm_view inputs[] = {v->x, v->gamma, v->beta, v->running_mean, v->running_var, v->residual};
-    size_t counts[] = {count,       s->channels, s->channels,
-                       s->channels, s->channels, given(v->residual) ? count : 0};
-    TDM_TRY(tdm_check_output(backend, op, v->y, count, "y", inputs, counts, 6));
-    return count ? backend->iface->batchnorm_forward(backend, s, v, false) : TDM_OK;
+    if (train) {
+        TDM_TRY(tdm_check_output(backend, op, v->save_mean, s->channels, "save_mean", inputs,
+                                 counts, 6));
+        TDM_TRY(tdm_check_output(backend, op, v->save_invstd, s->channels, "save_invstd", inputs,
+                                 counts, 6));
+    }
+    return count ? backend->iface->batchnorm_forward(backend, s, v, train) : TDM_OK;
 }
 
 /* The training forward's operands, checked under the name `op`. */
@@ -990,7 +969,7 @@ static tdm_status train_named(tdm_backend *backend, const char *op, const tdm_ba
                              .save_mean = save_mean,
                              .save_invstd = save_invstd,
                              .y = y};
-    return forward_train(backend, op, s, &v);
+    return norm_forward(backend, op, s, &v, true);
 }
 
 /* The evaluation forward's operands, checked under the name `op`. */
@@ -1005,7 +984,7 @@ static tdm_status eval_named(tdm_backend *backend, const char *op, const tdm_bat
                              .running_mean = running_mean,
                              .running_var = running_var,
                              .y = y};
-    return forward_eval(backend, op, s, &v);
+    return norm_forward(backend, op, s, &v, false);
 }
 
 tdm_status tdm_batchnorm_forward_train(tdm_backend *backend, const tdm_batchnorm_shape *s,
@@ -1277,7 +1256,7 @@ tdm_status tdm_batchnorm_pool_forward_train(tdm_backend *backend, const tdm_batc
     TDM_TRY(check_pool_outputs(backend, op, s, pool, &v));
     if (pools_with_norm(pool))
         v.pool_width = pool->in_width;
-    TDM_TRY(forward_train(backend, op, s, &v));
+    TDM_TRY(norm_forward(backend, op, s, &v, true));
     return v.pool_width ? TDM_OK : tdm_maxpool2d_forward(backend, pool, y, pooled, argmax);
 }
 
