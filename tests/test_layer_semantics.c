@@ -676,49 +676,85 @@ enum {
     NP_COUNT
 };
 
-typedef struct norm_pool_case {
+/* The operands of a batch norm whose output a residual add reads, the
+ * same way. */
+enum {
+    NA_X,
+    NA_GAMMA,
+    NA_BETA,
+    NA_MEAN,
+    NA_VAR,
+    NA_SAVE_MEAN,
+    NA_SAVE_INVSTD,
+    NA_RESIDUAL,
+    NA_Y,
+    NA_COUNT
+};
+
+/* A batch norm's operands at consecutive offsets of one buffer (NP_* or
+ * NA_*), and the shape of the max-pool that reads it where one does. */
+typedef struct norm_case {
     tdm_batchnorm_shape norm;
     tdm_pool2d_shape pool;
     tdm_buffer *buffer;
     size_t at[NP_COUNT + 1];
-} norm_pool_case;
+} norm_case;
 
-static tdm_view np_view(const norm_pool_case *c, int operand)
+_Static_assert((int)NA_COUNT <= (int)NP_COUNT, "norm_case holds either set of operands");
+
+static tdm_view norm_view(const norm_case *c, int operand)
 {
     return (tdm_view){c->buffer, c->at[operand]};
 }
 
-/* Lays the operands out and fills them with values from `seed` (positive
- * variances); returns the floats. */
-static size_t np_layout(norm_pool_case *c, float *values, size_t capacity, uint64_t seed)
+/* Lays out `count` operands of the given sizes and fills them with values
+ * from `seed`, the running variance (operand `var`) positive; returns the
+ * floats. */
+static size_t norm_layout(norm_case *c, const size_t *sizes, int count, int var, float *values,
+                          size_t capacity, uint64_t seed)
+{
+    c->at[0] = 0;
+    for (int i = 0; i < count; i++)
+        c->at[i + 1] = c->at[i] + sizes[i];
+    assert_true(c->at[count] <= capacity);
+    test_fill_random(values, c->at[count], seed);
+    for (size_t i = c->at[var]; i < c->at[var + 1]; i++)
+        values[i] = fabsf(values[i]) + 0.5f;
+    return c->at[count];
+}
+
+/* The operands with the pool, laid out and filled (norm_layout). */
+static size_t np_layout(norm_case *c, float *values, size_t capacity, uint64_t seed)
 {
     const tdm_pool2d_shape *p = &c->pool;
     size_t nx = p->batch * p->channels * p->in_height * p->in_width, ch = p->channels;
     size_t ny = p->batch * p->channels * tdm_pool2d_out_height(p) * tdm_pool2d_out_width(p);
     size_t sizes[NP_COUNT] = {nx, ch, ch, ch, ch, ch, ch, nx, ny, ny, ny, nx, nx, ch, ch};
-    c->at[0] = 0;
-    for (int i = 0; i < NP_COUNT; i++)
-        c->at[i + 1] = c->at[i] + sizes[i];
-    assert_true(c->at[NP_COUNT] <= capacity);
-    test_fill_random(values, c->at[NP_COUNT], seed);
-    for (size_t i = c->at[NP_VAR]; i < c->at[NP_VAR + 1]; i++)
-        values[i] = fabsf(values[i]) + 0.5f;
-    return c->at[NP_COUNT];
+    return norm_layout(c, sizes, NP_COUNT, NP_VAR, values, capacity, seed);
+}
+
+/* The operands with the residual, laid out and filled (norm_layout). */
+static size_t na_layout(norm_case *c, float *values, size_t capacity, uint64_t seed)
+{
+    size_t n = c->norm.batch * c->norm.channels * c->norm.spatial, ch = c->norm.channels;
+    size_t sizes[NA_COUNT] = {n, ch, ch, ch, ch, ch, ch, n, n};
+    return norm_layout(c, sizes, NA_COUNT, NA_VAR, values, capacity, seed);
 }
 
 /* The training forward and then the backward, with the pool in the batch
  * norm's calls or apart; each pass's commands into launches. */
-static void np_run(tdm_backend *backend, const norm_pool_case *c, bool together, size_t launches[2])
+static void np_run(tdm_backend *backend, const norm_case *c, bool together, size_t launches[2])
 {
     const tdm_batchnorm_shape *s = &c->norm;
     const tdm_pool2d_shape *p = &c->pool;
     tdm_backend_counts start = tdm_backend_get_counts(backend);
-    tdm_view x = np_view(c, NP_X), g = np_view(c, NP_GAMMA), b = np_view(c, NP_BETA),
-             mean = np_view(c, NP_MEAN), var = np_view(c, NP_VAR),
-             save_mean = np_view(c, NP_SAVE_MEAN), save_invstd = np_view(c, NP_SAVE_INVSTD),
-             y = np_view(c, NP_Y), pooled = np_view(c, NP_POOLED), argmax = np_view(c, NP_ARGMAX),
-             pooled_dy = np_view(c, NP_POOLED_DY), dy = np_view(c, NP_DY), dx = np_view(c, NP_DX),
-             dgamma = np_view(c, NP_DGAMMA), dbeta = np_view(c, NP_DBETA);
+    tdm_view x = norm_view(c, NP_X), g = norm_view(c, NP_GAMMA), b = norm_view(c, NP_BETA),
+             mean = norm_view(c, NP_MEAN), var = norm_view(c, NP_VAR),
+             save_mean = norm_view(c, NP_SAVE_MEAN), save_invstd = norm_view(c, NP_SAVE_INVSTD),
+             y = norm_view(c, NP_Y), pooled = norm_view(c, NP_POOLED),
+             argmax = norm_view(c, NP_ARGMAX), pooled_dy = norm_view(c, NP_POOLED_DY),
+             dy = norm_view(c, NP_DY), dx = norm_view(c, NP_DX), dgamma = norm_view(c, NP_DGAMMA),
+             dbeta = norm_view(c, NP_DBETA);
     if (together) {
         assert_int_equal(tdm_batchnorm_pool_forward_train(backend, s, p, x, g, b, mean, var,
                                                           save_mean, save_invstd, y, pooled,
@@ -764,8 +800,8 @@ static void test_batchnorm_pool(void **state)
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
             size_t n = shapes[i][0], ch = shapes[i][1], h = shapes[i][2], w = shapes[i][3];
             size_t k = i == 3 ? 3 : 2;
-            norm_pool_case c = {.norm = {n, ch, h * w, 1e-5f, 0.1f, .relu = i != 1},
-                                .pool = {n, ch, h, w, k, k, 2, 2}};
+            norm_case c = {.norm = {n, ch, h * w, 1e-5f, 0.1f, .relu = i != 1},
+                           .pool = {n, ch, h, w, k, k, 2, 2}};
             size_t floats = np_layout(&c, values, CAPACITY, 40 + i), launches[2][2];
             float *results[2] = {apart, together};
             for (int fused = 0; fused < 2; fused++) {
@@ -790,15 +826,16 @@ static void test_batchnorm_pool_errors(void **state)
     static float values[4096];
     for (size_t b = 0; b < test_all_backends.count; b++) {
         tdm_backend *backend = test_all_backends.all[b];
-        norm_pool_case c = {.norm = {2, 3, 16, 1e-5f, 0.1f, .relu = true},
-                            .pool = {2, 3, 4, 4, 2, 2, 2, 2}};
+        norm_case c = {.norm = {2, 3, 16, 1e-5f, 0.1f, .relu = true},
+                       .pool = {2, 3, 4, 4, 2, 2, 2, 2}};
         size_t floats = np_layout(&c, values, 4096, 7);
         c.buffer = upload(backend, values, floats);
-        tdm_view x = np_view(&c, NP_X), g = np_view(&c, NP_GAMMA), bt = np_view(&c, NP_BETA),
-                 mean = np_view(&c, NP_MEAN), var = np_view(&c, NP_VAR),
-                 sm = np_view(&c, NP_SAVE_MEAN), si = np_view(&c, NP_SAVE_INVSTD),
-                 y = np_view(&c, NP_Y), pooled = np_view(&c, NP_POOLED),
-                 argmax = np_view(&c, NP_ARGMAX), dy = np_view(&c, NP_DY), dx = np_view(&c, NP_DX);
+        tdm_view x = norm_view(&c, NP_X), g = norm_view(&c, NP_GAMMA), bt = norm_view(&c, NP_BETA),
+                 mean = norm_view(&c, NP_MEAN), var = norm_view(&c, NP_VAR),
+                 sm = norm_view(&c, NP_SAVE_MEAN), si = norm_view(&c, NP_SAVE_INVSTD),
+                 y = norm_view(&c, NP_Y), pooled = norm_view(&c, NP_POOLED),
+                 argmax = norm_view(&c, NP_ARGMAX), dy = norm_view(&c, NP_DY),
+                 dx = norm_view(&c, NP_DX);
         tdm_pool2d_shape wide = {2, 3, 4, 8, 2, 2, 2, 2};
         expect_error(tdm_batchnorm_pool_forward_train(backend, &c.norm, &wide, x, g, bt, mean, var,
                                                       sm, si, y, pooled, argmax),
@@ -808,17 +845,17 @@ static void test_batchnorm_pool_errors(void **state)
                                                       var, sm, si, y, y, argmax),
                      "batchnorm_pool_forward_train: output pooled overlaps an input");
         expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, pooled, argmax, y, g,
-                                                 sm, si, x, dx, np_view(&c, NP_DGAMMA),
-                                                 np_view(&c, NP_DBETA)),
+                                                 sm, si, x, dx, norm_view(&c, NP_DGAMMA),
+                                                 norm_view(&c, NP_DBETA)),
                      "batchnorm_pool_backward: output dy overlaps an input");
         expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, pooled, argmax, y, g,
-                                                 sm, si, dy, pooled, np_view(&c, NP_DGAMMA),
-                                                 np_view(&c, NP_DBETA)),
+                                                 sm, si, dy, pooled, norm_view(&c, NP_DGAMMA),
+                                                 norm_view(&c, NP_DBETA)),
                      "batchnorm_pool_backward: output dx overlaps an input");
         tdm_view past_end = {c.buffer, floats - 2};
         expect_error(tdm_batchnorm_pool_backward(backend, &c.norm, &c.pool, x, past_end, argmax, y,
-                                                 g, sm, si, dy, dx, np_view(&c, NP_DGAMMA),
-                                                 np_view(&c, NP_DBETA)),
+                                                 g, sm, si, dy, dx, norm_view(&c, NP_DGAMMA),
+                                                 norm_view(&c, NP_DBETA)),
                      "batchnorm_pool_backward: operand pooled_dy needs floats");
         expect_error(tdm_batchnorm_pool_forward_train(backend, &c.norm, &c.pool, x, g, bt, mean,
                                                       var, sm, si, y, pooled, pooled),
@@ -827,40 +864,15 @@ static void test_batchnorm_pool_errors(void **state)
     }
 }
 
-/* The operands of a batch norm whose output a residual add reads. */
-enum {
-    NA_X,
-    NA_GAMMA,
-    NA_BETA,
-    NA_MEAN,
-    NA_VAR,
-    NA_SAVE_MEAN,
-    NA_SAVE_INVSTD,
-    NA_RESIDUAL,
-    NA_Y,
-    NA_COUNT
-};
-
-typedef struct norm_add_case {
-    tdm_batchnorm_shape norm;
-    tdm_buffer *buffer;
-    size_t at[NA_COUNT + 1];
-} norm_add_case;
-
-static tdm_view na_view(const norm_add_case *c, int operand)
-{
-    return (tdm_view){c->buffer, c->at[operand]};
-}
-
 /* The forward (training or evaluation) with the add in the batch norm's
  * call, or the batch norm and then tdm_add (tdm_add_relu with the ReLU) in
  * place; returns its commands. */
-static size_t na_run(tdm_backend *backend, const norm_add_case *c, bool train, bool together)
+static size_t na_run(tdm_backend *backend, const norm_case *c, bool train, bool together)
 {
-    tdm_view x = na_view(c, NA_X), g = na_view(c, NA_GAMMA), b = na_view(c, NA_BETA),
-             mean = na_view(c, NA_MEAN), var = na_view(c, NA_VAR),
-             save_mean = na_view(c, NA_SAVE_MEAN), save_invstd = na_view(c, NA_SAVE_INVSTD),
-             residual = na_view(c, NA_RESIDUAL), y = na_view(c, NA_Y);
+    tdm_view x = norm_view(c, NA_X), g = norm_view(c, NA_GAMMA), b = norm_view(c, NA_BETA),
+             mean = norm_view(c, NA_MEAN), var = norm_view(c, NA_VAR),
+             save_mean = norm_view(c, NA_SAVE_MEAN), save_invstd = norm_view(c, NA_SAVE_INVSTD),
+             residual = norm_view(c, NA_RESIDUAL), y = norm_view(c, NA_Y);
     tdm_backend_counts start = tdm_backend_get_counts(backend);
     tdm_batchnorm_shape plain = c->norm;
     plain.relu = false;
@@ -901,17 +913,9 @@ static void test_batchnorm_add(void **state)
         tdm_backend *backend = test_all_backends.all[b];
         bool opencl = strcmp(tdm_backend_name(backend), "opencl") == 0;
         for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-            norm_add_case c = {
+            norm_case c = {
                 .norm = {shapes[i][0], shapes[i][1], shapes[i][2], 1e-5f, 0.1f, .relu = i != 1}};
-            size_t n = c.norm.batch * c.norm.channels * c.norm.spatial, ch = c.norm.channels;
-            size_t sizes[NA_COUNT] = {n, ch, ch, ch, ch, ch, ch, n, n};
-            for (int k = 0; k < NA_COUNT; k++)
-                c.at[k + 1] = c.at[k] + sizes[k];
-            size_t floats = c.at[NA_COUNT];
-            assert_true(floats <= CAPACITY);
-            test_fill_random(values, floats, 60 + i);
-            for (size_t k = c.at[NA_VAR]; k < c.at[NA_VAR + 1]; k++)
-                values[k] = fabsf(values[k]) + 0.5f;
+            size_t floats = na_layout(&c, values, CAPACITY, 60 + i);
             for (int train = 0; train < 2; train++) {
                 size_t launches[2];
                 float *results[2] = {apart, together};
@@ -934,17 +938,13 @@ static void test_batchnorm_add_errors(void **state)
 {
     (void)state;
     tdm_backend *backend = test_all_backends.all[0];
-    norm_add_case c = {.norm = {2, 3, 4, 1e-5f, 0.1f, .relu = true}};
-    size_t sizes[NA_COUNT] = {24, 3, 3, 3, 3, 3, 3, 24, 24};
-    for (int k = 0; k < NA_COUNT; k++)
-        c.at[k + 1] = c.at[k] + sizes[k];
-    float values[96] = {0};
-    assert_true(c.at[NA_COUNT] <= sizeof values / sizeof values[0]);
-    c.buffer = upload(backend, values, c.at[NA_COUNT]);
-    tdm_view x = na_view(&c, NA_X), g = na_view(&c, NA_GAMMA), bt = na_view(&c, NA_BETA),
-             mean = na_view(&c, NA_MEAN), var = na_view(&c, NA_VAR), sm = na_view(&c, NA_SAVE_MEAN),
-             si = na_view(&c, NA_SAVE_INVSTD), y = na_view(&c, NA_Y),
-             past_end = {c.buffer, c.at[NA_COUNT] - 2};
+    norm_case c = {.norm = {2, 3, 4, 1e-5f, 0.1f, .relu = true}};
+    float values[96];
+    c.buffer = upload(backend, values, na_layout(&c, values, 96, 1));
+    tdm_view x = norm_view(&c, NA_X), g = norm_view(&c, NA_GAMMA), bt = norm_view(&c, NA_BETA),
+             mean = norm_view(&c, NA_MEAN), var = norm_view(&c, NA_VAR),
+             sm = norm_view(&c, NA_SAVE_MEAN), si = norm_view(&c, NA_SAVE_INVSTD),
+             y = norm_view(&c, NA_Y), past_end = {c.buffer, c.at[NA_COUNT] - 2};
     expect_error(
         tdm_batchnorm_add_forward_train(backend, &c.norm, x, y, g, bt, mean, var, sm, si, y),
         "batchnorm_add_forward_train: output y overlaps an input");
