@@ -62,7 +62,7 @@ static int time_one(tdm_backend *backend, const char *name, size_t channels, siz
 enum { MAX_BACKENDS = 17 };
 
 /* The cpu backend, then every OpenCL device, each with its name for the
- * output; returns how many opened (all, or a failure). */
+ * output, into backends[*count]; non-zero when one fails to open. */
 static int open_backends(tdm_backend **backends, char names[][64], size_t *count)
 {
     *count = 0;
